@@ -1,0 +1,306 @@
+"""The `image-versions` command.
+
+Heavy libraries (boto3, pyarrow, duckdb) are imported inside the commands, so `--help` and
+usage errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any, NoReturn
+
+from .errors import ConfigError
+from .output import print_records, summary_lines
+
+PROG = "image-versions"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    return 0.0 if text.strip() in {"0", "0.0"} else _positive_float(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Keep an analytics-ready copy of SageMaker image versions "
+        "(Parquet + DuckDB), synced incrementally.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def data_dir_option(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--data-dir",
+            metavar="DIR",
+            help="dataset directory (default: $IMAGE_VERSIONS_DATA_DIR, else ./data)",
+        )
+
+    sync = commands.add_parser("sync", help="pull what changed since the last sync")
+    data_dir_option(sync)
+    sync.add_argument(
+        "--region",
+        action="append",
+        default=[],
+        metavar="R",
+        help="AWS region; repeat for several (default: boto3's region)",
+    )
+    sync.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="sync only this image; repeat for several (default: all)",
+    )
+    sync.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help="SageMaker endpoint (default: boto3's, e.g. AWS_ENDPOINT_URL_SAGEMAKER)",
+    )
+    sync.add_argument("--profile", metavar="NAME", help="AWS profile (default: boto3's chain)")
+    sync.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="ignore watermarks and list everything (also rebuilds corrupt state)",
+    )
+    sync.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="list every image in full: catches deleted versions and late updates",
+    )
+    sync.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=8,
+        metavar="N",
+        help="images listed in parallel (default: 8)",
+    )
+    sync.add_argument(
+        "--max-rps",
+        type=_positive_float,
+        metavar="X",
+        help="cap on API requests per second, retries included (default: none)",
+    )
+    sync.add_argument(
+        "--lookback-minutes",
+        type=_non_negative_float,
+        default=10.0,
+        metavar="M",
+        help="re-read this much before each watermark, for late writes (default: 10)",
+    )
+    sync.add_argument(
+        "--retry-mode",
+        choices=("standard", "adaptive"),
+        default="standard",
+        help="botocore retry mode (default: standard)",
+    )
+    sync.add_argument(
+        "--max-attempts",
+        type=_positive_int,
+        default=10,
+        metavar="N",
+        help="attempts per API call, first one included (default: 10)",
+    )
+    sync.add_argument(
+        "--wait",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another writer to finish (default: fail at once)",
+    )
+
+    status = commands.add_parser("status", help="one row per image: watermark, last sync, counts")
+    data_dir_option(status)
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    query = commands.add_parser("query", help="run SQL against the DuckDB views")
+    query.add_argument("sql", metavar="SQL")
+    data_dir_option(query)
+    query.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    compact = commands.add_parser("compact", help="merge small Parquet files")
+    data_dir_option(compact)
+
+    demo = commands.add_parser(
+        "demo", help="sync a bundled emulator, change it, sync again, show what changed"
+    )
+    demo.add_argument(
+        "--data-dir", metavar="DIR", help="dataset directory (default: a new temporary directory)"
+    )
+
+    emulator = commands.add_parser("emulator", help="serve the bundled SageMaker emulator")
+    emulator.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    emulator.add_argument("--port", type=int, default=8765, metavar="N")
+    emulator.add_argument(
+        "--images",
+        type=_positive_int,
+        default=12,
+        metavar="N",
+        help="images in the seeded catalogue (default: 12)",
+    )
+    return parser
+
+
+# ------------------------------------------------------------------ commands
+
+
+def _progress_bar() -> Any:
+    """A progress callback drawing a bar on stderr when it is a terminal; else None."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    bars: dict[str, Any] = {}
+
+    def update(label: str, done: int, total: int) -> None:
+        bar = bars.get(label)
+        if bar is None:
+            bar = bars[label] = tqdm(total=total, desc=label, unit="image", leave=False)
+        bar.update(done - bar.n)
+        if done == total:
+            bar.close()
+
+    return update
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from .config import build_targets, resolve_data_dir, validate_image_names
+    from .extract import SyncOptions, sync
+
+    data_dir = resolve_data_dir(args.data_dir)
+    options = SyncOptions(
+        image_names=validate_image_names(args.image),
+        full_refresh=args.full_refresh,
+        reconcile=args.reconcile,
+        lookback=timedelta(minutes=args.lookback_minutes),
+        concurrency=args.concurrency,
+        lock_timeout_s=args.wait,
+    )
+    targets = build_targets(
+        regions=args.region,
+        endpoint_url=args.endpoint_url,
+        profile=args.profile,
+        retry_mode=args.retry_mode,
+        max_attempts=args.max_attempts,
+        max_rps=args.max_rps,
+        concurrency=args.concurrency,
+    )
+    report = sync(data_dir, targets, options, on_progress=_progress_bar())
+    for line in summary_lines(report):
+        print(line)
+    return 0 if report.ok else 1
+
+
+def _readable_data_dir(flag: str | None) -> Any:
+    from .config import resolve_data_dir
+
+    data_dir = resolve_data_dir(flag)
+    if not data_dir.is_ours():
+        raise ConfigError(
+            f"{data_dir.root} is not an image-versions data dir; run `image-versions sync` "
+            "first or pass --data-dir"
+        )
+    return data_dir
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .warehouse import ensure_views, run_query
+
+    data_dir = _readable_data_dir(args.data_dir)
+    ensure_views(data_dir)
+    result = run_query(
+        data_dir,
+        "SELECT source, account_id, region, image_name, watermark, last_synced_at, "
+        "version_count, is_deleted, last_error FROM sync_state ORDER BY ALL",
+    )
+    print_records(result.columns, result.rows, "json" if args.json else "table", sys.stdout)
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from .warehouse import ensure_views, run_query
+
+    data_dir = _readable_data_dir(args.data_dir)
+    ensure_views(data_dir)
+    result = run_query(data_dir, args.sql)
+    print_records(result.columns, result.rows, args.format, sys.stdout)
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    from .warehouse import ensure_views
+
+    data_dir = _readable_data_dir(args.data_dir)
+    with data_dir.writer_lock():
+        before, after = data_dir.compact()
+        ensure_views(data_dir)
+    print(f"compacted {data_dir.root}: {before} files -> {after}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.data_dir, sys.stdout)
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from .emulator import serve
+
+    serve(args.host, args.port, images=args.images)
+    return 0
+
+
+COMMANDS = {
+    "sync": cmd_sync,
+    "status": cmd_status,
+    "query": cmd_query,
+    "compact": cmd_compact,
+    "demo": cmd_demo,
+    "emulator": cmd_emulator,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: returns the exit status (0 ok, 1 the run failed, 2 bad usage/config)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; what was committed stays committed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

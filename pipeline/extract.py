@@ -1,0 +1,544 @@
+"""Per-image incremental extraction: watermarks, lookback, dedupe, tombstones, reconciliation.
+
+The pure functions at the top decide what to ask for and what to keep; `sync` below wires them
+to the source, the Parquet writer and the state store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
+
+from .errors import ConfigError, DataError
+from .schema import (
+    IMAGE_SCHEMA,
+    MalformedRecord,
+    Row,
+    fingerprint,
+    from_ms,
+    image_row,
+    rows_to_table,
+    tombstone,
+    version_row,
+)
+from .source import ApiStats, ClientSettings, check_reachable, list_image_versions, make_client
+from .source import list_images as list_source_images
+from .state import ImageState, StateKey, load_state, save_state
+from .storage import AUTO_COMPACT_FILES, DataDir
+from .warehouse import ensure_views, latest_live_rows
+
+# ---------------------------------------------------------------- pure decisions
+
+
+def listing_start_ms(state: ImageState | None, lookback_ms: int, full_listing: bool) -> int | None:
+    """Where an image's listing starts (inclusive), or None to list everything."""
+    if full_listing or state is None or state.is_deleted or state.watermark_ms is None:
+        return None
+    return state.watermark_ms - lookback_ms
+
+
+@dataclass
+class Classified:
+    """Listed rows split into what must be written, and the counts behind the summary."""
+
+    to_write: list[Row] = field(default_factory=list)
+    new: int = 0
+    changed: int = 0
+    deleted: int = 0
+
+
+def classify(
+    listed: Iterable[Row],
+    state: ImageState | None,
+    stored: Mapping[int, Row] | None,
+    *,
+    observed_at_ms: int,
+) -> Classified:
+    """Decide which listed rows are new or changed states, and which stored versions vanished.
+
+    `stored` is the image's full stored live state, given for a full listing (reconcile or
+    full refresh): versions stored but not listed then become tombstones. For an incremental
+    listing `stored` is None and the state's window tells a re-read row from a changed one.
+    """
+    result = Classified()
+    window = state.window if state is not None and not state.is_deleted else {}
+    max_version = state.max_version if state is not None and not state.is_deleted else 0
+    known: dict[int, str] = (
+        {version: fingerprint(row) for version, row in stored.items()}
+        if stored is not None
+        else {version: digest for version, (_, digest) in window.items()}
+    )
+    listed_versions = set()
+    for row in listed:
+        version = row["version"]
+        listed_versions.add(version)
+        digest = fingerprint(row)
+        if known.get(version) == digest:
+            continue
+        seen_before = version in known or (stored is None and version <= max_version)
+        if seen_before:
+            result.changed += 1
+        else:
+            result.new += 1
+        known[version] = digest
+        result.to_write.append(row)
+    if stored is not None:
+        for version, row in sorted(stored.items()):
+            if version not in listed_versions:
+                result.to_write.append(tombstone(row, observed_at_ms=observed_at_ms))
+                result.deleted += 1
+    return result
+
+
+def advance_state(
+    state: ImageState,
+    listed: Iterable[Row],
+    *,
+    lookback_ms: int,
+    full_listing: bool,
+    synced_at_ms: int,
+) -> ImageState:
+    """The image's state once the listed rows are durable.
+
+    The watermark never decreases. The window keeps every version that the next incremental
+    listing (from watermark - lookback) will re-read, with the digest of its stored state.
+    After a full listing only listed versions can be live, so the old window is dropped.
+    """
+    rows = list(listed)
+    entries: dict[int, tuple[int, str]] = {} if full_listing else dict(state.window)
+    for row in rows:
+        entries[row["version"]] = (row["last_modified_time"], fingerprint(row))
+    watermark = max(
+        [
+            m
+            for m in (state.watermark_ms, *(row["last_modified_time"] for row in rows))
+            if m is not None
+        ],
+        default=None,
+    )
+    floor = None if watermark is None else watermark - lookback_ms
+    window = {
+        version: entry
+        for version, entry in entries.items()
+        if floor is not None and entry[0] >= floor
+    }
+    return replace(
+        state,
+        watermark_ms=watermark,
+        max_version=max([state.max_version, *(row["version"] for row in rows)]),
+        last_synced_ms=synced_at_ms,
+        last_error=None,
+        window=window,
+    )
+
+
+def deleted_image_state(state: ImageState, *, synced_at_ms: int) -> ImageState:
+    """The state of an image found deleted: tombstoned, and reset should it come back."""
+    return replace(state, is_deleted=True, window={}, last_synced_ms=synced_at_ms, last_error=None)
+
+
+# ---------------------------------------------------------------- settings and report
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """What one sync does, from CLI flags, Dagster config or code."""
+
+    image_names: frozenset[str] | None = None
+    full_refresh: bool = False
+    reconcile: bool = False
+    lookback: timedelta = timedelta(minutes=10)
+    concurrency: int = 8
+    flush_rows: int = 50_000
+    lock_timeout_s: float = 0.0
+
+    @property
+    def full_listing(self) -> bool:
+        return self.full_refresh or self.reconcile
+
+
+@dataclass(frozen=True)
+class SourceTarget:
+    """One (named source, region) to sync, with how to reach it."""
+
+    source: str
+    client: ClientSettings
+
+    @property
+    def region(self) -> str:
+        return self.client.region
+
+    @property
+    def label(self) -> str:
+        return f"{self.source}/{self.region}"
+
+
+@dataclass(frozen=True)
+class ImageChange:
+    source: str
+    region: str
+    image_name: str
+    new: int
+    changed: int
+    deleted: int
+
+
+@dataclass(frozen=True)
+class Failure:
+    source: str
+    region: str
+    image_name: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.source}/{self.region}"
+        return (
+            f"{where} image {self.image_name}: {self.reason}"
+            if self.image_name
+            else (f"{where}: {self.reason}")
+        )
+
+
+@dataclass
+class SyncReport:
+    """What a sync did: counts, per-image changes, failures and API usage."""
+
+    images: int = 0
+    new: int = 0
+    changed: int = 0
+    deleted: int = 0
+    rows_written: int = 0
+    changes: list[ImageChange] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    stats: ApiStats = field(default_factory=ApiStats)
+    seconds: float = 0.0
+    watermarks: list[int] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def record(self, target: SourceTarget, image_name: str, result: Classified) -> None:
+        self.new += result.new
+        self.changed += result.changed
+        self.deleted += result.deleted
+        if result.new or result.changed or result.deleted:
+            self.changes.append(
+                ImageChange(
+                    target.source,
+                    target.region,
+                    image_name,
+                    result.new,
+                    result.changed,
+                    result.deleted,
+                )
+            )
+
+
+# ---------------------------------------------------------------- the committer
+
+
+class Committer:
+    """Buffers rows and state updates; makes rows durable before the state that covers them."""
+
+    def __init__(self, data_dir: DataDir, states: dict[StateKey, ImageState], flush_rows: int):
+        self.data_dir = data_dir
+        self.states = states
+        self.flush_rows = flush_rows
+        self.rows: list[Row] = []
+        self.pending: list[ImageState] = []
+        self.rows_written = 0
+
+    def add(self, rows: list[Row], state: ImageState) -> None:
+        self.rows.extend(rows)
+        self.pending.append(state)
+        if len(self.rows) >= self.flush_rows:
+            self.commit()
+
+    def commit(self) -> None:
+        if self.rows:
+            self.data_dir.write_versions(rows_to_table(self.rows))
+            self.rows_written += len(self.rows)
+            self.rows = []
+        if self.pending:
+            for state in self.pending:
+                self.states[state.key] = state
+            self.pending = []
+            save_state(self.data_dir, self.states)
+
+
+# ---------------------------------------------------------------- the sync
+
+
+ProgressCallback = Callable[[str, int, int], None]
+"""Called as (target label, images done, images in the target) after each image."""
+
+
+@dataclass(frozen=True)
+class _ImageJob:
+    target: SourceTarget
+    name: str
+    arn: str
+    state: ImageState
+    stored: Mapping[int, Row] | None
+
+
+@dataclass
+class _ImageResult:
+    job: _ImageJob
+    listed: list[Row]
+    error: str | None = None
+    gone: bool = False
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _fetch_image(
+    client: Any, job: _ImageJob, options: SyncOptions, observed_at_ms: int
+) -> _ImageResult:
+    """List one image's versions (the only part that runs on worker threads)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    start = listing_start_ms(
+        job.state, int(options.lookback.total_seconds() * 1000), options.full_listing
+    )
+    fallback = (job.state.account_id, job.target.region)
+    listed: list[Row] = []
+    try:
+        for page in list_image_versions(
+            client, job.name, None if start is None else from_ms(start)
+        ):
+            listed.extend(
+                version_row(
+                    job.name, item, observed_at_ms=observed_at_ms, fallback_account_region=fallback
+                )
+                for item in page
+            )
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        if error.get("Code") == "ResourceNotFound":
+            return _ImageResult(job, [], "deleted while the sync ran (tombstoned)", gone=True)
+        return _ImageResult(job, [], f"{error.get('Code')}: {error.get('Message')}")
+    except (BotoCoreError, MalformedRecord) as exc:
+        return _ImageResult(job, [], f"{type(exc).__name__}: {exc}")
+    return _ImageResult(job, listed)
+
+
+def sync(
+    data_dir: DataDir,
+    targets: list[SourceTarget],
+    options: SyncOptions,
+    *,
+    on_progress: ProgressCallback | None = None,
+) -> SyncReport:
+    """One incremental sync of every target into `data_dir`, holding the writer lock.
+
+    Failures of one image or one target are reported in the result, never raised: everything
+    else is committed. ConfigError is raised, before anything is written, when the data dir is
+    not ours or no target can be reached at all.
+    """
+    started = time.monotonic()
+    report = SyncReport()
+    data_dir.check_ours()
+    clients = _connect(targets, report)
+    data_dir.prepare()
+    with data_dir.writer_lock(options.lock_timeout_s):
+        data_dir.clean_tmp()
+        data_dir.recover_compaction()
+        states = _load_state_or_empty(data_dir) if options.full_refresh else load_state(data_dir)
+        observed_at_ms = max([_now_ms(), *((s.last_synced_ms or 0) + 1 for s in states.values())])
+        committer = Committer(data_dir, states, options.flush_rows)
+        for target, client in clients:
+            _sync_target(
+                data_dir, target, client, options, committer, report, observed_at_ms, on_progress
+            )
+        committer.commit()
+        report.rows_written = committer.rows_written
+        data_dir.compact(min_files=AUTO_COMPACT_FILES + 1)
+        ensure_views(data_dir)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _connect(targets: list[SourceTarget], report: SyncReport) -> list[tuple[SourceTarget, Any]]:
+    """A client per target that has credentials and a reachable endpoint.
+
+    A target that fails is reported; when every target fails the run is misconfigured.
+    """
+    clients = []
+    errors = []
+    for target in targets:
+        try:
+            client = make_client(target.client, report.stats)
+            check_reachable(client)
+        except ConfigError as exc:
+            errors.append(exc)
+            report.failures.append(Failure(target.source, target.region, None, str(exc)))
+            continue
+        clients.append((target, client))
+    if errors and not clients:
+        raise errors[0]
+    return clients
+
+
+def _load_state_or_empty(data_dir: DataDir) -> dict[StateKey, ImageState]:
+    """For --full-refresh, the repair path: a corrupt state file is rebuilt from the source."""
+    try:
+        return load_state(data_dir)
+    except DataError:
+        return {}
+
+
+def _sync_target(
+    data_dir: DataDir,
+    target: SourceTarget,
+    client: Any,
+    options: SyncOptions,
+    committer: Committer,
+    report: SyncReport,
+    observed_at_ms: int,
+    on_progress: ProgressCallback | None,
+) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        listing = list_source_images(client)
+        image_rows = [
+            image_row(item, observed_at_ms=observed_at_ms, region=target.region) for item in listing
+        ]
+    except (ClientError, BotoCoreError, MalformedRecord) as exc:
+        report.failures.append(Failure(target.source, target.region, None, _reason(exc)))
+        return
+    states = committer.states
+    known = {
+        key[2]: state for key, state in states.items() if key[:2] == (target.source, target.region)
+    }
+    accounts = {row["account_id"] for row in image_rows} | {s.account_id for s in known.values()}
+    for account in sorted(accounts):
+        data_dir.write_images(
+            account,
+            target.region,
+            rows_to_table([r for r in image_rows if r["account_id"] == account], IMAGE_SCHEMA),
+        )
+    wanted = options.image_names
+    listed_images = {
+        row["image_name"]: row
+        for row in image_rows
+        if wanted is None or row["image_name"] in wanted
+    }
+    gone = [
+        state
+        for name, state in known.items()
+        if not state.is_deleted and name not in listed_images and (wanted is None or name in wanted)
+    ]
+    if wanted is not None:
+        for name in sorted(wanted - listed_images.keys() - known.keys()):
+            report.failures.append(
+                Failure(target.source, target.region, name, "no such image in this region")
+            )
+    jobs = []
+    stored_by_account: dict[str, dict[str, dict[int, Row]]] = {}
+    if options.full_listing:
+        for account in {row["account_id"] for row in listed_images.values()}:
+            stored_by_account[account] = latest_live_rows(
+                data_dir,
+                account,
+                target.region,
+                [n for n, r in listed_images.items() if r["account_id"] == account],
+            )
+    for name, row in sorted(listed_images.items()):
+        state = known.get(name)
+        if state is None or state.is_deleted:
+            state = ImageState(
+                source=target.source,
+                account_id=row["account_id"],
+                region=target.region,
+                image_name=name,
+                image_arn=row["image_arn"],
+            )
+        stored = (
+            stored_by_account.get(row["account_id"], {}).get(name, {})
+            if (options.full_listing)
+            else None
+        )
+        jobs.append(_ImageJob(target, name, row["image_arn"], state, stored))
+    report.images += len(jobs)
+    total = len(jobs)
+    done = 0
+    with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
+        futures = [pool.submit(_fetch_image, client, job, options, observed_at_ms) for job in jobs]
+        for future in as_completed(futures):
+            result = future.result()
+            _absorb(result, options, committer, report, observed_at_ms)
+            if result.gone:
+                gone.append(result.job.state)
+            done += 1
+            if on_progress is not None:
+                on_progress(target.label, done, total)
+    _tombstone_images(data_dir, target, gone, committer, report, observed_at_ms)
+
+
+def _reason(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        error = response.get("Error", {})
+        return f"{error.get('Code')}: {error.get('Message')}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _absorb(
+    result: _ImageResult,
+    options: SyncOptions,
+    committer: Committer,
+    report: SyncReport,
+    observed_at_ms: int,
+) -> None:
+    job = result.job
+    if result.error is not None:
+        report.failures.append(
+            Failure(job.target.source, job.target.region, job.name, result.error)
+        )
+        if not result.gone:
+            committer.add([], replace(job.state, last_error=result.error))
+        return
+    classified = classify(result.listed, job.state, job.stored, observed_at_ms=observed_at_ms)
+    report.record(job.target, job.name, classified)
+    lookback_ms = int(options.lookback.total_seconds() * 1000)
+    new_state = advance_state(
+        job.state,
+        result.listed,
+        lookback_ms=lookback_ms,
+        full_listing=options.full_listing,
+        synced_at_ms=observed_at_ms,
+    )
+    if new_state.watermark_ms is not None:
+        report.watermarks.append(new_state.watermark_ms)
+    committer.add(classified.to_write, new_state)
+
+
+def _tombstone_images(
+    data_dir: DataDir,
+    target: SourceTarget,
+    gone: list[ImageState],
+    committer: Committer,
+    report: SyncReport,
+    observed_at_ms: int,
+) -> None:
+    """Turn every stored live version of deleted images into tombstones."""
+    by_account: dict[str, list[ImageState]] = {}
+    for state in gone:
+        by_account.setdefault(state.account_id, []).append(state)
+    for account, states in sorted(by_account.items()):
+        stored = latest_live_rows(data_dir, account, target.region, [s.image_name for s in states])
+        for state in states:
+            result = classify(
+                [], state, stored.get(state.image_name, {}), observed_at_ms=observed_at_ms
+            )
+            report.record(target, state.image_name, result)
+            committer.add(result.to_write, deleted_image_state(state, synced_at_ms=observed_at_ms))

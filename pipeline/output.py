@@ -1,0 +1,73 @@
+"""Rendering for people and scripts: text tables, CSV, JSON, and the sync summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from .extract import SyncReport
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ", timespec="milliseconds")
+    return str(value)
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO) -> None:
+    """A plain fixed-width text table."""
+    cells = [[_cell(value) for value in row] for row in rows]
+    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
+    line = "  ".join(name.ljust(width) for name, width in zip(columns, widths, strict=True))
+    out.write(line.rstrip() + "\n")
+    out.write("  ".join("-" * width for width in widths) + "\n")
+    for row in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
+    out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds")
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def print_records(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, out: TextIO
+) -> None:
+    """Print rows as a table, CSV, or one JSON array of objects."""
+    if fmt == "json":
+        records = [
+            {name: _json_value(value) for name, value in zip(columns, row, strict=True)}
+            for row in rows
+        ]
+        json.dump(records, out, ensure_ascii=False)
+        out.write("\n")
+    elif fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([[_cell(value) for value in row] for row in rows])
+    else:
+        print_table(columns, rows, out)
+
+
+def summary_lines(report: SyncReport) -> list[str]:
+    """The closing summary of a sync, for people."""
+    stats = report.stats
+    lines = [
+        f"synced {report.images} images in {report.seconds:.1f} s: "
+        f"{report.new} new, {report.changed} changed, {report.deleted} deleted versions; "
+        f"{stats.total_calls} API calls ({stats.calls['ListImages']} ListImages, "
+        f"{stats.calls['ListImageVersions']} ListImageVersions), "
+        f"{stats.throttled} throttled attempts"
+    ]
+    lines += [f"FAILED {failure}" for failure in report.failures]
+    return lines

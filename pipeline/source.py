@@ -1,0 +1,200 @@
+"""The SageMaker side: a boto3 client with retries, a shared rate limit and call accounting.
+
+Retries are botocore's own (standard or adaptive mode). The rate limit is a token bucket that
+every HTTP attempt of every worker passes through (botocore's `before-send` event), so
+`max_rps` holds across threads and includes retries. Counters come from botocore events too,
+so they count what really went over the wire.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+PAGE_SIZE = 100  # the API's maximum; fewer calls per image
+# The throttling error codes botocore's retry handlers recognise for JSON services.
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How to reach SageMaker in one region."""
+
+    region: str
+    endpoint_url: str | None = None
+    profile: str | None = None
+    retry_mode: str = "standard"
+    max_attempts: int = 10
+    max_rps: float | None = None
+    pool_size: int = 8
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+
+
+class RateLimiter:
+    """A thread-safe token bucket: at most `rate` acquisitions per second, bursts of one second."""
+
+    def __init__(self, rate: float) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self._rate = rate
+        self._capacity = max(1.0, rate)
+        self._tokens = self._capacity
+        self._stamp = time.monotonic()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
+                self._stamp = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                wait = (1 - self._tokens) / self._rate
+            time.sleep(wait)
+
+
+class ApiStats:
+    """Thread-safe counts of API calls (per operation), HTTP attempts and throttled attempts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+        self.attempts = 0
+        self.throttled = 0
+
+    def count_call(self, operation: str) -> None:
+        with self._lock:
+            self.calls[operation] += 1
+
+    def count_attempt(self, throttled: bool) -> None:
+        with self._lock:
+            self.attempts += 1
+            self.throttled += throttled
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+
+def make_client(settings: ClientSettings, stats: ApiStats) -> Any:
+    """A SageMaker client for one region, counting into `stats`, limited to settings.max_rps."""
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+
+    try:
+        session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise ConfigError(f"AWS profile {settings.profile!r} is not configured: {exc}") from exc
+    if session.get_credentials() is None:
+        raise ConfigError(
+            "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or configure ~/.aws/credentials"
+        )
+    config = botocore.config.Config(
+        retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
+        max_pool_connections=max(10, settings.pool_size),
+        connect_timeout=settings.connect_timeout_s,
+        read_timeout=settings.read_timeout_s,
+        user_agent_extra="image-versions",
+    )
+    client = session.client("sagemaker", endpoint_url=settings.endpoint_url, config=config)
+    events = client.meta.events
+    limiter = RateLimiter(settings.max_rps) if settings.max_rps else None
+
+    def before_call(model: Any, **_: Any) -> None:
+        stats.count_call(model.name)
+
+    def before_send(**_: Any) -> None:
+        if limiter is not None:
+            limiter.acquire()
+
+    def needs_retry(response: Any = None, **_: Any) -> None:
+        code = None
+        if response is not None:
+            code = response[1].get("Error", {}).get("Code")
+        stats.count_attempt(code in THROTTLING_CODES)
+
+    events.register("before-call.sagemaker", before_call)
+    events.register("before-send.sagemaker", before_send)
+    events.register_first("needs-retry.sagemaker", needs_retry)
+    return client
+
+
+def check_reachable(client: Any, timeout_s: float = 5.0) -> None:
+    """Fail fast (ConfigError) when the client's endpoint cannot be resolved or connected to.
+
+    botocore would retry a dead endpoint with back-off for minutes; a bad --endpoint-url or
+    region deserves a one-line answer at once. This opens a TCP connection, makes no API call.
+    """
+    url = urlsplit(client.meta.endpoint_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach SageMaker endpoint {client.meta.endpoint_url} ({exc}); "
+            "check --region and --endpoint-url"
+        ) from exc
+
+
+def list_images(client: Any) -> list[dict[str, Any]]:
+    """Every image of the region, all pages of ListImages at MaxResults=100."""
+    images: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"MaxResults": PAGE_SIZE}
+    while True:
+        page = client.list_images(**params)
+        images.extend(page.get("Images", []))
+        token = page.get("NextToken")
+        if not token:
+            return images
+        params["NextToken"] = token
+
+
+def version_listing_params(image_name: str, modified_after: datetime | None) -> dict[str, Any]:
+    """ListImageVersions parameters: oldest change first, so a listing resumes cleanly."""
+    params: dict[str, Any] = {
+        "ImageName": image_name,
+        "MaxResults": PAGE_SIZE,
+        "SortBy": "LAST_MODIFIED_TIME",
+        "SortOrder": "ASCENDING",
+    }
+    if modified_after is not None:
+        params["LastModifiedTimeAfter"] = modified_after
+    return params
+
+
+def list_image_versions(
+    client: Any, image_name: str, modified_after: datetime | None
+) -> Iterator[list[dict[str, Any]]]:
+    """Pages of one image's versions modified on or after `modified_after` (all when None)."""
+    params = version_listing_params(image_name, modified_after)
+    while True:
+        page = client.list_image_versions(**params)
+        yield page.get("ImageVersions", [])
+        token = page.get("NextToken")
+        if not token:
+            return
+        params["NextToken"] = token

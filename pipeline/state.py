@@ -1,0 +1,135 @@
+"""Per-image sync state (watermarks), stored as one Parquet file under `DATA/_state/`.
+
+The state is written atomically, and only after the data it covers is durable, so a watermark
+never moves past rows that were not committed. Because it is Parquet, the `sync_state` view
+reads it directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import DataError
+from .schema import TIMESTAMP, table_to_rows
+from .storage import DataDir
+
+STATE_FILE = "images.parquet"
+
+WINDOW_ENTRY = pa.struct(
+    [
+        pa.field("version", pa.int32(), nullable=False),
+        pa.field("last_modified_ms", pa.int64(), nullable=False),
+        pa.field("fingerprint", pa.string(), nullable=False),
+    ]
+)
+
+STATE_SCHEMA = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("account_id", pa.string(), nullable=False),
+        pa.field("region", pa.string(), nullable=False),
+        pa.field("image_name", pa.string(), nullable=False),
+        pa.field("image_arn", pa.string(), nullable=False),
+        pa.field("watermark", TIMESTAMP),
+        pa.field("max_version", pa.int32(), nullable=False),
+        pa.field("last_synced_at", TIMESTAMP),
+        pa.field("is_deleted", pa.bool_(), nullable=False),
+        pa.field("last_error", pa.string()),
+        # The versions whose last_modified_time the next incremental listing will re-read,
+        # with the digest of their stored state: how re-read rows are told apart from changes.
+        pa.field("window", pa.list_(WINDOW_ENTRY), nullable=False),
+    ]
+)
+
+StateKey = tuple[str, str, str]
+"""(source, region, image_name)."""
+
+
+@dataclass
+class ImageState:
+    """What the last successful syncs established about one image."""
+
+    source: str
+    account_id: str
+    region: str
+    image_name: str
+    image_arn: str
+    watermark_ms: int | None = None
+    max_version: int = 0
+    last_synced_ms: int | None = None
+    is_deleted: bool = False
+    last_error: str | None = None
+    window: dict[int, tuple[int, str]] = field(default_factory=dict)
+    """version -> (last_modified_time ms, fingerprint of the stored state)."""
+
+    @property
+    def key(self) -> StateKey:
+        return (self.source, self.region, self.image_name)
+
+
+def state_path(data_dir: DataDir) -> Path:
+    return data_dir.state_dir / STATE_FILE
+
+
+def load_state(data_dir: DataDir) -> dict[StateKey, ImageState]:
+    """Read the state file; an empty mapping when there is none yet."""
+    path = state_path(data_dir)
+    if not path.exists():
+        return {}
+    try:
+        table = pq.read_table(path, schema=STATE_SCHEMA)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(
+            f"state file {path} is corrupt ({exc}); run `image-versions sync --full-refresh` "
+            "to rebuild it from the source"
+        ) from exc
+    states = {}
+    for row in table_to_rows(table):
+        window = {
+            entry["version"]: (entry["last_modified_ms"], entry["fingerprint"])
+            for entry in row.pop("window")
+        }
+        state = ImageState(
+            source=row["source"],
+            account_id=row["account_id"],
+            region=row["region"],
+            image_name=row["image_name"],
+            image_arn=row["image_arn"],
+            watermark_ms=row["watermark"],
+            max_version=row["max_version"],
+            last_synced_ms=row["last_synced_at"],
+            is_deleted=row["is_deleted"],
+            last_error=row["last_error"],
+            window=window,
+        )
+        states[state.key] = state
+    return states
+
+
+def save_state(data_dir: DataDir, states: Mapping[StateKey, ImageState]) -> None:
+    """Replace the state file atomically with `states`."""
+    rows = [
+        {
+            "source": state.source,
+            "account_id": state.account_id,
+            "region": state.region,
+            "image_name": state.image_name,
+            "image_arn": state.image_arn,
+            "watermark": state.watermark_ms,
+            "max_version": state.max_version,
+            "last_synced_at": state.last_synced_ms,
+            "is_deleted": state.is_deleted,
+            "last_error": state.last_error,
+            "window": [
+                {"version": version, "last_modified_ms": lmt, "fingerprint": digest}
+                for version, (lmt, digest) in sorted(state.window.items())
+            ],
+        }
+        for _, state in sorted(states.items())
+    ]
+    data_dir.atomic_write(pa.Table.from_pylist(rows, schema=STATE_SCHEMA), state_path(data_dir))

@@ -1,0 +1,168 @@
+"""The pure decisions of extraction: listing start, classification, state advance, schema."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pytest
+
+from pipeline.extract import advance_state, classify, deleted_image_state, listing_start_ms
+from pipeline.schema import (
+    IMAGE_VERSION_SCHEMA,
+    MalformedRecord,
+    fingerprint,
+    from_ms,
+    rows_to_table,
+    table_to_rows,
+    to_ms,
+    version_row,
+)
+from pipeline.state import ImageState
+
+ARN = "arn:aws:sagemaker:us-east-1:012345678901:image/Custom.R-4"
+T0 = to_ms(datetime(2026, 3, 1, tzinfo=UTC))
+MINUTE = 60_000
+
+
+def item(version: int, modified_ms: int, status: str = "CREATED", **extra: object) -> dict:
+    return {
+        "ImageArn": ARN,
+        "ImageVersionArn": f"arn:aws:sagemaker:us-east-1:012345678901:image-version/custom.r-4/{version}",
+        "ImageVersionStatus": status,
+        "Version": version,
+        "CreationTime": from_ms(T0),
+        "LastModifiedTime": from_ms(modified_ms),
+        **extra,
+    }
+
+
+def row(version: int, modified_ms: int, status: str = "CREATED") -> dict:
+    return version_row(
+        "Custom.R-4",
+        item(version, modified_ms, status),
+        observed_at_ms=T0 + 99 * MINUTE,
+        fallback_account_region=("999999999999", "eu-west-1"),
+    )
+
+
+def state(**fields: object) -> ImageState:
+    base = ImageState("default", "012345678901", "us-east-1", "Custom.R-4", ARN)
+    for name, value in fields.items():
+        setattr(base, name, value)
+    return base
+
+
+def test_listing_start_is_watermark_minus_lookback_or_everything() -> None:
+    assert listing_start_ms(None, MINUTE, False) is None
+    assert listing_start_ms(state(), MINUTE, False) is None
+    assert listing_start_ms(state(watermark_ms=T0), MINUTE, False) == T0 - MINUTE
+    assert listing_start_ms(state(watermark_ms=T0), MINUTE, True) is None
+    assert listing_start_ms(state(watermark_ms=T0, is_deleted=True), MINUTE, False) is None
+
+
+def test_reread_rows_inside_the_window_are_not_written_again() -> None:
+    first = [row(1, T0), row(2, T0), row(3, T0 + 5)]
+    synced = advance_state(state(), first, lookback_ms=MINUTE, full_listing=False, synced_at_ms=1)
+    again = classify(first, synced, None, observed_at_ms=2)
+    assert again.to_write == [] and (again.new, again.changed) == (0, 0)
+
+
+def test_ties_at_the_watermark_are_kept_once_each() -> None:
+    synced = advance_state(
+        state(), [row(1, T0), row(2, T0)], lookback_ms=0, full_listing=False, synced_at_ms=1
+    )
+    assert synced.watermark_ms == T0 and set(synced.window) == {1, 2}
+    # Inclusive filter at the watermark re-reads 1 and 2; version 3 arrived with the same stamp.
+    later = classify([row(1, T0), row(2, T0), row(3, T0)], synced, None, observed_at_ms=2)
+    assert [r["version"] for r in later.to_write] == [3]
+    assert (later.new, later.changed) == (1, 0)
+
+
+def test_a_changed_state_is_written_and_counted_as_changed() -> None:
+    synced = advance_state(
+        state(), [row(1, T0), row(2, T0)], lookback_ms=MINUTE, full_listing=False, synced_at_ms=1
+    )
+    result = classify([row(2, T0 + 10, "DELETE_FAILED")], synced, None, observed_at_ms=2)
+    assert [(r["version"], r["status"]) for r in result.to_write] == [(2, "DELETE_FAILED")]
+    assert (result.new, result.changed) == (0, 1)
+
+
+def test_an_update_to_a_version_outside_the_window_counts_as_changed() -> None:
+    synced = advance_state(
+        state(), [row(1, T0), row(2, T0 + 10 * MINUTE)], lookback_ms=MINUTE,
+        full_listing=False, synced_at_ms=1,
+    )
+    assert set(synced.window) == {2}
+    result = classify([row(1, T0 + 11 * MINUTE, "DELETING")], synced, None, observed_at_ms=2)
+    assert (result.new, result.changed) == (0, 1)
+
+
+def test_full_listing_tombstones_vanished_versions_with_their_last_fields() -> None:
+    stored = {1: row(1, T0), 2: row(2, T0 + 1)}
+    result = classify([row(1, T0)], state(watermark_ms=T0 + 1), stored, observed_at_ms=T0 + 5)
+    assert result.deleted == 1 and len(result.to_write) == 1
+    tomb = result.to_write[0]
+    assert tomb["is_deleted"] and tomb["version"] == 2
+    assert tomb["last_modified_time"] == T0 + 1 and tomb["observed_at"] == T0 + 5
+
+
+def test_watermark_never_decreases_and_window_drops_old_versions() -> None:
+    synced = advance_state(
+        state(watermark_ms=T0 + 20 * MINUTE, window={9: (T0 + 20 * MINUTE, "x")}),
+        [row(1, T0)], lookback_ms=MINUTE, full_listing=False, synced_at_ms=1,
+    )
+    assert synced.watermark_ms == T0 + 20 * MINUTE
+    assert set(synced.window) == {9}
+    assert synced.max_version == 1
+
+
+def test_full_listing_window_holds_only_listed_versions() -> None:
+    synced = advance_state(
+        state(watermark_ms=T0, window={9: (T0, "x")}), [row(1, T0)],
+        lookback_ms=MINUTE, full_listing=True, synced_at_ms=1,
+    )
+    assert set(synced.window) == {1}
+
+
+def test_deleted_image_state_resets_what_a_recreated_image_needs() -> None:
+    gone = deleted_image_state(state(watermark_ms=T0, max_version=4, window={4: (T0, "x")}),
+                               synced_at_ms=7)
+    assert gone.is_deleted and gone.window == {} and gone.last_synced_ms == 7
+    assert listing_start_ms(gone, MINUTE, False) is None
+    assert classify([row(1, T0 + 1)], gone, None, observed_at_ms=8).new == 1
+
+
+def test_version_row_normalises_the_api_record() -> None:
+    normal = row(3, T0 + 1234)
+    assert normal["account_id"] == "012345678901" and normal["region"] == "us-east-1"
+    assert normal["last_modified_time"] == T0 + 1234 and normal["failure_reason"] is None
+    assert fingerprint(normal) == fingerprint(dict(normal, observed_at=0))
+    assert fingerprint(normal) != fingerprint(dict(normal, status="CREATE_FAILED"))
+
+
+def test_version_row_keeps_unknown_status_ignores_extra_fields_and_accepts_none_arn() -> None:
+    odd = version_row(
+        "Custom.R-4",
+        item(2, T0, "SOMETHING_NEW", Unexpected={"a": 1}, ImageVersionArn="None"),
+        observed_at_ms=0,
+        fallback_account_region=("999999999999", "eu-west-1"),
+    )
+    assert odd["status"] == "SOMETHING_NEW" and odd["image_version_arn"] == "None"
+    assert (odd["account_id"], odd["region"]) == ("012345678901", "us-east-1")
+
+
+@pytest.mark.parametrize("field", ["Version", "ImageArn", "LastModifiedTime", "ImageVersionStatus"])
+def test_version_row_rejects_a_missing_required_field(field: str) -> None:
+    broken = item(1, T0)
+    del broken[field]
+    with pytest.raises(MalformedRecord, match=field):
+        version_row("x", broken, observed_at_ms=0, fallback_account_region=("1", "r"))
+
+
+def test_rows_round_trip_through_arrow_exactly() -> None:
+    rows = [row(1, T0 + 1), row(2, T0 + 999)]
+    table = rows_to_table(rows)
+    assert table.schema.equals(IMAGE_VERSION_SCHEMA)
+    assert table.column("version").type == pa.int32()
+    assert table_to_rows(table) == rows
