@@ -1,0 +1,98 @@
+"""Helpers shared by the tests: in-process and CLI syncs, the source's truth, the views' rows."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+
+from pipeline.config import build_targets
+from pipeline.emulator import Emulator, EmulatorServer
+from pipeline.extract import SyncOptions, SyncReport, sync
+from pipeline.schema import to_ms
+from pipeline.storage import DataDir
+
+REGION = "us-east-1"
+START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def run_sync(data_dir: DataDir, server: EmulatorServer, **options: Any) -> SyncReport:
+    """One in-process sync of the emulator's default region."""
+    targets = build_targets(
+        regions=[options.pop("region", REGION)],
+        endpoint_url=server.url,
+        profile=None,
+        max_attempts=options.pop("max_attempts", 10),
+    )
+    return sync(data_dir, targets, SyncOptions(**options))
+
+
+def truth(emulator: Emulator, region: str = REGION) -> set[tuple[Any, ...]]:
+    """The emulator's live versions, as the comparable tuples `live_rows` gives."""
+    return {
+        (
+            v["ImageName"],
+            v["Version"],
+            v["ImageArn"],
+            v["ImageVersionArn"],
+            v["ImageVersionStatus"],
+            v.get("FailureReason"),
+            to_ms(v["CreationTime"]),
+            to_ms(v["LastModifiedTime"]),
+        )
+        for v in emulator.live_versions(region)
+    }
+
+
+def live_rows(data_dir: DataDir) -> list[tuple[Any, ...]]:
+    """The `image_versions` view, through the warehouse file, as comparable tuples."""
+    with duckdb.connect(str(data_dir.warehouse_path), read_only=True) as connection:
+        return connection.execute(
+            "SELECT image_name, version, image_arn, image_version_arn, status, failure_reason, "
+            "epoch_ms(creation_time), epoch_ms(last_modified_time) FROM image_versions"
+        ).fetchall()
+
+
+def history_duplicates(data_dir: DataDir) -> int:
+    """States that appear more than once in `image_version_history` (must be 0)."""
+    with duckdb.connect(str(data_dir.warehouse_path), read_only=True) as connection:
+        row = connection.execute(
+            "SELECT count(*) - count(DISTINCT (account_id, region, image_name, version, "
+            "status, failure_reason, creation_time, last_modified_time, is_deleted)) "
+            "FROM image_version_history"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def assert_converged(data_dir: DataDir, emulator: Emulator) -> None:
+    """Invariant 1: the view equals the source's live versions, no duplicate anywhere."""
+    rows = live_rows(data_dir)
+    assert len(rows) == len(set(rows)), "duplicate live versions"
+    assert set(rows) == truth(emulator)
+    assert history_duplicates(data_dir) == 0
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
+    """`python -m pipeline ARGS` in a subprocess, with the test's environment."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
+    return CliResult(completed.returncode, completed.stdout, completed.stderr)
