@@ -54,14 +54,18 @@ def known_regions() -> set[str]:
 
 
 def default_region(profile: str | None) -> str | None:
-    """The region boto3's standard chain picks (AWS_REGION, AWS_DEFAULT_REGION, config file)."""
+    """boto3's region (AWS_DEFAULT_REGION, the profile's config), else AWS_REGION.
+
+    botocore itself ignores AWS_REGION, which most other AWS SDKs and tools read.
+    """
     import boto3
     import botocore.exceptions
 
     try:
-        return boto3.session.Session(profile_name=profile).region_name  # type: ignore[no-any-return]
+        region = boto3.session.Session(profile_name=profile).region_name
     except botocore.exceptions.ProfileNotFound as exc:
         raise ConfigError(f"AWS profile {profile!r} is not configured") from exc
+    return region or os.environ.get("AWS_REGION") or None
 
 
 def build_targets(

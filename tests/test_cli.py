@@ -1,0 +1,177 @@
+"""The command line as a user meets it: exit statuses, one-line errors, output formats."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.emulator import EmulatorServer, seed_catalogue
+from pipeline.storage import DataDir
+from tests.support import assert_converged, run_cli
+
+
+def sync_args(server: EmulatorServer, data_dir: DataDir, *extra: str) -> list[str]:
+    return ["sync", "--data-dir", str(data_dir.root), "--endpoint-url", server.url, *extra]
+
+
+def assert_usage_error(result, fragment: str) -> None:
+    assert result.code == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert fragment in lines[0]
+
+
+def test_sync_then_status_query_and_compact(server: EmulatorServer, data_dir: DataDir) -> None:
+    seed_catalogue(server.emulator, seed=11, images=6)
+    first = run_cli(*sync_args(server, data_dir))
+    assert first.code == 0, first.stderr
+    assert "synced 6 images" in first.stdout and "API calls" in first.stdout
+    assert_converged(data_dir, server.emulator)
+
+    status = run_cli("status", "--data-dir", str(data_dir.root), "--json")
+    rows = json.loads(status.stdout)
+    assert status.code == 0 and len(rows) == 6
+    counts = {r["image_name"]: r["version_count"] for r in rows}
+    expected = {name: 0 for name in server.emulator.image_names()}
+    for version in server.emulator.live_versions():
+        expected[version["ImageName"]] += 1
+    assert counts == expected
+
+    query = run_cli("query", "SELECT count(*) AS n FROM image_versions", "--data-dir",
+                    str(data_dir.root), "--format", "json")
+    assert query.code == 0 and json.loads(query.stdout) == [{"n": sum(expected.values())}]
+    as_csv = run_cli("query", "SELECT 1 AS a, 'x' AS b", "--data-dir", str(data_dir.root),
+                     "--format", "csv")
+    assert as_csv.stdout == "a,b\n1,x\n"
+    table = run_cli("query", "SELECT 1 AS a", "--data-dir", str(data_dir.root))
+    assert table.stdout.splitlines()[0].strip() == "a" and "(1 row)" in table.stdout
+
+    compact = run_cli("compact", "--data-dir", str(data_dir.root))
+    assert compact.code == 0 and "files" in compact.stdout
+    assert_converged(data_dir, server.emulator)
+
+
+def test_a_failed_image_gives_exit_1_and_the_rest_is_committed(
+    server: EmulatorServer, data_dir: DataDir
+) -> None:
+    seed_catalogue(server.emulator, seed=12, images=5)
+    result = run_cli(*sync_args(server, data_dir, "--image", "not-there"))
+    assert result.code == 1
+    assert "not-there" in result.stdout and "FAILED" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--concurrency", "0"], "--concurrency"),
+        (["--concurrency", "many"], "--concurrency"),
+        (["--max-rps", "-1"], "--max-rps"),
+        (["--region", "mars-north-1"], "unknown region 'mars-north-1'"),
+        (["--image", "bad name!"], "invalid image name"),
+        (["--lookback-minutes", "x"], "--lookback-minutes"),
+        (["--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_bad_sync_flags_exit_2_with_one_line(
+    server: EmulatorServer, data_dir: DataDir, args: list[str], fragment: str
+) -> None:
+    assert_usage_error(run_cli(*sync_args(server, data_dir, *args)), fragment)
+    assert not data_dir.root.exists(), "nothing may be written on bad input"
+
+
+def test_unreachable_endpoint_exits_2(data_dir: DataDir) -> None:
+    result = run_cli("sync", "--data-dir", str(data_dir.root), "--endpoint-url",
+                     "http://127.0.0.1:9")
+    assert_usage_error(result, "cannot reach SageMaker endpoint")
+
+
+def test_missing_credentials_exit_2(
+    server: EmulatorServer, data_dir: DataDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    assert_usage_error(run_cli(*sync_args(server, data_dir)), "no AWS credentials")
+
+
+def test_missing_region_exits_2(
+    server: EmulatorServer, data_dir: DataDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_REGION")
+    assert_usage_error(run_cli(*sync_args(server, data_dir)), "no AWS region")
+
+
+def test_a_data_dir_that_is_not_ours_is_refused(server: EmulatorServer, tmp_path: Path) -> None:
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "cat.jpg").write_bytes(b"meow")
+    result = run_cli(*sync_args(server, DataDir(foreign)))
+    assert_usage_error(result, "not created by image-versions")
+    assert sorted(p.name for p in foreign.iterdir()) == ["cat.jpg"]
+
+
+def test_a_data_dir_that_is_a_file_or_unwritable_is_refused(
+    server: EmulatorServer, tmp_path: Path
+) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert_usage_error(run_cli(*sync_args(server, DataDir(a_file))), "is a file")
+    assert_usage_error(run_cli(*sync_args(server, DataDir(a_file / "sub"))), "cannot create")
+
+
+def test_corrupt_state_exits_2_and_full_refresh_repairs_it(
+    server: EmulatorServer, data_dir: DataDir
+) -> None:
+    seed_catalogue(server.emulator, seed=13, images=4)
+    assert run_cli(*sync_args(server, data_dir)).code == 0
+    (data_dir.state_dir / "images.parquet").write_bytes(b"not parquet at all")
+    assert_usage_error(run_cli(*sync_args(server, data_dir)), "--full-refresh")
+    assert run_cli(*sync_args(server, data_dir, "--full-refresh")).code == 0
+    assert run_cli(*sync_args(server, data_dir)).code == 0
+    assert_converged(data_dir, server.emulator)
+
+
+def test_a_second_writer_is_refused_while_the_lock_is_held(
+    server: EmulatorServer, data_dir: DataDir
+) -> None:
+    data_dir.prepare()
+    with data_dir.writer_lock():
+        result = run_cli(*sync_args(server, data_dir))
+    assert_usage_error(result, "another image-versions process is writing")
+
+
+def test_query_errors_and_missing_data_exit_2(
+    server: EmulatorServer, data_dir: DataDir, tmp_path: Path
+) -> None:
+    seed_catalogue(server.emulator, seed=14, images=3)
+    assert run_cli(*sync_args(server, data_dir)).code == 0
+    root = str(data_dir.root)
+    assert_usage_error(run_cli("query", "SELEC nonsense", "--data-dir", root), "query failed")
+    assert_usage_error(run_cli("query", "DROP VIEW image_versions", "--data-dir", root),
+                       "query failed")
+    missing = str(tmp_path / "nothing-here")
+    assert_usage_error(run_cli("query", "SELECT 1", "--data-dir", missing),
+                       "not an image-versions data dir")
+    assert_usage_error(run_cli("status", "--data-dir", missing), "not an image-versions data dir")
+
+
+def test_help_and_unknown_command() -> None:
+    assert run_cli("--help").code == 0
+    assert_usage_error(run_cli("frobnicate"), "invalid choice")
+
+
+def test_pipeline_imports_without_dagster() -> None:
+    code = (
+        "import importlib, pkgutil, sys, pipeline\n"
+        "for m in pkgutil.iter_modules(pipeline.__path__):\n"
+        "    if m.name != '__main__': importlib.import_module('pipeline.' + m.name)\n"
+        "assert 'dagster' not in sys.modules, 'pipeline imported dagster'\n"
+        "print('clean')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0 and result.stdout.strip() == "clean", result.stderr
