@@ -38,6 +38,23 @@ def _report(out: TextIO, report: SyncReport) -> None:
         print_table(["image", "new", "changed", "deleted"], rows, out)
 
 
+def _deletions(emulator: Emulator) -> list[str]:
+    """One deleted version (only a full listing sees it) and one deleted image."""
+    versions = emulator.live_versions(DEMO_REGION)
+    by_image: dict[str, list[int]] = {}
+    for version in versions:
+        by_image.setdefault(version["ImageName"], []).append(version["Version"])
+    largest = max(by_image, key=lambda name: len(by_image[name]))
+    smallest = min((n for n in by_image if n != largest), key=lambda n: (len(by_image[n]), n))
+    doomed = sorted(by_image[largest])[1]
+    emulator.delete_image_version(largest, doomed, region=DEMO_REGION)
+    emulator.delete_image(smallest, region=DEMO_REGION)
+    return [
+        f"deleted {largest} version {doomed}",
+        f"deleted image {smallest} and its {len(by_image[smallest])} version(s)",
+    ]
+
+
 def run_demo(data_dir_flag: str | None, out: TextIO) -> int:
     """Seed an emulator, sync, change the catalogue, sync, reconcile, and query the result."""
     root = data_dir_flag or tempfile.mkdtemp(prefix="image-versions-demo-")
@@ -56,7 +73,10 @@ def run_demo(data_dir_flag: str | None, out: TextIO) -> int:
         _report(out, sync(data_dir, targets, SyncOptions()))
 
         _step(out, "2. the catalogue changes")
-        for line in random_mutations(emulator, random.Random(7), 10, region=DEMO_REGION):
+        for line in [
+            *random_mutations(emulator, random.Random(7), 8, region=DEMO_REGION),
+            *_deletions(emulator),
+        ]:
             out.write(f"  - {line}\n")
 
         _step(out, "3. incremental sync: only what changed since the watermarks")

@@ -43,5 +43,3 @@ def emulator(server: EmulatorServer) -> Emulator:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> DataDir:
     return DataDir(tmp_path / "data")
-
-

@@ -42,11 +42,18 @@ def test_sync_then_status_query_and_compact(server: EmulatorServer, data_dir: Da
         expected[version["ImageName"]] += 1
     assert counts == expected
 
-    query = run_cli("query", "SELECT count(*) AS n FROM image_versions", "--data-dir",
-                    str(data_dir.root), "--format", "json")
+    query = run_cli(
+        "query",
+        "SELECT count(*) AS n FROM image_versions",
+        "--data-dir",
+        str(data_dir.root),
+        "--format",
+        "json",
+    )
     assert query.code == 0 and json.loads(query.stdout) == [{"n": sum(expected.values())}]
-    as_csv = run_cli("query", "SELECT 1 AS a, 'x' AS b", "--data-dir", str(data_dir.root),
-                     "--format", "csv")
+    as_csv = run_cli(
+        "query", "SELECT 1 AS a, 'x' AS b", "--data-dir", str(data_dir.root), "--format", "csv"
+    )
     assert as_csv.stdout == "a,b\n1,x\n"
     table = run_cli("query", "SELECT 1 AS a", "--data-dir", str(data_dir.root))
     assert table.stdout.splitlines()[0].strip() == "a" and "(1 row)" in table.stdout
@@ -85,8 +92,9 @@ def test_bad_sync_flags_exit_2_with_one_line(
 
 
 def test_unreachable_endpoint_exits_2(data_dir: DataDir) -> None:
-    result = run_cli("sync", "--data-dir", str(data_dir.root), "--endpoint-url",
-                     "http://127.0.0.1:9")
+    result = run_cli(
+        "sync", "--data-dir", str(data_dir.root), "--endpoint-url", "http://127.0.0.1:9"
+    )
     assert_usage_error(result, "cannot reach SageMaker endpoint")
 
 
@@ -151,11 +159,13 @@ def test_query_errors_and_missing_data_exit_2(
     assert run_cli(*sync_args(server, data_dir)).code == 0
     root = str(data_dir.root)
     assert_usage_error(run_cli("query", "SELEC nonsense", "--data-dir", root), "query failed")
-    assert_usage_error(run_cli("query", "DROP VIEW image_versions", "--data-dir", root),
-                       "query failed")
+    assert_usage_error(
+        run_cli("query", "DROP VIEW image_versions", "--data-dir", root), "query failed"
+    )
     missing = str(tmp_path / "nothing-here")
-    assert_usage_error(run_cli("query", "SELECT 1", "--data-dir", missing),
-                       "not an image-versions data dir")
+    assert_usage_error(
+        run_cli("query", "SELECT 1", "--data-dir", missing), "not an image-versions data dir"
+    )
     assert_usage_error(run_cli("status", "--data-dir", missing), "not an image-versions data dir")
 
 
@@ -172,6 +182,7 @@ def test_pipeline_imports_without_dagster() -> None:
         "assert 'dagster' not in sys.modules, 'pipeline imported dagster'\n"
         "print('clean')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0 and result.stdout.strip() == "clean", result.stderr

@@ -1,4 +1,4 @@
-"""Invariant 2: a sync SIGKILLed at any instant, then re-run, converges with nothing lost or doubled."""
+"""Invariant 2: a sync SIGKILLed at any instant, then re-run, converges: nothing lost or doubled."""
 
 from __future__ import annotations
 
@@ -25,8 +25,16 @@ def test_sigkill_at_instants_spread_over_a_run_then_rerun_converges(
     data_dir = DataDir(tmp_path / "data")
 
     def args(root) -> list[str]:
-        return ["sync", "--data-dir", str(root), "--endpoint-url", server.url,
-                "--reconcile", "--concurrency", "2"]
+        return [
+            "sync",
+            "--data-dir",
+            str(root),
+            "--endpoint-url",
+            server.url,
+            "--reconcile",
+            "--concurrency",
+            "2",
+        ]
 
     started = time.monotonic()
     assert run_cli(*args(tmp_path / "scratch")).code == 0
@@ -38,7 +46,9 @@ def test_sigkill_at_instants_spread_over_a_run_then_rerun_converges(
         random_mutations(emulator, rng, 4)
         process = subprocess.Popen(
             [sys.executable, "-m", "pipeline", *args(data_dir.root)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
             env=dict(os.environ),
         )
         time.sleep(duration * (trial + 0.5) / TRIALS)

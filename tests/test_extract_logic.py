@@ -21,6 +21,7 @@ from pipeline.schema import (
 from pipeline.state import ImageState
 
 ARN = "arn:aws:sagemaker:us-east-1:012345678901:image/Custom.R-4"
+VERSION_ARN = "arn:aws:sagemaker:us-east-1:012345678901:image-version/custom.r-4"
 T0 = to_ms(datetime(2026, 3, 1, tzinfo=UTC))
 MINUTE = 60_000
 
@@ -28,7 +29,7 @@ MINUTE = 60_000
 def item(version: int, modified_ms: int, status: str = "CREATED", **extra: object) -> dict:
     return {
         "ImageArn": ARN,
-        "ImageVersionArn": f"arn:aws:sagemaker:us-east-1:012345678901:image-version/custom.r-4/{version}",
+        "ImageVersionArn": f"{VERSION_ARN}/{version}",
         "ImageVersionStatus": status,
         "Version": version,
         "CreationTime": from_ms(T0),
@@ -90,8 +91,11 @@ def test_a_changed_state_is_written_and_counted_as_changed() -> None:
 
 def test_an_update_to_a_version_outside_the_window_counts_as_changed() -> None:
     synced = advance_state(
-        state(), [row(1, T0), row(2, T0 + 10 * MINUTE)], lookback_ms=MINUTE,
-        full_listing=False, synced_at_ms=1,
+        state(),
+        [row(1, T0), row(2, T0 + 10 * MINUTE)],
+        lookback_ms=MINUTE,
+        full_listing=False,
+        synced_at_ms=1,
     )
     assert set(synced.window) == {2}
     result = classify([row(1, T0 + 11 * MINUTE, "DELETING")], synced, None, observed_at_ms=2)
@@ -110,7 +114,10 @@ def test_full_listing_tombstones_vanished_versions_with_their_last_fields() -> N
 def test_watermark_never_decreases_and_window_drops_old_versions() -> None:
     synced = advance_state(
         state(watermark_ms=T0 + 20 * MINUTE, window={9: (T0 + 20 * MINUTE, "x")}),
-        [row(1, T0)], lookback_ms=MINUTE, full_listing=False, synced_at_ms=1,
+        [row(1, T0)],
+        lookback_ms=MINUTE,
+        full_listing=False,
+        synced_at_ms=1,
     )
     assert synced.watermark_ms == T0 + 20 * MINUTE
     assert set(synced.window) == {9}
@@ -119,15 +126,19 @@ def test_watermark_never_decreases_and_window_drops_old_versions() -> None:
 
 def test_full_listing_window_holds_only_listed_versions() -> None:
     synced = advance_state(
-        state(watermark_ms=T0, window={9: (T0, "x")}), [row(1, T0)],
-        lookback_ms=MINUTE, full_listing=True, synced_at_ms=1,
+        state(watermark_ms=T0, window={9: (T0, "x")}),
+        [row(1, T0)],
+        lookback_ms=MINUTE,
+        full_listing=True,
+        synced_at_ms=1,
     )
     assert set(synced.window) == {1}
 
 
 def test_deleted_image_state_resets_what_a_recreated_image_needs() -> None:
-    gone = deleted_image_state(state(watermark_ms=T0, max_version=4, window={4: (T0, "x")}),
-                               synced_at_ms=7)
+    gone = deleted_image_state(
+        state(watermark_ms=T0, max_version=4, window={4: (T0, "x")}), synced_at_ms=7
+    )
     assert gone.is_deleted and gone.window == {} and gone.last_synced_ms == 7
     assert listing_start_ms(gone, MINUTE, False) is None
     assert classify([row(1, T0 + 1)], gone, None, observed_at_ms=8).new == 1

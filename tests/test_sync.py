@@ -96,7 +96,10 @@ def test_late_updates_inside_the_lookback_are_caught_and_beyond_it_by_reconcile(
     run_sync(data_dir, server)
     # Stamped 5 minutes before the watermark: inside the default 10-minute lookback.
     emulator.update_image_version(
-        "late", 3, status="DELETE_FAILED", failure_reason="in use",
+        "late",
+        3,
+        status="DELETE_FAILED",
+        failure_reason="in use",
         last_modified_time=newest - timedelta(minutes=5),
     )
     assert run_sync(data_dir, server).changed == 1
@@ -111,11 +114,15 @@ def test_late_updates_inside_the_lookback_are_caught_and_beyond_it_by_reconcile(
     assert_converged(data_dir, emulator)
 
 
-def test_deleted_versions_are_caught_by_reconcile(server: EmulatorServer, data_dir: DataDir) -> None:
+def test_deleted_versions_are_caught_by_reconcile(
+    server: EmulatorServer, data_dir: DataDir
+) -> None:
     seed_catalogue(server.emulator, seed=4, images=6)
     run_sync(data_dir, server)
-    name = max(server.emulator.image_names(), key=lambda n: len(
-        [v for v in server.emulator.live_versions() if v["ImageName"] == n]))
+    name = max(
+        server.emulator.image_names(),
+        key=lambda n: len([v for v in server.emulator.live_versions() if v["ImageName"] == n]),
+    )
     server.emulator.delete_image_version(name, 2)
     assert run_sync(data_dir, server).deleted == 0  # incremental listings cannot see it
     report = run_sync(data_dir, server, reconcile=True)
@@ -124,7 +131,8 @@ def test_deleted_versions_are_caught_by_reconcile(server: EmulatorServer, data_d
     with duckdb.connect(str(data_dir.warehouse_path), read_only=True) as con:
         tomb = con.execute(
             "SELECT status, last_modified_time IS NOT NULL FROM image_version_history "
-            "WHERE image_name = ? AND version = 2 AND is_deleted", [name]
+            "WHERE image_name = ? AND version = 2 AND is_deleted",
+            [name],
         ).fetchall()
     assert len(tomb) == 1 and tomb[0][1]
 
@@ -134,8 +142,11 @@ def test_a_deleted_image_is_tombstoned_by_a_plain_sync(
 ) -> None:
     seed_catalogue(server.emulator, seed=5, images=6)
     run_sync(data_dir, server)
-    victim = next(n for n in server.emulator.image_names()
-                  if any(v["ImageName"] == n for v in server.emulator.live_versions()))
+    victim = next(
+        n
+        for n in server.emulator.image_names()
+        if any(v["ImageName"] == n for v in server.emulator.live_versions())
+    )
     versions = len([v for v in server.emulator.live_versions() if v["ImageName"] == victim])
     server.emulator.delete_image(victim)
     report = run_sync(data_dir, server)
@@ -187,7 +198,7 @@ def test_compaction_keeps_every_view_equal(server: EmulatorServer, data_dir: Dat
 
     def snapshot() -> dict[str, list]:
         with duckdb.connect(str(data_dir.warehouse_path), read_only=True) as con:
-            return {v: sorted(map(repr, con.execute(f"SELECT * FROM {v}").fetchall())) for v in views}
+            return {v: sorted(map(repr, con.sql(f"SELECT * FROM {v}").fetchall())) for v in views}
 
     before = snapshot()
     files_before = len(data_dir.version_files())

@@ -1,0 +1,10 @@
+# Thin aliases for dev.py, which needs nothing but Python 3.11+.
+PYTHON ?= python3
+
+.PHONY: demo test lock
+demo:
+	$(PYTHON) dev.py demo
+test:
+	$(PYTHON) dev.py test
+lock:
+	$(PYTHON) dev.py lock

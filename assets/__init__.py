@@ -1,0 +1,1 @@
+"""The Dagster code location: a thin layer over `pipeline/`."""
