@@ -113,7 +113,7 @@ def make_client(settings: ClientSettings, stats: ApiStats) -> Any:
             "AWS_SECRET_ACCESS_KEY, or configure ~/.aws/credentials"
         )
     config = botocore.config.Config(
-        retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
+        retries={"mode": settings.retry_mode, "total_max_attempts": settings.max_attempts},
         max_pool_connections=max(10, settings.pool_size),
         connect_timeout=settings.connect_timeout_s,
         read_timeout=settings.read_timeout_s,

@@ -228,3 +228,32 @@ def test_regions_are_kept_apart(server: EmulatorServer, data_dir: DataDir, regio
     with duckdb.connect(str(data_dir.warehouse_path), read_only=True) as con:
         rows = con.execute("SELECT region, image_name FROM image_versions ORDER BY 1").fetchall()
     assert rows == [(region, "west"), (REGION, "east")]
+
+
+def test_an_image_deleted_between_listing_and_its_versions_fails_alone(
+    server: EmulatorServer, data_dir: DataDir
+) -> None:
+    emulator = server.emulator
+    seed_catalogue(emulator, seed=10, images=6)
+    run_sync(data_dir, server)
+    victim = next(
+        n
+        for n in emulator.image_names()
+        if any(v["ImageName"] == n for v in emulator.live_versions())
+    )
+    kept = len(truth(emulator)) - len(
+        [v for v in emulator.live_versions() if v["ImageName"] == victim]
+    )
+    emulator.create_image_version(next(n for n in emulator.image_names() if n != victim))
+
+    def delete_victim(operation: str, params: dict) -> None:
+        if operation == "ListImageVersions" and params.get("ImageName") == victim:
+            emulator.before_request = None
+            emulator.delete_image(victim)
+
+    emulator.before_request = delete_victim
+    report = run_sync(data_dir, server)
+    assert [(f.image_name, "deleted" in f.reason) for f in report.failures] == [(victim, True)]
+    assert report.new == 1 and report.deleted > 0
+    assert len(live_rows(data_dir)) == kept + 1
+    assert_converged(data_dir, server.emulator)
