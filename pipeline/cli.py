@@ -7,8 +7,9 @@ usage errors answer at once.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, NoReturn
 
@@ -35,18 +36,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+def _number(*, allow_zero: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number above zero (or at least zero)."""
 
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            bound = "zero or more" if allow_zero else "above zero"
+            raise argparse.ArgumentTypeError(f"expected a number {bound}, got {text!r}")
+        return value
 
-def _non_negative_float(text: str) -> float:
-    return 0.0 if text.strip() in {"0", "0.0"} else _positive_float(text)
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,13 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.add_argument(
         "--max-rps",
-        type=_positive_float,
+        type=_number(allow_zero=False),
         metavar="X",
         help="cap on API requests per second, retries included (default: none)",
     )
     sync.add_argument(
         "--lookback-minutes",
-        type=_non_negative_float,
+        type=_number(allow_zero=True),
         default=10.0,
         metavar="M",
         help="re-read this much before each watermark, for late writes (default: 10)",
@@ -131,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.add_argument(
         "--wait",
-        type=_non_negative_float,
+        type=_number(allow_zero=True),
         default=0.0,
         metavar="SECONDS",
         help="wait this long for another writer to finish (default: fail at once)",
