@@ -90,6 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.add_argument("--profile", metavar="NAME", help="AWS profile (default: boto3's chain)")
     sync.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="sync only this source of the sources file; repeat for several",
+    )
+    sync.add_argument(
+        "--config",
+        metavar="FILE",
+        help="sources file (default: $IMAGE_VERSIONS_CONFIG, else ./image-versions.toml)",
+    )
+    sync.add_argument(
         "--full-refresh",
         action="store_true",
         help="ignore watermarks and list everything (also rebuilds corrupt state)",
@@ -195,7 +207,14 @@ def _progress_bar() -> Any:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from .config import build_targets, resolve_data_dir, validate_image_names
+    from .config import (
+        AccessSettings,
+        Overrides,
+        build_targets,
+        load_config,
+        resolve_data_dir,
+        validate_image_names,
+    )
     from .extract import SyncOptions, sync
 
     data_dir = resolve_data_dir(args.data_dir)
@@ -207,15 +226,19 @@ def cmd_sync(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         lock_timeout_s=args.wait,
     )
-    targets = build_targets(
-        regions=args.region,
-        endpoint_url=args.endpoint_url,
-        profile=args.profile,
+    access = AccessSettings(
         retry_mode=args.retry_mode,
         max_attempts=args.max_attempts,
         max_rps=args.max_rps,
         concurrency=args.concurrency,
     )
+    overrides = Overrides(
+        regions=tuple(args.region),
+        endpoint_url=args.endpoint_url,
+        profile=args.profile,
+        sources=tuple(args.source),
+    )
+    targets = build_targets(load_config(args.config), access, overrides)
     report = sync(data_dir, targets, options, on_progress=_progress_bar())
     for line in summary_lines(report):
         print(line)

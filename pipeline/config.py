@@ -1,11 +1,19 @@
-"""Validated settings, built at call time from flags and the environment (never at import)."""
+"""Validated settings, built at call time from flags, the sources file and the environment.
+
+Nothing here runs at import. The optional sources file (`image-versions.toml`, or the path in
+$IMAGE_VERSIONS_CONFIG) names sources, each a set of AWS credentials (a profile) and regions;
+without it there is one source, `default`, built from boto3's standard chain.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
 from .extract import SourceTarget
@@ -14,9 +22,72 @@ from .storage import DataDir
 
 DATA_DIR_ENV = "IMAGE_VERSIONS_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
+CONFIG_ENV = "IMAGE_VERSIONS_CONFIG"
+CONFIG_FILE = "image-versions.toml"
 DEFAULT_SOURCE = "default"
 IMAGE_NAME = re.compile(r"[a-zA-Z0-9]([-.]?[a-zA-Z0-9]){0,62}\Z")
-RETRY_MODES = ("standard", "adaptive", "legacy")
+SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")
+RETRY_MODES = ("standard", "adaptive")
+PARTITION_SEPARATOR = "/"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One named source: whose credentials, which regions, which endpoint."""
+
+    name: str
+    regions: tuple[str, ...] = ()
+    """Empty: the region boto3's chain gives at run time (AWS_DEFAULT_REGION, the profile)."""
+    profile: str | None = None
+    endpoint_url: str | None = None
+
+    def partition_keys(self) -> list[str]:
+        """Dagster partition keys: `name/region` per region, or `name` when resolved at run time."""
+        if not self.regions:
+            return [self.name]
+        return [f"{self.name}{PARTITION_SEPARATOR}{region}" for region in self.regions]
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """The sources file, or its defaults when there is none."""
+
+    sources: tuple[SourceConfig, ...] = (SourceConfig(DEFAULT_SOURCE),)
+    sync_cron: str = "0 * * * *"
+    reconcile_cron: str = "30 2 * * *"
+    path: Path | None = None
+
+    def partition_keys(self) -> list[str]:
+        return [key for source in self.sources for key in source.partition_keys()]
+
+    def source(self, name: str) -> SourceConfig:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        known = ", ".join(s.name for s in self.sources)
+        where = f" in {self.path}" if self.path else ""
+        raise ConfigError(f"unknown source {name!r}{where}; known sources: {known}")
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    """How hard to call the API: retries, rate and parallelism, shared by every source."""
+
+    retry_mode: str = "standard"
+    max_attempts: int = 10
+    max_rps: float | None = None
+    concurrency: int = 8
+
+    def __post_init__(self) -> None:
+        if self.retry_mode not in RETRY_MODES:
+            modes = ", ".join(RETRY_MODES)
+            raise ConfigError(f"retry mode must be one of {modes}, not {self.retry_mode!r}")
+        if self.max_attempts < 1:
+            raise ConfigError(f"max attempts must be at least 1, not {self.max_attempts}")
+        if self.max_rps is not None and self.max_rps <= 0:
+            raise ConfigError(f"max requests per second must be positive, not {self.max_rps}")
+        if not 1 <= self.concurrency <= 64:
+            raise ConfigError(f"concurrency must be between 1 and 64, not {self.concurrency}")
 
 
 def resolve_data_dir(flag: str | None, environ: Mapping[str, str] | None = None) -> DataDir:
@@ -39,6 +110,77 @@ def validate_image_names(names: Iterable[str]) -> frozenset[str] | None:
             )
         checked.add(name)
     return frozenset(checked) or None
+
+
+# ------------------------------------------------------------------ the sources file
+
+
+_SOURCE_KEYS = {"regions", "profile", "endpoint_url"}
+_SCHEDULE_KEYS = {"sync_cron", "reconcile_cron"}
+
+
+def load_config(flag: str | None = None, environ: Mapping[str, str] | None = None) -> ProjectConfig:
+    """The sources file named by `flag`, else $IMAGE_VERSIONS_CONFIG, else ./image-versions.toml
+    when it exists; otherwise the single `default` source."""
+    environ = os.environ if environ is None else environ
+    named = flag or environ.get(CONFIG_ENV)
+    path = Path(named).expanduser() if named else Path(CONFIG_FILE)
+    if not named and not path.exists():
+        return ProjectConfig()
+    try:
+        document = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    return _parse_config(document, path)
+
+
+def _parse_config(document: dict[str, Any], path: Path) -> ProjectConfig:
+    def fail(message: str) -> ConfigError:
+        return ConfigError(f"config file {path}: {message}")
+
+    unknown = set(document) - {"sources", "schedules"}
+    if unknown:
+        raise fail(f"unknown section(s) {sorted(unknown)}; expected [sources.NAME], [schedules]")
+    schedules = document.get("schedules", {})
+    if not isinstance(schedules, dict) or set(schedules) - _SCHEDULE_KEYS:
+        raise fail(f"[schedules] takes only {sorted(_SCHEDULE_KEYS)}")
+    raw_sources = document.get("sources", {})
+    if not isinstance(raw_sources, dict) or not raw_sources:
+        raise fail("no sources: add at least one [sources.NAME] table")
+    sources = []
+    for name, table in raw_sources.items():
+        if not SOURCE_NAME.match(name):
+            raise fail(f"source name {name!r} must be letters, digits, '-' or '_'")
+        if not isinstance(table, dict) or set(table) - _SOURCE_KEYS:
+            raise fail(f"[sources.{name}] takes only {sorted(_SOURCE_KEYS)}")
+        regions = table.get("regions", [])
+        if not isinstance(regions, list) or not all(isinstance(r, str) for r in regions):
+            raise fail(f"[sources.{name}] regions must be a list of strings")
+        for key in ("profile", "endpoint_url"):
+            if key in table and not isinstance(table[key], str):
+                raise fail(f"[sources.{name}] {key} must be a string")
+        sources.append(
+            SourceConfig(
+                name=name,
+                regions=tuple(dict.fromkeys(regions)),
+                profile=table.get("profile"),
+                endpoint_url=table.get("endpoint_url"),
+            )
+        )
+    defaults = ProjectConfig()
+    return ProjectConfig(
+        sources=tuple(sources),
+        sync_cron=str(schedules.get("sync_cron", defaults.sync_cron)),
+        reconcile_cron=str(schedules.get("reconcile_cron", defaults.reconcile_cron)),
+        path=path,
+    )
+
+
+# ------------------------------------------------------------------ targets
 
 
 def known_regions() -> set[str]:
@@ -68,47 +210,73 @@ def default_region(profile: str | None) -> str | None:
     return region or os.environ.get("AWS_REGION") or None
 
 
+@dataclass(frozen=True)
+class Overrides:
+    """What command-line flags put over the sources file."""
+
+    regions: tuple[str, ...] = ()
+    endpoint_url: str | None = None
+    profile: str | None = None
+    sources: tuple[str, ...] = ()
+
+
+def select_partitions(
+    config: ProjectConfig, keys: Sequence[str]
+) -> list[tuple[SourceConfig, str | None]]:
+    """(source, region or None for boto3's default) for each Dagster partition key."""
+    selected = []
+    for key in keys:
+        name, _, region = key.partition(PARTITION_SEPARATOR)
+        source = config.source(name)
+        if key not in source.partition_keys():
+            raise ConfigError(f"partition {key!r} is not one of {config.partition_keys()}")
+        selected.append((source, region or None))
+    return selected
+
+
 def build_targets(
-    *,
-    regions: Iterable[str],
-    endpoint_url: str | None,
-    profile: str | None,
-    source: str = DEFAULT_SOURCE,
-    retry_mode: str = "standard",
-    max_attempts: int = 10,
-    max_rps: float | None = None,
-    concurrency: int = 8,
+    config: ProjectConfig,
+    access: AccessSettings,
+    overrides: Overrides = Overrides(),
+    partition_keys: Sequence[str] | None = None,
 ) -> list[SourceTarget]:
-    """One target per region (boto3's default region when none is given), all validated."""
-    if retry_mode not in RETRY_MODES:
-        raise ConfigError(f"retry mode must be one of {', '.join(RETRY_MODES)}, not {retry_mode!r}")
-    if max_attempts < 1:
-        raise ConfigError("max attempts must be at least 1")
-    if max_rps is not None and max_rps <= 0:
-        raise ConfigError(f"--max-rps must be a positive number, not {max_rps}")
-    if not 1 <= concurrency <= 64:
-        raise ConfigError(f"--concurrency must be between 1 and 64, not {concurrency}")
-    if endpoint_url is not None and not re.match(r"https?://[^/\s]+", endpoint_url):
-        raise ConfigError(f"--endpoint-url must be an http(s) URL, not {endpoint_url!r}")
-    chosen = list(dict.fromkeys(regions)) or [r for r in [default_region(profile)] if r]
-    if not chosen:
-        raise ConfigError("no AWS region: pass --region or set AWS_REGION (or a profile's region)")
+    """The validated (source, region) targets of a sync.
+
+    Partition keys (from Dagster) pick exact (source, region) pairs; otherwise the sources named
+    in `overrides` (default: all) each give their regions, or the flags' regions.
+    """
+    if overrides.endpoint_url is not None and not re.match(
+        r"https?://[^/\s]+", overrides.endpoint_url
+    ):
+        raise ConfigError(f"--endpoint-url must be an http(s) URL, not {overrides.endpoint_url!r}")
+    if partition_keys is not None:
+        pairs = select_partitions(config, partition_keys)
+    else:
+        chosen = [config.source(n) for n in overrides.sources] or list(config.sources)
+        pairs = [
+            (source, region)
+            for source in chosen
+            for region in (overrides.regions or source.regions or (None,))
+        ]
     known = known_regions()
-    for region in chosen:
+    targets = []
+    for source, maybe_region in pairs:
+        profile = overrides.profile or source.profile
+        region = maybe_region or default_region(profile)
+        if not region:
+            raise ConfigError(
+                "no AWS region: pass --region, set AWS_REGION, or list regions in the sources file"
+            )
         if region not in known:
             raise ConfigError(f"unknown region {region!r}: SageMaker has no endpoint there")
-    return [
-        SourceTarget(
-            source=source,
-            client=ClientSettings(
-                region=region,
-                endpoint_url=endpoint_url,
-                profile=profile,
-                retry_mode=retry_mode,
-                max_attempts=max_attempts,
-                max_rps=max_rps,
-                pool_size=concurrency,
-            ),
+        client = ClientSettings(
+            region=region,
+            endpoint_url=overrides.endpoint_url or source.endpoint_url,
+            profile=profile,
+            retry_mode=access.retry_mode,
+            max_attempts=access.max_attempts,
+            max_rps=access.max_rps,
+            pool_size=access.concurrency,
         )
-        for region in chosen
-    ]
+        targets.append(SourceTarget(source=source.name, client=client))
+    return list(dict.fromkeys(targets))

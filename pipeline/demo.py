@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from .config import build_targets
+from .config import AccessSettings, ProjectConfig, SourceConfig, build_targets
 from .emulator import Clock, Emulator, EmulatorServer, random_mutations, seed_catalogue
 from .extract import SyncOptions, SyncReport, sync
 from .output import print_table, summary_lines
@@ -66,7 +66,8 @@ def run_demo(data_dir_flag: str | None, out: TextIO) -> int:
     emulator = Emulator(clock=Clock(start=datetime(2026, 6, 1, tzinfo=UTC)))
     seed_catalogue(emulator, seed=7, images=DEMO_IMAGES, region=DEMO_REGION)
     with EmulatorServer(emulator) as server:
-        targets = build_targets(regions=[DEMO_REGION], endpoint_url=server.url, profile=None)
+        source = SourceConfig("demo", regions=(DEMO_REGION,), endpoint_url=server.url)
+        targets = build_targets(ProjectConfig(sources=(source,)), AccessSettings())
         out.write(f"emulator at {server.url}; data dir {data_dir.root}\n")
 
         _step(out, "1. first sync: the whole catalogue")

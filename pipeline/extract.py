@@ -27,7 +27,7 @@ from .schema import (
 )
 from .source import ApiStats, ClientSettings, check_reachable, list_image_versions, make_client
 from .source import list_images as list_source_images
-from .state import ImageState, StateKey, load_state, save_state
+from .state import ImageState, StateKey, keep_previous_state, load_state, save_state
 from .storage import AUTO_COMPACT_FILES, DataDir
 from .warehouse import ensure_views, latest_live_rows
 
@@ -72,23 +72,24 @@ def classify(
         if stored is not None
         else {version: digest for version, (_, digest) in window.items()}
     )
-    listed_versions = set()
+    latest: dict[int, Row] = {}
     for row in listed:
-        version = row["version"]
-        listed_versions.add(version)
-        digest = fingerprint(row)
-        if known.get(version) == digest:
+        # A version updated while its image was being paged through is listed twice: the
+        # later state supersedes the earlier one within the same observation.
+        kept = latest.get(row["version"])
+        if kept is None or row["last_modified_time"] >= kept["last_modified_time"]:
+            latest[row["version"]] = row
+    for version, row in latest.items():
+        if known.get(version) == fingerprint(row):
             continue
-        seen_before = version in known or (stored is None and version <= max_version)
-        if seen_before:
+        if version in known or (stored is None and version <= max_version):
             result.changed += 1
         else:
             result.new += 1
-        known[version] = digest
         result.to_write.append(row)
     if stored is not None:
         for version, row in sorted(stored.items()):
-            if version not in listed_versions:
+            if version not in latest:
                 result.to_write.append(tombstone(row, observed_at_ms=observed_at_ms))
                 result.deleted += 1
     return result
@@ -352,6 +353,7 @@ def sync(
         data_dir.clean_tmp()
         data_dir.recover_compaction()
         states = _load_state_or_empty(data_dir) if options.full_refresh else load_state(data_dir)
+        keep_previous_state(data_dir)
         observed_at_ms = max([_now_ms(), *((s.last_synced_ms or 0) + 1 for s in states.values())])
         committer = Committer(data_dir, states, options.flush_rows)
         for target, client in clients:

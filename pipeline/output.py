@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .schema import from_ms
+
 if TYPE_CHECKING:
     from .extract import SyncReport
 
@@ -71,3 +73,28 @@ def summary_lines(report: SyncReport) -> list[str]:
     ]
     lines += [f"FAILED {failure}" for failure in report.failures]
     return lines
+
+
+def report_metadata(report: SyncReport) -> dict[str, int | float | str | None]:
+    """The sync's figures as flat values, for Dagster metadata and logs."""
+    stats = report.stats
+    watermarks = sorted(report.watermarks)
+
+    def iso(ms: int | None) -> str | None:
+        return None if ms is None else from_ms(ms).isoformat(timespec="milliseconds")
+
+    return {
+        "images": report.images,
+        "versions_new": report.new,
+        "versions_changed": report.changed,
+        "versions_deleted": report.deleted,
+        "rows_written": report.rows_written,
+        "api_calls": stats.total_calls,
+        "list_images_calls": stats.calls["ListImages"],
+        "list_image_versions_calls": stats.calls["ListImageVersions"],
+        "throttled_retries": stats.throttled,
+        "seconds": round(report.seconds, 3),
+        "failed": len(report.failures),
+        "watermark_min": iso(watermarks[0] if watermarks else None),
+        "watermark_max": iso(watermarks[-1] if watermarks else None),
+    }

@@ -19,6 +19,7 @@ from .schema import TIMESTAMP, table_to_rows
 from .storage import DataDir
 
 STATE_FILE = "images.parquet"
+PREVIOUS_STATE_FILE = "images.previous.parquet"
 
 WINDOW_ENTRY = pa.struct(
     [
@@ -74,6 +75,18 @@ class ImageState:
 
 def state_path(data_dir: DataDir) -> Path:
     return data_dir.state_dir / STATE_FILE
+
+
+def previous_state_path(data_dir: DataDir) -> Path:
+    """The state as the last sync found it (for the watermark-regression check)."""
+    return data_dir.state_dir / PREVIOUS_STATE_FILE
+
+
+def keep_previous_state(data_dir: DataDir) -> None:
+    """Copy the current state aside before a sync changes it."""
+    current = state_path(data_dir)
+    if current.exists():
+        data_dir.atomic_copy(current, previous_state_path(data_dir))
 
 
 def load_state(data_dir: DataDir) -> dict[StateKey, ImageState]:

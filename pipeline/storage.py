@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -163,14 +164,24 @@ class DataDir:
 
     def atomic_write(self, table: pa.Table, final_path: Path) -> Path:
         """Write `table` to `final_path` so that it appears complete or not at all."""
-        _make_dirs(final_path.parent)
         tmp = self.tmp_dir / f"{uuid.uuid4().hex}.tmp"
         pq.write_table(table, tmp, compression=PARQUET_COMPRESSION)
+        return self._publish(tmp, final_path)
+
+    def _publish(self, tmp: Path, final_path: Path) -> Path:
+        """Make a finished temp file durable, then rename it into place."""
+        _make_dirs(final_path.parent)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, final_path)
         _fsync_dir(final_path.parent)
         return final_path
+
+    def atomic_copy(self, source: Path, final_path: Path) -> Path:
+        """Copy a file so that the copy appears complete or not at all."""
+        tmp = self.tmp_dir / f"{uuid.uuid4().hex}.tmp"
+        shutil.copyfile(source, tmp)
+        return self._publish(tmp, final_path)
 
     def write_versions(self, table: pa.Table) -> list[Path]:
         """Write version rows as one new file per (account, region, month) partition."""

@@ -61,12 +61,18 @@ def _latest_states(relation: str) -> str:
     )
 
 
+def versions_relation(data_dir: DataDir) -> str:
+    """Every stored row of `image_versions/`, as a SQL relation with exactly its columns."""
+    root = data_dir.root.resolve()
+    return _parquet_relation(
+        f"{root}/image_versions/*/*/*.parquet", IMAGE_VERSION_SCHEMA, bool(data_dir.version_files())
+    )
+
+
 def view_definitions(data_dir: DataDir) -> dict[str, str]:
     """The SQL of each view, bound to this data dir's absolute paths."""
     root = data_dir.root.resolve()
-    versions = _parquet_relation(
-        f"{root}/image_versions/*/*/*.parquet", IMAGE_VERSION_SCHEMA, bool(data_dir.version_files())
-    )
+    versions = versions_relation(data_dir)
     images = _parquet_relation(
         f"{root}/images/*/*.parquet", IMAGE_SCHEMA, bool(data_dir.image_files())
     )

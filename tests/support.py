@@ -11,7 +11,7 @@ from typing import Any
 
 import duckdb
 
-from pipeline.config import build_targets
+from pipeline.config import AccessSettings, ProjectConfig, SourceConfig, build_targets
 from pipeline.emulator import Emulator, EmulatorServer
 from pipeline.extract import SyncOptions, SyncReport, sync
 from pipeline.schema import to_ms
@@ -23,12 +23,8 @@ START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 def run_sync(data_dir: DataDir, server: EmulatorServer, **options: Any) -> SyncReport:
     """One in-process sync of the emulator's default region."""
-    targets = build_targets(
-        regions=[options.pop("region", REGION)],
-        endpoint_url=server.url,
-        profile=None,
-        max_attempts=options.pop("max_attempts", 10),
-    )
+    source = SourceConfig("default", (options.pop("region", REGION),), endpoint_url=server.url)
+    targets = build_targets(ProjectConfig(sources=(source,)), AccessSettings())
     return sync(data_dir, targets, SyncOptions(**options))
 
 

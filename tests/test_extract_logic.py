@@ -177,3 +177,11 @@ def test_rows_round_trip_through_arrow_exactly() -> None:
     assert table.schema.equals(IMAGE_VERSION_SCHEMA)
     assert table.column("version").type == pa.int32()
     assert table_to_rows(table) == rows
+
+
+def test_a_version_listed_twice_in_one_listing_keeps_its_latest_state() -> None:
+    result = classify(
+        [row(1, T0 + 5, "CREATED"), row(1, T0 + 1, "CREATING")], None, None, observed_at_ms=1
+    )
+    assert [(r["version"], r["status"]) for r in result.to_write] == [(1, "CREATED")]
+    assert result.new == 1

@@ -1,0 +1,135 @@
+"""Whole-dataset checks, run with DuckDB over the warehouse views and the state files.
+
+Each check returns a `CheckOutcome`; the Dagster asset checks are thin wrappers around these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+
+from .schema import STATE_COLUMNS, VERSION_KEY
+from .state import previous_state_path, state_path
+from .storage import DataDir
+from .warehouse import connect, versions_relation
+
+# From botocore's SageMaker model (ImageVersionStatus, ImageArn, ImageVersionArn).
+VERSION_STATUSES = ("CREATING", "CREATED", "CREATE_FAILED", "DELETING", "DELETE_FAILED")
+IMAGE_ARN_PATTERN = r"arn:aws(-[\w]+)*:sagemaker:.+:[0-9]{12}:image/[a-zA-Z0-9]([-.]?[a-zA-Z0-9])*"
+VERSION_ARN_PATTERN = (
+    r"arn:aws(-[\w]+)*:sagemaker:.+:[0-9]{12}:image-version/[a-z0-9]([-.]?[a-z0-9])*/[0-9]+|None"
+)
+SAMPLE_ROWS = 10
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    passed: bool
+    description: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _rows(connection: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[Any]:
+    return connection.execute(sql, params).fetchall()
+
+
+def no_duplicate_live_versions(data_dir: DataDir) -> CheckOutcome:
+    """No version has two different states at its latest observation.
+
+    The `image_versions` view keeps one row per version by construction; this checks the
+    stored rows underneath it, where two states observed at the same instant would make
+    "the latest state" ambiguous.
+    """
+    key = ", ".join(VERSION_KEY)
+    state = ", ".join(c for c in STATE_COLUMNS if c not in VERSION_KEY)
+    with duckdb.connect() as connection:
+        rows = _rows(
+            connection,
+            f"WITH raw AS (SELECT * FROM {versions_relation(data_dir)}), "
+            f"latest AS (SELECT {key}, max(observed_at) AS observed_at FROM raw GROUP BY ALL) "
+            f"SELECT {key}, count(DISTINCT ({state})) AS n FROM raw JOIN latest "
+            f"USING ({key}, observed_at) GROUP BY ALL HAVING n > 1 ORDER BY ALL LIMIT ?",
+            [SAMPLE_ROWS],
+        )
+    if not rows:
+        return CheckOutcome(True, "every live version has one latest state")
+    return CheckOutcome(
+        False,
+        f"{len(rows)}+ versions have several states at their latest observation",
+        {"examples": [f"{a}/{r}/{i} v{v}: {n} states" for a, r, i, v, n in rows]},
+    )
+
+
+def watermarks_never_decrease(data_dir: DataDir) -> CheckOutcome:
+    """No live image's watermark is lower than it was before the last sync."""
+    current, previous = state_path(data_dir), previous_state_path(data_dir)
+    if not (current.exists() and previous.exists()):
+        return CheckOutcome(True, "fewer than two syncs recorded: nothing to compare")
+    with duckdb.connect() as connection:
+        rows = _rows(
+            connection,
+            "SELECT c.source, c.region, c.image_name, p.watermark, c.watermark "
+            "FROM read_parquet(?) AS c JOIN read_parquet(?) AS p "
+            "USING (source, region, image_name) "
+            "WHERE NOT c.is_deleted AND NOT p.is_deleted "
+            "AND p.watermark IS NOT NULL AND (c.watermark IS NULL OR c.watermark < p.watermark) "
+            "ORDER BY ALL LIMIT ?",
+            [str(current), str(previous), SAMPLE_ROWS],
+        )
+    if not rows:
+        return CheckOutcome(True, "no watermark went back")
+    return CheckOutcome(
+        False,
+        f"{len(rows)}+ image watermarks went back",
+        {"examples": [f"{s}/{r}/{i}: {before} -> {after}" for s, r, i, before, after in rows]},
+    )
+
+
+def values_match_the_api_model(data_dir: DataDir) -> CheckOutcome:
+    """Statuses, ARNs, account ids and versions are valid against the API's model."""
+    statuses = list(VERSION_STATUSES)
+    with connect(data_dir, read_only=True) as connection:
+        rows = _rows(
+            connection,
+            "SELECT image_name, version, status, image_arn, image_version_arn "
+            "FROM image_version_history WHERE NOT list_contains(?, status) "
+            "OR NOT regexp_full_match(image_arn, ?) "
+            "OR NOT regexp_full_match(image_version_arn, ?) "
+            "OR NOT regexp_full_match(account_id, '[0-9]{12}') OR version < 0 "
+            "ORDER BY ALL LIMIT ?",
+            [statuses, IMAGE_ARN_PATTERN, VERSION_ARN_PATTERN, SAMPLE_ROWS],
+        )
+    if not rows:
+        return CheckOutcome(True, "every status and ARN is valid against the API model")
+    return CheckOutcome(
+        False,
+        f"{len(rows)}+ rows hold values the API model does not allow",
+        {"examples": [f"{i} v{v}: status={s} arn={a} version_arn={va}" for i, v, s, a, va in rows]},
+    )
+
+
+def sources_are_fresh(
+    data_dir: DataDir, max_age: timedelta, now: datetime | None = None
+) -> CheckOutcome:
+    """Every (source, region) with live images was synced within `max_age`."""
+    now = now or datetime.now(UTC)
+    with connect(data_dir, read_only=True) as connection:
+        rows = _rows(
+            connection,
+            "SELECT source, region, max(last_synced_at) AS last FROM sync_state "
+            "WHERE NOT is_deleted GROUP BY ALL ORDER BY ALL",
+            [],
+        )
+    stale = [(s, r, last) for s, r, last in rows if last is None or last < now - max_age]
+    if not rows:
+        return CheckOutcome(False, "no source has been synced yet")
+    if not stale:
+        return CheckOutcome(True, f"{len(rows)} source(s) synced within {max_age}")
+    return CheckOutcome(
+        False,
+        f"{len(stale)} source(s) not synced within {max_age}",
+        {"stale": [f"{s}/{r}: last synced {last}" for s, r, last in stale[:SAMPLE_ROWS]]},
+    )
