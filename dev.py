@@ -3,6 +3,8 @@
 
     python3 dev.py demo    set up .venv if needed, then run the demo on the bundled emulator
     python3 dev.py test    set up .venv if needed, then run ruff, mypy and pytest
+    python3 dev.py dev     set up .venv if needed, then start the seeded emulator and `dagster dev`
+                           (add --aws to use your AWS environment instead of the emulator)
     python3 dev.py lock    re-resolve dependencies and rewrite requirements.lock
 
 The virtual environment is installed from requirements.lock (exact versions), and reinstalled
@@ -82,7 +84,44 @@ def lock(_: list[str]) -> None:
     print(f"wrote {LOCK.name}: {len(frozen.splitlines())} packages")
 
 
-TASKS = {"demo": demo, "test": test, "lock": lock}
+def dev(args: list[str]) -> None:
+    """`dagster dev` on 127.0.0.1:3000 with this repository's dagster.yaml as the instance."""
+    ensure_venv()
+    storage = ROOT / ".dagster"
+    storage.mkdir(exist_ok=True)
+    env = dict(os.environ, DAGSTER_HOME=str(ROOT), DAGSTER_STORAGE_DIR=str(storage))
+    emulator = None
+    if "--aws" in args:
+        env.setdefault("IMAGE_VERSIONS_DATA_DIR", str(ROOT / "data"))
+    else:
+        url = "http://127.0.0.1:8765"
+        emulator = subprocess.Popen(
+            [BIN / "image-versions", "emulator", "--port", "8765", "--images", "40"], cwd=ROOT
+        )
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "IMAGE_VERSIONS_CONFIG"):
+            env.pop(name, None)
+        env.update(
+            AWS_ENDPOINT_URL_SAGEMAKER=url,
+            AWS_ACCESS_KEY_ID="emulator",
+            AWS_SECRET_ACCESS_KEY="emulator",
+            AWS_DEFAULT_REGION="us-east-1",
+            IMAGE_VERSIONS_DATA_DIR=str(storage / "emulator-data"),
+        )
+    print(f"data dir: {env['IMAGE_VERSIONS_DATA_DIR']}; UI: http://127.0.0.1:3000", flush=True)
+    try:
+        subprocess.run(
+            [BIN / "dagster", "dev", "-h", "127.0.0.1", "-p", "3000"],
+            cwd=ROOT,
+            env=env,
+            check=False,
+        )
+    finally:
+        if emulator is not None:
+            emulator.terminate()
+            emulator.wait()
+
+
+TASKS = {"demo": demo, "test": test, "dev": dev, "lock": lock}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in TASKS:
