@@ -20,7 +20,6 @@ def build_definitions(
     job = dg.define_asset_job(
         JOB_NAME,
         selection=dg.AssetSelection.assets(*assets),
-        partitions_def=partitions,
         description="Sync every selected source, then refresh the warehouse.",
     )
     return dg.Definitions(

@@ -9,6 +9,8 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 )
 from dagster._utils.schedules import cron_string_iterator
 
+from .sync_assets import SYNC_OP
+
 JOB_NAME = "sync_image_versions"
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -21,14 +23,19 @@ def schedule_interval(cron: str, now: datetime | None = None) -> timedelta:
     return second - first
 
 
+def range_tags(partition_keys: list[str]) -> dict[str, str]:
+    """Run tags that select every partition: with a single-run policy, one run for them all."""
+    return {RANGE_START: partition_keys[0], RANGE_END: partition_keys[-1]}
+
+
 def all_partitions_request(
     partition_keys: list[str], *, reconcile: bool, run_key: str | None
 ) -> dg.RunRequest:
     """One run over the whole range of source partitions (the job's backfill policy is one run)."""
     return dg.RunRequest(
         run_key=run_key,
-        tags={RANGE_START: partition_keys[0], RANGE_END: partition_keys[-1]},
-        run_config={"ops": {"sync_sagemaker_sources": {"config": {"reconcile": reconcile}}}},
+        tags=range_tags(partition_keys),
+        run_config={"ops": {SYNC_OP: {"config": {"reconcile": reconcile}}}},
     )
 
 

@@ -1,6 +1,7 @@
 """The assets: the catalogue and the versions (one op, one ListImages), then the warehouse."""
 
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,8 @@ from pipeline.warehouse import ensure_views, views_summary
 from .resources import DataDirResource, SageMakerResource
 
 GROUP = "sagemaker"
+SYNC_OP = "sync_sagemaker_sources"
+CHANGES_COLUMNS = ("image", "new", "changed", "deleted")
 CHANGED_IMAGES_ROWS = 50
 
 
@@ -69,11 +72,18 @@ def _changed_images_table(report: SyncReport) -> dg.MetadataValue:
     return dg.MetadataValue.table(rows, schema=schema)
 
 
+def changes_from_metadata(metadata: Mapping[str, dg.MetadataValue]) -> list[tuple[Any, ...]]:
+    """(image, new, changed, deleted) rows back from the `changed_images` table metadata."""
+    table = metadata["changed_images"]
+    assert isinstance(table, dg.TableMetadataValue)
+    return [tuple(record.data[column] for column in CHANGES_COLUMNS) for record in table.records]
+
+
 def build_sync_assets(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     """`sagemaker_images` and `image_versions`, computed together, partitioned by source."""
 
     @dg.multi_asset(
-        name="sync_sagemaker_sources",
+        name=SYNC_OP,
         specs=[
             dg.AssetSpec(
                 "sagemaker_images",
@@ -97,7 +107,7 @@ def build_sync_assets(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefin
         config: SyncConfig,
         sagemaker: SageMakerResource,
         data: DataDirResource,
-    ) -> Iterator[dg.MaterializeResult]:
+    ) -> Iterator[dg.MaterializeResult[None]]:
         try:
             targets = build_targets(
                 sagemaker.project(), sagemaker.access(), partition_keys=context.partition_keys
@@ -146,14 +156,20 @@ def build_warehouse_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsD
     asset stays one run; its work always covers the whole data dir.
     """
 
-    @dg.asset(
-        deps=["image_versions", "sagemaker_images"],
-        group_name=GROUP,
-        partitions_def=partitions_def,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        description="DuckDB views over the dataset (DATA/warehouse.duckdb), after compaction.",
-    )
-    def image_versions_warehouse(data: DataDirResource) -> dg.MaterializeResult:
+    with warnings.catch_warnings():
+        # backfill_policy on a single @asset is "beta" in dagster 1.13; it is deliberate here.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        decorate = dg.asset(
+            name="image_versions_warehouse",
+            deps=["image_versions", "sagemaker_images"],
+            group_name=GROUP,
+            partitions_def=partitions_def,
+            backfill_policy=dg.BackfillPolicy.single_run(),
+            description="DuckDB views over the dataset (DATA/warehouse.duckdb), after compaction.",
+        )
+
+    @decorate
+    def image_versions_warehouse(data: DataDirResource) -> dg.MaterializeResult[None]:
         data_dir = data.data_dir()
         with data_dir.writer_lock(timeout_s=60):
             before, after = data_dir.compact(min_files=AUTO_COMPACT_FILES + 1)

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any, NoReturn
 
 from .errors import ConfigError
-from .output import print_records, summary_lines
+from .output import print_records, report_metadata, summary_line
 
 PROG = "image-versions"
 
@@ -240,8 +240,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     )
     targets = build_targets(load_config(args.config), access, overrides)
     report = sync(data_dir, targets, options, on_progress=_progress_bar())
-    for line in summary_lines(report):
-        print(line)
+    print(summary_line(report_metadata(report)))
+    for failure in report.failures:
+        print(f"FAILED {failure}")
     return 0 if report.ok else 1
 
 
@@ -293,9 +294,10 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    # The demo runs the Dagster job, so it lives in the code location; imported only here.
+    from assets.demo import run_dagster_demo
 
-    return run_demo(args.data_dir, sys.stdout)
+    return run_dagster_demo(args.data_dir, sys.stdout)
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -61,18 +61,16 @@ def print_records(
         print_table(columns, rows, out)
 
 
-def summary_lines(report: SyncReport) -> list[str]:
-    """The closing summary of a sync, for people."""
-    stats = report.stats
-    lines = [
-        f"synced {report.images} images in {report.seconds:.1f} s: "
-        f"{report.new} new, {report.changed} changed, {report.deleted} deleted versions; "
-        f"{stats.total_calls} API calls ({stats.calls['ListImages']} ListImages, "
-        f"{stats.calls['ListImageVersions']} ListImageVersions), "
-        f"{stats.throttled} throttled attempts"
-    ]
-    lines += [f"FAILED {failure}" for failure in report.failures]
-    return lines
+def summary_line(figures: Mapping[str, Any]) -> str:
+    """The closing summary of a sync, for people, from `report_metadata` figures."""
+    return (
+        f"synced {figures['images']} images in {figures['seconds']:.1f} s: "
+        f"{figures['versions_new']} new, {figures['versions_changed']} changed, "
+        f"{figures['versions_deleted']} deleted versions; {figures['api_calls']} API calls "
+        f"({figures['list_images_calls']} ListImages, "
+        f"{figures['list_image_versions_calls']} ListImageVersions), "
+        f"{figures['throttled_retries']} throttled attempts"
+    )
 
 
 def report_metadata(report: SyncReport) -> dict[str, int | float | str | None]:

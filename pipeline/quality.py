@@ -32,6 +32,9 @@ class CheckOutcome:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+NO_WAREHOUSE = CheckOutcome(False, "no warehouse yet: nothing has been synced into this data dir")
+
+
 def _rows(connection: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[Any]:
     return connection.execute(sql, params).fetchall()
 
@@ -91,6 +94,8 @@ def watermarks_never_decrease(data_dir: DataDir) -> CheckOutcome:
 def values_match_the_api_model(data_dir: DataDir) -> CheckOutcome:
     """Statuses, ARNs, account ids and versions are valid against the API's model."""
     statuses = list(VERSION_STATUSES)
+    if not data_dir.warehouse_path.exists():
+        return NO_WAREHOUSE
     with connect(data_dir, read_only=True) as connection:
         rows = _rows(
             connection,
@@ -116,6 +121,8 @@ def sources_are_fresh(
 ) -> CheckOutcome:
     """Every (source, region) with live images was synced within `max_age`."""
     now = now or datetime.now(UTC)
+    if not data_dir.warehouse_path.exists():
+        return NO_WAREHOUSE
     with connect(data_dir, read_only=True) as connection:
         rows = _rows(
             connection,

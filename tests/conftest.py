@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.emulator import Clock, Emulator, EmulatorServer
+from pipeline.emulator import Clock, Emulator, EmulatorServer, seed_catalogue
 from pipeline.storage import DataDir
-from tests.support import REGION, START
+from tests.support import OTHER_REGION, REGION, START
 
 
 @pytest.fixture(autouse=True)
@@ -43,3 +43,15 @@ def emulator(server: EmulatorServer) -> Emulator:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> DataDir:
     return DataDir(tmp_path / "data")
+
+
+@pytest.fixture
+def sources_file(tmp_path: Path, server: EmulatorServer) -> Path:
+    """A sources file naming the seeded emulator in two regions."""
+    seed_catalogue(server.emulator, seed=31, images=6, region=REGION)
+    seed_catalogue(server.emulator, seed=32, images=4, region=OTHER_REGION)
+    path = tmp_path / "image-versions.toml"
+    path.write_text(
+        f'[sources.emu]\nendpoint_url = "{server.url}"\nregions = ["{REGION}", "{OTHER_REGION}"]\n'
+    )
+    return path

@@ -18,6 +18,7 @@ from pipeline.schema import to_ms
 from pipeline.storage import DataDir
 
 REGION = "us-east-1"
+OTHER_REGION = "eu-west-1"
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 

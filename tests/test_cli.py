@@ -186,3 +186,19 @@ def test_pipeline_imports_without_dagster() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0 and result.stdout.strip() == "clean", result.stderr
+
+
+def test_demo_runs_the_dagster_job_and_shows_what_changed(tmp_path: Path) -> None:
+    result = run_cli("demo", "--data-dir", str(tmp_path / "demo"), timeout=180)
+    assert result.code == 0, result.stderr
+    out = result.stdout
+    steps = [line for line in out.splitlines() if line.startswith("== ")]
+    assert len(steps) == 5
+    summaries = [line for line in out.splitlines() if line.startswith("synced ")]
+    assert len(summaries) == 3
+    assert " 0 changed, 0 deleted" in summaries[0] and "0 new" not in summaries[0]
+    assert "0 deleted versions" not in summaries[1]  # the deleted image, by a plain sync
+    assert summaries[2].endswith("throttled attempts") and "1 deleted versions" in summaries[2]
+    assert "DEBUG" not in out and "Traceback" not in result.stderr
+    assert "(8 rows)" in out
+    assert DataDir(tmp_path / "demo").is_ours()

@@ -1,0 +1,58 @@
+"""`image-versions demo` through Dagster: each sync is one in-process run of the job."""
+
+from pathlib import Path
+from typing import TextIO
+
+import dagster as dg
+
+from pipeline.config import load_config
+from pipeline.demo import SyncOutcome, SyncRunner, run_demo
+from pipeline.extract import SyncOptions
+from pipeline.storage import DataDir
+
+from .definitions import build_definitions
+from .resources import DataDirResource, SageMakerResource
+from .schedules import JOB_NAME, range_tags
+from .sync_assets import SYNC_OP, changes_from_metadata
+
+
+def dagster_runner(sources_file: Path, data_dir: DataDir) -> SyncRunner:
+    """Runs the `sync_image_versions` job over every source, on an in-memory instance."""
+    config = load_config(str(sources_file))
+    definitions = build_definitions(
+        config,
+        resources={
+            "sagemaker": SageMakerResource(config_path=str(sources_file)),
+            "data": DataDirResource(path=str(data_dir.root)),
+        },
+    )
+    job = definitions.resolve_job_def(JOB_NAME)
+    instance = dg.DagsterInstance.ephemeral()
+
+    def run(options: SyncOptions) -> SyncOutcome:
+        result = job.execute_in_process(
+            instance=instance,
+            tags=range_tags(config.partition_keys()),
+            run_config={
+                "ops": {SYNC_OP: {"config": {"reconcile": options.reconcile}}},
+                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+            },
+            raise_on_error=False,
+        )
+        metadata = next(
+            m.metadata
+            for m in result.asset_materializations_for_node(SYNC_OP)
+            if m.asset_key == dg.AssetKey("image_versions")
+        )
+        failure = result.failure_data_for_node(SYNC_OP)
+        return SyncOutcome(
+            figures={key: value.value for key, value in metadata.items()},
+            changes=changes_from_metadata(metadata),
+            failures=[failure.error.message.strip()] if failure and failure.error else [],
+        )
+
+    return run
+
+
+def run_dagster_demo(data_dir_flag: str | None, out: TextIO) -> int:
+    return run_demo(data_dir_flag, out, dagster_runner)

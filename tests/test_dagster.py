@@ -1,0 +1,233 @@
+"""The Dagster code location: real assets materialised on a temporary instance, emulator-backed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from assets.definitions import build_definitions, defs
+from assets.resources import DataDirResource, SageMakerResource
+from assets.schedules import JOB_NAME, RANGE_END, RANGE_START
+from pipeline.config import load_config
+from pipeline.emulator import EmulatorServer
+from pipeline.state import load_state, save_state
+from pipeline.storage import DataDir
+from tests.support import OTHER_REGION, REGION, run_cli
+
+SYNC_OP = "sync_sagemaker_sources"
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as temporary:
+        yield temporary
+
+
+def definitions(sources_file: Path, data_root: Path) -> dg.Definitions:
+    return build_definitions(
+        load_config(str(sources_file)),
+        resources={
+            "sagemaker": SageMakerResource(config_path=str(sources_file)),
+            "data": DataDirResource(path=str(data_root)),
+        },
+    )
+
+
+def run_job(
+    definitions: dg.Definitions,
+    instance: dg.DagsterInstance,
+    keys: list[str],
+    config: dict | None = None,
+) -> dg.ExecuteInProcessResult:
+    job = definitions.resolve_job_def(JOB_NAME)
+    return job.execute_in_process(
+        instance=instance,
+        tags={RANGE_START: keys[0], RANGE_END: keys[-1]},
+        run_config={"ops": {SYNC_OP: {"config": config}}} if config else None,
+        raise_on_error=False,
+    )
+
+
+def view(root: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
+        return con.sql(sql).fetchall()
+
+
+LIVE = (
+    "SELECT account_id, region, image_name, version, image_arn, image_version_arn, status, "
+    "failure_reason, creation_time, last_modified_time FROM image_versions ORDER BY ALL"
+)
+
+
+def test_definitions_load_from_the_sources_file(
+    sources_file: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("IMAGE_VERSIONS_CONFIG", str(sources_file))
+    monkeypatch.setenv("IMAGE_VERSIONS_DATA_DIR", str(tmp_path / "data"))
+    loaded = defs()
+    dg.Definitions.validate_loadable(loaded)
+    assert {key.to_user_string() for key in loaded.resolve_all_asset_keys()} == {
+        "sagemaker_images",
+        "image_versions",
+        "image_versions_warehouse",
+    }
+    job = loaded.resolve_job_def(JOB_NAME)
+    assert job.partitions_def.get_partition_keys() == [f"emu/{REGION}", f"emu/{OTHER_REGION}"]
+    assert {s.name for s in loaded.schedules} == {
+        "sync_image_versions_hourly",
+        "reconcile_image_versions_daily",
+    }
+
+
+def test_one_run_over_all_sources_equals_a_cli_sync(
+    server: EmulatorServer, sources_file: Path, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    built = definitions(sources_file, tmp_path / "dagster-data")
+    keys = load_config(str(sources_file)).partition_keys()
+    result = run_job(built, instance, keys)
+    assert result.success
+    assert instance.get_runs_count() == 1
+
+    cli = run_cli("sync", "--config", str(sources_file), "--data-dir", str(tmp_path / "cli-data"))
+    assert cli.code == 0, cli.stderr
+    from_dagster = view(tmp_path / "dagster-data", LIVE)
+    assert from_dagster == view(tmp_path / "cli-data", LIVE)
+    regions = {row[1] for row in from_dagster}
+    assert regions == {REGION, OTHER_REGION}
+    assert len(from_dagster) == sum(
+        len(server.emulator.live_versions(r)) for r in (REGION, OTHER_REGION)
+    )
+
+    materializations = result.asset_materializations_for_node(SYNC_OP)
+    versions = [m for m in materializations if m.asset_key.to_user_string() == "image_versions"]
+    assert sorted(m.partition for m in versions) == sorted(keys)
+    metadata = versions[0].metadata
+    assert metadata["dagster/row_count"].value == len(from_dagster)
+    assert metadata["versions_new"].value == len(from_dagster)
+    assert metadata["list_images_calls"].value == 2
+    assert metadata["watermark_max"].value is not None
+    assert len(metadata["changed_images"].value.records) <= 50
+    checks = result.get_asset_check_evaluations()
+    assert len(checks) == 4 and all(c.passed for c in checks), [
+        (c.check_name, c.description) for c in checks if not c.passed
+    ]
+
+
+def test_chosen_images_are_resynced_through_run_config(
+    server: EmulatorServer, sources_file: Path, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    built = definitions(sources_file, tmp_path / "data")
+    keys = load_config(str(sources_file)).partition_keys()
+    assert run_job(built, instance, keys).success
+    chosen = sorted(server.emulator.image_names(REGION))[0]
+    server.emulator.clear_requests()
+    result = run_job(built, instance, keys[:1], {"image_names": [chosen], "full_refresh": True})
+    assert result.success
+    listed = [p for op, p in server.emulator.requests() if op == "ListImageVersions"]
+    assert {p["ImageName"] for p in listed} == {chosen}
+    assert all("LastModifiedTimeAfter" not in p for p in listed)
+
+
+def test_a_failed_image_fails_the_run_after_the_rest_is_committed(
+    server: EmulatorServer, sources_file: Path, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    built = definitions(sources_file, tmp_path / "data")
+    keys = load_config(str(sources_file)).partition_keys()
+    real = sorted(server.emulator.image_names(REGION))[:2]
+    result = run_job(built, instance, keys[:1], {"image_names": [*real, "not-there"]})
+    assert not result.success
+    failure = result.failure_data_for_node(SYNC_OP)
+    assert failure is not None and "failed" in failure.error.message
+    images = {
+        row[0] for row in view(tmp_path / "data", "SELECT DISTINCT image_name FROM image_versions")
+    }
+    with_versions = {v["ImageName"] for v in server.emulator.live_versions(REGION)}
+    assert images == set(real) & with_versions
+
+
+def test_checks_fail_on_seeded_bad_data(
+    sources_file: Path, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    root = tmp_path / "data"
+    built = definitions(sources_file, root)
+    keys = load_config(str(sources_file)).partition_keys()
+    assert run_job(built, instance, keys).success
+    assert run_job(built, instance, keys).success
+    data_dir = DataDir(root)
+
+    # A second state of one version, observed at the same instant as its latest state.
+    some_file = data_dir.version_files()[0]
+    table = pq.read_table(some_file).slice(0, 1)
+    twin = table.set_column(table.schema.get_field_index("status"), "status", [["DELETE_FAILED"]])
+    data_dir.atomic_write(twin, some_file.parent / "part-seeded.parquet")
+    # A watermark that went back.
+    states = load_state(data_dir)
+    victim = next(s for s in states.values() if s.watermark_ms)
+    victim.watermark_ms -= 60_000
+    save_state(data_dir, states)
+
+    evaluations = check_evaluations(built, instance)
+    assert evaluations == {
+        "no_duplicate_live_versions": False,
+        "watermarks_never_decrease": False,
+        "values_match_the_api_model": True,
+        "sources_are_fresh": True,
+    }
+
+
+def check_evaluations(built: dg.Definitions, instance: dg.DagsterInstance) -> dict[str, bool]:
+    """Run only the asset checks, as a user would from the UI."""
+    result = dg.materialize(
+        [*built.assets, *built.asset_checks],
+        instance=instance,
+        resources=built.resources,
+        selection=dg.AssetSelection.checks_for_assets("image_versions_warehouse"),
+        raise_on_error=False,
+    )
+    return {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+
+
+def test_freshness_and_model_checks_fail_when_they_should(
+    sources_file: Path, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    root = tmp_path / "data"
+    built = definitions(sources_file, root)
+    assert not check_evaluations(built, instance)["sources_are_fresh"]  # nothing synced yet
+    keys = load_config(str(sources_file)).partition_keys()
+    assert run_job(built, instance, keys).success
+    data_dir = DataDir(root)
+    states = load_state(data_dir)
+    for state in states.values():
+        state.last_synced_ms -= 3 * 3600 * 1000  # three hours: more than two hourly intervals
+    save_state(data_dir, states)
+    some_file = data_dir.version_files()[0]
+    row = pq.read_table(some_file).slice(0, 1)
+    odd = row.set_column(row.schema.get_field_index("status"), "status", [["EXPLODED"]])
+    data_dir.atomic_write(odd, some_file.parent / "part-odd.parquet")
+    evaluations = check_evaluations(built, instance)
+    assert evaluations["sources_are_fresh"] is False
+    assert evaluations["values_match_the_api_model"] is False
+
+
+def test_schedules_request_one_run_over_every_source(sources_file: Path, tmp_path: Path) -> None:
+    built = definitions(sources_file, tmp_path / "data")
+    keys = load_config(str(sources_file)).partition_keys()
+    when = datetime(2026, 11, 27, 5, 0, tzinfo=UTC)
+    for name, reconcile in (
+        ("sync_image_versions_hourly", False),
+        ("reconcile_image_versions_daily", True),
+    ):
+        schedule = built.resolve_schedule_def(name)
+        assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+        with dg.build_schedule_context(scheduled_execution_time=when) as context:
+            requests = schedule.evaluate_tick(context).run_requests
+        assert requests is not None and len(requests) == 1
+        request = requests[0]
+        assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (keys[0], keys[-1])
+        assert request.run_config["ops"][SYNC_OP]["config"]["reconcile"] is reconcile
