@@ -2,15 +2,14 @@
 
 import warnings
 from collections.abc import Iterator, Mapping
-from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from pipeline.config import build_targets, validate_image_names
+from pipeline.config import build_targets, sync_options
 from pipeline.errors import ConfigError
-from pipeline.extract import SyncOptions, SyncReport, sync
+from pipeline.extract import SyncReport, sync
 from pipeline.output import report_metadata
 from pipeline.schema import IMAGE_SCHEMA, IMAGE_VERSION_SCHEMA
 from pipeline.storage import AUTO_COMPACT_FILES
@@ -112,11 +111,11 @@ def build_sync_assets(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefin
             targets = build_targets(
                 sagemaker.project(), sagemaker.access(), partition_keys=context.partition_keys
             )
-            options = SyncOptions(
-                image_names=validate_image_names(config.image_names),
+            options = sync_options(
+                image_names=config.image_names,
                 full_refresh=config.full_refresh,
                 reconcile=config.reconcile,
-                lookback=timedelta(minutes=config.lookback_minutes),
+                lookback_minutes=config.lookback_minutes,
                 concurrency=sagemaker.concurrency,
             )
             data_dir = data.data_dir()
@@ -128,11 +127,18 @@ def build_sync_assets(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefin
         metadata = {**report_metadata(report), "changed_images": _changed_images_table(report)}
         yield dg.MaterializeResult(
             asset_key="sagemaker_images",
-            metadata={"dagster/row_count": counts["images"]},
+            metadata={
+                "dagster/row_count": counts["images"],
+                "dagster/column_schema": column_schema(IMAGE_SCHEMA),
+            },
         )
         yield dg.MaterializeResult(
             asset_key="image_versions",
-            metadata={"dagster/row_count": counts["image_versions"], **metadata},
+            metadata={
+                "dagster/row_count": counts["image_versions"],
+                "dagster/column_schema": column_schema(IMAGE_VERSION_SCHEMA),
+                **metadata,
+            },
         )
         if not report.ok:
             raise dg.Failure(

@@ -10,7 +10,6 @@ import argparse
 import math
 import sys
 from collections.abc import Callable, Sequence
-from datetime import timedelta
 from typing import Any, NoReturn
 
 from .errors import ConfigError
@@ -213,16 +212,16 @@ def cmd_sync(args: argparse.Namespace) -> int:
         build_targets,
         load_config,
         resolve_data_dir,
-        validate_image_names,
+        sync_options,
     )
-    from .extract import SyncOptions, sync
+    from .extract import sync
 
     data_dir = resolve_data_dir(args.data_dir)
-    options = SyncOptions(
-        image_names=validate_image_names(args.image),
+    options = sync_options(
+        image_names=args.image,
         full_refresh=args.full_refresh,
         reconcile=args.reconcile,
-        lookback=timedelta(minutes=args.lookback_minutes),
+        lookback_minutes=args.lookback_minutes,
         concurrency=args.concurrency,
         lock_timeout_s=args.wait,
     )

@@ -12,11 +12,12 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .extract import SourceTarget
+from .extract import SourceTarget, SyncOptions
 from .source import ClientSettings
 from .storage import DataDir
 
@@ -110,6 +111,28 @@ def validate_image_names(names: Iterable[str]) -> frozenset[str] | None:
             )
         checked.add(name)
     return frozenset(checked) or None
+
+
+def sync_options(
+    *,
+    image_names: Iterable[str] = (),
+    full_refresh: bool = False,
+    reconcile: bool = False,
+    lookback_minutes: float = 10.0,
+    concurrency: int = 8,
+    lock_timeout_s: float = 0.0,
+) -> SyncOptions:
+    """Validated options of one sync, as the CLI and Dagster's run config express them."""
+    if not lookback_minutes >= 0:
+        raise ConfigError(f"lookback must be zero or more minutes, not {lookback_minutes}")
+    return SyncOptions(
+        image_names=validate_image_names(image_names),
+        full_refresh=full_refresh,
+        reconcile=reconcile,
+        lookback=timedelta(minutes=lookback_minutes),
+        concurrency=concurrency,
+        lock_timeout_s=lock_timeout_s,
+    )
 
 
 # ------------------------------------------------------------------ the sources file

@@ -25,7 +25,8 @@ START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 def run_sync(data_dir: DataDir, server: EmulatorServer, **options: Any) -> SyncReport:
     """One in-process sync of the emulator's default region."""
     source = SourceConfig("default", (options.pop("region", REGION),), endpoint_url=server.url)
-    targets = build_targets(ProjectConfig(sources=(source,)), AccessSettings())
+    access = AccessSettings(max_rps=options.pop("max_rps", None))
+    targets = build_targets(ProjectConfig(sources=(source,)), access)
     return sync(data_dir, targets, SyncOptions(**options))
 
 

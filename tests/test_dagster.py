@@ -16,6 +16,7 @@ from assets.resources import DataDirResource, SageMakerResource
 from assets.schedules import JOB_NAME, RANGE_END, RANGE_START
 from pipeline.config import load_config
 from pipeline.emulator import EmulatorServer
+from pipeline.schema import IMAGE_VERSION_SCHEMA
 from pipeline.state import load_state, save_state
 from pipeline.storage import DataDir
 from tests.support import OTHER_REGION, REGION, run_cli
@@ -112,6 +113,8 @@ def test_one_run_over_all_sources_equals_a_cli_sync(
     assert metadata["versions_new"].value == len(from_dagster)
     assert metadata["list_images_calls"].value == 2
     assert metadata["watermark_max"].value is not None
+    columns = [c.name for c in metadata["dagster/column_schema"].value.columns]
+    assert columns == IMAGE_VERSION_SCHEMA.names
     assert len(metadata["changed_images"].value.records) <= 50
     checks = result.get_asset_check_evaluations()
     assert len(checks) == 4 and all(c.passed for c in checks), [

@@ -257,3 +257,13 @@ def test_an_image_deleted_between_listing_and_its_versions_fails_alone(
     assert report.new == 1 and report.deleted > 0
     assert len(live_rows(data_dir)) == kept + 1
     assert_converged(data_dir, server.emulator)
+
+
+def test_max_rps_holds_across_all_workers(server: EmulatorServer, data_dir: DataDir) -> None:
+    seed_catalogue(server.emulator, seed=15, images=40)
+    report = run_sync(data_dir, server, max_rps=20.0, concurrency=8)
+    calls = report.stats.total_calls
+    assert calls > 40
+    # A token bucket of 20/s with a one-second burst: no faster than (calls - 20) / 20 seconds.
+    assert report.seconds >= (calls - 20) / 20
+    assert_converged(data_dir, server.emulator)
