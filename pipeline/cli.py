@@ -7,6 +7,7 @@ usage errors answer at once.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -144,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="attempts per API call, first one included (default: 10)",
     )
     sync.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log progress to stderr (-vv: each image's listing too)",
+    )
+    sync.add_argument(
         "--wait",
         type=_number(allow_zero=True),
         default=0.0,
@@ -216,6 +224,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
     )
     from .extract import sync
 
+    if args.verbose:
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose > 1 else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
     data_dir = resolve_data_dir(args.data_dir)
     options = sync_options(
         image_names=args.image,
@@ -324,6 +337,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        # Disk full, permissions changed mid-run...: what was committed stays committed.
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(
+            f"{PROG}: error: {exc.strerror or exc}{where}; the run stopped, "
+            "what it had committed stays committed",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; what was committed stays committed", file=sys.stderr)
         return 130

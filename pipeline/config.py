@@ -206,18 +206,6 @@ def _parse_config(document: dict[str, Any], path: Path) -> ProjectConfig:
 # ------------------------------------------------------------------ targets
 
 
-def known_regions() -> set[str]:
-    """Every region in which botocore knows a SageMaker endpoint, across partitions."""
-    import boto3
-
-    session = boto3.session.Session()
-    return {
-        region
-        for partition in session.get_available_partitions()
-        for region in session.get_available_regions("sagemaker", partition_name=partition)
-    }
-
-
 def default_region(profile: str | None) -> str | None:
     """boto3's region (AWS_DEFAULT_REGION, the profile's config), else AWS_REGION.
 
@@ -281,7 +269,6 @@ def build_targets(
             for source in chosen
             for region in (overrides.regions or source.regions or (None,))
         ]
-    known = known_regions()
     targets = []
     for source, maybe_region in pairs:
         profile = overrides.profile or source.profile
@@ -290,8 +277,6 @@ def build_targets(
             raise ConfigError(
                 "no AWS region: pass --region, set AWS_REGION, or list regions in the sources file"
             )
-        if region not in known:
-            raise ConfigError(f"unknown region {region!r}: SageMaker has no endpoint there")
         client = ClientSettings(
             region=region,
             endpoint_url=overrides.endpoint_url or source.endpoint_url,

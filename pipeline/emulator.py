@@ -61,6 +61,7 @@ THROTTLING = "ThrottlingException"
 INTERNAL_FAILURE = "InternalFailure"
 UNKNOWN_OPERATION = "UnknownOperationException"
 SERIALIZATION = "SerializationException"
+ACCESS_DENIED = "AccessDeniedException"
 
 _TARGET_PREFIX = "SageMaker."
 _CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -174,6 +175,13 @@ class Faults:
     rate_limit_rps: float | None = None
     operations: frozenset[str] | None = None
     seed: int = 0
+    spike_rate: float = 0.0
+    """Probability that a request is delayed by an extra ``spike_s`` seconds."""
+    spike_s: float = 0.0
+    token_expiry_rate: float = 0.0
+    """Probability that a request carrying a NextToken is refused as expired."""
+    denied_regions: frozenset[str] = frozenset()
+    """Regions whose every request is refused with AccessDeniedException."""
     _rng: random.Random = field(
         default_factory=random.Random, init=False, repr=False, compare=False
     )
@@ -186,10 +194,25 @@ class Faults:
         """Whether faults apply to ``operation``."""
         return self.operations is None or operation in self.operations
 
-    def draw(self, operation: str, now: float) -> ApiError | None:
+    def delay(self, operation: str) -> float:
+        """Seconds to hold one request: the fixed latency plus a drawn spike (caller locks)."""
+        if not self.applies_to(operation):
+            return 0.0
+        spike = self.spike_s if self.spike_rate > 0 and self._random() < self.spike_rate else 0
+        return self.latency_s + spike
+
+    def draw(
+        self, operation: str, now: float, *, region: str = "", has_token: bool = False
+    ) -> ApiError | None:
         """Decide the fault for one request at monotonic time ``now`` (caller holds a lock)."""
         if not self.applies_to(operation):
             return None
+        if region in self.denied_regions:
+            return ApiError(
+                ACCESS_DENIED, f"User is not authorized to perform: sagemaker:{operation}"
+            )
+        if has_token and self.token_expiry_rate > 0 and self._random() < self.token_expiry_rate:
+            return ApiError(VALIDATION, "The NextToken is expired or invalid.")
         if self.throttle_burst > 0:
             self.throttle_burst -= 1
             return ApiError(THROTTLING, "Rate exceeded")
@@ -565,6 +588,9 @@ class Emulator:
         # Called with (operation, request members) before each HTTP request is served: lets a
         # test change the catalogue at an exact point of a client's sequence of calls.
         self.before_request: Callable[[str, dict[str, Any]], None] | None = None
+        # Rewrites a successful response's JSON body before it is sent: lets a test serve
+        # malformed or unusual records that the Python API would never create.
+        self.rewrite_response: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None
 
     # Python API ---------------------------------------------------------------------------
 
@@ -695,16 +721,23 @@ class Emulator:
         if self.before_request is not None:
             self.before_request(operation, params if params is not None else {})
         faults = self.faults
-        if faults.latency_s > 0 and faults.applies_to(operation):
-            time.sleep(faults.latency_s)
+        with self._lock:
+            delay = faults.delay(operation)
+        if delay > 0:
+            time.sleep(delay)
         try:
             if params is None:
                 raise ApiError(SERIALIZATION, "The request body is not a JSON object.")
             with self._lock:
-                fault = faults.draw(operation, time.monotonic())
+                fault = faults.draw(
+                    operation, time.monotonic(), region=region, has_token="NextToken" in params
+                )
             if fault is not None:
                 raise fault
-            return 200, self.call(operation, params, region=region)
+            response = self.call(operation, params, region=region)
+            if self.rewrite_response is not None:
+                response = self.rewrite_response(operation, response)
+            return 200, response
         except ApiError as error:
             return error.status, error.payload()
         except Exception as error:  # a bug here must still look like a service failure

@@ -6,6 +6,7 @@ to the source, the Parquet writer and the state store.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -30,6 +31,8 @@ from .source import list_images as list_source_images
 from .state import ImageState, StateKey, keep_previous_state, load_state, save_state
 from .storage import AUTO_COMPACT_FILES, DataDir
 from .warehouse import ensure_views, latest_live_rows
+
+log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- pure decisions
 
@@ -113,12 +116,12 @@ def advance_state(
     entries: dict[int, tuple[int, str]] = {} if full_listing else dict(state.window)
     for row in rows:
         entries[row["version"]] = (row["last_modified_time"], fingerprint(row))
+    # A LastModifiedTime ahead of our clock (skew) must not push the watermark past what
+    # we can vouch for: it is capped at the time of the sync, so later changes stamped
+    # between the two are still listed.
+    newest = [min(row["last_modified_time"], synced_at_ms) for row in rows]
     watermark = max(
-        [
-            m
-            for m in (state.watermark_ms, *(row["last_modified_time"] for row in rows))
-            if m is not None
-        ],
+        [m for m in (state.watermark_ms, *newest) if m is not None],
         default=None,
     )
     floor = None if watermark is None else watermark - lookback_ms
@@ -262,7 +265,9 @@ class Committer:
 
     def commit(self) -> None:
         if self.rows:
-            self.data_dir.write_versions(rows_to_table(self.rows))
+            log.info("writing %d rows", len(self.rows))
+            files = self.data_dir.write_versions(rows_to_table(self.rows))
+            log.info("data durable in %d file(s); committing state", len(files))
             self.rows_written += len(self.rows)
             self.rows = []
         if self.pending:
@@ -270,6 +275,7 @@ class Committer:
                 self.states[state.key] = state
             self.pending = []
             save_state(self.data_dir, self.states)
+            log.info("state committed")
 
 
 # ---------------------------------------------------------------- the sync
@@ -306,6 +312,7 @@ def _fetch_image(
     """List one image's versions (the only part that runs on worker threads)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
+    log.debug("listing versions of %s/%s", job.target.label, job.name)
     start = listing_start_ms(
         job.state, int(options.lookback.total_seconds() * 1000), options.full_listing
     )
@@ -364,6 +371,7 @@ def sync(
         report.rows_written = committer.rows_written
         data_dir.compact(min_files=AUTO_COMPACT_FILES + 1)
         ensure_views(data_dir)
+    log.info("sync done")
     report.seconds = time.monotonic() - started
     return report
 
@@ -409,6 +417,7 @@ def _sync_target(
 ) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
+    log.info("listing images of %s", target.label)
     try:
         listing = list_source_images(client)
         image_rows = [

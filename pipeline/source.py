@@ -8,6 +8,7 @@ so they count what really went over the wire.
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -21,6 +22,9 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 
 PAGE_SIZE = 100  # the API's maximum; fewer calls per image
+MAX_LISTING_RESTARTS = 3
+TOKEN_ERROR_CODES = frozenset({"InvalidNextToken", "InvalidPaginationToken", "ExpiredNextToken"})
+log = logging.getLogger(__name__)
 # The throttling error codes botocore's retry handlers recognise for JSON services.
 THROTTLING_CODES = frozenset(
     {
@@ -97,12 +101,29 @@ class ApiStats:
         return sum(self.calls.values())
 
 
+def known_regions() -> set[str]:
+    """Every region in which botocore knows a SageMaker endpoint, across partitions."""
+    import boto3
+
+    session = boto3.session.Session()
+    return {
+        region
+        for partition in session.get_available_partitions()
+        for region in session.get_available_regions("sagemaker", partition_name=partition)
+    }
+
+
 def make_client(settings: ClientSettings, stats: ApiStats) -> Any:
-    """A SageMaker client for one region, counting into `stats`, limited to settings.max_rps."""
+    """A SageMaker client for one region, counting into `stats`, limited to settings.max_rps.
+
+    ConfigError when the region is unknown, the profile missing or no credentials are found.
+    """
     import boto3
     import botocore.config
     import botocore.exceptions
 
+    if settings.region not in known_regions():
+        raise ConfigError(f"unknown region {settings.region!r}: SageMaker has no endpoint there")
     try:
         session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
     except botocore.exceptions.ProfileNotFound as exc:
@@ -186,13 +207,38 @@ def version_listing_params(image_name: str, modified_after: datetime | None) -> 
     return params
 
 
+def _is_bad_token(error: Any) -> bool:
+    """Whether a ClientError refuses the NextToken itself (expired or invalid)."""
+    details = error.response.get("Error", {})
+    code, message = details.get("Code", ""), str(details.get("Message", "")).lower()
+    return code in TOKEN_ERROR_CODES or (code == "ValidationException" and "token" in message)
+
+
 def list_image_versions(
     client: Any, image_name: str, modified_after: datetime | None
 ) -> Iterator[list[dict[str, Any]]]:
-    """Pages of one image's versions modified on or after `modified_after` (all when None)."""
+    """Pages of one image's versions modified on or after `modified_after` (all when None).
+
+    A NextToken refused as expired or invalid restarts the listing from its first page (up to
+    MAX_LISTING_RESTARTS times): pages already yielded come again, never a skipped one; the
+    caller keeps one state per version.
+    """
+    from botocore.exceptions import ClientError
+
     params = version_listing_params(image_name, modified_after)
+    restarts = 0
     while True:
-        page = client.list_image_versions(**params)
+        try:
+            page = client.list_image_versions(**params)
+        except ClientError as error:
+            if "NextToken" not in params or not _is_bad_token(error):
+                raise
+            restarts += 1
+            if restarts > MAX_LISTING_RESTARTS:
+                raise
+            log.warning("%s: NextToken refused, restarting the listing (%d)", image_name, restarts)
+            del params["NextToken"]
+            continue
         yield page.get("ImageVersions", [])
         token = page.get("NextToken")
         if not token:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -37,6 +38,7 @@ from filelock import FileLock, Timeout
 from .errors import ConfigError, DataError
 from .schema import IMAGE_SCHEMA, IMAGE_VERSION_SCHEMA
 
+log = logging.getLogger(__name__)
 MARKER = ".image-versions"
 MARKER_TEXT = "This directory is an image-versions dataset. See the project's README.\n"
 PARQUET_COMPRESSION = "zstd"
@@ -243,6 +245,7 @@ class DataDir:
         return len(before), len(self.version_files())
 
     def _merge_partition(self, directory: Path, files: list[Path]) -> None:
+        log.info("compacting %d files in %s", len(files), directory.relative_to(self.root))
         merged = pq.read_table(files, schema=IMAGE_VERSION_SCHEMA)
         merged = merged.sort_by(ROW_ORDER)
         target = directory / f"compacted-{uuid.uuid4().hex}.parquet"

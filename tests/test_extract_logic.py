@@ -24,6 +24,7 @@ ARN = "arn:aws:sagemaker:us-east-1:012345678901:image/Custom.R-4"
 VERSION_ARN = "arn:aws:sagemaker:us-east-1:012345678901:image-version/custom.r-4"
 T0 = to_ms(datetime(2026, 3, 1, tzinfo=UTC))
 MINUTE = 60_000
+NOW = T0 + 1000 * MINUTE
 
 
 def item(version: int, modified_ms: int, status: str = "CREATED", **extra: object) -> dict:
@@ -64,14 +65,14 @@ def test_listing_start_is_watermark_minus_lookback_or_everything() -> None:
 
 def test_reread_rows_inside_the_window_are_not_written_again() -> None:
     first = [row(1, T0), row(2, T0), row(3, T0 + 5)]
-    synced = advance_state(state(), first, lookback_ms=MINUTE, full_listing=False, synced_at_ms=1)
+    synced = advance_state(state(), first, lookback_ms=MINUTE, full_listing=False, synced_at_ms=NOW)
     again = classify(first, synced, None, observed_at_ms=2)
     assert again.to_write == [] and (again.new, again.changed) == (0, 0)
 
 
 def test_ties_at_the_watermark_are_kept_once_each() -> None:
     synced = advance_state(
-        state(), [row(1, T0), row(2, T0)], lookback_ms=0, full_listing=False, synced_at_ms=1
+        state(), [row(1, T0), row(2, T0)], lookback_ms=0, full_listing=False, synced_at_ms=NOW
     )
     assert synced.watermark_ms == T0 and set(synced.window) == {1, 2}
     # Inclusive filter at the watermark re-reads 1 and 2; version 3 arrived with the same stamp.
@@ -82,7 +83,7 @@ def test_ties_at_the_watermark_are_kept_once_each() -> None:
 
 def test_a_changed_state_is_written_and_counted_as_changed() -> None:
     synced = advance_state(
-        state(), [row(1, T0), row(2, T0)], lookback_ms=MINUTE, full_listing=False, synced_at_ms=1
+        state(), [row(1, T0), row(2, T0)], lookback_ms=MINUTE, full_listing=False, synced_at_ms=NOW
     )
     result = classify([row(2, T0 + 10, "DELETE_FAILED")], synced, None, observed_at_ms=2)
     assert [(r["version"], r["status"]) for r in result.to_write] == [(2, "DELETE_FAILED")]
@@ -95,7 +96,7 @@ def test_an_update_to_a_version_outside_the_window_counts_as_changed() -> None:
         [row(1, T0), row(2, T0 + 10 * MINUTE)],
         lookback_ms=MINUTE,
         full_listing=False,
-        synced_at_ms=1,
+        synced_at_ms=NOW,
     )
     assert set(synced.window) == {2}
     result = classify([row(1, T0 + 11 * MINUTE, "DELETING")], synced, None, observed_at_ms=2)
@@ -117,7 +118,7 @@ def test_watermark_never_decreases_and_window_drops_old_versions() -> None:
         [row(1, T0)],
         lookback_ms=MINUTE,
         full_listing=False,
-        synced_at_ms=1,
+        synced_at_ms=NOW,
     )
     assert synced.watermark_ms == T0 + 20 * MINUTE
     assert set(synced.window) == {9}
@@ -130,7 +131,7 @@ def test_full_listing_window_holds_only_listed_versions() -> None:
         [row(1, T0)],
         lookback_ms=MINUTE,
         full_listing=True,
-        synced_at_ms=1,
+        synced_at_ms=NOW,
     )
     assert set(synced.window) == {1}
 
@@ -185,3 +186,18 @@ def test_a_version_listed_twice_in_one_listing_keeps_its_latest_state() -> None:
     )
     assert [(r["version"], r["status"]) for r in result.to_write] == [(1, "CREATED")]
     assert result.new == 1
+
+
+def test_a_timestamp_ahead_of_our_clock_does_not_push_the_watermark_past_now() -> None:
+    future = NOW + 60 * MINUTE
+    synced = advance_state(
+        state(),
+        [row(1, T0), row(2, future)],
+        lookback_ms=MINUTE,
+        full_listing=False,
+        synced_at_ms=NOW,
+    )
+    assert synced.watermark_ms == NOW
+    assert set(synced.window) == {2}  # the future row is still recognised when re-read
+    later = classify([row(2, future), row(3, NOW + 1)], synced, None, observed_at_ms=NOW + 2)
+    assert [r["version"] for r in later.to_write] == [3]
