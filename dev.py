@@ -5,6 +5,8 @@
     python3 dev.py test    set up .venv if needed, then run ruff, mypy and pytest
     python3 dev.py dev     set up .venv if needed, then start the seeded emulator and `dagster dev`
                            (add --aws to use your AWS environment instead of the emulator)
+    python3 dev.py faults  the long fault matrix (kills, throttling, bad data...): table + JSON
+    python3 dev.py bench   the benchmarks: table + JSON under benchmarks/results/
     python3 dev.py lock    re-resolve dependencies and rewrite requirements.lock
 
 The virtual environment is installed from requirements.lock (exact versions), and reinstalled
@@ -121,7 +123,24 @@ def dev(args: list[str]) -> None:
             emulator.wait()
 
 
-TASKS = {"demo": demo, "test": test, "dev": dev, "lock": lock}
+def faults(args: list[str]) -> None:
+    ensure_venv()
+    run(BIN / "python", "-m", "tests.fault_matrix", *args)
+
+
+def bench(args: list[str]) -> None:
+    ensure_venv()
+    run(BIN / "python", "-m", "benchmarks.run", *args)
+
+
+TASKS = {
+    "demo": demo,
+    "test": test,
+    "dev": dev,
+    "faults": faults,
+    "bench": bench,
+    "lock": lock,
+}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in TASKS:

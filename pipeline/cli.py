@@ -60,6 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    def verbose_option(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "-v",
+            "--verbose",
+            action="count",
+            default=0,
+            help="log progress to stderr (-vv: each image's listing too)",
+        )
+
     def data_dir_option(command: argparse.ArgumentParser) -> None:
         command.add_argument(
             "--data-dir",
@@ -144,13 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="attempts per API call, first one included (default: 10)",
     )
-    sync.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=0,
-        help="log progress to stderr (-vv: each image's listing too)",
-    )
+    verbose_option(sync)
     sync.add_argument(
         "--wait",
         type=_number(allow_zero=True),
@@ -170,6 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     compact = commands.add_parser("compact", help="merge small Parquet files")
     data_dir_option(compact)
+    verbose_option(compact)
+
+    verify = commands.add_parser(
+        "verify", help="check the data dir for damage (exit 1 when something is wrong)"
+    )
+    data_dir_option(verify)
+    verbose_option(verify)
+    verify.add_argument(
+        "--repair",
+        action="store_true",
+        help="move unreadable files to DATA/_quarantine/ and drop a state that no longer holds",
+    )
 
     demo = commands.add_parser(
         "demo", help="sync a bundled emulator, change it, sync again, show what changed"
@@ -224,11 +239,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
     )
     from .extract import sync
 
-    if args.verbose:
-        logging.basicConfig(
-            level=logging.DEBUG if args.verbose > 1 else logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
     data_dir = resolve_data_dir(args.data_dir)
     options = sync_options(
         image_names=args.image,
@@ -305,6 +315,23 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import find_problems, repair
+    from .warehouse import ensure_views
+
+    data_dir = _readable_data_dir(args.data_dir)
+    with data_dir.writer_lock():
+        problems = find_problems(data_dir)
+        for problem in problems:
+            print(f"PROBLEM {problem}")
+        if args.repair and problems:
+            for action in repair(data_dir, problems):
+                print(f"REPAIR {action}")
+            ensure_views(data_dir)
+    print(f"{len(problems)} problem(s) in {data_dir.root}")
+    return 1 if problems else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     # The demo runs the Dagster job, so it lives in the code location; imported only here.
     from assets.demo import run_dagster_demo
@@ -324,6 +351,7 @@ COMMANDS = {
     "status": cmd_status,
     "query": cmd_query,
     "compact": cmd_compact,
+    "verify": cmd_verify,
     "demo": cmd_demo,
     "emulator": cmd_emulator,
 }
@@ -332,6 +360,12 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit status (0 ok, 1 the run failed, 2 bad usage/config)."""
     args = build_parser().parse_args(argv)
+    verbosity = getattr(args, "verbose", 0)
+    if verbosity:
+        # Only our own loggers speak up: botocore's debug log would print request headers,
+        # session tokens included.
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("pipeline").setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:

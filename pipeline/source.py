@@ -9,11 +9,12 @@ so they count what really went over the wire.
 from __future__ import annotations
 
 import logging
+import random
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ from .errors import ConfigError
 
 PAGE_SIZE = 100  # the API's maximum; fewer calls per image
 MAX_LISTING_RESTARTS = 3
+THROTTLE_PATIENCE_S = 300.0
 TOKEN_ERROR_CODES = frozenset({"InvalidNextToken", "InvalidPaginationToken", "ExpiredNextToken"})
 log = logging.getLogger(__name__)
 # The throttling error codes botocore's retry handlers recognise for JSON services.
@@ -181,12 +183,34 @@ def check_reachable(client: Any, timeout_s: float = 5.0) -> None:
         ) from exc
 
 
+def patiently(call: Callable[..., dict[str, Any]], **params: Any) -> dict[str, Any]:
+    """`call(**params)`, retried after a pause when throttling outlasts botocore's retries.
+
+    Throttling says "slower", not "stop": a batch extractor keeps trying for up to
+    THROTTLE_PATIENCE_S seconds before it reports the image (or region) as failed.
+    """
+    from botocore.exceptions import ClientError
+
+    deadline = time.monotonic() + THROTTLE_PATIENCE_S
+    pause = 1.0
+    while True:
+        try:
+            return call(**params)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code not in THROTTLING_CODES or time.monotonic() + pause > deadline:
+                raise
+            log.warning("still throttled after retries; pausing %.0f s", pause)
+            time.sleep(pause * (0.5 + random.random() / 2))
+            pause = min(pause * 2, 30.0)
+
+
 def list_images(client: Any) -> list[dict[str, Any]]:
     """Every image of the region, all pages of ListImages at MaxResults=100."""
     images: list[dict[str, Any]] = []
     params: dict[str, Any] = {"MaxResults": PAGE_SIZE}
     while True:
-        page = client.list_images(**params)
+        page = patiently(client.list_images, **params)
         images.extend(page.get("Images", []))
         token = page.get("NextToken")
         if not token:
@@ -229,7 +253,7 @@ def list_image_versions(
     restarts = 0
     while True:
         try:
-            page = client.list_image_versions(**params)
+            page = patiently(client.list_image_versions, **params)
         except ClientError as error:
             if "NextToken" not in params or not _is_bad_token(error):
                 raise

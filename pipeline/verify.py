@@ -1,0 +1,110 @@
+"""`image-versions verify`: find damage in a data dir, and quarantine it on request.
+
+The repair path never deletes: unreadable files move to `DATA/_quarantine/`, outside the
+dataset, and the state is dropped when it is corrupt or when data files went missing, so that
+the next `sync --full-refresh` lists everything again and compares it with what is stored.
+Current states come back from the source; history rows that lived only in a quarantined file
+do not, and the report says which files those were.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import quality
+from .schema import IMAGE_SCHEMA, IMAGE_VERSION_SCHEMA
+from .state import STATE_SCHEMA, state_path
+from .storage import DataDir
+
+QUARANTINE = "_quarantine"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in the data dir."""
+
+    kind: str
+    detail: str
+    path: Path | None = None
+
+    def __str__(self) -> str:
+        where = f" {self.path}" if self.path else ""
+        return f"{self.kind}:{where} {self.detail}"
+
+
+def _unreadable(path: Path, schema: pa.Schema) -> str | None:
+    """Why a Parquet file cannot be read back with `schema`, or None when it can."""
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        return " ".join(str(exc).split())
+    if not table.schema.equals(schema, check_metadata=False):
+        return f"unexpected schema: {table.schema.names}"
+    return None
+
+
+def find_problems(data_dir: DataDir) -> list[Problem]:
+    """Every problem found: unreadable files, a corrupt state, leftovers, bad values."""
+    problems = []
+    files = [(p, IMAGE_VERSION_SCHEMA) for p in data_dir.version_files()]
+    files += [(p, IMAGE_SCHEMA) for p in data_dir.image_files()]
+    for path, schema in files:
+        reason = _unreadable(path, schema)
+        if reason:
+            problems.append(Problem("unreadable file", reason, path))
+    strays = [p for p in data_dir.versions_dir.rglob("*") if p.is_file() and p.suffix != ".parquet"]
+    problems += [Problem("stray file", "not a Parquet file", p) for p in strays]
+    if state_path(data_dir).exists():
+        reason = _unreadable(state_path(data_dir), STATE_SCHEMA)
+        if reason:
+            problems.append(Problem("corrupt state", reason, state_path(data_dir)))
+    if data_dir.journal_path.exists():
+        problems.append(
+            Problem("unfinished compaction", "the next sync finishes it", data_dir.journal_path)
+        )
+    if not problems and data_dir.warehouse_path.exists():
+        for check in (
+            quality.no_duplicate_live_versions,
+            quality.values_match_the_api_model,
+            quality.watermarks_never_decrease,
+        ):
+            outcome = check(data_dir)
+            if not outcome.passed:
+                problems.append(Problem(check.__name__, outcome.description))
+    return problems
+
+
+def repair(data_dir: DataDir, problems: list[Problem]) -> list[str]:
+    """Quarantine unreadable files and stray files; drop a state that no longer holds."""
+    quarantine = data_dir.root / QUARANTINE / time.strftime("%Y%m%dT%H%M%S")
+    actions = []
+    moved_data = False
+    for problem in problems:
+        if problem.path is None or problem.kind not in {
+            "unreadable file",
+            "stray file",
+            "corrupt state",
+        }:
+            continue
+        target = quarantine / problem.path.relative_to(data_dir.root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(problem.path, target)
+        moved_data |= problem.kind != "corrupt state"
+        actions.append(f"moved {problem.path.relative_to(data_dir.root)} to {target}")
+    if moved_data and state_path(data_dir).exists():
+        target = quarantine / state_path(data_dir).relative_to(data_dir.root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(state_path(data_dir), target)
+        actions.append(f"moved the state to {target}: the watermarks covered the moved data")
+    if actions:
+        actions.append(
+            "now run `image-versions sync --full-refresh` to list every image again; current "
+            "states come back from the source, history only in the moved files does not"
+        )
+    return actions

@@ -1,0 +1,946 @@
+"""The fault matrix: real `image-versions` processes against the emulator, under real faults.
+
+Every row ends with 0 rows lost and 0 duplicates visible, or with a documented clear refusal.
+`python -m tests.fault_matrix` runs the long version (printing a table, writing JSON);
+tests/test_faults.py runs each row with its quick trial count.
+
+"Lost" counts the live versions of the source that the `image_versions` view misses or holds
+with a wrong field, plus rows it holds that the source no longer has; "duplicates" counts
+repeated keys in `image_versions` and repeated states in `image_version_history`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipeline.emulator import Clock, Emulator, EmulatorServer, Faults, seed_catalogue
+from pipeline.schema import to_ms
+from pipeline.storage import AUTO_COMPACT_FILES, DataDir
+
+REGION = "us-east-1"
+OTHER_REGION = "eu-west-1"
+START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[1]
+KILL_PHASES = ("listing", "parquet write", "data committed, state not yet", "compaction")
+PHASE_MARKERS = {
+    "listing": "listing images of",
+    "parquet write": "writing ",
+    "data committed, state not yet": "data durable",
+    "compaction": "compacting ",
+}
+PLANTED_SECRET = "PLANTEDsecretKEY0123456789abcdefXYZ"
+PLANTED_TOKEN = "PLANTEDsessionTOKEN9876543210zyxw"
+
+
+@dataclass
+class Trial:
+    lost: int
+    duplicates: int
+    exit_status: int | None
+    message: str = ""
+    note: str = ""
+
+
+@dataclass
+class Row:
+    fault: str
+    trials: list[Trial]
+    refusal: str = ""
+    """Non-empty when the documented outcome is a clear refusal (an exit status and message)."""
+    seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.trials) and all(t.lost == 0 and t.duplicates == 0 for t in self.trials)
+
+
+# ------------------------------------------------------------------ the harness
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def message(self) -> str:
+        lines = [*self.stderr.strip().splitlines(), *self.stdout.strip().splitlines()]
+        failed = [line for line in lines if "error" in line or "FAILED" in line]
+        return (failed or lines or [""])[-1][:160]
+
+
+class Harness:
+    """One emulator on loopback, a scratch folder, and an environment with dummy credentials."""
+
+    def __init__(self, workdir: Path, seed: int) -> None:
+        self.workdir = workdir
+        self.rng = random.Random(seed)
+        self.emulator = Emulator(clock=Clock(start=START))
+        self.server = EmulatorServer(self.emulator).start()
+        config = workdir / "aws-config"
+        config.write_text("")
+        self.env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("AWS_") and key != "IMAGE_VERSIONS_DATA_DIR"
+        }
+        self.env.update(
+            AWS_ACCESS_KEY_ID="faults",
+            AWS_SECRET_ACCESS_KEY="faults",
+            AWS_DEFAULT_REGION=REGION,
+            AWS_CONFIG_FILE=str(config),
+            AWS_SHARED_CREDENTIALS_FILE=str(config),
+            AWS_EC2_METADATA_DISABLED="true",
+        )
+        self.data = DataDir(workdir / "data")
+
+    def close(self) -> None:
+        self.server.stop()
+
+    def args(self, *extra: str, region: str = REGION) -> list[str]:
+        return [
+            "sync",
+            "--data-dir",
+            str(self.data.root),
+            "--endpoint-url",
+            self.server.url,
+            "--region",
+            region,
+            *extra,
+        ]
+
+    def cli(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 300,
+        fsize: int | None = None,
+    ) -> Run:
+        def limit() -> None:
+            if fsize is not None:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**self.env, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            preexec_fn=limit,
+            cwd=self.workdir,
+        )
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    def sync(self, *extra: str, **kwargs: Any) -> Run:
+        return self.cli(*self.args(*extra), **kwargs)
+
+    def seed(self, images: int = 8, region: str = REGION) -> None:
+        seed_catalogue(self.emulator, seed=self.rng.randrange(10**6), images=images, region=region)
+
+    def mutate(self, count: int = 4, region: str = REGION) -> None:
+        """Changes an incremental sync can see: new versions and images, status changes,
+        deleted images."""
+        emulator = self.emulator
+        for _ in range(count):
+            emulator.clock.advance(self.rng.uniform(0.001, 5))
+            names = emulator.image_names(region)
+            versions = emulator.live_versions(region)
+            kind = self.rng.choice(["version", "version", "status", "image", "drop"])
+            if kind == "version" and names:
+                emulator.create_image_version(self.rng.choice(names), region=region)
+            elif kind == "status" and versions:
+                victim = self.rng.choice(versions)
+                emulator.update_image_version(
+                    victim["ImageName"],
+                    victim["Version"],
+                    region=region,
+                    status=self.rng.choice(["DELETE_FAILED", "CREATED", "CREATE_FAILED"]),
+                    failure_reason="injected",
+                )
+            elif kind == "drop" and len(names) > 3:
+                emulator.delete_image(self.rng.choice(names), region=region)
+            else:
+                name = f"fault-{self.rng.randrange(10**6)}"
+                emulator.create_image(name, region=region)
+                for _ in range(self.rng.randint(0, 3)):
+                    emulator.create_image_version(name, region=region)
+
+    def truth(self, regions: tuple[str, ...] = (REGION,)) -> set[tuple[Any, ...]]:
+        return {
+            (
+                r,
+                v["ImageName"],
+                v["Version"],
+                v["ImageArn"],
+                v["ImageVersionArn"],
+                v["ImageVersionStatus"],
+                v.get("FailureReason"),
+                to_ms(v["CreationTime"]),
+                to_ms(v["LastModifiedTime"]),
+            )
+            for r in regions
+            for v in self.emulator.live_versions(r)
+        }
+
+    def score(self, regions: tuple[str, ...] = (REGION,)) -> tuple[int, int]:
+        """(lost, duplicates) of the data dir against the emulator."""
+        truth = self.truth(regions)
+        if not self.data.warehouse_path.exists():
+            return len(truth), 0
+        with duckdb.connect(str(self.data.warehouse_path), read_only=True) as con:
+            rows = con.execute(
+                "SELECT region, image_name, version, image_arn, image_version_arn, status, "
+                "failure_reason, epoch_ms(creation_time), epoch_ms(last_modified_time) "
+                "FROM image_versions WHERE list_contains(?, region)",
+                [list(regions)],
+            ).fetchall()
+            history = con.execute(
+                "SELECT count(*) - count(DISTINCT (account_id, region, image_name, version, "
+                "status, failure_reason, creation_time, last_modified_time, is_deleted)) "
+                "FROM image_version_history"
+            ).fetchall()[0][0]
+        keys = [row[:3] for row in rows]
+        duplicates = len(keys) - len(set(keys)) + int(history)
+        return len(truth ^ set(rows)), duplicates
+
+    def trial(self, run: Run, regions: tuple[str, ...] = (REGION,), note: str = "") -> Trial:
+        lost, duplicates = self.score(regions)
+        return Trial(lost, duplicates, run.code, run.message, note)
+
+    @contextmanager
+    def started(self, args: list[str]) -> Iterator[subprocess.Popen[str]]:
+        """The CLI running with -v (its log on a pipe); SIGKILLed at the end of the block."""
+        with subprocess.Popen(
+            [sys.executable, "-m", "pipeline", *args, "-v"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            cwd=self.workdir,
+        ) as process:
+            try:
+                yield process
+            finally:
+                process.kill()
+
+    def kill_at(self, args: list[str], marker: str | None, delay: float) -> str:
+        """Run the CLI and SIGKILL it `delay` s after `marker` shows in its log (or after its
+        start, when marker is None). Returns the last log line before the kill."""
+        with self.started(args) as process:
+            last = "" if marker is None else read_until(process, marker)
+            time.sleep(delay)
+        return last
+
+
+def read_until(process: subprocess.Popen[str], marker: str) -> str:
+    """Read the process's log until a line holds `marker` (or the log ends); that line."""
+    assert process.stderr is not None
+    line = ""
+    for line in process.stderr:
+        if marker in line:
+            break
+    return line.strip()
+
+
+@contextmanager
+def harness(seed: int) -> Iterator[Harness]:
+    with tempfile.TemporaryDirectory(prefix="faults-") as scratch:
+        h = Harness(Path(scratch), seed)
+        try:
+            yield h
+        finally:
+            h.close()
+
+
+# ------------------------------------------------------------------ the rows
+
+
+def sigkill(trials: int) -> Row:
+    """SIGKILL at instants spread over every phase, each followed by a normal re-run."""
+    results = []
+    phases = [KILL_PHASES[i % len(KILL_PHASES)] for i in range(trials)]
+    with harness(1) as h:
+        h.seed(images=30)
+        for phase in phases:
+            h.mutate(6)
+            h.emulator.clock.advance(1)
+            if phase == "compaction":
+                h.sync()
+                h.mutate(3)
+                last = h.kill_at(
+                    ["compact", "--data-dir", str(h.data.root)],
+                    PHASE_MARKERS[phase],
+                    h.rng.uniform(0, 0.05),
+                )
+            else:
+                delay = h.rng.uniform(0, 0.3) if phase == "listing" else h.rng.uniform(0, 0.02)
+                last = h.kill_at(
+                    h.args("--concurrency", "2", "--full-refresh"), PHASE_MARKERS[phase], delay
+                )
+            visible = [p for p in h.data.versions_dir.rglob("*") if p.is_file()]
+            partial = [p for p in visible if p.suffix != ".parquet"]
+            run = h.sync()
+            trial = h.trial(run, note=f"{phase} (last log: {last[-60:]})")
+            trial.lost += len(partial)
+            results.append(trial)
+    row = Row("SIGKILL mid-run, then a normal re-run", results)
+    row.details["instants"] = {p: phases.count(p) for p in KILL_PHASES}
+    return row
+
+
+def sigkill_dagster(trials: int) -> Row:
+    """SIGKILL of a process running the Dagster job, at random instants, then a CLI re-run."""
+    results = []
+    with harness(2) as h:
+        h.seed(images=30)
+        sources = h.workdir / "image-versions.toml"
+        sources.write_text(
+            f'[sources.f]\nregions = ["{REGION}"]\nendpoint_url = "{h.server.url}"\n'
+        )
+        script = (
+            "import sys, dagster as dg\n"
+            "from assets.definitions import build_definitions\n"
+            "from assets.resources import DataDirResource, SageMakerResource\n"
+            "from assets.schedules import JOB_NAME, range_tags\n"
+            "from pipeline.config import load_config\n"
+            "config = load_config(sys.argv[1])\n"
+            "defs = build_definitions(config, resources={'sagemaker': SageMakerResource("
+            "config_path=sys.argv[1]), 'data': DataDirResource(path=sys.argv[2])})\n"
+            "defs.resolve_job_def(JOB_NAME).execute_in_process(instance=dg.DagsterInstance"
+            ".ephemeral(), tags=range_tags(config.partition_keys()))\n"
+        )
+        for _ in range(trials):
+            h.mutate(6)
+            with subprocess.Popen(
+                [sys.executable, "-c", script, str(sources), str(h.data.root)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=h.env,
+                cwd=ROOT,
+            ) as process:
+                instant = h.rng.uniform(0.5, 4.0)
+                time.sleep(instant)
+                killed = process.poll() is None
+                process.kill()
+            run = h.sync()
+            results.append(h.trial(run, note=f"at {instant:.2f} s, killed={killed}"))
+    return Row("SIGKILL during a Dagster run", results)
+
+
+def faulty_source(name: str, setup: Callable[[Harness], None], *extra: str) -> Callable[[int], Row]:
+    """A row whose fault is switched on in the emulator for the whole sync."""
+
+    def run(trials: int) -> Row:
+        results = []
+        with harness(3) as h:
+            h.seed(images=12)
+            for _ in range(trials):
+                h.mutate(5)
+                setup(h)
+                sync = h.sync(*extra)
+                h.emulator.faults = Faults()
+                results.append(h.trial(sync))
+        row = Row(name, results)
+        row.details["exit statuses"] = sorted({t.exit_status for t in results})
+        return row
+
+    return run
+
+
+def burst_of_throttles(h: Harness) -> None:
+    """50 throttles in a row, landing on the version listings (8 workers share them)."""
+    h.emulator.faults = Faults(throttle_burst=50, operations=frozenset({"ListImageVersions"}))
+
+
+def throttled_20_rps(trials: int) -> Row:
+    """A server limit of 20 requests/s: the client's own limit keeps throttles under 2%."""
+    results = []
+    with harness(4) as h:
+        h.seed(images=40)
+        for _ in range(trials):
+            h.mutate(5)
+            h.emulator.faults.rate_limit_rps = 20
+            h.emulator.clear_requests()
+            run = h.sync("--max-rps", "18", "--full-refresh")
+            match = re.search(r"(\d+) API calls.*?(\d+) throttled", run.stdout)
+            calls, throttled = (int(match[1]), int(match[2])) if match else (0, -1)
+            trial = h.trial(run, note=f"{throttled} of {calls} calls throttled")
+            if not 0 <= throttled <= 0.02 * calls:
+                trial.lost += 1  # over budget counts as a failed trial
+            results.append(trial)
+            h.emulator.faults = Faults()
+    return Row("server limit 20 rps (client --max-rps 18)", results)
+
+
+def deleted_mid_sync(trials: int) -> Row:
+    """An image deleted between ListImages and its ListImageVersions."""
+    results = []
+    with harness(5) as h:
+        h.seed(images=10)
+        h.sync()
+        for _ in range(trials):
+            h.mutate(3)
+            names = [v["ImageName"] for v in h.emulator.live_versions(REGION)]
+            victim = h.rng.choice(names)
+
+            def hook(operation: str, params: dict[str, Any], victim: str = victim) -> None:
+                if operation == "ListImageVersions" and params.get("ImageName") == victim:
+                    h.emulator.before_request = None
+                    h.emulator.delete_image(victim, region=REGION)
+
+            h.emulator.before_request = hook
+            results.append(h.trial(h.sync()))
+    return Row(
+        "image deleted between ListImages and ListImageVersions",
+        results,
+        refusal="exit 1 naming the image; it is tombstoned, the rest commits",
+    )
+
+
+def changed_mid_pagination(trials: int) -> Row:
+    """Versions created and deleted while an image's listing is between pages."""
+    results = []
+    with harness(6) as h:
+        h.seed(images=6)
+        for _ in range(trials):
+            big = max(
+                h.emulator.image_names(REGION),
+                key=lambda n: sum(v["ImageName"] == n for v in h.emulator.live_versions(REGION)),
+            )
+
+            def hook(operation: str, params: dict[str, Any], big: str = big) -> None:
+                if operation == "ListImageVersions" and "NextToken" in params:
+                    h.emulator.before_request = None
+                    live = [
+                        v["Version"]
+                        for v in h.emulator.live_versions(REGION)
+                        if v["ImageName"] == big
+                    ]
+                    for number in h.rng.sample(live, 3):
+                        h.emulator.delete_image_version(big, number, region=REGION)
+                    for _ in range(3):
+                        h.emulator.create_image_version(big, region=REGION)
+
+            h.emulator.before_request = hook
+            h.sync("--full-refresh")
+            results.append(h.trial(h.sync("--reconcile"), note="then one reconcile"))
+    return Row("versions created/deleted mid-pagination", results)
+
+
+def clock_skew(trials: int) -> Row:
+    """LastModifiedTime in the future; and late updates stamped before watermark - lookback."""
+    results = []
+    with harness(7) as h:
+        h.seed(images=8)
+        h.sync()
+        for _ in range(trials):
+            names = h.emulator.image_names(REGION)
+            future = h.rng.choice(names)
+            h.emulator.create_image_version(future, region=REGION)
+            number = max(
+                v["Version"] for v in h.emulator.live_versions(REGION) if v["ImageName"] == future
+            )
+            h.emulator.update_image_version(
+                future,
+                number,
+                region=REGION,
+                last_modified_time=datetime.now(UTC) + timedelta(days=1),
+            )
+            h.sync()
+            h.emulator.clock.advance(30)
+            h.mutate(3)  # ordinary changes after the future stamp must still be seen
+            plain = h.sync()
+            results.append(h.trial(plain, note="future stamp, then normal changes"))
+            late = h.rng.choice(h.emulator.live_versions(REGION))
+            h.emulator.update_image_version(
+                late["ImageName"],
+                late["Version"],
+                region=REGION,
+                status="DELETE_FAILED",
+                last_modified_time=h.emulator.clock.now() - timedelta(hours=3),
+            )
+            h.sync()
+            results.append(h.trial(h.sync("--reconcile"), note="late update, reconcile"))
+    return Row("clock skew: future stamps; late stamps beyond the lookback", results)
+
+
+def regions_failing(trials: int) -> Row:
+    """One region denied, or unknown: the other syncs, exit 1 names the failed one."""
+    results = []
+    with harness(8) as h:
+        h.seed(images=6, region=REGION)
+        h.seed(images=6, region=OTHER_REGION)
+        for index in range(trials):
+            h.mutate(3)
+            if index % 2 == 0:
+                h.emulator.faults.denied_regions = frozenset({OTHER_REGION})
+                run = h.sync("--region", OTHER_REGION)
+                named = OTHER_REGION in run.stdout and "AccessDenied" in run.stdout
+            else:
+                run = h.sync("--region", "xx-nowhere-1")
+                named = "xx-nowhere-1" in run.stdout
+            h.emulator.faults = Faults()
+            trial = h.trial(run, note="denied" if index % 2 == 0 else "unknown region")
+            if run.code != 1 or not named:
+                trial.lost += 1
+            results.append(trial)
+    return Row(
+        "one region denied or unknown",
+        results,
+        refusal="exit 1, the failed region named; the other region commits",
+    )
+
+
+MALFORMED_CASES: dict[str, Callable[[dict[str, Any]], None]] = {
+    "missing required field (ImageArn)": lambda v: v.pop("ImageArn"),
+    "unknown ImageVersionStatus": lambda v: v.update(ImageVersionStatus="QUANTUM_FLUX"),
+    "extra unknown fields": lambda v: v.update(Shiny={"a": [1, 2]}, Other="x"),
+    "FailureReason of 1,024 chars": lambda v: v.update(FailureReason="é" + "x" * 1023),
+    "FailureReason non-ASCII": lambda v: v.update(FailureReason="échec: 镜像构建失败 ✗"),
+    "Version 0": lambda v: v.update(Version=0),
+    "Version 2**31 (beyond int32)": lambda v: v.update(Version=2**31),
+    "ImageVersionArn 'None'": lambda v: v.update(ImageVersionArn="None"),
+}
+REJECTED = {"missing required field (ImageArn)", "Version 2**31 (beyond int32)"}
+
+
+def malformed(trials: int) -> list[Row]:
+    """Malformed records: kept, coerced or rejected-and-reported; never a crashed run."""
+    rows = []
+    for case, damage in MALFORMED_CASES.items():
+        results = []
+        with harness(9) as h:
+            h.seed(images=5)
+            target = h.emulator.live_versions(REGION)[0]
+            for _ in range(trials):
+                h.emulator.rewrite_response = _damaging(
+                    target["ImageName"], target["Version"], damage
+                )
+                run = h.sync("--full-refresh")
+                h.emulator.rewrite_response = None
+                kept = _stored_version_fields(h, target["ImageName"])
+                trial = h.trial(h.sync("--full-refresh") if case in REJECTED else run)
+                if case in REJECTED:
+                    ok = run.code == 1 and target["ImageName"] in run.stdout
+                    trial.note = f"first run exit {run.code}: {run.message[:90]}"
+                else:
+                    ok = run.code == 0 and kept is not None
+                    trial.lost = 0  # the source's record differs on purpose: checked below
+                    trial.note = f"stored: {kept}"
+                    trial.lost += 0 if _kept_as_policy(case, kept) else 1
+                if not ok:
+                    trial.lost += 1
+                results.append(trial)
+        policy = "reject-and-report" if case in REJECTED else "keep"
+        rows.append(
+            Row(
+                f"malformed: {case} ({policy})",
+                results,
+                refusal="exit 1 naming the image; fixed next run" if case in REJECTED else "",
+            )
+        )
+    return rows
+
+
+def _damaging(
+    name: str, number: int, damage: Callable[[dict[str, Any]], None]
+) -> Callable[[str, dict[str, Any]], dict[str, Any]]:
+    """A response rewriter that damages one version of one image in every listing."""
+
+    def rewrite(operation: str, body: dict[str, Any]) -> dict[str, Any]:
+        for version in body.get("ImageVersions", []):
+            image_arn = str(version.get("ImageArn", ""))
+            if (
+                operation == "ListImageVersions"
+                and version.get("Version") == number
+                and (image_arn.endswith("/" + name))
+            ):
+                damage(version)
+        return body
+
+    return rewrite
+
+
+def _stored_version_fields(h: Harness, image: str) -> list[tuple[Any, ...]] | None:
+    if not h.data.warehouse_path.exists():
+        return None
+    with duckdb.connect(str(h.data.warehouse_path), read_only=True) as con:
+        return con.execute(
+            "SELECT version, status, failure_reason, image_version_arn FROM image_versions "
+            "WHERE image_name = ? ORDER BY version",
+            [image],
+        ).fetchall()
+
+
+def _kept_as_policy(case: str, stored: list[tuple[Any, ...]] | None) -> bool:
+    """Whether the damaged record was stored as the documented policy says."""
+    if not stored:
+        return False
+    statuses = {row[1] for row in stored}
+    reasons = {row[2] for row in stored}
+    arns = {row[3] for row in stored}
+    return {
+        "unknown ImageVersionStatus": "QUANTUM_FLUX" in statuses,
+        "extra unknown fields": True,
+        "FailureReason of 1,024 chars": any(r and len(r) == 1024 for r in reasons),
+        "FailureReason non-ASCII": "échec: 镜像构建失败 ✗" in reasons,
+        "Version 0": any(row[0] == 0 for row in stored),
+        "ImageVersionArn 'None'": "None" in arns,
+    }[case]
+
+
+def disk_full(trials: int) -> Row:
+    """RLIMIT_FSIZE makes a write fail mid-file: exit 1, nothing corrupt, then a run with room
+    converges."""
+    results = []
+    with harness(10) as h:
+        h.seed(images=30)
+        for _ in range(trials):
+            h.mutate(5)
+            full = h.sync("--full-refresh", fsize=4_000)
+            visible = (
+                [p for p in h.data.versions_dir.rglob("*") if p.is_file()]
+                if (h.data.versions_dir.exists())
+                else []
+            )
+            bad = [p for p in visible if p.suffix != ".parquet"]
+            trial = h.trial(h.sync(), note=f"full disk: exit {full.code}, {full.message[:80]}")
+            if full.code != 1 or "Traceback" in full.stderr or bad:
+                trial.lost += 1 + len(bad)
+            results.append(trial)
+    return Row("disk full during a write (RLIMIT_FSIZE)", results)
+
+
+def corrupt_files(trials: int) -> Row:
+    """A truncated Parquet file: verify reports it, --repair quarantines, a full refresh
+    converges. A corrupt state: exit 2, then a full refresh converges."""
+    results = []
+    with harness(11) as h:
+        h.seed(images=10)
+        for index in range(trials):
+            h.mutate(4)
+            h.sync()
+            if index % 2 == 0:
+                victim = h.rng.choice(h.data.version_files())
+                victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+                found = h.cli("verify", "--data-dir", str(h.data.root))
+                fixed = h.cli("verify", "--data-dir", str(h.data.root), "--repair")
+                refused = found.code == 1 and victim.name in found.stdout and fixed.code == 1
+                note = "truncated Parquet: verify, --repair, --full-refresh"
+            else:
+                (h.data.state_dir / "images.parquet").write_bytes(b"garbage")
+                first = h.sync()
+                refused = first.code == 2 and "--full-refresh" in first.stderr
+                note = "corrupt state: exit 2, then --full-refresh"
+            run = h.sync("--full-refresh")
+            trial = h.trial(run, note=note)
+            if not refused:
+                trial.lost += 1
+            results.append(trial)
+    return Row(
+        "corrupt Parquet file / corrupt state",
+        results,
+        refusal="verify exit 1 / sync exit 2 with the repair path",
+    )
+
+
+def concurrent_writers(trials: int) -> Row:
+    """A second sync while one runs: exit 2 with a clear message; a killed holder's lock is
+    recovered at once."""
+    results = []
+    with harness(12) as h:
+        h.seed(images=20)
+        for _ in range(trials):
+            h.mutate(4)
+            h.emulator.faults.latency_s = 0.5
+            with h.started(h.args()) as first:
+                read_until(first, "listing images")
+                second = h.sync()
+            h.emulator.faults.latency_s = 0
+            after_kill = h.sync()  # the killed holder's lock must not block this
+            trial = h.trial(after_kill, note=f"second writer: exit {second.code}")
+            if second.code != 2 or "another image-versions process" not in second.stderr:
+                trial.lost += 1
+            results.append(trial)
+    return Row(
+        "two writers on one data dir; stale lock after SIGKILL",
+        results,
+        refusal="the second exits 2: another process is writing",
+    )
+
+
+BAD_INPUTS: list[list[str]] = [
+    ["--concurrency", "0"],
+    ["--concurrency", "x"],
+    ["--concurrency", "65"],
+    ["--max-rps", "0"],
+    ["--max-rps", "nan"],
+    ["--lookback-minutes", "-1"],
+    ["--max-attempts", "0"],
+    ["--retry-mode", "chaotic"],
+    ["--region", "nowhere"],
+    ["--image", "bad name"],
+    ["--image", "-leading-dash"],
+    ["--endpoint-url", "ftp://x"],
+    ["--config", "/nonexistent/image-versions.toml"],
+    ["--source", "nope"],
+    ["--wait", "-3"],
+    ["--unknown-flag"],
+]
+
+
+def bad_input(trials: int) -> Row:
+    """Every flag with an invalid value, bad config and data dirs, SQL errors: exit 2, one
+    line, no traceback, nothing written."""
+    results = []
+    with harness(13) as h:
+        bad_config = h.workdir / "bad.toml"
+        bad_config.write_text("[sources.x\n")
+        foreign = h.workdir / "photos"
+        foreign.mkdir()
+        (foreign / "a.jpg").write_bytes(b"x")
+        a_file = h.workdir / "a-file"
+        a_file.write_text("x")
+        sync = ["sync", "--data-dir", str(h.data.root), "--endpoint-url", h.server.url]
+        cases = [[*sync, *flags] for flags in BAD_INPUTS] + [
+            [*sync, "--config", str(bad_config)],
+            ["sync", "--data-dir", str(foreign), "--endpoint-url", h.server.url],
+            ["sync", "--data-dir", str(a_file), "--endpoint-url", h.server.url],
+            ["query", "SELEC 1", "--data-dir", str(h.data.root)],
+            ["query", "SELECT 1", "--data-dir", str(h.data.root), "--format", "xml"],
+            ["status", "--data-dir", str(h.workdir / "missing")],
+        ]
+        for args in cases[: max(trials, len(cases))]:
+            run = h.cli(*args)
+            lines = run.stderr.strip().splitlines()
+            clean = run.code == 2 and len(lines) == 1 and "Traceback" not in run.stderr
+            written = h.data.root.exists() or sorted(p.name for p in foreign.iterdir()) != ["a.jpg"]
+            results.append(
+                Trial(
+                    0 if clean else 1,
+                    0,
+                    run.code,
+                    run.message,
+                    note=" ".join(args[4:] if args[0] == "sync" else args[:2]),
+                )
+            )
+            if written:
+                results[-1].lost += 1
+    return Row(
+        "bad input (flags, config, data dirs, SQL)",
+        results,
+        refusal="exit 2, one line, nothing written",
+    )
+
+
+def planted_secrets(trials: int) -> Row:
+    """Credentials never reach logs, Parquet, state, the warehouse or Dagster's storage."""
+    results = []
+    with harness(14) as h:
+        h.seed(images=6)
+        h.env.update(AWS_SECRET_ACCESS_KEY=PLANTED_SECRET, AWS_SESSION_TOKEN=PLANTED_TOKEN)
+        for _ in range(trials):
+            h.mutate(3)
+            run = h.sync("-vv")
+            found = [
+                str(p)
+                for p in h.workdir.rglob("*")
+                if p.is_file()
+                and (
+                    PLANTED_SECRET.encode() in p.read_bytes()
+                    or PLANTED_TOKEN.encode() in p.read_bytes()
+                )
+                and p.name != "aws-config"
+            ]
+            leaked = PLANTED_SECRET in run.stdout + run.stderr or PLANTED_TOKEN in (
+                run.stdout + run.stderr
+            )
+            trial = h.trial(run, note=f"files with a secret: {found}; in logs: {leaked}")
+            trial.lost += len(found) + leaked
+            results.append(trial)
+    return Row("planted credentials never stored or logged", results)
+
+
+def soak(cycles: int) -> Row:
+    """Random sync / mutate / reconcile / compact cycles with kills mixed in."""
+    actions: dict[str, int] = {}
+    with harness(15) as h:
+        h.seed(images=15)
+        for _ in range(cycles):
+            action = h.rng.choices(
+                ["mutate", "sync", "reconcile", "compact", "kill"], [4, 3, 1, 1, 1]
+            )[0]
+            actions[action] = actions.get(action, 0) + 1
+            if action == "mutate":
+                h.mutate(h.rng.randint(1, 6))
+                if h.rng.random() < 0.2:
+                    versions = h.emulator.live_versions(REGION)
+                    if versions:
+                        v = h.rng.choice(versions)
+                        h.emulator.delete_image_version(v["ImageName"], v["Version"], region=REGION)
+            elif action == "sync":
+                h.sync()
+            elif action == "reconcile":
+                h.sync("--reconcile")
+            elif action == "compact" and h.data.is_ours():
+                h.cli("compact", "--data-dir", str(h.data.root))
+            elif action == "kill":
+                h.kill_at(h.args("--reconcile"), None, h.rng.uniform(0.2, 1.2))
+        final = h.sync("--reconcile")
+        trial = h.trial(final, note=str(actions))
+        partitions = {p.parent for p in h.data.version_files()}
+        files = len(h.data.version_files())
+        if files > len(partitions) * (AUTO_COMPACT_FILES + 1):
+            trial.lost += 1
+        trial.note += f"; {files} files in {len(partitions)} partitions"
+    return Row(f"soak: {cycles} random cycles with kills", [trial])
+
+
+# ------------------------------------------------------------------ the matrix
+
+RowFactory = Callable[[int], "Row | list[Row]"]
+MATRIX: list[tuple[str, RowFactory, int, int]] = [
+    # key, factory, quick trials, full trials
+    ("sigkill", sigkill, 4, 40),
+    ("sigkill_dagster", sigkill_dagster, 1, 10),
+    (
+        "throttle_30",
+        faulty_source(
+            "30% of calls throttled", lambda h: setattr(h.emulator.faults, "throttle_rate", 0.3)
+        ),
+        1,
+        5,
+    ),
+    (
+        "throttle_burst",
+        faulty_source("bursts of 50 consecutive throttles", burst_of_throttles),
+        1,
+        5,
+    ),
+    ("throttle_20rps", throttled_20_rps, 1, 3),
+    (
+        "http_500",
+        faulty_source("5% HTTP 500s", lambda h: setattr(h.emulator.faults, "error_rate", 0.05)),
+        1,
+        5,
+    ),
+    (
+        "latency_spikes",
+        faulty_source(
+            "latency spikes of 2 s",
+            lambda h: (
+                setattr(h.emulator.faults, "spike_rate", 0.03),
+                setattr(h.emulator.faults, "spike_s", 2.0),
+            ),
+        ),
+        1,
+        3,
+    ),
+    ("deleted_mid_sync", deleted_mid_sync, 1, 5),
+    ("mid_pagination", changed_mid_pagination, 1, 5),
+    (
+        "expired_token",
+        faulty_source(
+            "expired or invalid NextToken (30% of paged calls)",
+            lambda h: setattr(h.emulator.faults, "token_expiry_rate", 0.3),
+            "--full-refresh",
+        ),
+        1,
+        5,
+    ),
+    ("clock_skew", clock_skew, 1, 5),
+    ("regions", regions_failing, 2, 6),
+    ("malformed", malformed, 1, 3),
+    ("disk_full", disk_full, 1, 3),
+    ("corrupt", corrupt_files, 2, 6),
+    ("concurrency", concurrent_writers, 1, 5),
+    ("bad_input", bad_input, 1, 1),
+    ("secrets", planted_secrets, 1, 3),
+    ("soak", soak, 25, 300),
+]
+
+
+def run_row(key: str, quick: bool) -> list[Row]:
+    for name, factory, quick_trials, full_trials in MATRIX:
+        if name == key:
+            started = time.monotonic()
+            made = factory(quick_trials if quick else full_trials)
+            rows = made if isinstance(made, list) else [made]
+            for row in rows:
+                row.seconds = round((time.monotonic() - started) / len(rows), 1)
+            return rows
+    raise KeyError(key)
+
+
+def print_table(rows: list[Row]) -> None:
+    header = f"{'fault':62} {'trials':>6} {'lost':>5} {'dups':>5} {'exit':>8}  result"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        statuses = ",".join(str(s) for s in sorted({t.exit_status for t in row.trials}, key=str))
+        lost = sum(t.lost for t in row.trials)
+        dups = sum(t.duplicates for t in row.trials)
+        verdict = ("ok" if not row.refusal else "ok (clear refusal)") if row.ok else "FAIL"
+        print(
+            f"{row.fault[:62]:62} {len(row.trials):>6} {lost:>5} {dups:>5} {statuses:>8}  {verdict}"
+        )
+        if not row.ok:
+            for trial in row.trials:
+                if trial.lost or trial.duplicates:
+                    print(
+                        f"    lost={trial.lost} dups={trial.duplicates} exit={trial.exit_status}"
+                        f" {trial.note} | {trial.message}"
+                    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the test suite's trial counts")
+    parser.add_argument("--only", help="comma-separated row keys")
+    parser.add_argument("--out", default="benchmarks/results/faults.json")
+    args = parser.parse_args()
+    keys = args.only.split(",") if args.only else [key for key, *_ in MATRIX]
+    started = time.monotonic()
+    rows: list[Row] = []
+    for key in keys:
+        rows += run_row(key, args.quick)
+        print(f"... {key} done ({time.monotonic() - started:.0f} s)", file=sys.stderr)
+    print_table(rows)
+    total = sum(len(row.trials) for row in rows)
+    elapsed = time.monotonic() - started
+    print(f"{total} trials in {elapsed:.0f} s; {sum(not r.ok for r in rows)} row(s) failing")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {"seconds": round(elapsed, 1), "rows": [{**asdict(row), "ok": row.ok} for row in rows]},
+            indent=1,
+            default=str,
+        )
+    )
+    return 0 if all(row.ok for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
