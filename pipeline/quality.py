@@ -5,6 +5,7 @@ Each check returns a `CheckOutcome`; the Dagster asset checks are thin wrappers 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,6 +36,17 @@ class CheckOutcome:
 NO_WAREHOUSE = CheckOutcome(False, "no warehouse yet: nothing has been synced into this data dir")
 
 
+def _outcome(
+    rows: list[Any], passed: str, failed: str, example: Callable[..., str]
+) -> CheckOutcome:
+    """Passed when the query found no offending row; else up to SAMPLE_ROWS examples."""
+    if not rows:
+        return CheckOutcome(True, passed)
+    return CheckOutcome(
+        False, f"{len(rows)}+ {failed}", {"examples": [example(*row) for row in rows]}
+    )
+
+
 def _rows(connection: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[Any]:
     return connection.execute(sql, params).fetchall()
 
@@ -57,12 +69,11 @@ def no_duplicate_live_versions(data_dir: DataDir) -> CheckOutcome:
             f"USING ({key}, observed_at) GROUP BY ALL HAVING n > 1 ORDER BY ALL LIMIT ?",
             [SAMPLE_ROWS],
         )
-    if not rows:
-        return CheckOutcome(True, "every live version has one latest state")
-    return CheckOutcome(
-        False,
-        f"{len(rows)}+ versions have several states at their latest observation",
-        {"examples": [f"{a}/{r}/{i} v{v}: {n} states" for a, r, i, v, n in rows]},
+    return _outcome(
+        rows,
+        "every live version has one latest state",
+        "versions have several states at their latest observation",
+        lambda a, r, i, v, n: f"{a}/{r}/{i} v{v}: {n} states",
     )
 
 
@@ -82,12 +93,11 @@ def watermarks_never_decrease(data_dir: DataDir) -> CheckOutcome:
             "ORDER BY ALL LIMIT ?",
             [str(current), str(previous), SAMPLE_ROWS],
         )
-    if not rows:
-        return CheckOutcome(True, "no watermark went back")
-    return CheckOutcome(
-        False,
-        f"{len(rows)}+ image watermarks went back",
-        {"examples": [f"{s}/{r}/{i}: {before} -> {after}" for s, r, i, before, after in rows]},
+    return _outcome(
+        rows,
+        "no watermark went back",
+        "image watermarks went back",
+        lambda s, r, i, before, after: f"{s}/{r}/{i}: {before} -> {after}",
     )
 
 
@@ -107,12 +117,11 @@ def values_match_the_api_model(data_dir: DataDir) -> CheckOutcome:
             "ORDER BY ALL LIMIT ?",
             [statuses, IMAGE_ARN_PATTERN, VERSION_ARN_PATTERN, SAMPLE_ROWS],
         )
-    if not rows:
-        return CheckOutcome(True, "every status and ARN is valid against the API model")
-    return CheckOutcome(
-        False,
-        f"{len(rows)}+ rows hold values the API model does not allow",
-        {"examples": [f"{i} v{v}: status={s} arn={a} version_arn={va}" for i, v, s, a, va in rows]},
+    return _outcome(
+        rows,
+        "every status and ARN is valid against the API model",
+        "rows hold values the API model does not allow",
+        lambda i, v, s, a, va: f"{i} v{v}: status={s} arn={a} version_arn={va}",
     )
 
 

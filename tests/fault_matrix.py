@@ -31,12 +31,9 @@ from typing import Any
 import duckdb
 
 from pipeline.emulator import Clock, Emulator, EmulatorServer, Faults, seed_catalogue
-from pipeline.schema import to_ms
 from pipeline.storage import AUTO_COMPACT_FILES, DataDir
+from tests.support import OTHER_REGION, REGION, START, history_duplicates, live_rows, truth
 
-REGION = "us-east-1"
-OTHER_REGION = "eu-west-1"
-START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[1]
 KILL_PHASES = ("listing", "parquet write", "data committed, state not yet", "compaction")
 PHASE_MARKERS = {
@@ -185,43 +182,15 @@ class Harness:
                 for _ in range(self.rng.randint(0, 3)):
                     emulator.create_image_version(name, region=region)
 
-    def truth(self, regions: tuple[str, ...] = (REGION,)) -> set[tuple[Any, ...]]:
-        return {
-            (
-                r,
-                v["ImageName"],
-                v["Version"],
-                v["ImageArn"],
-                v["ImageVersionArn"],
-                v["ImageVersionStatus"],
-                v.get("FailureReason"),
-                to_ms(v["CreationTime"]),
-                to_ms(v["LastModifiedTime"]),
-            )
-            for r in regions
-            for v in self.emulator.live_versions(r)
-        }
-
     def score(self, regions: tuple[str, ...] = (REGION,)) -> tuple[int, int]:
         """(lost, duplicates) of the data dir against the emulator."""
-        truth = self.truth(regions)
+        expected = truth(self.emulator, regions)
         if not self.data.warehouse_path.exists():
-            return len(truth), 0
-        with duckdb.connect(str(self.data.warehouse_path), read_only=True) as con:
-            rows = con.execute(
-                "SELECT region, image_name, version, image_arn, image_version_arn, status, "
-                "failure_reason, epoch_ms(creation_time), epoch_ms(last_modified_time) "
-                "FROM image_versions WHERE list_contains(?, region)",
-                [list(regions)],
-            ).fetchall()
-            history = con.execute(
-                "SELECT count(*) - count(DISTINCT (account_id, region, image_name, version, "
-                "status, failure_reason, creation_time, last_modified_time, is_deleted)) "
-                "FROM image_version_history"
-            ).fetchall()[0][0]
+            return len(expected), 0
+        rows = live_rows(self.data, regions)
         keys = [row[:3] for row in rows]
-        duplicates = len(keys) - len(set(keys)) + int(history)
-        return len(truth ^ set(rows)), duplicates
+        duplicates = len(keys) - len(set(keys)) + history_duplicates(self.data)
+        return len(expected ^ set(rows)), duplicates
 
     def trial(self, run: Run, regions: tuple[str, ...] = (REGION,), note: str = "") -> Trial:
         lost, duplicates = self.score(regions)

@@ -30,10 +30,11 @@ def run_sync(data_dir: DataDir, server: EmulatorServer, **options: Any) -> SyncR
     return sync(data_dir, targets, SyncOptions(**options))
 
 
-def truth(emulator: Emulator, region: str = REGION) -> set[tuple[Any, ...]]:
+def truth(emulator: Emulator, regions: tuple[str, ...] = (REGION,)) -> set[tuple[Any, ...]]:
     """The emulator's live versions, as the comparable tuples `live_rows` gives."""
     return {
         (
+            region,
             v["ImageName"],
             v["Version"],
             v["ImageArn"],
@@ -43,16 +44,19 @@ def truth(emulator: Emulator, region: str = REGION) -> set[tuple[Any, ...]]:
             to_ms(v["CreationTime"]),
             to_ms(v["LastModifiedTime"]),
         )
+        for region in regions
         for v in emulator.live_versions(region)
     }
 
 
-def live_rows(data_dir: DataDir) -> list[tuple[Any, ...]]:
-    """The `image_versions` view, through the warehouse file, as comparable tuples."""
+def live_rows(data_dir: DataDir, regions: tuple[str, ...] = (REGION,)) -> list[tuple[Any, ...]]:
+    """The `image_versions` view of some regions, through the warehouse file, as tuples."""
     with duckdb.connect(str(data_dir.warehouse_path), read_only=True) as connection:
         return connection.execute(
-            "SELECT image_name, version, image_arn, image_version_arn, status, failure_reason, "
-            "epoch_ms(creation_time), epoch_ms(last_modified_time) FROM image_versions"
+            "SELECT region, image_name, version, image_arn, image_version_arn, status, "
+            "failure_reason, epoch_ms(creation_time), epoch_ms(last_modified_time) "
+            "FROM image_versions WHERE list_contains(?, region)",
+            [list(regions)],
         ).fetchall()
 
 

@@ -213,7 +213,7 @@ def test_only_named_images_are_synced(server: EmulatorServer, data_dir: DataDir)
     chosen = sorted(server.emulator.image_names())[:2]
     report = run_sync(data_dir, server, image_names=frozenset(chosen))
     assert report.images == 2
-    assert {r[0] for r in live_rows(data_dir)} <= set(chosen)
+    assert {r[1] for r in live_rows(data_dir)} <= set(chosen)
     assert {p["ImageName"] for p in list_version_calls(server)} == set(chosen)
 
 
