@@ -415,55 +415,80 @@ def _sync_target(
     observed_at_ms: int,
     on_progress: ProgressCallback | None,
 ) -> None:
+    """One (source, region): the catalogue, then every image's versions, then tombstones."""
+    catalogue = _list_catalogue(client, target, report, observed_at_ms)
+    if catalogue is None:
+        return
+    known = {
+        key[2]: state
+        for key, state in committer.states.items()
+        if key[:2] == (target.source, target.region)
+    }
+    accounts = {row["account_id"] for row in catalogue} | {s.account_id for s in known.values()}
+    for account in sorted(accounts):
+        rows = [row for row in catalogue if row["account_id"] == account]
+        data_dir.write_images(account, target.region, rows_to_table(rows, IMAGE_SCHEMA))
+    jobs, gone = _plan(data_dir, target, catalogue, known, options, report)
+    report.images += len(jobs)
+    with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
+        futures = [pool.submit(_fetch_image, client, job, options, observed_at_ms) for job in jobs]
+        for done, future in enumerate(as_completed(futures), start=1):
+            result = future.result()
+            _absorb(result, options, committer, report, observed_at_ms)
+            if result.gone:
+                gone.append(result.job.state)
+            if on_progress is not None:
+                on_progress(target.label, done, len(jobs))
+    _tombstone_images(data_dir, target, gone, committer, report, observed_at_ms)
+
+
+def _list_catalogue(
+    client: Any, target: SourceTarget, report: SyncReport, observed_at_ms: int
+) -> list[Row] | None:
+    """The region's images as catalogue rows; None (and a reported failure) when unlistable."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     log.info("listing images of %s", target.label)
     try:
-        listing = list_source_images(client)
-        image_rows = [
-            image_row(item, observed_at_ms=observed_at_ms, region=target.region) for item in listing
+        return [
+            image_row(item, observed_at_ms=observed_at_ms, region=target.region)
+            for item in list_source_images(client)
         ]
     except (ClientError, BotoCoreError, MalformedRecord) as exc:
         report.failures.append(Failure(target.source, target.region, None, _reason(exc)))
-        return
-    states = committer.states
-    known = {
-        key[2]: state for key, state in states.items() if key[:2] == (target.source, target.region)
-    }
-    accounts = {row["account_id"] for row in image_rows} | {s.account_id for s in known.values()}
-    for account in sorted(accounts):
-        data_dir.write_images(
-            account,
-            target.region,
-            rows_to_table([r for r in image_rows if r["account_id"] == account], IMAGE_SCHEMA),
-        )
+        return None
+
+
+def _plan(
+    data_dir: DataDir,
+    target: SourceTarget,
+    catalogue: list[Row],
+    known: dict[str, ImageState],
+    options: SyncOptions,
+    report: SyncReport,
+) -> tuple[list[_ImageJob], list[ImageState]]:
+    """The images to list (with their state, and stored rows for a full listing), and the
+    known images that are gone from the catalogue."""
     wanted = options.image_names
-    listed_images = {
-        row["image_name"]: row
-        for row in image_rows
-        if wanted is None or row["image_name"] in wanted
+    listed = {
+        row["image_name"]: row for row in catalogue if wanted is None or row["image_name"] in wanted
     }
     gone = [
         state
         for name, state in known.items()
-        if not state.is_deleted and name not in listed_images and (wanted is None or name in wanted)
+        if not state.is_deleted and name not in listed and (wanted is None or name in wanted)
     ]
-    if wanted is not None:
-        for name in sorted(wanted - listed_images.keys() - known.keys()):
-            report.failures.append(
-                Failure(target.source, target.region, name, "no such image in this region")
-            )
-    jobs = []
-    stored_by_account: dict[str, dict[str, dict[int, Row]]] = {}
+    for name in sorted((wanted or set()) - listed.keys() - known.keys()):
+        report.failures.append(
+            Failure(target.source, target.region, name, "no such image in this region")
+        )
+    stored: dict[str, dict[int, Row]] = {}
     if options.full_listing:
-        for account in {row["account_id"] for row in listed_images.values()}:
-            stored_by_account[account] = latest_live_rows(
-                data_dir,
-                account,
-                target.region,
-                [n for n, r in listed_images.items() if r["account_id"] == account],
-            )
-    for name, row in sorted(listed_images.items()):
+        for account in {row["account_id"] for row in listed.values()}:
+            names = [name for name, row in listed.items() if row["account_id"] == account]
+            stored.update(latest_live_rows(data_dir, account, target.region, names))
+    jobs = []
+    for name, row in sorted(listed.items()):
         state = known.get(name)
         if state is None or state.is_deleted:
             state = ImageState(
@@ -473,26 +498,9 @@ def _sync_target(
                 image_name=name,
                 image_arn=row["image_arn"],
             )
-        stored = (
-            stored_by_account.get(row["account_id"], {}).get(name, {})
-            if (options.full_listing)
-            else None
-        )
-        jobs.append(_ImageJob(target, name, row["image_arn"], state, stored))
-    report.images += len(jobs)
-    total = len(jobs)
-    done = 0
-    with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
-        futures = [pool.submit(_fetch_image, client, job, options, observed_at_ms) for job in jobs]
-        for future in as_completed(futures):
-            result = future.result()
-            _absorb(result, options, committer, report, observed_at_ms)
-            if result.gone:
-                gone.append(result.job.state)
-            done += 1
-            if on_progress is not None:
-                on_progress(target.label, done, total)
-    _tombstone_images(data_dir, target, gone, committer, report, observed_at_ms)
+        image_stored = stored.get(name, {}) if options.full_listing else None
+        jobs.append(_ImageJob(target, name, row["image_arn"], state, image_stored))
+    return jobs, gone
 
 
 def _reason(exc: BaseException) -> str:
