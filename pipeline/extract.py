@@ -116,10 +116,14 @@ def advance_state(
     entries: dict[int, tuple[int, str]] = {} if full_listing else dict(state.window)
     for row in rows:
         entries[row["version"]] = (row["last_modified_time"], fingerprint(row))
-    # A LastModifiedTime ahead of our clock (skew) must not push the watermark past what
-    # we can vouch for: it is capped at the time of the sync, so later changes stamped
-    # between the two are still listed.
-    newest = [min(row["last_modified_time"], synced_at_ms) for row in rows]
+    # A LastModifiedTime further ahead of our clock than the lookback is a bogus stamp: it
+    # must not drag the watermark past changes still to come. Such rows stay in the window,
+    # so re-reading them is still recognised; they just do not move the watermark.
+    newest = [
+        row["last_modified_time"]
+        for row in rows
+        if row["last_modified_time"] <= synced_at_ms + lookback_ms
+    ]
     watermark = max(
         [m for m in (state.watermark_ms, *newest) if m is not None],
         default=None,
