@@ -751,6 +751,26 @@ def planted_secrets(trials: int) -> Row:
     return Row("planted credentials never stored or logged", results)
 
 
+def safe_defaults(trials: int) -> Row:
+    """The emulator binds to loopback unless asked; `query` cannot change the warehouse."""
+    results = []
+    with harness(16) as h:
+        h.seed(images=4)
+        h.sync()
+        for _ in range(trials):
+            with EmulatorServer() as spare:
+                loopback = spare.url.startswith("http://127.0.0.1:")
+            attempts = [
+                h.cli("query", sql, "--data-dir", str(h.data.root))
+                for sql in ("DROP VIEW image_versions", "CREATE TABLE t AS SELECT 1")
+            ]
+            refused = all(a.code == 2 and "read-only" in a.stderr for a in attempts)
+            trial = h.trial(h.sync(), note=f"loopback={loopback}, writes refused={refused}")
+            trial.lost += (not loopback) + (not refused)
+            results.append(trial)
+    return Row("loopback emulator; read-only query", results)
+
+
 def soak(cycles: int) -> Row:
     """Random sync / mutate / reconcile / compact cycles with kills mixed in."""
     actions: dict[str, int] = {}
@@ -846,6 +866,7 @@ MATRIX: list[tuple[str, RowFactory, int, int]] = [
     ("concurrency", concurrent_writers, 1, 5),
     ("bad_input", bad_input, 1, 1),
     ("secrets", planted_secrets, 1, 3),
+    ("safe_defaults", safe_defaults, 1, 1),
     ("soak", soak, 25, 300),
 ]
 
@@ -874,6 +895,8 @@ def print_table(rows: list[Row]) -> None:
         print(
             f"{row.fault[:62]:62} {len(row.trials):>6} {lost:>5} {dups:>5} {statuses:>8}  {verdict}"
         )
+        for name, value in row.details.items():
+            print(f"    {name}: {value}")
         if not row.ok:
             for trial in row.trials:
                 if trial.lost or trial.duplicates:
