@@ -11,6 +11,7 @@ import logging
 import math
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from typing import Any, NoReturn
 
 from .errors import ConfigError
@@ -52,12 +53,20 @@ def _number(*, allow_zero: bool) -> Callable[[str], float]:
     return parse
 
 
+def _version() -> str:
+    try:
+        return metadata.version("sagemaker-image-versions")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Keep an analytics-ready copy of SageMaker image versions "
         "(Parquet + DuckDB), synced incrementally.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def verbose_option(command: argparse.ArgumentParser) -> None:

@@ -169,8 +169,10 @@ def test_query_errors_and_missing_data_exit_2(
     assert_usage_error(run_cli("status", "--data-dir", missing), "not an image-versions data dir")
 
 
-def test_help_and_unknown_command() -> None:
+def test_help_version_and_unknown_command() -> None:
     assert run_cli("--help").code == 0
+    version = run_cli("--version")
+    assert version.code == 0 and version.stdout.startswith("image-versions 0.")
     assert_usage_error(run_cli("frobnicate"), "invalid choice")
 
 
