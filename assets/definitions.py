@@ -1,8 +1,10 @@
 """The code location: `dagster dev` at the repository root loads `defs` from here."""
 
+import os
+
 import dagster as dg
 
-from pipeline.config import DATA_DIR_ENV, ProjectConfig, load_config
+from pipeline.config import CONFIG_ENV, DATA_DIR_ENV, ProjectConfig, load_config
 
 from .checks import build_checks
 from .resources import DataDirResource, SageMakerResource
@@ -27,12 +29,17 @@ def build_definitions(
         asset_checks=build_checks(2 * schedule_interval(config.sync_cron)),
         jobs=[job],
         schedules=build_schedules(job, partition_keys, config.sync_cron, config.reconcile_cron),
-        resources=resources
-        or {
-            "sagemaker": SageMakerResource(),
-            "data": DataDirResource(path=dg.EnvVar(DATA_DIR_ENV)),
-        },
+        resources=resources or default_resources(config),
     )
+
+
+def default_resources(config: ProjectConfig) -> dict[str, object]:
+    """Resources bound to the environment: the data dir always, the sources file when named."""
+    named = config.path is not None and os.environ.get(CONFIG_ENV)
+    return {
+        "sagemaker": SageMakerResource(config_path=dg.EnvVar(CONFIG_ENV) if named else None),
+        "data": DataDirResource(path=dg.EnvVar(DATA_DIR_ENV)),
+    }
 
 
 @dg.definitions
