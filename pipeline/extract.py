@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from itertools import islice
 from typing import Any
 
 from .errors import ConfigError, DataError
@@ -434,16 +435,39 @@ def _sync_target(
         data_dir.write_images(account, target.region, rows_to_table(rows, IMAGE_SCHEMA))
     jobs, gone = _plan(data_dir, target, catalogue, known, options, report)
     report.images += len(jobs)
+
+    def fetch(job: _ImageJob) -> _ImageResult:
+        return _fetch_image(client, job, options, observed_at_ms)
+
     with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
-        futures = [pool.submit(_fetch_image, client, job, options, observed_at_ms) for job in jobs]
-        for done, future in enumerate(as_completed(futures), start=1):
-            result = future.result()
+        results = _bounded_map(pool, fetch, jobs, ahead=2 * max(1, options.concurrency))
+        for done, result in enumerate(results, start=1):
             _absorb(result, options, committer, report, observed_at_ms)
             if result.gone:
                 gone.append(result.job.state)
             if on_progress is not None:
                 on_progress(target.label, done, len(jobs))
     _tombstone_images(data_dir, target, gone, committer, report, observed_at_ms)
+
+
+def _bounded_map(
+    pool: ThreadPoolExecutor,
+    fn: Callable[[_ImageJob], _ImageResult],
+    jobs: list[_ImageJob],
+    ahead: int,
+) -> Iterator[_ImageResult]:
+    """`fn` over `jobs` on `pool`, in completion order, with at most `ahead` in flight.
+
+    Unlike submitting everything at once, a finished image's rows are released as soon as
+    they are absorbed, so memory holds a few images, not the whole region.
+    """
+    queue = iter(jobs)
+    pending = {pool.submit(fn, job) for job in islice(queue, ahead)}
+    while pending:
+        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for future in finished:
+            pending.update(pool.submit(fn, job) for job in islice(queue, 1))
+            yield future.result()
 
 
 def _list_catalogue(
