@@ -294,7 +294,6 @@ ProgressCallback = Callable[[str, int, int], None]
 class _ImageJob:
     target: SourceTarget
     name: str
-    arn: str
     state: ImageState
     stored: Mapping[int, Row] | None
 
@@ -527,7 +526,7 @@ def _plan(
                 image_arn=row["image_arn"],
             )
         image_stored = stored.get(name, {}) if options.full_listing else None
-        jobs.append(_ImageJob(target, name, row["image_arn"], state, image_stored))
+        jobs.append(_ImageJob(target, name, state, image_stored))
     return jobs, gone
 
 
