@@ -84,7 +84,8 @@ def classify(
         if kept is None or row["last_modified_time"] >= kept["last_modified_time"]:
             latest[row["version"]] = row
     for version, row in latest.items():
-        if known.get(version) == fingerprint(row):
+        digest = known.get(version)
+        if digest is not None and digest == fingerprint(row):
             continue
         if version in known or (stored is None and version <= max_version):
             result.changed += 1
@@ -114,9 +115,6 @@ def advance_state(
     After a full listing only listed versions can be live, so the old window is dropped.
     """
     rows = list(listed)
-    entries: dict[int, tuple[int, str]] = {} if full_listing else dict(state.window)
-    for row in rows:
-        entries[row["version"]] = (row["last_modified_time"], fingerprint(row))
     # A LastModifiedTime further ahead of our clock than the lookback is a bogus stamp: it
     # must not drag the watermark past changes still to come. Such rows stay in the window,
     # so re-reading them is still recognised; they just do not move the watermark.
@@ -130,6 +128,13 @@ def advance_state(
         default=None,
     )
     floor = None if watermark is None else watermark - lookback_ms
+    entries: dict[int, tuple[int, str]] = {} if full_listing else dict(state.window)
+    for row in rows:
+        # Only rows that the next listing re-reads need a digest (one per row is costly).
+        if floor is not None and row["last_modified_time"] >= floor:
+            entries[row["version"]] = (row["last_modified_time"], fingerprint(row))
+        else:
+            entries.pop(row["version"], None)
     window = {
         version: entry
         for version, entry in entries.items()

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -115,6 +115,21 @@ def known_regions() -> set[str]:
     }
 
 
+def _utc_timestamp(value: Any) -> datetime:
+    """A response timestamp as an aware UTC datetime.
+
+    botocore's default parser converts every timestamp to the local zone through dateutil,
+    which costs more than the rest of parsing an ImageVersion; the epoch seconds that JSON
+    services send take a fast path here, anything else botocore's own parser.
+    """
+    import botocore.utils
+
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    parsed: datetime = botocore.utils.parse_timestamp(value)
+    return parsed
+
+
 def make_client(settings: ClientSettings, stats: ApiStats) -> Any:
     """A SageMaker client for one region, counting into `stats`, limited to settings.max_rps.
 
@@ -123,11 +138,17 @@ def make_client(settings: ClientSettings, stats: ApiStats) -> Any:
     import boto3
     import botocore.config
     import botocore.exceptions
+    import botocore.session
 
     if settings.region not in known_regions():
         raise ConfigError(f"unknown region {settings.region!r}: SageMaker has no endpoint there")
+    core = botocore.session.get_session()
+    parsers = core.get_component("response_parser_factory")
+    parsers.set_parser_defaults(timestamp_parser=_utc_timestamp)
     try:
-        session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
+        session = boto3.session.Session(
+            botocore_session=core, profile_name=settings.profile, region_name=settings.region
+        )
     except botocore.exceptions.ProfileNotFound as exc:
         raise ConfigError(f"AWS profile {settings.profile!r} is not configured: {exc}") from exc
     if session.get_credentials() is None:
