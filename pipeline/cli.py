@@ -7,6 +7,7 @@ usage errors answer at once.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import sys
@@ -15,7 +16,13 @@ from importlib import metadata
 from typing import Any, NoReturn
 
 from .errors import ConfigError
-from .output import print_records, report_metadata, summary_line
+from .output import (
+    TEXT_LOG_FORMAT,
+    JsonLogFormatter,
+    print_records,
+    report_metadata,
+    summary_line,
+)
 
 PROG = "image-versions"
 
@@ -76,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
             action="count",
             default=0,
             help="log progress to stderr (-vv: each image's listing too)",
+        )
+        command.add_argument(
+            "--log-format",
+            choices=("text", "json"),
+            default="text",
+            help="log lines as text, or as one JSON object each (json implies -v)",
         )
 
     def data_dir_option(command: argparse.ArgumentParser) -> None:
@@ -163,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="attempts per API call, first one included (default: 10)",
     )
     verbose_option(sync)
+    sync.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     sync.add_argument(
         "--wait",
         type=_number(allow_zero=True),
@@ -271,9 +285,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
     )
     targets = build_targets(load_config(args.config), access, overrides)
     report = sync(data_dir, targets, options, on_progress=_progress_bar())
-    print(summary_line(report_metadata(report)))
-    for failure in report.failures:
-        print(f"FAILED {failure}")
+    figures = report_metadata(report)
+    if args.json:
+        failures = [str(failure) for failure in report.failures]
+        print(json.dumps({**figures, "ok": report.ok, "failures": failures}))
+    else:
+        print(summary_line(figures))
+        for failure in report.failures:
+            print(f"FAILED {failure}")
     return 0 if report.ok else 1
 
 
@@ -369,11 +388,14 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit status (0 ok, 1 the run failed, 2 bad usage/config)."""
     args = build_parser().parse_args(argv)
-    verbosity = getattr(args, "verbose", 0)
+    log_format = getattr(args, "log_format", "text")
+    verbosity = max(getattr(args, "verbose", 0), 1 if log_format == "json" else 0)
     if verbosity:
         # Only our own loggers speak up: botocore's debug log would print request headers,
         # session tokens included.
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonLogFormatter() if log_format == "json" else TEXT_LOG_FORMAT)
+        logging.basicConfig(handlers=[handler])
         logging.getLogger("pipeline").setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
     try:
         return COMMANDS[args.command](args)

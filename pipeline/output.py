@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .schema import from_ms
@@ -96,3 +97,27 @@ def report_metadata(report: SyncReport) -> dict[str, int | float | str | None]:
         "watermark_min": iso(watermarks[0] if watermarks else None),
         "watermark_max": iso(watermarks[-1] if watermarks else None),
     }
+
+
+TEXT_LOG_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+# Attributes every LogRecord has; anything else on a record came from `extra=` and is kept.
+_STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log line: time (UTC), level, logger, message, and any extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_RECORD_FIELDS:
+                entry[key] = _json_value(value)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)

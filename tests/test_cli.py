@@ -72,6 +72,28 @@ def test_a_failed_image_gives_exit_1_and_the_rest_is_committed(
     assert "not-there" in result.stdout and "FAILED" in result.stdout
 
 
+def test_sync_json_summary_and_json_logs_are_machine_readable(
+    server: EmulatorServer, data_dir: DataDir
+) -> None:
+    seed_catalogue(server.emulator, seed=13, images=4)
+    result = run_cli(*sync_args(server, data_dir, "--json", "--log-format", "json"))
+    assert result.code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    live = len(server.emulator.live_versions())
+    assert summary["ok"] is True and summary["failures"] == []
+    assert summary["images"] == 4 and summary["versions_new"] == live
+    assert summary["list_image_versions_calls"] >= 4 and summary["rows_written"] == live
+    logs = [json.loads(line) for line in result.stderr.splitlines()]
+    assert logs and {"time", "level", "logger", "message"} <= logs[0].keys()
+    assert all(entry["logger"].startswith("pipeline") for entry in logs)
+    assert any("state committed" in entry["message"] for entry in logs)
+
+    failed = run_cli(*sync_args(server, data_dir, "--json", "--image", "not-there"))
+    figures = json.loads(failed.stdout)
+    assert failed.code == 1 and figures["ok"] is False
+    assert len(figures["failures"]) == 1 and "not-there" in figures["failures"][0]
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
