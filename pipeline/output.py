@@ -9,8 +9,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .schema import from_ms
-
 if TYPE_CHECKING:
     from .extract import SyncReport
 
@@ -76,6 +74,8 @@ def summary_line(figures: Mapping[str, Any]) -> str:
 
 def report_metadata(report: SyncReport) -> dict[str, int | float | str | None]:
     """The sync's figures as flat values, for Dagster metadata and logs."""
+    from .schema import from_ms  # here, not at the top: it imports pyarrow, --help does not
+
     stats = report.stats
     watermarks = sorted(report.watermarks)
 

@@ -198,6 +198,20 @@ def test_help_version_and_unknown_command() -> None:
     assert_usage_error(run_cli("frobnicate"), "invalid choice")
 
 
+def test_help_imports_no_heavy_library() -> None:
+    """`--help` answers at once: pyarrow, boto3, duckdb and dagster load only in commands."""
+    traced = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pipeline", "sync", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in traced.stderr.splitlines()}
+    assert "pipeline.cli" in imported
+    assert not imported & {"pyarrow", "boto3", "botocore", "duckdb", "dagster"}
+
+
 def test_pipeline_imports_without_dagster() -> None:
     code = (
         "import importlib, pkgutil, sys, pipeline\n"
