@@ -8,6 +8,7 @@ from typing import Optional
 import dagster as dg
 
 from pipeline.config import AccessSettings, ProjectConfig, load_config, resolve_data_dir
+from pipeline.source import DEFAULT_CONCURRENCY
 from pipeline.storage import DataDir
 
 
@@ -21,7 +22,7 @@ class SageMakerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     retry_mode: str = "standard"
     max_attempts: int = 10
     max_rps: Optional[float] = None  # noqa: UP045
-    concurrency: int = 8
+    concurrency: int = DEFAULT_CONCURRENCY
 
     def access(self) -> AccessSettings:
         return AccessSettings(

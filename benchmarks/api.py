@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import AccessSettings
+from pipeline.source import DEFAULT_CONCURRENCY
 
 from .baseline import run_baseline
 from .catalogue import CatalogueSpec, floor_calls, image_name, pages
@@ -24,7 +25,8 @@ from .harness import (
 )
 
 LATENCY_S = 0.03
-WORKERS = 8
+WORKERS = DEFAULT_CONCURRENCY  # the floor's divisor: images listed in parallel by default
+SPEEDUP_TARGET = 8.0
 RATE_RPS = 20.0
 CHANGED_SHARE = 0.01
 API_OPERATIONS = ("ListImages", "ListImageVersions")
@@ -237,8 +239,8 @@ def _b2_rows(step: str, runs: dict[str, Any], startup: float, list_pages: int) -
             f"{step} / product vs baseline",
             seconds_text(product),
             f"{baseline / product:.2f}x faster",
-            f">= {WORKERS}x",
-            verdict(baseline / product >= WORKERS),
+            f">= {SPEEDUP_TARGET:.0f}x",
+            verdict(baseline / product >= SPEEDUP_TARGET),
             f"baseline {seconds_text(baseline)} ({len(runs['baseline'])} run(s), "
             f"{median([run[step]['calls'] for run in runs['baseline']]):.0f} calls); "
             f"a product at its floor would be {baseline / floor:.2f}x faster",

@@ -23,6 +23,7 @@ from .output import (
     report_metadata,
     summary_line,
 )
+from .source import DEFAULT_CONCURRENCY
 
 PROG = "image-versions"
 
@@ -145,9 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--concurrency",
         type=_positive_int,
-        default=8,
+        default=DEFAULT_CONCURRENCY,
         metavar="N",
-        help="images listed in parallel (default: 8)",
+        help=f"images listed in parallel (default: {DEFAULT_CONCURRENCY})",
     )
     sync.add_argument(
         "--max-rps",

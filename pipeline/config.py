@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .extract import SourceTarget, SyncOptions
-from .source import ClientSettings
+from .source import DEFAULT_CONCURRENCY, ClientSettings
 from .storage import DataDir
 
 DATA_DIR_ENV = "IMAGE_VERSIONS_DATA_DIR"
@@ -77,7 +77,7 @@ class AccessSettings:
     retry_mode: str = "standard"
     max_attempts: int = 10
     max_rps: float | None = None
-    concurrency: int = 8
+    concurrency: int = DEFAULT_CONCURRENCY
 
     def __post_init__(self) -> None:
         if self.retry_mode not in RETRY_MODES:
@@ -119,7 +119,7 @@ def sync_options(
     full_refresh: bool = False,
     reconcile: bool = False,
     lookback_minutes: float = 10.0,
-    concurrency: int = 8,
+    concurrency: int = DEFAULT_CONCURRENCY,
     lock_timeout_s: float = 0.0,
 ) -> SyncOptions:
     """Validated options of one sync, as the CLI and Dagster's run config express them."""

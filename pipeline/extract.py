@@ -27,7 +27,14 @@ from .schema import (
     tombstone,
     version_row,
 )
-from .source import ApiStats, ClientSettings, check_reachable, list_image_versions, make_client
+from .source import (
+    DEFAULT_CONCURRENCY,
+    ApiStats,
+    ClientSettings,
+    check_reachable,
+    list_image_versions,
+    make_client,
+)
 from .source import list_images as list_source_images
 from .state import ImageState, StateKey, keep_previous_state, load_state, save_state
 from .storage import AUTO_COMPACT_FILES, DataDir
@@ -166,7 +173,7 @@ class SyncOptions:
     full_refresh: bool = False
     reconcile: bool = False
     lookback: timedelta = timedelta(minutes=10)
-    concurrency: int = 8
+    concurrency: int = DEFAULT_CONCURRENCY
     flush_rows: int = 50_000
     lock_timeout_s: float = 0.0
 

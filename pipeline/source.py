@@ -23,6 +23,9 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 
 PAGE_SIZE = 100  # the API's maximum; fewer calls per image
+# Images listed in parallel. Listing is latency-bound, so this sets the speed; against an
+# account with a low API rate limit, cap the rate (max_rps) rather than lowering this.
+DEFAULT_CONCURRENCY = 16
 MAX_LISTING_RESTARTS = 3
 THROTTLE_PATIENCE_S = 300.0
 TOKEN_ERROR_CODES = frozenset({"InvalidNextToken", "InvalidPaginationToken", "ExpiredNextToken"})
@@ -50,7 +53,7 @@ class ClientSettings:
     retry_mode: str = "standard"
     max_attempts: int = 10
     max_rps: float | None = None
-    pool_size: int = 8
+    pool_size: int = DEFAULT_CONCURRENCY
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
 
