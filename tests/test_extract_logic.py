@@ -201,3 +201,20 @@ def test_a_timestamp_far_ahead_of_our_clock_does_not_move_the_watermark() -> Non
     assert set(synced.window) == {1, 2}  # the future row is still recognised when re-read
     later = classify([row(2, future), row(3, T0 + 5)], synced, None, observed_at_ms=NOW + 2)
     assert [r["version"] for r in later.to_write] == [3]
+
+
+@pytest.mark.parametrize(
+    ("when", "expected"),
+    [
+        (datetime(1970, 1, 1, tzinfo=UTC), 0),
+        (datetime(2026, 3, 1, 12, 0, 0, 123_000, tzinfo=UTC), 1_772_366_400_123),
+        (datetime(2026, 3, 1, 12, 0, 0, 123_499, tzinfo=UTC), 1_772_366_400_123),
+        (datetime(2026, 3, 1, 12, 0, 0, 123_500, tzinfo=UTC), 1_772_366_400_124),
+        (datetime(2026, 3, 1, 12, 0, 0, 999_600, tzinfo=UTC), 1_772_366_401_000),
+        (datetime(1969, 12, 31, 23, 59, 59, 999_400, tzinfo=UTC), -1),
+        (datetime(1969, 12, 31, 23, 59, 59, 999_600, tzinfo=UTC), 0),
+        (datetime(2026, 3, 1, 12, tzinfo=None), 1_772_366_400_000),
+    ],
+)
+def test_to_ms_rounds_half_up_to_the_millisecond(when: datetime, expected: int) -> None:
+    assert to_ms(when) == expected
