@@ -191,21 +191,23 @@ class DataDir:
             return []
         table = table.select(IMAGE_VERSION_SCHEMA.names).cast(IMAGE_VERSION_SCHEMA)
         months = pc.strftime(table.column("last_modified_time"), format="%Y-%m")
-        keyed = table.append_column("_month", months)
-        groups = keyed.group_by(["account_id", "region", "_month"]).aggregate([])
-        written = []
-        for account, region, month in zip(
-            *(groups.column(name).to_pylist() for name in ("account_id", "region", "_month")),
+        # One sort puts each partition's rows together, already in file order; each
+        # partition is then a slice (filtering per partition would rescan every row).
+        partition_order = [(name, "ascending") for name in ("account_id", "region", "_month")]
+        keyed = table.append_column("_month", months).sort_by(partition_order + ROW_ORDER)
+        runs = (
+            keyed.group_by(["account_id", "region", "_month"])
+            .aggregate([([], "count_all")])
+            .sort_by(partition_order)
+        )
+        written, offset = [], 0
+        for account, region, month, count in zip(
+            *(runs.column(name).to_pylist() for name in ("account_id", "region", "_month")),
+            runs.column("count_all").to_pylist(),
             strict=True,
         ):
-            mask = pc.and_(
-                pc.and_(
-                    pc.equal(keyed.column("account_id"), account),
-                    pc.equal(keyed.column("region"), region),
-                ),
-                pc.equal(keyed.column("_month"), month),
-            )
-            part = table.filter(mask).sort_by(ROW_ORDER)
+            part = keyed.slice(offset, count).drop_columns(["_month"])
+            offset += count
             directory = self.version_partition(account, region, month)
             written.append(self.atomic_write(part, directory / f"part-{uuid.uuid4().hex}.parquet"))
         return written
