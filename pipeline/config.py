@@ -31,7 +31,7 @@ IMAGE_NAME = re.compile(r"[a-zA-Z0-9]([-.]?[a-zA-Z0-9]){0,62}\Z")
 SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")
 RETRY_MODES = ("standard", "adaptive")
 PARTITION_SEPARATOR = "/"
-_IAM_CHARS = "A-Za-z0-9_+=,.@-"
+_IAM_CHARS = r"A-Za-z0-9_+=,.@\-"
 ROLE_ARN = re.compile(
     rf"arn:aws[a-z-]*:iam::[0-9]{{12}}:role/([{_IAM_CHARS}]+/)*[{_IAM_CHARS}]{{1,64}}\Z"
 )

@@ -290,10 +290,12 @@ def _assumed_role_credentials(
     if role.duration_seconds is not None:
         extra["DurationSeconds"] = role.duration_seconds
     advisory, mandatory = refresh_windows(role.duration_seconds or DEFAULT_ROLE_SECONDS)
+    # STS itself checks DurationSeconds (900 up to the role's maximum session), and says so;
+    # botocore's copy of the lower bound would only stop STS emulators' short sessions.
     sts_client = functools.partial(
         core.create_client,
         region_name=region,
-        config=botocore.config.Config(retries={"mode": "standard"}),
+        config=botocore.config.Config(retries={"mode": "standard"}, parameter_validation=False),
     )
     fetcher = botocore.credentials.AssumeRoleCredentialFetcher(
         client_creator=sts_client,
