@@ -1,8 +1,9 @@
 """Validated settings, built at call time from flags, the sources file and the environment.
 
 Nothing here runs at import. The optional sources file (`image-versions.toml`, or the path in
-$IMAGE_VERSIONS_CONFIG) names sources, each a set of AWS credentials (a profile) and regions;
-without it there is one source, `default`, built from boto3's standard chain.
+$IMAGE_VERSIONS_CONFIG) names sources, each a set of AWS credentials (a profile, optionally an
+IAM role assumed with it, or every member account of an organization) and regions; without it
+there is one source, `default`, built from boto3's standard chain.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .extract import SourceTarget, SyncOptions
-from .source import DEFAULT_CONCURRENCY, ClientSettings
+from .source import DEFAULT_CONCURRENCY, AssumeRole, ClientSettings, Organization
 from .storage import DataDir
 
 DATA_DIR_ENV = "IMAGE_VERSIONS_DATA_DIR"
@@ -30,6 +31,14 @@ IMAGE_NAME = re.compile(r"[a-zA-Z0-9]([-.]?[a-zA-Z0-9]){0,62}\Z")
 SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")
 RETRY_MODES = ("standard", "adaptive")
 PARTITION_SEPARATOR = "/"
+_IAM_CHARS = r"A-Za-z0-9_+=,.@\-"
+ROLE_ARN = re.compile(
+    rf"arn:aws[a-z-]*:iam::[0-9]{{12}}:role/([{_IAM_CHARS}]+/)*[{_IAM_CHARS}]{{1,64}}\Z"
+)
+MEMBER_ROLE = re.compile(rf"([{_IAM_CHARS}]+/)*[{_IAM_CHARS}]{{1,64}}\Z")
+SESSION_NAME = re.compile(rf"[{_IAM_CHARS}]{{2,64}}\Z")
+EXTERNAL_ID = re.compile(rf"[{_IAM_CHARS}:/]{{2,1224}}\Z")
+ACCOUNT_ID = re.compile(r"[0-9]{12}\Z")
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,12 @@ class SourceConfig:
     regions: tuple[str, ...] = ()
     """Empty: the region boto3's chain gives at run time (AWS_DEFAULT_REGION, the profile)."""
     profile: str | None = None
+    """The credentials' profile; with `role`, the profile that assumes it (`source_profile`)."""
     endpoint_url: str | None = None
+    role: AssumeRole | None = None
+    organization: Organization | None = None
+    """Set: the source is every member account, discovered at run time (one partition per
+    region, the accounts inside it)."""
 
     def partition_keys(self) -> list[str]:
         """Dagster partition keys: `name/region` per region, or `name` when resolved at run time."""
@@ -138,7 +152,18 @@ def sync_options(
 # ------------------------------------------------------------------ the sources file
 
 
-_SOURCE_KEYS = {"regions", "profile", "endpoint_url"}
+_SOURCE_KEYS = {
+    "regions",
+    "profile",
+    "endpoint_url",
+    "role_arn",
+    "external_id",
+    "source_profile",
+    "role_session_name",
+    "duration_seconds",
+    "organization",
+}
+_ORGANIZATION_KEYS = {"member_role", "accounts", "exclude", "external_id"}
 _SCHEDULE_KEYS = {"sync_cron", "reconcile_cron"}
 
 
@@ -183,15 +208,21 @@ def _parse_config(document: dict[str, Any], path: Path) -> ProjectConfig:
         regions = table.get("regions", [])
         if not isinstance(regions, list) or not all(isinstance(r, str) for r in regions):
             raise fail(f"[sources.{name}] regions must be a list of strings")
-        for key in ("profile", "endpoint_url"):
+        for key in ("profile", "endpoint_url", "source_profile"):
             if key in table and not isinstance(table[key], str):
                 raise fail(f"[sources.{name}] {key} must be a string")
+        try:
+            role, organization = _parse_roles(table)
+        except ConfigError as exc:
+            raise fail(f"[sources.{name}] {exc}") from None
         sources.append(
             SourceConfig(
                 name=name,
                 regions=tuple(dict.fromkeys(regions)),
-                profile=table.get("profile"),
+                profile=table.get("source_profile", table.get("profile")),
                 endpoint_url=table.get("endpoint_url"),
+                role=role,
+                organization=organization,
             )
         )
     defaults = ProjectConfig()
@@ -201,6 +232,61 @@ def _parse_config(document: dict[str, Any], path: Path) -> ProjectConfig:
         reconcile_cron=str(schedules.get("reconcile_cron", defaults.reconcile_cron)),
         path=path,
     )
+
+
+def _checked(table: Mapping[str, Any], key: str, pattern: re.Pattern[str], what: str) -> Any:
+    """table[key] (None when absent), which must be a string matching `pattern`."""
+    value = table.get(key)
+    if value is not None and not (isinstance(value, str) and pattern.match(value)):
+        raise ConfigError(f"{key} must be {what}, not {value!r}")
+    return value
+
+
+def _account_list(table: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and ACCOUNT_ID.match(v) for v in value
+    ):
+        raise ConfigError(f"organization {key} must be a list of 12-digit account ids as strings")
+    return tuple(dict.fromkeys(value))
+
+
+def _parse_roles(table: Mapping[str, Any]) -> tuple[AssumeRole | None, Organization | None]:
+    """A source's role (role_arn and its companions) and organization, validated."""
+    role_arn = _checked(table, "role_arn", ROLE_ARN, "an IAM role ARN (arn:aws:iam::ID:role/NAME)")
+    external_id = _checked(table, "external_id", EXTERNAL_ID, "2-1224 of A-Z a-z 0-9 +=,.@:/-_")
+    session_name = _checked(table, "role_session_name", SESSION_NAME, "2-64 of A-Z a-z 0-9 +=,.@-_")
+    duration = table.get("duration_seconds")
+    if duration is not None and (type(duration) is not int or duration < 1):
+        raise ConfigError(f"duration_seconds must be a positive integer, not {duration!r}")
+    raw_organization = table.get("organization")
+    if role_arn is None:
+        for key in ("external_id", "source_profile"):
+            if key in table:
+                raise ConfigError(f"{key} needs role_arn (the role it is for)")
+        if raw_organization is None:
+            for key in ("role_session_name", "duration_seconds"):
+                if key in table:
+                    raise ConfigError(f"{key} needs role_arn or organization")
+    elif "profile" in table:
+        raise ConfigError("with role_arn, name the profile that assumes it with source_profile")
+    session_name = session_name or AssumeRole.session_name
+    role = None if role_arn is None else AssumeRole(role_arn, session_name, external_id, duration)
+    if raw_organization is None:
+        return role, None
+    if not isinstance(raw_organization, dict) or set(raw_organization) - _ORGANIZATION_KEYS:
+        raise ConfigError(f"organization takes only {sorted(_ORGANIZATION_KEYS)}")
+    if "member_role" not in raw_organization:
+        raise ConfigError("organization needs member_role (the role to assume in each account)")
+    organization = Organization(
+        member_role=_checked(raw_organization, "member_role", MEMBER_ROLE, "an IAM role name"),
+        accounts=_account_list(raw_organization, "accounts"),
+        exclude=_account_list(raw_organization, "exclude"),
+        external_id=_checked(raw_organization, "external_id", EXTERNAL_ID, "2-1224 characters"),
+        session_name=session_name,
+        duration_seconds=duration,
+    )
+    return role, organization
 
 
 # ------------------------------------------------------------------ targets
@@ -281,6 +367,8 @@ def build_targets(
             region=region,
             endpoint_url=overrides.endpoint_url or source.endpoint_url,
             profile=profile,
+            roles=() if source.role is None else (source.role,),
+            organization=source.organization,
             retry_mode=access.retry_mode,
             max_attempts=access.max_attempts,
             max_rps=access.max_rps,

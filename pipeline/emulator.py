@@ -23,6 +23,9 @@ deleting items between pages never makes a listing skip an unchanged item.
 
 Tests drive the catalogue through the :class:`Emulator` Python API and a controllable
 :class:`Clock`, and inject latency, throttling and server errors through :class:`Faults`.
+One server can stand for several accounts, each an :class:`Emulator` of its own: it tells
+which account a request is for from the request's access key, which :class:`CallerAccounts`
+resolves through STS GetCallerIdentity (see :class:`EmulatorServer`).
 The module depends on the standard library only.
 """
 
@@ -41,7 +44,10 @@ import socket
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
+import xml.etree.ElementTree as ElementTree
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +72,7 @@ ACCESS_DENIED = "AccessDeniedException"
 _TARGET_PREFIX = "SageMaker."
 _CONTENT_TYPE = "application/x-amz-json-1.1"
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/")
+_ACCESS_KEY = re.compile(r"Credential=([^/,\s]+)/")
 _DEFAULT_MAX_RESULTS = 10
 _SORT_ORDERS = ("ASCENDING", "DESCENDING")
 _VERSION_STATUSES = ("CREATING", "CREATED", "CREATE_FAILED", "DELETING", "DELETE_FAILED")
@@ -1243,12 +1250,69 @@ def _region_from(authorization: str | None, default: str) -> str:
     return match.group(1) if match else default
 
 
+class CallerAccounts:
+    """The account of an access key, from STS GetCallerIdentity, remembered per key.
+
+    The call carries the request's access key and session token but no valid signature: this
+    is for STS emulators that do not verify signatures (moto's server), never for real STS.
+    """
+
+    def __init__(self, sts_endpoint_url: str, timeout_s: float = 5.0) -> None:
+        self.sts_endpoint_url = sts_endpoint_url
+        self._timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._accounts: dict[str, str] = {}
+
+    def account_of(self, access_key: str, session_token: str | None) -> str | None:
+        """The key's account, or None when STS cannot say."""
+        with self._lock:
+            known = self._accounts.get(access_key)
+        if known is not None:
+            return known
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": f"AWS4-HMAC-SHA256 Credential={access_key}/20000101/us-east-1/"
+            "sts/aws4_request, SignedHeaders=host, Signature=unverified",
+        }
+        if session_token:
+            headers["X-Amz-Security-Token"] = session_token
+        request = urllib.request.Request(
+            self.sts_endpoint_url,
+            data=b"Action=GetCallerIdentity&Version=2011-06-15",
+            headers=headers,
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
+                document = ElementTree.fromstring(response.read())
+        except (OSError, ElementTree.ParseError):
+            return None
+        account = next((e.text for e in document.iter() if e.tag.endswith("}Account")), None)
+        if account is None:
+            return None
+        with self._lock:
+            self._accounts[access_key] = account
+        return account
+
+    def keys(self) -> dict[str, str]:
+        """Every access key resolved so far, with its account."""
+        with self._lock:
+            return dict(self._accounts)
+
+
 class _HTTPServer(ThreadingHTTPServer):
     """Threaded server (daemon threads) that can cut its open keep-alive connections."""
 
-    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        emulator: Emulator,
+        accounts: Mapping[str, Emulator],
+        caller_accounts: CallerAccounts | None,
+    ) -> None:
         super().__init__(address, _Handler)
         self.emulator = emulator
+        self.accounts = accounts
+        self.caller_accounts = caller_accounts
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
 
@@ -1266,6 +1330,16 @@ class _HTTPServer(ThreadingHTTPServer):
         """Stay quiet about connections the client dropped; report anything else."""
         if not isinstance(sys.exc_info()[1], OSError):
             super().handle_error(request, client_address)
+
+    def emulator_for(self, authorization: str | None, token: str | None) -> Emulator | None:
+        """The emulator of the request's account; None for an account this server lacks.
+
+        The default emulator serves every request whose account cannot be resolved."""
+        match = _ACCESS_KEY.search(authorization or "")
+        if self.caller_accounts is None or match is None:
+            return self.emulator
+        account = self.caller_accounts.account_of(match.group(1), token)
+        return self.emulator if account is None else self.accounts.get(account)
 
     def close_connections(self) -> None:
         """Shut every open connection so its handler thread finishes and closes it."""
@@ -1287,8 +1361,13 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         target = self.headers.get("X-Amz-Target", "")
         operation = target.removeprefix(_TARGET_PREFIX)  # another service's stays unknown
-        emulator = self.server.emulator
-        region = _region_from(self.headers.get("Authorization"), emulator.default_region)
+        authorization = self.headers.get("Authorization")
+        emulator = self.server.emulator_for(authorization, self.headers.get("X-Amz-Security-Token"))
+        if emulator is None:
+            denied = ApiError(ACCESS_DENIED, f"The caller has no access to sagemaker:{operation}")
+            self._reply(denied.status, denied.payload())
+            return
+        region = _region_from(authorization, emulator.default_region)
         status, payload = emulator.handle_request(operation, body, region)
         self._reply(status, payload)
 
@@ -1308,12 +1387,28 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class EmulatorServer:
-    """The emulator on a real loopback socket, served by a daemon thread."""
+    """The emulator on a real loopback socket, served by a daemon thread.
+
+    With `other_accounts` and `sts_endpoint_url`, one server serves several accounts: a
+    request goes to the emulator of the account that STS names for its access key, to
+    `emulator` when STS cannot say, and is refused (AccessDeniedException) for an account
+    that has no emulator here.
+    """
 
     def __init__(
-        self, emulator: Emulator | None = None, host: str = "127.0.0.1", port: int = 0
+        self,
+        emulator: Emulator | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        other_accounts: Iterable[Emulator] = (),
+        sts_endpoint_url: str | None = None,
     ) -> None:
         self.emulator = emulator if emulator is not None else Emulator()
+        self.accounts = {e.account_id: e for e in (self.emulator, *other_accounts)}
+        self.caller_accounts = (
+            None if sts_endpoint_url is None else CallerAccounts(sts_endpoint_url)
+        )
         self.url = ""
         self._address = (host, port)
         self._httpd: _HTTPServer | None = None
@@ -1323,7 +1418,7 @@ class EmulatorServer:
         """Bind and start serving; :attr:`url` is valid afterwards."""
         if self._httpd is not None:
             raise RuntimeError("the server is already running")
-        httpd = _HTTPServer(self._address, self.emulator)
+        httpd = _HTTPServer(self._address, self.emulator, self.accounts, self.caller_accounts)
         host, port = httpd.server_address[:2]
         self.url = f"http://{host!s}:{port}"
         self._thread = threading.Thread(

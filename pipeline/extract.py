@@ -34,6 +34,7 @@ from .source import (
     check_reachable,
     list_image_versions,
     make_client,
+    organization_members,
 )
 from .source import list_images as list_source_images
 from .state import ImageState, StateKey, keep_previous_state, load_state, save_state
@@ -393,24 +394,48 @@ def sync(
 
 
 def _connect(targets: list[SourceTarget], report: SyncReport) -> list[tuple[SourceTarget, Any]]:
-    """A client per target that has credentials and a reachable endpoint.
+    """A client per target (per member account of an organization source) that has
+    credentials and a reachable endpoint.
 
-    A target that fails is reported; when every target fails the run is misconfigured.
+    A target or account that fails is reported; when every one fails the run is misconfigured.
     """
     clients = []
     errors = []
     for target in targets:
         try:
-            client = make_client(target.client, report.stats)
-            check_reachable(client)
+            for member in _members(target):
+                try:
+                    client = make_client(member.client, report.stats)
+                    check_reachable(client)
+                except ConfigError as exc:
+                    errors.append(exc)
+                    report.failures.append(Failure(member.source, member.region, None, str(exc)))
+                    continue
+                clients.append((member, client))
         except ConfigError as exc:
             errors.append(exc)
             report.failures.append(Failure(target.source, target.region, None, str(exc)))
-            continue
-        clients.append((target, client))
     if errors and not clients:
         raise errors[0]
     return clients
+
+
+def _members(target: SourceTarget) -> Iterator[SourceTarget]:
+    """The target itself, or for an organization source one target per member account, named
+    `SOURCE/ACCOUNT` so that each account keeps its own per-image state.
+
+    An allow-listed account that cannot be synced raises ConfigError after the others."""
+    if target.client.organization is None:
+        yield target
+        return
+    problems = []
+    for member in organization_members(target.client):
+        if member.settings is None:
+            problems.append(f"account {member.account_id}: {member.problem}")
+        else:
+            yield SourceTarget(f"{target.source}/{member.account_id}", member.settings)
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def _load_state_or_empty(data_dir: DataDir) -> dict[StateKey, ImageState]:

@@ -4,6 +4,10 @@ Retries are botocore's own (standard or adaptive mode). The rate limit is a toke
 every HTTP attempt of every worker passes through (botocore's `before-send` event), so
 `max_rps` holds across threads and includes retries. Counters come from botocore events too,
 so they count what really went over the wire.
+
+Credentials are a profile (or boto3's chain), optionally followed by IAM roles assumed in turn
+through STS, reached by standard endpoint resolution (so `AWS_ENDPOINT_URL_STS` applies); the
+assumed-role credentials refresh themselves before they expire.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +47,42 @@ THROTTLING_CODES = frozenset(
 )
 
 
+DEFAULT_SESSION_NAME = "image-versions"
+DEFAULT_ROLE_SECONDS = 3600  # STS's own default for AssumeRole
+
+
+@dataclass(frozen=True)
+class AssumeRole:
+    """An IAM role assumed with the credentials that come before it."""
+
+    role_arn: str
+    session_name: str = DEFAULT_SESSION_NAME
+    external_id: str | None = None
+    duration_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class Organization:
+    """Every ACTIVE member account of an AWS organization, each reached through one role."""
+
+    member_role: str
+    """A role name, optionally with its path (`path/Name`), present in every member account."""
+    accounts: tuple[str, ...] = ()
+    """Only these accounts (all when empty)."""
+    exclude: tuple[str, ...] = ()
+    external_id: str | None = None
+    session_name: str = DEFAULT_SESSION_NAME
+    duration_seconds: int | None = None
+
+    def member(self, account_id: str, partition: str) -> AssumeRole:
+        return AssumeRole(
+            role_arn=f"arn:{partition}:iam::{account_id}:role/{self.member_role}",
+            session_name=self.session_name,
+            external_id=self.external_id,
+            duration_seconds=self.duration_seconds,
+        )
+
+
 @dataclass(frozen=True)
 class ClientSettings:
     """How to reach SageMaker in one region."""
@@ -50,6 +90,10 @@ class ClientSettings:
     region: str
     endpoint_url: str | None = None
     profile: str | None = None
+    roles: tuple[AssumeRole, ...] = ()
+    """Assumed in order after the profile's credentials (a role chain)."""
+    organization: Organization | None = None
+    """Set: these settings stand for every member account, see `organization_members`."""
     retry_mode: str = "standard"
     max_attempts: int = 10
     max_rps: float | None = None
@@ -136,29 +180,14 @@ def _utc_timestamp(value: Any) -> datetime:
 def make_client(settings: ClientSettings, stats: ApiStats) -> Any:
     """A SageMaker client for one region, counting into `stats`, limited to settings.max_rps.
 
-    ConfigError when the region is unknown, the profile missing or no credentials are found.
+    ConfigError when the region is unknown, the profile missing, no credentials are found or a
+    role cannot be assumed.
     """
-    import boto3
     import botocore.config
-    import botocore.exceptions
-    import botocore.session
 
     if settings.region not in known_regions():
         raise ConfigError(f"unknown region {settings.region!r}: SageMaker has no endpoint there")
-    core = botocore.session.get_session()
-    parsers = core.get_component("response_parser_factory")
-    parsers.set_parser_defaults(timestamp_parser=_utc_timestamp)
-    try:
-        session = boto3.session.Session(
-            botocore_session=core, profile_name=settings.profile, region_name=settings.region
-        )
-    except botocore.exceptions.ProfileNotFound as exc:
-        raise ConfigError(f"AWS profile {settings.profile!r} is not configured: {exc}") from exc
-    if session.get_credentials() is None:
-        raise ConfigError(
-            "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY, or configure ~/.aws/credentials"
-        )
+    session = aws_session(settings)
     config = botocore.config.Config(
         retries={"mode": settings.retry_mode, "total_max_attempts": settings.max_attempts},
         max_pool_connections=max(10, settings.pool_size),
@@ -187,6 +216,162 @@ def make_client(settings: ClientSettings, stats: ApiStats) -> Any:
     events.register("before-send.sagemaker", before_send)
     events.register_first("needs-retry.sagemaker", needs_retry)
     return client
+
+
+def aws_session(settings: ClientSettings) -> Any:
+    """A boto3 session in the settings' region with the profile's (or boto3's chain's)
+    credentials, or, with `roles`, those of the last role assumed (refreshable).
+
+    ConfigError when the profile is missing, there are no credentials or a role is refused.
+    """
+    import boto3
+    import botocore.exceptions
+    import botocore.session
+
+    def session_with(credentials: Any = None) -> tuple[Any, Any]:
+        core = botocore.session.get_session()
+        parsers = core.get_component("response_parser_factory")
+        parsers.set_parser_defaults(timestamp_parser=_utc_timestamp)
+        if credentials is not None:
+            core.register_component("credential_provider", _GivenCredentials(credentials))
+        try:
+            session = boto3.session.Session(
+                botocore_session=core, profile_name=settings.profile, region_name=settings.region
+            )
+        except botocore.exceptions.ProfileNotFound as exc:
+            raise ConfigError(f"AWS profile {settings.profile!r} is not configured: {exc}") from exc
+        return core, session
+
+    core, base = session_with()
+    credentials = base.get_credentials()
+    if credentials is None:
+        raise ConfigError(
+            "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or configure ~/.aws/credentials"
+        )
+    if not settings.roles:
+        return base
+    for role in settings.roles:
+        credentials = _assumed_role_credentials(core, settings.region, credentials, role)
+    return session_with(credentials)[1]
+
+
+class _GivenCredentials:
+    """A botocore `credential_provider` component that hands out one credentials object."""
+
+    def __init__(self, credentials: Any) -> None:
+        self._credentials = credentials
+
+    def load_credentials(self) -> Any:
+        return self._credentials
+
+
+def refresh_windows(duration_s: int) -> tuple[int, int]:
+    """(advisory, mandatory) seconds before expiry at which assumed-role credentials refresh.
+
+    botocore's 15 and 10 minutes, scaled down for shorter sessions: with its defaults a
+    900-second session would be renewed before every request.
+    """
+    return min(15 * 60, max(1, duration_s // 3)), min(10 * 60, max(1, duration_s // 6))
+
+
+def _assumed_role_credentials(
+    core: Any, region: str, source_credentials: Any, role: AssumeRole
+) -> Any:
+    """`role`'s credentials, obtained with `source_credentials`, refreshed through botocore's
+    AssumeRole fetcher before they expire. The first AssumeRole happens here, so a refused
+    role is a ConfigError of this source, not a failure of its first request."""
+    import functools
+
+    import botocore.config
+    import botocore.credentials
+    import botocore.exceptions
+
+    extra: dict[str, Any] = {"RoleSessionName": role.session_name}
+    if role.external_id is not None:
+        extra["ExternalId"] = role.external_id
+    if role.duration_seconds is not None:
+        extra["DurationSeconds"] = role.duration_seconds
+    advisory, mandatory = refresh_windows(role.duration_seconds or DEFAULT_ROLE_SECONDS)
+    # STS itself checks DurationSeconds (900 up to the role's maximum session), and says so;
+    # botocore's copy of the lower bound would only stop STS emulators' short sessions.
+    sts_client = functools.partial(
+        core.create_client,
+        region_name=region,
+        config=botocore.config.Config(retries={"mode": "standard"}, parameter_validation=False),
+    )
+    fetcher = botocore.credentials.AssumeRoleCredentialFetcher(
+        client_creator=sts_client,
+        source_credentials=source_credentials,
+        role_arn=role.role_arn,
+        extra_args=extra,
+        expiry_window_seconds=advisory,
+    )
+    try:
+        metadata = fetcher.fetch_credentials()
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        raise ConfigError(f"cannot assume role {role.role_arn}: {exc}") from exc
+    return botocore.credentials.RefreshableCredentials.create_from_metadata(
+        metadata,
+        refresh_using=fetcher.fetch_credentials,
+        method="assume-role",
+        advisory_timeout=advisory,
+        mandatory_timeout=mandatory,
+    )
+
+
+@dataclass(frozen=True)
+class Member:
+    """One account of an organization source: its settings, or why it cannot be synced."""
+
+    account_id: str
+    settings: ClientSettings | None
+    problem: str | None = None
+
+
+def organization_members(settings: ClientSettings) -> list[Member]:
+    """The accounts an organization source covers, listed through Organizations ListAccounts
+    (every page) with the source's own credentials.
+
+    ACTIVE accounts become settings that assume the member role in them; an allow-listed
+    account that is not ACTIVE (or not in the organization) is a Member with a problem.
+    ConfigError when the accounts cannot be listed.
+    """
+    import botocore.exceptions
+
+    organization = settings.organization
+    if organization is None:
+        raise ValueError("not an organization source")
+    try:
+        client = aws_session(settings).client("organizations")
+        listed = [
+            account
+            for page in client.get_paginator("list_accounts").paginate()
+            for account in page.get("Accounts", [])
+        ]
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        raise ConfigError(f"cannot list the organization's accounts: {exc}") from exc
+    by_id = {account["Id"]: account for account in listed}
+    wanted = organization.accounts or tuple(sorted(by_id))
+    members = []
+    for account_id in wanted:
+        if account_id in organization.exclude:
+            continue
+        account = by_id.get(account_id)
+        state = None if account is None else account.get("State") or account.get("Status")
+        if state != "ACTIVE":
+            if organization.accounts:
+                problem = "not in the organization" if account is None else f"account is {state}"
+                members.append(Member(account_id, None, problem))
+            else:
+                log.info("skipping account %s of the organization: %s", account_id, state)
+            continue
+        assert account is not None
+        partition = str(account.get("Arn", "arn:aws:")).split(":")[1]
+        role = organization.member(account_id, partition)
+        member_settings = replace(settings, organization=None, roles=(*settings.roles, role))
+        members.append(Member(account_id, member_settings))
+    return members
 
 
 def check_reachable(client: Any, timeout_s: float = 5.0) -> None:

@@ -118,3 +118,85 @@ def test_cli_reports_config_file_problems_in_one_line(tmp_path: Path) -> None:
         result = run_cli("sync", "--data-dir", str(tmp_path / "data"), *args)
         assert result.code == 2 and fragment in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+ROLES = """
+[sources.analytics]
+role_arn = "arn:aws:iam::111122223333:role/team/SageMakerReadOnly"
+external_id = "shared-secret"
+source_profile = "hub"
+regions = ["us-east-1"]
+
+[sources.org]
+profile = "management"
+role_session_name = "nightly"
+regions = ["us-east-1", "eu-west-1"]
+organization = { member_role = "SageMakerReadOnly", exclude = ["444455556666"] }
+"""
+
+
+def test_role_and_organization_sources_become_role_chains_and_one_partition_per_region(
+    tmp_path: Path,
+) -> None:
+    config = load_config(str(write(tmp_path, ROLES)))
+    assert config.partition_keys() == ["analytics/us-east-1", "org/us-east-1", "org/eu-west-1"]
+    analytics, org, _ = build_targets(config, AccessSettings())
+    assert analytics.client.profile == "hub" and analytics.client.organization is None
+    (role,) = analytics.client.roles
+    assert role.role_arn.endswith(":role/team/SageMakerReadOnly")
+    assert (role.external_id, role.session_name) == ("shared-secret", "image-versions")
+    assert org.client.profile == "management" and org.client.roles == ()
+    assert org.client.organization is not None
+    assert org.client.organization.exclude == ("444455556666",)
+    member = org.client.organization.member("111122223333", "aws")
+    assert member.role_arn == "arn:aws:iam::111122223333:role/SageMakerReadOnly"
+    assert member.session_name == "nightly"
+    (only,) = build_targets(config, AccessSettings(), partition_keys=["org/eu-west-1"])
+    assert (only.source, only.region, only.client.organization) == (
+        "org",
+        "eu-west-1",
+        org.client.organization,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("role_arn = 'arn:aws:iam::1234:role/x'", "role_arn must be an IAM role ARN"),
+        ("role_arn = 'arn:aws:iam::123456789012:user/x'", "role_arn must be an IAM role ARN"),
+        ("external_id = 'abc'", "external_id needs role_arn"),
+        ("source_profile = 'hub'", "source_profile needs role_arn"),
+        ("role_session_name = 'nightly'", "role_session_name needs role_arn or organization"),
+        (
+            "role_arn = 'arn:aws:iam::123456789012:role/x'\nprofile = 'p'",
+            "with role_arn, name the profile that assumes it with source_profile",
+        ),
+        (
+            "role_arn = 'arn:aws:iam::123456789012:role/x'\nrole_session_name = 'a b'",
+            "role_session_name must be",
+        ),
+        (
+            "role_arn = 'arn:aws:iam::123456789012:role/x'\nduration_seconds = '1h'",
+            "duration_seconds must be a positive integer",
+        ),
+        ("organization = { accounts = [] }", "organization needs member_role"),
+        ("organization = { member_role = 'r', account = [] }", "organization takes only"),
+        (
+            "organization = { member_role = 'r', accounts = [1] }",
+            "organization accounts must be a list of 12-digit",
+        ),
+        ("organization = { member_role = 'a role' }", "member_role must be"),
+    ],
+)
+def test_malformed_role_settings_are_config_errors(
+    tmp_path: Path, text: str, fragment: str
+) -> None:
+    with pytest.raises(ConfigError, match=r"\[sources\.a\] " + fragment):
+        load_config(str(write(tmp_path, f"[sources.a]\n{text}\n")))
+
+
+def test_cli_rejects_a_malformed_role_arn_with_status_2(tmp_path: Path) -> None:
+    path = write(tmp_path, "[sources.a]\nrole_arn = 'arn:aws:iam::role/x'\n")
+    result = run_cli("sync", "--config", str(path), "--data-dir", str(tmp_path / "data"))
+    assert result.code == 2 and "role_arn must be an IAM role ARN" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,271 @@
+"""Many accounts: assumed roles and organization sources against moto's STS and Organizations.
+
+moto's server (a subprocess on loopback) plays STS and Organizations, reached through
+AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL_ORGANIZATIONS; SageMaker is one emulator server that
+serves each account its own catalogue, telling accounts apart by asking moto's STS whose
+access key signed the request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import duckdb
+import pytest
+
+from pipeline.config import AccessSettings, build_targets, load_config, sync_options
+from pipeline.emulator import DEFAULT_ACCOUNT_ID, Clock, Emulator, EmulatorServer, seed_catalogue
+from pipeline.extract import sync
+from pipeline.schema import to_ms
+from pipeline.storage import DataDir
+from tests.support import REGION, START, run_cli
+
+MEMBER_ROLE = "SageMakerReadOnly"
+
+
+@dataclass(frozen=True)
+class Organization:
+    """moto's organization: the management account (boto3's default keys) and its members."""
+
+    url: str
+    hosted: tuple[str, str]
+    """Two ACTIVE member accounts the emulator serves."""
+    unhosted: str
+    """An ACTIVE member account the emulator has no catalogue for: SageMaker denies it."""
+    suspended: str
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "MOTO_CALL_RESET_API": "false"},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def organization(moto_url: str) -> Organization:
+    """An organization with four member accounts, one of them closed (SUSPENDED)."""
+    client = boto3.client(
+        "organizations",
+        endpoint_url=moto_url,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    client.create_organization(FeatureSet="ALL")
+    ids = [
+        client.create_account(AccountName=f"member{n}", Email=f"member{n}@example.com")[
+            "CreateAccountStatus"
+        ]["AccountId"]
+        for n in range(4)
+    ]
+    client.close_account(AccountId=ids[3])
+    return Organization(moto_url, (ids[0], ids[1]), ids[2], ids[3])
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch, organization: Organization) -> Organization:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", organization.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", organization.url)
+    return organization
+
+
+@pytest.fixture
+def accounts(aws: Organization) -> Iterator[EmulatorServer]:
+    """One emulator server: the management account (default) and the two hosted members."""
+    emulators = [
+        Emulator(account_id=account, clock=Clock(start=START))
+        for account in (DEFAULT_ACCOUNT_ID, *aws.hosted)
+    ]
+    for seed, emulator in enumerate(emulators, start=40):
+        seed_catalogue(emulator, seed=seed, images=3, region=REGION)
+    with EmulatorServer(
+        emulators[0], other_accounts=emulators[1:], sts_endpoint_url=aws.url
+    ) as server:
+        yield server
+
+
+def role_arn(account: str) -> str:
+    return f"arn:aws:iam::{account}:role/{MEMBER_ROLE}"
+
+
+def truth(emulator: Emulator) -> set[tuple[Any, ...]]:
+    return {
+        (
+            emulator.account_id,
+            REGION,
+            v["ImageName"],
+            v["Version"],
+            v["ImageArn"],
+            v["ImageVersionArn"],
+            v["ImageVersionStatus"],
+            to_ms(v["LastModifiedTime"]),
+        )
+        for v in emulator.live_versions(REGION)
+    }
+
+
+def stored(data: Path) -> set[tuple[Any, ...]]:
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as connection:
+        rows = connection.execute(
+            "SELECT account_id, region, image_name, version, image_arn, image_version_arn, "
+            "status, epoch_ms(last_modified_time) FROM image_versions"
+        ).fetchall()
+    assert len(rows) == len(set(rows))
+    return set(rows)
+
+
+def write_sources(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "image-versions.toml"
+    path.write_text(text)
+    return path
+
+
+def test_role_sources_sync_each_account_under_its_own_account_id(
+    tmp_path: Path, accounts: EmulatorServer, aws: Organization
+) -> None:
+    first, second = aws.hosted
+    # The second account is reached through boto3's own profile-based role assumption.
+    aws_config = tmp_path / "aws-config"
+    aws_config.write_text(
+        f"[profile hub]\naws_access_key_id = hubkey\naws_secret_access_key = hubsecret\n\n"
+        f"[profile second]\nrole_arn = {role_arn(second)}\nsource_profile = hub\n"
+    )
+    sources = write_sources(
+        tmp_path,
+        f'[sources.management]\nendpoint_url = "{accounts.url}"\nregions = ["{REGION}"]\n\n'
+        f'[sources.first]\nendpoint_url = "{accounts.url}"\nregions = ["{REGION}"]\n'
+        f'role_arn = "{role_arn(first)}"\nexternal_id = "shared-secret"\n'
+        f'source_profile = "hub"\nrole_session_name = "nightly-sync"\n\n'
+        f'[sources.second]\nendpoint_url = "{accounts.url}"\nregions = ["{REGION}"]\n'
+        f'profile = "second"\n',
+    )
+    data = tmp_path / "data"
+    result = run_cli(
+        "sync",
+        "--config",
+        str(sources),
+        "--data-dir",
+        str(data),
+        env={"AWS_CONFIG_FILE": str(aws_config)},
+    )
+    assert result.code == 0, result.stderr
+    emulators = accounts.accounts
+    assert stored(data) == set().union(*(truth(e) for e in emulators.values()))
+    assert {row[0] for row in stored(data)} == {DEFAULT_ACCOUNT_ID, first, second}
+    resolved = accounts.caller_accounts.keys() if accounts.caller_accounts else {}
+    assert set(resolved.values()) == {DEFAULT_ACCOUNT_ID, first, second}
+
+
+def test_an_organization_source_syncs_every_active_member_and_isolates_a_denied_one(
+    tmp_path: Path, accounts: EmulatorServer, aws: Organization
+) -> None:
+    sources = write_sources(
+        tmp_path,
+        f'[sources.org]\nendpoint_url = "{accounts.url}"\nregions = ["{REGION}"]\n'
+        f'organization = {{ member_role = "{MEMBER_ROLE}" }}\n',
+    )
+    data = tmp_path / "data"
+    result = run_cli("sync", "--config", str(sources), "--data-dir", str(data))
+    # The unhosted account's SageMaker refuses the member role; everyone else commits.
+    assert result.code == 1, result.stderr
+    assert f"org/{aws.unhosted}/{REGION}" in result.stdout + result.stderr
+    assert "AccessDenied" in result.stdout + result.stderr
+    assert aws.suspended not in result.stdout + result.stderr
+    assert stored(data) == set().union(*(truth(e) for e in accounts.accounts.values()))
+    status = run_cli("status", "--data-dir", str(data), "--json")
+    assert {(row["account_id"]) for row in json.loads(status.stdout)} == {
+        DEFAULT_ACCOUNT_ID,
+        *aws.hosted,
+    }
+
+    # Excluding the denied account makes the next sync clean and changes nothing stored.
+    before = stored(data)
+    write_sources(
+        tmp_path,
+        sources.read_text().replace("}", f', exclude = ["{aws.unhosted}"] }}'),
+    )
+    again = run_cli("sync", "--config", str(sources), "--data-dir", str(data))
+    assert again.code == 0, again.stderr
+    assert stored(data) == before
+
+
+def test_an_allow_listed_account_that_is_not_active_fails_alone(
+    tmp_path: Path, accounts: EmulatorServer, aws: Organization
+) -> None:
+    first = aws.hosted[0]
+    sources = write_sources(
+        tmp_path,
+        f'[sources.org]\nendpoint_url = "{accounts.url}"\nregions = ["{REGION}"]\n'
+        f'[sources.org.organization]\nmember_role = "{MEMBER_ROLE}"\n'
+        f'accounts = ["{first}", "{aws.suspended}"]\n',
+    )
+    data = tmp_path / "data"
+    result = run_cli("sync", "--config", str(sources), "--data-dir", str(data))
+    assert result.code == 1
+    assert f"account {aws.suspended}: account is SUSPENDED" in result.stdout + result.stderr
+    assert stored(data) == truth(accounts.accounts[first])
+
+
+def test_assumed_role_credentials_are_refreshed_mid_sync(
+    tmp_path: Path, accounts: EmulatorServer, aws: Organization
+) -> None:
+    first = aws.hosted[0]
+    emulator = accounts.accounts[first]
+    sources = write_sources(
+        tmp_path,
+        f'[sources.first]\nendpoint_url = "{accounts.url}"\nregions = ["{REGION}"]\n'
+        f'role_arn = "{role_arn(first)}"\nduration_seconds = 6\n',
+    )
+    paused = []
+
+    def pause_once(operation: str, _: dict[str, Any]) -> None:
+        # moto issues whatever DurationSeconds it is asked for; 6-second credentials are due
+        # for renewal 2 seconds before they expire, so this pause outlasts the first ones.
+        if operation == "ListImageVersions" and not paused:
+            paused.append(operation)
+            time.sleep(4.5)
+
+    emulator.before_request = pause_once
+    targets = build_targets(load_config(str(sources)), AccessSettings(concurrency=1))
+    report = sync(DataDir(tmp_path / "data"), targets, sync_options(concurrency=1))
+    assert report.ok, report.failures
+    assert paused
+    assert stored(tmp_path / "data") == truth(emulator)
+    resolved = accounts.caller_accounts.keys() if accounts.caller_accounts else {}
+    # Each AssumeRole gives a new access key: the sync signed with at least two.
+    assert len([key for key, account in resolved.items() if account == first]) >= 2
