@@ -237,3 +237,35 @@ def test_notebook_runs_headless_on_a_synced_catalogue(
     assert figure.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     text = "".join(output.get("text", "") for output in outputs)
     assert f"{len(live_rows(data_dir))} live versions" in text
+
+
+def test_a_state_seen_again_after_its_tombstone_is_live_again(
+    emulator: Emulator, server: EmulatorServer, data_dir: DataDir
+) -> None:
+    """An image missing from one ListImages answer is tombstoned, then listed again unchanged.
+
+    Its versions come back with the very states they had before the tombstone, which
+    `image_version_history` (one row per distinct state) cannot tell from the first sighting.
+    """
+    emulator.create_image("alpha", region=REGION)
+    emulator.create_image_version("alpha", region=REGION)
+    first = observed_sync(data_dir, server)
+
+    def hide_alpha(operation: str, body: dict[str, Any]) -> dict[str, Any]:
+        if operation != "ListImages":
+            return body
+        return {**body, "Images": [i for i in body["Images"] if i["ImageName"] != "alpha"]}
+
+    emulator.rewrite_response = hide_alpha
+    hidden = observed_sync(data_dir, server)
+    emulator.rewrite_response = None
+    back = observed_sync(data_dir, server)
+
+    assert sorted(as_of(data_dir, first.after)) == sorted(first.live)
+    assert as_of(data_dir, hidden.after) == []
+    assert sorted(as_of(data_dir, back.after)) == sorted(back.live) == sorted(first.live)
+    with duckdb.connect(str(data_dir.warehouse_path), read_only=True) as connection:
+        changes = connection.execute(
+            "SELECT from_status, to_status FROM image_version_changes ORDER BY changed_at"
+        ).fetchall()
+    assert changes == [(None, "CREATED"), ("CREATED", "DELETED"), ("DELETED", "CREATED")]
