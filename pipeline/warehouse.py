@@ -1,8 +1,9 @@
 """DuckDB over the Parquet dataset: the views of `DATA/warehouse.duckdb`, and queries for sync.
 
-The views read the Parquet files directly (by glob), so new files show up without touching the
-database file; the views are only re-created when their definition changes (a new data path,
-a first file, a new release), and an analyst holding the database open never blocks a sync.
+The views (and the table macro `image_versions_as_of`) read the Parquet files directly (by
+glob), so new files show up without touching the database file; they are only re-created when
+their definition changes (a new data path, a first file, a new release), and an analyst
+holding the database open never blocks a sync.
 """
 
 from __future__ import annotations
@@ -20,7 +21,18 @@ from .schema import IMAGE_SCHEMA, IMAGE_VERSION_SCHEMA, STATE_COLUMNS, VERSION_K
 from .state import STATE_SCHEMA, state_path
 from .storage import DataDir
 
-VIEW_NAMES = ("image_versions", "image_version_history", "images", "sync_state")
+VIEW_NAMES = (
+    "image_versions",
+    "image_version_history",
+    "image_version_changes",
+    "images",
+    "sync_state",
+)
+SUMMARY_VIEWS = ("image_versions", "image_version_history", "images", "sync_state")
+"""The views whose row counts summaries report (`image_version_changes` costs a window pass)."""
+AS_OF_MACRO = "image_versions_as_of"
+DELETED_STATUS = "DELETED"
+"""The `to_status` of a version's deletion in `image_version_changes` (from its tombstone)."""
 _DUCKDB_TYPES = {
     pa.string(): "VARCHAR",
     pa.int32(): "INTEGER",
@@ -61,6 +73,46 @@ def _latest_states(relation: str) -> str:
     )
 
 
+def _as_of(relation: str) -> str:
+    """The live versions as the dataset knew them at the macro's parameter `ts`.
+
+    Keyed on `observed_at`, the one clock every row has (a deletion has no API stamp): the
+    latest state of each version observed at or before `ts`, dropped when it is a tombstone.
+    Rows are only ever appended with a later `observed_at`, so the answer for a past instant
+    never changes, and at or after the last sync it equals `image_versions`.
+    """
+    observed = f"(SELECT * FROM {relation} WHERE observed_at <= CAST(ts AS TIMESTAMPTZ))"
+    latest = _latest_states(observed)
+    return f"SELECT {_columns(IMAGE_VERSION_SCHEMA)} FROM {latest} WHERE NOT is_deleted"
+
+
+def _changes(relation: str) -> str:
+    """One row per status transition of each version, in `observed_at` order.
+
+    A tombstone's status counts as 'DELETED'. At one `observed_at` only the state the views
+    would pick counts; repeated observations of a status (re-reads, updates that keep it) are
+    one stay, so the view agrees with `image_versions_as_of` at every instant.
+    """
+    key = ", ".join(VERSION_KEY)
+    observations = (
+        f"SELECT {key}, observed_at, last_modified_time, "
+        f"CASE WHEN is_deleted THEN {_literal(DELETED_STATUS)} ELSE status END AS status "
+        f"FROM {relation} QUALIFY row_number() OVER (PARTITION BY {key}, observed_at "
+        "ORDER BY last_modified_time DESC, is_deleted DESC) = 1"
+    )
+    transitions = (
+        f"SELECT *, lag(status) OVER (PARTITION BY {key} ORDER BY observed_at) AS from_status "
+        f"FROM ({observations}) QUALIFY from_status IS DISTINCT FROM status"
+    )
+    return (
+        f"SELECT {key}, from_status, status AS to_status, observed_at AS changed_at, "
+        f"observed_at - lag(observed_at) OVER (PARTITION BY {key} ORDER BY observed_at) "
+        "AS time_in_previous_status, "
+        f"CASE WHEN status <> {_literal(DELETED_STATUS)} THEN last_modified_time END "
+        f"AS last_modified_time FROM ({transitions})"
+    )
+
+
 def versions_relation(data_dir: DataDir) -> str:
     """Every stored row of `image_versions/`, as a SQL relation with exactly its columns."""
     root = data_dir.root.resolve()
@@ -89,6 +141,7 @@ def view_definitions(data_dir: DataDir) -> dict[str, str]:
             f"SELECT {', '.join(STATE_COLUMNS)}, min(observed_at) AS observed_at "
             f"FROM {versions} GROUP BY ALL"
         ),
+        "image_version_changes": _changes(versions),
         "images": f"SELECT * FROM {images}",
         "sync_state": (
             f"SELECT s.source, {state_columns}, coalesce(v.version_count, 0) AS version_count "
@@ -99,8 +152,24 @@ def view_definitions(data_dir: DataDir) -> dict[str, str]:
     }
 
 
-def _signature(definitions: dict[str, str]) -> str:
-    text = "\n".join(f"{name}\n{sql}" for name, sql in sorted(definitions.items()))
+def warehouse_statements(data_dir: DataDir) -> list[tuple[str, str]]:
+    """(object, DDL) for every view and macro of the warehouse, in creation order."""
+    views = view_definitions(data_dir)
+    macro = _as_of(versions_relation(data_dir))
+    return [
+        *(
+            (f"VIEW {name}", f"CREATE OR REPLACE VIEW {name} AS {views[name]}")
+            for name in VIEW_NAMES
+        ),
+        (
+            f"MACRO TABLE {AS_OF_MACRO}",
+            f"CREATE OR REPLACE MACRO {AS_OF_MACRO}(ts) AS TABLE {macro}",
+        ),
+    ]
+
+
+def _signature(statements: list[tuple[str, str]]) -> str:
+    text = "\n".join(sql for _, sql in statements)
     return "image-versions:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -112,12 +181,14 @@ def connect(data_dir: DataDir, *, read_only: bool) -> duckdb.DuckDBPyConnection:
 
 
 def refresh_views(data_dir: DataDir) -> bool:
-    """(Re)create the views when their definition changed. Returns whether it wrote anything.
+    """(Re)create the views and the macro when their definition changed.
 
+    Returns whether it wrote anything. Every object carries the signature of the whole set as
+    its comment, all written in one transaction; `sync_state`'s is the one checked.
     Raises duckdb.IOException when another process holds the database open for writing.
     """
-    definitions = view_definitions(data_dir)
-    signature = _signature(definitions)
+    statements = warehouse_statements(data_dir)
+    signature = _signature(statements)
     if data_dir.warehouse_path.exists():
         with connect(data_dir, read_only=True) as connection:
             current = connection.execute(
@@ -127,9 +198,9 @@ def refresh_views(data_dir: DataDir) -> bool:
             return False
     with connect(data_dir, read_only=False) as connection:
         connection.execute("BEGIN")
-        for name in VIEW_NAMES:
-            connection.execute(f"CREATE OR REPLACE VIEW {name} AS {definitions[name]}")
-            connection.execute(f"COMMENT ON VIEW {name} IS {_literal(signature)}")
+        for target, sql in statements:
+            connection.execute(sql)
+            connection.execute(f"COMMENT ON {target} IS {_literal(signature)}")
         connection.execute("COMMIT")
     return True
 
@@ -192,7 +263,7 @@ def latest_live_rows(
     return result
 
 
-def views_summary(data_dir: DataDir, names: Sequence[str] = VIEW_NAMES) -> dict[str, int]:
+def views_summary(data_dir: DataDir, names: Sequence[str] = SUMMARY_VIEWS) -> dict[str, int]:
     """Row count of each view (for summaries and metadata)."""
     with connect(data_dir, read_only=True) as connection:
         return {
