@@ -108,6 +108,10 @@ def _b4_outcome(
         stage: median([run["stages"][stage] / run["cpu_seconds"] for run in product])
         for stage in ("api", "normalise", "write", "other")
     }
+    per_row = {
+        stage: median([run["stages"][stage] / run["rows_written"] * 1e6 for run in product])
+        for stage in ("api", "normalise", "write")
+    }
     rss = median([run["peak_rss_mb"] for run in product])
     baseline_rss = median([run["peak_rss_mb"] for run in baseline])
     runs = f"{len(product)} run(s) of {seconds_text(median([r['seconds'] for r in product]))}"
@@ -129,7 +133,10 @@ def _b4_outcome(
             "-",
             f"<= {SHARE_LIMIT:.0%}",
             verdict(shares["normalise"] + shares["write"] <= SHARE_LIMIT),
-            "CPU split: " + ", ".join(f"{name} {share:.1%}" for name, share in shares.items()),
+            "CPU split: "
+            + ", ".join(f"{name} {share:.1%}" for name, share in shares.items())
+            + "; per row: "
+            + ", ".join(f"{name} {micros:.1f} us" for name, micros in per_row.items()),
         ),
         Row(
             "B4",
