@@ -41,6 +41,8 @@ class SourceConfig:
     """Empty: the region boto3's chain gives at run time (AWS_DEFAULT_REGION, the profile)."""
     profile: str | None = None
     endpoint_url: str | None = None
+    enrich: bool = False
+    """Describe new and changed versions of this source (DescribeImageVersion + ListAliases)."""
 
     def partition_keys(self) -> list[str]:
         """Dagster partition keys: `name/region` per region, or `name` when resolved at run time."""
@@ -121,6 +123,7 @@ def sync_options(
     lookback_minutes: float = 10.0,
     concurrency: int = 8,
     lock_timeout_s: float = 0.0,
+    enrich: bool = False,
 ) -> SyncOptions:
     """Validated options of one sync, as the CLI and Dagster's run config express them."""
     if not lookback_minutes >= 0:
@@ -132,13 +135,14 @@ def sync_options(
         lookback=timedelta(minutes=lookback_minutes),
         concurrency=concurrency,
         lock_timeout_s=lock_timeout_s,
+        enrich=enrich,
     )
 
 
 # ------------------------------------------------------------------ the sources file
 
 
-_SOURCE_KEYS = {"regions", "profile", "endpoint_url"}
+_SOURCE_KEYS = {"regions", "profile", "endpoint_url", "enrich"}
 _SCHEDULE_KEYS = {"sync_cron", "reconcile_cron"}
 
 
@@ -186,12 +190,15 @@ def _parse_config(document: dict[str, Any], path: Path) -> ProjectConfig:
         for key in ("profile", "endpoint_url"):
             if key in table and not isinstance(table[key], str):
                 raise fail(f"[sources.{name}] {key} must be a string")
+        if not isinstance(table.get("enrich", False), bool):
+            raise fail(f"[sources.{name}] enrich must be true or false")
         sources.append(
             SourceConfig(
                 name=name,
                 regions=tuple(dict.fromkeys(regions)),
                 profile=table.get("profile"),
                 endpoint_url=table.get("endpoint_url"),
+                enrich=table.get("enrich", False),
             )
         )
     defaults = ProjectConfig()
@@ -286,5 +293,5 @@ def build_targets(
             max_rps=access.max_rps,
             pool_size=access.concurrency,
         )
-        targets.append(SourceTarget(source=source.name, client=client))
+        targets.append(SourceTarget(source=source.name, client=client, enrich=source.enrich))
     return list(dict.fromkeys(targets))
