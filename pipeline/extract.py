@@ -1,4 +1,5 @@
-"""Per-image incremental extraction: watermarks, lookback, dedupe, tombstones, reconciliation.
+"""Per-image incremental extraction: watermarks, lookback, dedupe, tombstones, reconciliation,
+and the opt-in enrichment of new and changed versions with their details.
 
 The pure functions at the top decide what to ask for and what to keep; `sync` below wires them
 to the source, the Parquet writer and the state store.

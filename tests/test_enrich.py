@@ -7,9 +7,11 @@ import random
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import duckdb
 import pytest
 
+from pipeline.config import load_config
 from pipeline.emulator import Emulator, EmulatorServer, random_mutations, seed_catalogue
 from pipeline.state import load_state
 from pipeline.storage import DataDir
@@ -298,3 +300,26 @@ def test_details_that_cannot_be_written_keep_the_state_behind_them(
         ).fetchall()
     assert missing == [(0,)]
     assert live_details(data_dir, emulator) == source_truth(emulator)
+
+
+def test_the_dagster_op_enriches_when_its_config_says_so(
+    server: EmulatorServer, sources_file: Path, tmp_path: Path
+) -> None:
+    from tests.test_dagster import SYNC_OP, definitions, run_job
+
+    built = definitions(sources_file, tmp_path / "data")
+    keys = load_config(str(sources_file)).partition_keys()
+    with dg.instance_for_test() as instance:
+        plain = run_job(built, instance, keys[:1])
+        assert plain.success and enrichment_calls(server.emulator) == []
+        result = run_job(built, instance, keys[:1], {"enrich": True, "reconcile": True})
+    assert result.success
+    (versions,) = [
+        m
+        for m in result.asset_materializations_for_node(SYNC_OP)
+        if m.asset_key.to_user_string() == "image_versions"
+    ]
+    described = len(server.emulator.live_versions(REGION))
+    assert versions.metadata["versions_described"].value == described
+    assert versions.metadata["describe_image_version_calls"].value == described
+    assert len(stored(DataDir(tmp_path / "data"))) == described
