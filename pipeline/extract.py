@@ -314,7 +314,7 @@ class Committer:
         self.rows.extend(rows)
         self.details.extend(details)
         self.pending.append(state)
-        if len(self.rows) >= self.flush_rows:
+        if len(self.rows) + len(self.details) >= self.flush_rows:
             self.commit()
 
     def commit(self) -> None:

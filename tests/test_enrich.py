@@ -323,3 +323,15 @@ def test_the_dagster_op_enriches_when_its_config_says_so(
     assert versions.metadata["versions_described"].value == described
     assert versions.metadata["describe_image_version_calls"].value == described
     assert len(stored(DataDir(tmp_path / "data"))) == described
+
+
+def test_a_large_backfill_is_committed_in_batches(
+    server: EmulatorServer, data_dir: DataDir
+) -> None:
+    seed_catalogue(server.emulator, seed=50, images=30)
+    run_sync(data_dir, server)
+    report = run_sync(data_dir, server, enrich=True, reconcile=True, flush_rows=20)
+    assert report.ok and report.rows_written == 0 and report.described > 300
+    # Details alone fill batches: more than one file in some month of the backfill.
+    assert len(data_dir.details_files()) > len({p.parent for p in data_dir.details_files()})
+    assert stored_details(data_dir) == source_truth(server.emulator)
