@@ -30,6 +30,11 @@ class SyncConfig(dg.Config):
     full_refresh: bool = False
     reconcile: bool = False
     lookback_minutes: float = 10.0
+    enrich: bool = Field(
+        default=False,
+        description="Describe new and changed versions (DescribeImageVersion + ListAliases); "
+        "with reconcile or full_refresh, every version that lacks details.",
+    )
 
 
 def column_schema(schema: Any) -> dg.TableSchema:
@@ -117,6 +122,7 @@ def build_sync_assets(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefin
                 reconcile=config.reconcile,
                 lookback_minutes=config.lookback_minutes,
                 concurrency=sagemaker.concurrency,
+                enrich=config.enrich,
             )
             data_dir = data.data_dir()
             report = sync(data_dir, targets, options)

@@ -144,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="list every image in full: catches deleted versions and late updates",
     )
     sync.add_argument(
+        "--enrich",
+        action="store_true",
+        help="also record DescribeImageVersion details and aliases of new and changed "
+        "versions (one call each, plus ListAliases); with --reconcile or --full-refresh, "
+        "of every version that lacks them",
+    )
+    sync.add_argument(
         "--concurrency",
         type=_positive_int,
         default=DEFAULT_CONCURRENCY,
@@ -271,6 +278,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         lookback_minutes=args.lookback_minutes,
         concurrency=args.concurrency,
         lock_timeout_s=args.wait,
+        enrich=args.enrich,
     )
     access = AccessSettings(
         retry_mode=args.retry_mode,

@@ -55,6 +55,8 @@ class SourceConfig:
     organization: Organization | None = None
     """Set: the source is every member account, discovered at run time (one partition per
     region, the accounts inside it)."""
+    enrich: bool = False
+    """Describe new and changed versions of this source (DescribeImageVersion + ListAliases)."""
 
     def partition_keys(self) -> list[str]:
         """Dagster partition keys: `name/region` per region, or `name` when resolved at run time."""
@@ -135,6 +137,7 @@ def sync_options(
     lookback_minutes: float = 10.0,
     concurrency: int = DEFAULT_CONCURRENCY,
     lock_timeout_s: float = 0.0,
+    enrich: bool = False,
 ) -> SyncOptions:
     """Validated options of one sync, as the CLI and Dagster's run config express them."""
     if not lookback_minutes >= 0:
@@ -146,6 +149,7 @@ def sync_options(
         lookback=timedelta(minutes=lookback_minutes),
         concurrency=concurrency,
         lock_timeout_s=lock_timeout_s,
+        enrich=enrich,
     )
 
 
@@ -162,6 +166,7 @@ _SOURCE_KEYS = {
     "role_session_name",
     "duration_seconds",
     "organization",
+    "enrich",
 }
 _ORGANIZATION_KEYS = {"member_role", "accounts", "exclude", "external_id"}
 _SCHEDULE_KEYS = {"sync_cron", "reconcile_cron"}
@@ -215,6 +220,8 @@ def _parse_config(document: dict[str, Any], path: Path) -> ProjectConfig:
             role, organization = _parse_roles(table)
         except ConfigError as exc:
             raise fail(f"[sources.{name}] {exc}") from None
+        if not isinstance(table.get("enrich", False), bool):
+            raise fail(f"[sources.{name}] enrich must be true or false")
         sources.append(
             SourceConfig(
                 name=name,
@@ -223,6 +230,7 @@ def _parse_config(document: dict[str, Any], path: Path) -> ProjectConfig:
                 endpoint_url=table.get("endpoint_url"),
                 role=role,
                 organization=organization,
+                enrich=table.get("enrich", False),
             )
         )
     defaults = ProjectConfig()
@@ -374,5 +382,5 @@ def build_targets(
             max_rps=access.max_rps,
             pool_size=access.concurrency,
         )
-        targets.append(SourceTarget(source=source.name, client=client))
+        targets.append(SourceTarget(source=source.name, client=client, enrich=source.enrich))
     return list(dict.fromkeys(targets))

@@ -14,12 +14,14 @@ Unmodified boto3 talks to it like to the real service::
         client.list_image_versions(ImageName="pytorch-2-3-gpu")
 
 (or set ``AWS_ENDPOINT_URL_SAGEMAKER`` to ``server.url``). Supported operations are ListImages,
-ListImageVersions, DescribeImage, DescribeImageVersion, CreateImage, CreateImageVersion,
-DeleteImage and DeleteImageVersion, following the botocore service model ``sagemaker
-2017-07-24``: request validation, error codes, epoch-second timestamps with millisecond
-precision, inclusive time filters, every sort order, and opaque NextTokens that are bound to
-their request and resume after the last returned item (a keyset cursor), so that creating or
-deleting items between pages never makes a listing skip an unchanged item.
+ListImageVersions, ListAliases, DescribeImage, DescribeImageVersion, CreateImage,
+CreateImageVersion, UpdateImageVersion, DeleteImage and DeleteImageVersion, following the
+botocore service model ``sagemaker 2017-07-24``: request validation, error codes, epoch-second
+timestamps with millisecond precision, inclusive time filters, every sort order, and opaque
+NextTokens that are bound to their request and resume after the last returned item (a keyset
+cursor), so that creating or deleting items between pages never makes a listing skip an
+unchanged item. Image versions carry their details and aliases (an alias names one version
+of its image).
 
 Tests drive the catalogue through the :class:`Emulator` Python API and a controllable
 :class:`Clock`, and inject latency, throttling and server errors through :class:`Faults`.
@@ -268,6 +270,9 @@ def _rule(min_len: int, max_len: int, pattern: str | None = None) -> _StringRule
 
 
 _VERSION_LABEL = r"[a-zA-Z]+ ?\d+\.\d+(\.\d+)?"
+# SageMakerImageVersionAlias; every member that holds aliases shares its constraints.
+_ALIAS_RULE = _rule(1, 128, r"(?!^[.-])^([a-zA-Z0-9-_.]+)")
+_ALIAS_MEMBERS = ("Alias", "Aliases", "AliasesToAdd", "AliasesToDelete")
 _STRING_RULES = {
     "ImageName": _rule(1, 63, r"[a-zA-Z0-9]([-.]?[a-zA-Z0-9]){0,62}"),
     "NameContains": _rule(0, 63, r"[a-zA-Z0-9\-.]+"),
@@ -280,6 +285,7 @@ _STRING_RULES = {
     "MLFramework": _rule(1, 128, _VERSION_LABEL),
     "ProgrammingLang": _rule(1, 128, _VERSION_LABEL),
     "ReleaseNotes": _rule(1, 255),
+    **dict.fromkeys(_ALIAS_MEMBERS, _ALIAS_RULE),
 }
 _DETAIL_ENUMS = {
     "VendorGuidance": ("NOT_PROVIDED", "STABLE", "TO_BE_ARCHIVED", "ARCHIVED"),
@@ -325,6 +331,25 @@ class _Params:
             raise _invalid(member, None, "not be null")
         return value
 
+    def string_list(self, member: str) -> list[str]:
+        """A list of strings, each checked like a string member; empty when absent."""
+        values: list[Any] = self._typed(member, list, "list") or []
+        for value in values:
+            if not isinstance(value, str):
+                raise _invalid(member, value, "be of type string")
+            _check_string(member, value)
+        return list(dict.fromkeys(values))
+
+    def details(self) -> dict[str, Any]:
+        """The optional descriptive members of an image version that are present."""
+        return _compact(
+            {
+                **{member: self.enum(member, values) for member, values in _DETAIL_ENUMS.items()},
+                **{member: self.string(member) for member in _DETAIL_STRINGS},
+                "Horovod": self.boolean("Horovod"),
+            }
+        )
+
     def enum(self, member: str, choices: Sequence[str]) -> str | None:
         value: str | None = self._typed(member, str, "string")
         if value is not None and value not in choices:
@@ -352,10 +377,6 @@ class _Params:
             raise _invalid(member, value, "be a finite timestamp")
         return round(value * 1000)
 
-    def unsupported(self, member: str) -> None:
-        if self._raw.get(member) is not None:
-            raise ApiError(VALIDATION, f"{member} is not supported by this emulator.")
-
 
 # --- catalogue ----------------------------------------------------------------------------
 
@@ -370,6 +391,7 @@ class _Version:
     modified_ms: int
     client_token: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    aliases: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -627,9 +649,17 @@ class Emulator:
         region: str | None = None,
         status: str = "CREATED",
         failure_reason: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        aliases: Iterable[str] = (),
     ) -> dict[str, Any]:
-        """Add the next version to image ``name``; returns its ``ImageVersion`` shape."""
+        """Add the next version to image ``name``; returns its ``ImageVersion`` shape.
+
+        ``details`` holds CreateImageVersion's optional members by their wire names
+        (``JobType``, ``Processor``, ``Horovod``...), ``aliases`` its ``Aliases``.
+        """
         _check_status(status)
+        params = _Params({**(details or {}), "Aliases": list(aliases)})
+        _check_detail_members(details or {})
         with self._lock:
             region = self._region(region)
             image = self._image(region, name)
@@ -637,7 +667,14 @@ class Emulator:
                 f"{self.account_id}.dkr.ecr.{region}.amazonaws.com/{name.lower()}"
                 f":v{image.next_version}"
             )
-            version = self._add_version(image, base_image, status=status, reason=failure_reason)
+            version = self._add_version(
+                image,
+                base_image,
+                details=params.details(),
+                aliases=params.string_list("Aliases"),
+                status=status,
+                reason=failure_reason,
+            )
             return _version_shape(image, version, _to_datetime)
 
     def update_image_version(
@@ -649,17 +686,31 @@ class Emulator:
         status: str | None = None,
         failure_reason: str | None = None,
         last_modified_time: datetime | None = None,
+        details: Mapping[str, Any] | None = None,
+        aliases_to_add: Iterable[str] = (),
+        aliases_to_delete: Iterable[str] = (),
     ) -> dict[str, Any]:
         """Change a version's status and/or failure reason and stamp its LastModifiedTime.
 
         A new ``status`` replaces the failure reason with ``failure_reason`` (clearing it when
-        None). LastModifiedTime becomes ``last_modified_time`` if given, else the clock's now.
+        None). ``details`` and the aliases change as UpdateImageVersion's members of the same
+        names would. LastModifiedTime becomes ``last_modified_time`` if given, else the clock's
+        now.
         """
         if status is not None:
             _check_status(status)
+        _check_detail_members(details or {})
+        params = _Params(
+            {
+                **(details or {}),
+                "AliasesToAdd": list(aliases_to_add),
+                "AliasesToDelete": list(aliases_to_delete),
+            }
+        )
         with self._lock:
             image = self._image(self._region(region), name)
             record = self._version(image, version)
+            self._change_version(image, record, params)
             if status is not None:
                 record.status, record.failure_reason = status, failure_reason
             elif failure_reason is not None:
@@ -811,15 +862,12 @@ class Emulator:
         return {**_image_shape(image, _to_epoch), "RoleArn": image.role_arn}
 
     def _describe_image_version(self, region: str, params: _Params) -> dict[str, Any]:
-        name = params.required_string("ImageName")
-        number = params.integer("Version", 0)
-        params.unsupported("Alias")
-        image = self._image(region, name)
-        if number is None:
+        image = self._image(region, params.required_string("ImageName"))
+        version = self._addressed_version(image, params)
+        if version is None:
             if not image.versions:
                 raise ApiError(NOT_FOUND, f"Image {image.arn} has no versions.")
-            number = max(image.versions)
-        version = self._version(image, number)
+            version = image.versions[max(image.versions)]
         return {
             **_version_shape(image, version, _to_epoch),
             "BaseImage": version.base_image,
@@ -841,18 +889,44 @@ class Emulator:
         name = params.required_string("ImageName")
         base_image = params.required_string("BaseImage")
         token = params.required_string("ClientToken")
-        params.unsupported("Aliases")
-        details = _compact(
-            {
-                **{member: params.enum(member, values) for member, values in _DETAIL_ENUMS.items()},
-                **{member: params.string(member) for member in _DETAIL_STRINGS},
-                "Horovod": params.boolean("Horovod"),
-            }
-        )
+        details = params.details()
+        aliases = params.string_list("Aliases")
         image = self._image(region, name)
         repeated = [v for v in image.versions.values() if v.client_token == token]
-        version = repeated[0] if repeated else self._add_version(image, base_image, token, details)
+        version = (
+            repeated[0]
+            if repeated
+            else self._add_version(image, base_image, token, details, aliases=aliases)
+        )
         return {"ImageVersionArn": _version_arn(image, version.number)}
+
+    def _update_image_version(self, region: str, params: _Params) -> dict[str, Any]:
+        image = self._image(region, params.required_string("ImageName"))
+        version = self._addressed_version(image, params)
+        if version is None:
+            raise _invalid("Version", None, "not be null when no Alias is given")
+        self._change_version(image, version, params)
+        version.modified_ms = self._now_ms()
+        return {"ImageVersionArn": _version_arn(image, version.number)}
+
+    def _list_aliases(self, region: str, params: _Params) -> dict[str, Any]:
+        name = params.required_string("ImageName")
+        max_results = params.integer("MaxResults", 1, 100) or _DEFAULT_MAX_RESULTS
+        token = params.string("NextToken")
+        image = self._image(region, name)
+        version = self._addressed_version(image, params)
+        chosen = image.versions.values() if version is None else [version]
+        # One row per alias, in (version, alias) order; the cursor is the last row returned.
+        rows = sorted((v.number, alias) for v in chosen for alias in v.aliases)
+        scope = {"region": region, "ImageName": name, "Version": params.integer("Version", 0)}
+        binding = json.dumps(["ListAliases", scope, params.string("Alias")], sort_keys=True)
+        cursor = self._tokens.decode(token, binding) if token else None
+        remaining = [row for row in rows if cursor is None or row > cursor]
+        page = remaining[:max_results]
+        response: dict[str, Any] = {"SageMakerImageVersionAliases": [alias for _, alias in page]}
+        if len(remaining) > len(page):
+            response["NextToken"] = self._tokens.encode(binding, page[-1])
+        return response
 
     def _delete_image(self, region: str, params: _Params) -> dict[str, Any]:
         image = self._image(region, params.required_string("ImageName"))
@@ -860,13 +934,11 @@ class Emulator:
         return {}
 
     def _delete_image_version(self, region: str, params: _Params) -> dict[str, Any]:
-        name = params.required_string("ImageName")
-        number = params.integer("Version", 0)
-        params.unsupported("Alias")
-        if number is None:
+        image = self._image(region, params.required_string("ImageName"))
+        version = self._addressed_version(image, params)
+        if version is None:
             raise _invalid("Version", None, "not be null")
-        image = self._image(region, name)
-        del image.versions[self._version(image, number).number]
+        del image.versions[version.number]
         return {}
 
     # internals ---------------------------------------------------------------------------
@@ -895,6 +967,47 @@ class Emulator:
                 NOT_FOUND, f"Image version {_version_arn(image, number)} does not exist."
             )
         return version
+
+    @staticmethod
+    def _addressed_version(image: _Image, params: _Params) -> _Version | None:
+        """The version a request names by ``Version`` or ``Alias``; None when it names none."""
+        number = params.integer("Version", 0)
+        alias = params.string("Alias")
+        if number is not None and alias is not None:
+            raise ApiError(VALIDATION, "Specify either Version or Alias, not both.")
+        if alias is not None:
+            for version in image.versions.values():
+                if alias in version.aliases:
+                    return version
+            raise ApiError(NOT_FOUND, f"Alias {alias} of image {image.arn} does not exist.")
+        return None if number is None else Emulator._version(image, number)
+
+    @staticmethod
+    def _claim_aliases(image: _Image, number: int, aliases: Iterable[str]) -> None:
+        """Refuse aliases that another version of the image holds (an alias names one version)."""
+        for alias in aliases:
+            for other in image.versions.values():
+                if other.number != number and alias in other.aliases:
+                    raise ApiError(
+                        IN_USE,
+                        f"Alias {alias} is in use by version {other.number} of {image.name}.",
+                    )
+
+    def _change_version(self, image: _Image, version: _Version, params: _Params) -> None:
+        """Apply UpdateImageVersion's members (details, AliasesToAdd/-Delete) to a version."""
+        details = params.details()
+        added = params.string_list("AliasesToAdd")
+        deleted = params.string_list("AliasesToDelete")
+        if set(added) & set(deleted):
+            raise ApiError(VALIDATION, "An alias cannot be both added and deleted.")
+        missing = sorted(set(deleted) - version.aliases)
+        if missing:
+            raise ApiError(
+                NOT_FOUND, f"Alias {missing[0]} of version {version.number} does not exist."
+            )
+        self._claim_aliases(image, version.number, added)
+        version.details.update(details)
+        version.aliases = (version.aliases - set(deleted)) | set(added)
 
     def _add_image(
         self,
@@ -934,6 +1047,7 @@ class Emulator:
         token: str | None = None,
         details: dict[str, Any] | None = None,
         *,
+        aliases: Iterable[str] = (),
         status: str = "CREATED",
         reason: str | None = None,
     ) -> _Version:
@@ -942,6 +1056,7 @@ class Emulator:
                 LIMIT_EXCEEDED,
                 f"Image {image.name} reached the limit of {self.version_limit} versions.",
             )
+        self._claim_aliases(image, image.next_version, aliases)
         now = self._now_ms()
         version = _Version(
             number=image.next_version,
@@ -952,6 +1067,7 @@ class Emulator:
             modified_ms=now,
             client_token=token,
             details=details or {},
+            aliases=set(aliases),
         )
         image.versions[version.number] = version
         image.next_version += 1
@@ -963,8 +1079,10 @@ _OPERATIONS: dict[str, _Operation] = {
     "ListImageVersions": Emulator._list_image_versions,
     "DescribeImage": Emulator._describe_image,
     "DescribeImageVersion": Emulator._describe_image_version,
+    "ListAliases": Emulator._list_aliases,
     "CreateImage": Emulator._create_image,
     "CreateImageVersion": Emulator._create_image_version,
+    "UpdateImageVersion": Emulator._update_image_version,
     "DeleteImage": Emulator._delete_image,
     "DeleteImageVersion": Emulator._delete_image_version,
 }
@@ -973,6 +1091,12 @@ _OPERATIONS: dict[str, _Operation] = {
 def _check_status(status: str) -> None:
     if status not in _VERSION_STATUSES:
         raise _invalid("ImageVersionStatus", status, f"be one of {', '.join(_VERSION_STATUSES)}")
+
+
+def _check_detail_members(details: Mapping[str, Any]) -> None:
+    unknown = sorted(set(details) - {*_DETAIL_ENUMS, *_DETAIL_STRINGS, "Horovod"})
+    if unknown:
+        raise ValueError(f"not image version details: {', '.join(unknown)}")
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
@@ -1058,6 +1182,53 @@ def _version_chunks(rng: random.Random, count: int, *, forced_tie: bool) -> list
     return chunks
 
 
+def _demo_details(name: str) -> dict[str, Any]:
+    """Plausible CreateImageVersion details for an image, derived from its name alone."""
+    lower = name.lower()
+    gpu = any(mark in lower for mark in ("gpu", "a100", "rapids", "tgi"))
+    training = any(mark in lower for mark in ("finetune", "xgboost", "train"))
+    job = "INFERENCE" if "tgi" in lower else "TRAINING" if training else "NOTEBOOK_KERNEL"
+    framework = re.match(r"([a-z]+)-(\d+)-(\d+)", lower)
+    return _compact(
+        {
+            "JobType": job,
+            "Processor": "GPU" if gpu else "CPU",
+            "Horovod": gpu and job == "TRAINING",
+            "MLFramework": f"{framework[1]} {framework[2]}.{framework[3]}" if framework else None,
+            "ProgrammingLang": "Python 3.11",
+            "VendorGuidance": "STABLE",
+            "ReleaseNotes": f"Built from the {name} Dockerfile",
+        }
+    )
+
+
+def _create_demo_version(
+    emulator: Emulator,
+    name: str,
+    region: str | None,
+    *,
+    status: str = "CREATED",
+    failure_reason: str | None = None,
+) -> dict[str, Any]:
+    """Create a version with demo details and the alias ``v<number>``, stamped once."""
+    created = emulator.create_image_version(
+        name,
+        region=region,
+        status=status,
+        failure_reason=failure_reason,
+        details=_demo_details(name),
+    )
+    number = created["Version"]
+    emulator.update_image_version(
+        name,
+        number,
+        region=region,
+        aliases_to_add=[f"v{number}"],
+        last_modified_time=created["LastModifiedTime"],
+    )
+    return created
+
+
 def _seed_versions(
     emulator: Emulator, rng: random.Random, name: str, count: int, region: str | None
 ) -> None:
@@ -1065,18 +1236,18 @@ def _seed_versions(
     observed while building (its LastModifiedTime then follows its CreationTime)."""
     if count > 1:
         for _ in range(count):
-            emulator.create_image_version(name, region=region)
+            _create_demo_version(emulator, name, region)
         return
     status = "CREATE_FAILED" if rng.random() < _BUILD_FAILURE_RATE else "CREATED"
     reason = rng.choice(_BUILD_FAILURES) if status == "CREATE_FAILED" else None
     if rng.random() < _OBSERVED_BUILD_RATE:
-        version = emulator.create_image_version(name, region=region, status="CREATING")
+        version = _create_demo_version(emulator, name, region, status="CREATING")
         emulator.clock.advance(_seconds(rng, 60_000, 1_200_000))
         emulator.update_image_version(
             name, version["Version"], region=region, status=status, failure_reason=reason
         )
     else:
-        emulator.create_image_version(name, region=region, status=status, failure_reason=reason)
+        _create_demo_version(emulator, name, region, status=status, failure_reason=reason)
 
 
 def _age_big_image(emulator: Emulator, rng: random.Random, name: str, region: str | None) -> None:
@@ -1161,7 +1332,7 @@ def _mutate_create_version(
         return None
     name = rng.choice(names)
     status = rng.choice(("CREATING", "CREATING", "CREATED"))
-    version = emulator.create_image_version(name, region=region, status=status)
+    version = _create_demo_version(emulator, name, region, status=status)
     return f"created {name} version {version['Version']} ({status})"
 
 
@@ -1208,7 +1379,7 @@ def _mutate_create_image(emulator: Emulator, rng: random.Random, region: str | N
     emulator.create_image(name, region=region, display_name=name.replace("-", " ").title())
     count = rng.randint(1, 3)
     for _ in range(count):
-        emulator.create_image_version(name, region=region)
+        _create_demo_version(emulator, name, region)
     return f"created image {name} with {count} versions"
 
 

@@ -1,4 +1,5 @@
-"""Per-image incremental extraction: watermarks, lookback, dedupe, tombstones, reconciliation.
+"""Per-image incremental extraction: watermarks, lookback, dedupe, tombstones, reconciliation,
+and the opt-in enrichment of new and changed versions with their details.
 
 The pure functions at the top decide what to ask for and what to keep; `sync` below wires them
 to the source, the Parquet writer and the state store.
@@ -18,8 +19,10 @@ from typing import Any
 from .errors import ConfigError, DataError
 from .schema import (
     IMAGE_SCHEMA,
+    IMAGE_VERSION_DETAILS_SCHEMA,
     MalformedRecord,
     Row,
+    details_row,
     fingerprint,
     from_ms,
     image_row,
@@ -29,17 +32,19 @@ from .schema import (
 )
 from .source import (
     DEFAULT_CONCURRENCY,
+    PAGE_SIZE,
     ApiStats,
     ClientSettings,
     check_reachable,
     list_image_versions,
     make_client,
     organization_members,
+    patiently,
 )
 from .source import list_images as list_source_images
 from .state import ImageState, StateKey, keep_previous_state, load_state, save_state
 from .storage import AUTO_COMPACT_FILES, DataDir
-from .warehouse import ensure_views, latest_live_rows
+from .warehouse import described_states, ensure_views, latest_live_rows
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +111,30 @@ def classify(
                 result.to_write.append(tombstone(row, observed_at_ms=observed_at_ms))
                 result.deleted += 1
     return result
+
+
+def versions_to_describe(
+    classified: Classified,
+    listed: Iterable[Row],
+    described: set[tuple[int, int]] | None,
+) -> list[Row]:
+    """The listed states whose details enrichment fetches, in version order.
+
+    Every new or changed state that is written (tombstones aside); and, when `described` is
+    given (a full listing that backfills), every listed state whose (version,
+    last_modified_time) has no details stored yet.
+    """
+    chosen = {row["version"]: row for row in classified.to_write if not row["is_deleted"]}
+    if described is not None:
+        latest: dict[int, Row] = {}
+        for row in listed:
+            kept = latest.get(row["version"])
+            if kept is None or row["last_modified_time"] >= kept["last_modified_time"]:
+                latest[row["version"]] = row
+        for version, row in latest.items():
+            if (version, row["last_modified_time"]) not in described:
+                chosen.setdefault(version, row)
+    return [chosen[version] for version in sorted(chosen)]
 
 
 def advance_state(
@@ -177,6 +206,8 @@ class SyncOptions:
     concurrency: int = DEFAULT_CONCURRENCY
     flush_rows: int = 50_000
     lock_timeout_s: float = 0.0
+    enrich: bool = False
+    """Describe new and changed versions (DescribeImageVersion + ListAliases) for every target."""
 
     @property
     def full_listing(self) -> bool:
@@ -189,6 +220,8 @@ class SourceTarget:
 
     source: str
     client: ClientSettings
+    enrich: bool = False
+    """The source asks for enrichment (`enrich = true` in the sources file)."""
 
     @property
     def region(self) -> str:
@@ -234,6 +267,9 @@ class SyncReport:
     changed: int = 0
     deleted: int = 0
     rows_written: int = 0
+    enriched: bool = False
+    described: int = 0
+    details_vanished: int = 0
     changes: list[ImageChange] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     stats: ApiStats = field(default_factory=ApiStats)
@@ -272,13 +308,15 @@ class Committer:
         self.states = states
         self.flush_rows = flush_rows
         self.rows: list[Row] = []
+        self.details: list[Row] = []
         self.pending: list[ImageState] = []
         self.rows_written = 0
 
-    def add(self, rows: list[Row], state: ImageState) -> None:
+    def add(self, rows: list[Row], state: ImageState, details: Iterable[Row] = ()) -> None:
         self.rows.extend(rows)
+        self.details.extend(details)
         self.pending.append(state)
-        if len(self.rows) >= self.flush_rows:
+        if len(self.rows) + len(self.details) >= self.flush_rows:
             self.commit()
 
     def commit(self) -> None:
@@ -288,6 +326,12 @@ class Committer:
             log.info("data durable in %d file(s); committing state", len(files))
             self.rows_written += len(self.rows)
             self.rows = []
+        if self.details:
+            # Details are data too: durable before the state that stops them being re-fetched.
+            log.info("writing %d details rows", len(self.details))
+            table = rows_to_table(self.details, IMAGE_VERSION_DETAILS_SCHEMA)
+            self.data_dir.write_details(table)
+            self.details = []
         if self.pending:
             for state in self.pending:
                 self.states[state.key] = state
@@ -309,6 +353,9 @@ class _ImageJob:
     name: str
     state: ImageState
     stored: Mapping[int, Row] | None
+    enrich: bool = False
+    described: set[tuple[int, int]] | None = None
+    """For a backfill: the (version, last_modified_time) states that have details already."""
 
 
 @dataclass
@@ -317,6 +364,9 @@ class _ImageResult:
     listed: list[Row]
     error: str | None = None
     gone: bool = False
+    classified: Classified = field(default_factory=Classified)
+    details: list[Row] = field(default_factory=list)
+    vanished: int = 0
 
 
 def _now_ms() -> int:
@@ -326,7 +376,8 @@ def _now_ms() -> int:
 def _fetch_image(
     client: Any, job: _ImageJob, options: SyncOptions, observed_at_ms: int
 ) -> _ImageResult:
-    """List one image's versions (the only part that runs on worker threads)."""
+    """List one image's versions, classify them and, when enriching, describe the new and
+    changed ones (the only part that runs on worker threads)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     log.debug("listing versions of %s/%s", job.target.label, job.name)
@@ -345,6 +396,12 @@ def _fetch_image(
                 )
                 for item in page
             )
+        classified = classify(listed, job.state, job.stored, observed_at_ms=observed_at_ms)
+        details: list[Row] = []
+        vanished = 0
+        if job.enrich:
+            wanted = versions_to_describe(classified, listed, job.described)
+            details, vanished = _describe_versions(client, wanted, observed_at_ms)
     except ClientError as exc:
         error = exc.response.get("Error", {})
         if error.get("Code") == "ResourceNotFound":
@@ -352,7 +409,45 @@ def _fetch_image(
         return _ImageResult(job, [], f"{error.get('Code')}: {error.get('Message')}")
     except (BotoCoreError, MalformedRecord) as exc:
         return _ImageResult(job, [], f"{type(exc).__name__}: {exc}")
-    return _ImageResult(job, listed)
+    return _ImageResult(job, listed, classified=classified, details=details, vanished=vanished)
+
+
+def _describe_versions(client: Any, rows: list[Row], observed_at_ms: int) -> tuple[list[Row], int]:
+    """Details rows of listed versions (DescribeImageVersion, then every page of ListAliases),
+    and how many vanished first.
+
+    A version deleted since it was listed (ResourceNotFound) has no details to record: it is
+    skipped and logged, and the next reconcile tombstones it. Any other error fails the image,
+    so that no state is written without its details.
+    """
+    from botocore.exceptions import ClientError
+
+    details: list[Row] = []
+    vanished = 0
+    for row in rows:
+        key = {"ImageName": row["image_name"], "Version": row["version"]}
+        try:
+            described = patiently(client.describe_image_version, **key)
+            aliases: list[str] = []
+            params: dict[str, Any] = {**key, "MaxResults": PAGE_SIZE}
+            while True:
+                page = patiently(client.list_aliases, **params)
+                aliases.extend(page.get("SageMakerImageVersionAliases", []))
+                if not page.get("NextToken"):
+                    break
+                params["NextToken"] = page["NextToken"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceNotFound":
+                raise
+            log.info(
+                "%s version %d was deleted before it could be described; no details recorded",
+                row["image_name"],
+                row["version"],
+            )
+            vanished += 1
+            continue
+        details.append(details_row(row, described, aliases, observed_at_ms=observed_at_ms))
+    return details, vanished
 
 
 def sync(
@@ -379,6 +474,7 @@ def sync(
         states = _load_state_or_empty(data_dir) if options.full_refresh else load_state(data_dir)
         keep_previous_state(data_dir)
         observed_at_ms = max([_now_ms(), *((s.last_synced_ms or 0) + 1 for s in states.values())])
+        report.enriched = options.enrich or any(target.enrich for target, _ in clients)
         committer = Committer(data_dir, states, options.flush_rows)
         for target, client in clients:
             _sync_target(
@@ -546,11 +642,15 @@ def _plan(
         report.failures.append(
             Failure(target.source, target.region, name, "no such image in this region")
         )
+    enrich = options.enrich or target.enrich
     stored: dict[str, dict[int, Row]] = {}
+    described: dict[str, set[tuple[int, int]]] = {}
     if options.full_listing:
         for account in {row["account_id"] for row in listed.values()}:
             names = [name for name, row in listed.items() if row["account_id"] == account]
             stored.update(latest_live_rows(data_dir, account, target.region, names))
+            if enrich:
+                described.update(described_states(data_dir, account, target.region, names))
     jobs = []
     for name, row in sorted(listed.items()):
         state = known.get(name)
@@ -563,7 +663,8 @@ def _plan(
                 image_arn=row["image_arn"],
             )
         image_stored = stored.get(name, {}) if options.full_listing else None
-        jobs.append(_ImageJob(target, name, state, image_stored))
+        image_described = described.get(name, set()) if options.full_listing else None
+        jobs.append(_ImageJob(target, name, state, image_stored, enrich, image_described))
     return jobs, gone
 
 
@@ -590,8 +691,10 @@ def _absorb(
         if not result.gone:
             committer.add([], replace(job.state, last_error=result.error))
         return
-    classified = classify(result.listed, job.state, job.stored, observed_at_ms=observed_at_ms)
+    classified = result.classified
     report.record(job.target, job.name, classified)
+    report.described += len(result.details)
+    report.details_vanished += result.vanished
     lookback_ms = int(options.lookback.total_seconds() * 1000)
     new_state = advance_state(
         job.state,
@@ -602,7 +705,7 @@ def _absorb(
     )
     if new_state.watermark_ms is not None:
         report.watermarks.append(new_state.watermark_ms)
-    committer.add(classified.to_write, new_state)
+    committer.add(classified.to_write, new_state, result.details)
 
 
 def _tombstone_images(

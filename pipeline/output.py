@@ -62,13 +62,21 @@ def print_records(
 
 def summary_line(figures: Mapping[str, Any]) -> str:
     """The closing summary of a sync, for people, from `report_metadata` figures."""
+    details = (
+        f"; details: {figures['versions_described']} versions described "
+        f"({figures['describe_image_version_calls']} DescribeImageVersion, "
+        f"{figures['list_aliases_calls']} ListAliases calls), "
+        f"{figures['versions_vanished_before_describe']} deleted before describing"
+        if figures["enriched"]
+        else ""
+    )
     return (
         f"synced {figures['images']} images in {figures['seconds']:.1f} s: "
         f"{figures['versions_new']} new, {figures['versions_changed']} changed, "
         f"{figures['versions_deleted']} deleted versions; {figures['api_calls']} API calls "
         f"({figures['list_images_calls']} ListImages, "
         f"{figures['list_image_versions_calls']} ListImageVersions), "
-        f"{figures['throttled_retries']} throttled attempts"
+        f"{figures['throttled_retries']} throttled attempts{details}"
     )
 
 
@@ -91,6 +99,11 @@ def report_metadata(report: SyncReport) -> dict[str, int | float | str | None]:
         "api_calls": stats.total_calls,
         "list_images_calls": stats.calls["ListImages"],
         "list_image_versions_calls": stats.calls["ListImageVersions"],
+        "enriched": report.enriched,
+        "versions_described": report.described,
+        "versions_vanished_before_describe": report.details_vanished,
+        "describe_image_version_calls": stats.calls["DescribeImageVersion"],
+        "list_aliases_calls": stats.calls["ListAliases"],
         "throttled_retries": stats.throttled,
         "seconds": round(report.seconds, 3),
         "failed": len(report.failures),

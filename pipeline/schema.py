@@ -1,7 +1,8 @@
 """The one Arrow schema of the dataset, and API record -> row normalisation.
 
 Every writer and reader derives from the constants here: `IMAGE_VERSION_SCHEMA` for
-`DATA/image_versions/`, `IMAGE_SCHEMA` for `DATA/images/`.
+`DATA/image_versions/`, `IMAGE_SCHEMA` for `DATA/images/`, `IMAGE_VERSION_DETAILS_SCHEMA` for
+`DATA/image_version_details/`.
 """
 
 from __future__ import annotations
@@ -55,6 +56,40 @@ IMAGE_SCHEMA = pa.schema(
         pa.field("observed_at", TIMESTAMP, nullable=False),
     ]
 )
+
+# DescribeImageVersion and ListAliases of one state of a version (opt-in enrichment). Keyed
+# like the history: the version, the LastModifiedTime of the state described, and when.
+IMAGE_VERSION_DETAILS_SCHEMA = pa.schema(
+    [
+        pa.field("account_id", pa.string(), nullable=False),
+        pa.field("region", pa.string(), nullable=False),
+        pa.field("image_name", pa.string(), nullable=False),
+        pa.field("version", pa.int32(), nullable=False),
+        pa.field("last_modified_time", TIMESTAMP, nullable=False),
+        pa.field("base_image", pa.string()),
+        pa.field("container_image", pa.string()),
+        pa.field("job_type", pa.string()),
+        pa.field("ml_framework", pa.string()),
+        pa.field("programming_lang", pa.string()),
+        pa.field("processor", pa.string()),
+        pa.field("horovod", pa.bool_()),
+        pa.field("release_notes", pa.string()),
+        pa.field("vendor_guidance", pa.string()),
+        pa.field("aliases", pa.list_(pa.string()), nullable=False),
+        pa.field("observed_at", TIMESTAMP, nullable=False),
+    ]
+)
+# DescribeImageVersion's string members -> their columns (Horovod, a boolean, is apart).
+DETAIL_STRING_MEMBERS = {
+    "BaseImage": "base_image",
+    "ContainerImage": "container_image",
+    "JobType": "job_type",
+    "MLFramework": "ml_framework",
+    "ProgrammingLang": "programming_lang",
+    "Processor": "processor",
+    "ReleaseNotes": "release_notes",
+    "VendorGuidance": "vendor_guidance",
+}
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ACCOUNT = re.compile(r"[0-9]{12}\Z")
@@ -168,6 +203,36 @@ def image_row(item: Mapping[str, Any], *, observed_at_ms: int, region: str) -> R
         "failure_reason": item.get("FailureReason"),
         "creation_time": _timestamp_ms(item, "CreationTime"),
         "last_modified_time": _timestamp_ms(item, "LastModifiedTime"),
+        "observed_at": observed_at_ms,
+    }
+
+
+def details_row(
+    listed: Mapping[str, Any],
+    described: Mapping[str, Any],
+    aliases: Iterable[str],
+    *,
+    observed_at_ms: int,
+) -> Row:
+    """A row of `IMAGE_VERSION_DETAILS_SCHEMA` from a listed version's row, its
+    DescribeImageVersion response and its aliases.
+
+    The LastModifiedTime is the one DescribeImageVersion reports: a version changed between
+    listing and describing gets the details of its newer state, stamped with that state's time.
+    """
+    horovod = described.get("Horovod")
+    return {
+        "account_id": listed["account_id"],
+        "region": listed["region"],
+        "image_name": listed["image_name"],
+        "version": listed["version"],
+        "last_modified_time": _timestamp_ms(described, "LastModifiedTime"),
+        **{
+            column: None if described.get(member) is None else str(described[member])
+            for member, column in DETAIL_STRING_MEMBERS.items()
+        },
+        "horovod": None if horovod is None else bool(horovod),
+        "aliases": sorted(set(aliases)),
         "observed_at": observed_at_ms,
     }
 

@@ -5,12 +5,13 @@ Layout under DATA (paths marked * are part of the public contract):
     .image-versions          marker: this directory belongs to us
     .lock                    the writer lock (an OS lock: released when its process dies)
     image_versions/*         account_region=<account>.<region>/month=<YYYY-MM>/<name>.parquet
+    image_version_details/*  the same layout (written only when enrichment is on)
     images/*                 account_region=<account>.<region>/images.parquet
     _state/                  watermarks (state.py) and the compaction journal
     _tmp/                    files being written; renamed into place once durable
     warehouse.duckdb*        views (warehouse.py)
 
-Only complete Parquet files ever appear under `image_versions/` and `images/`: each is written
+Only complete Parquet files ever appear under the dataset directories: each is written
 to `_tmp/`, fsynced, then renamed into place (rename is atomic within one filesystem).
 The Hive keys are deliberately not named like columns: `account_id` as a key would be read
 back as an integer (losing leading zeros), and a `region` key would clash with the column.
@@ -36,7 +37,7 @@ import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from .errors import ConfigError, DataError
-from .schema import IMAGE_SCHEMA, IMAGE_VERSION_SCHEMA
+from .schema import IMAGE_SCHEMA, IMAGE_VERSION_DETAILS_SCHEMA, IMAGE_VERSION_SCHEMA
 
 log = logging.getLogger(__name__)
 MARKER = ".image-versions"
@@ -89,6 +90,10 @@ class DataDir:
     @property
     def versions_dir(self) -> Path:
         return self.root / "image_versions"
+
+    @property
+    def details_dir(self) -> Path:
+        return self.root / "image_version_details"
 
     @property
     def images_dir(self) -> Path:
@@ -187,9 +192,16 @@ class DataDir:
 
     def write_versions(self, table: pa.Table) -> list[Path]:
         """Write version rows as one new file per (account, region, month) partition."""
+        return self._write_monthly(table, IMAGE_VERSION_SCHEMA, self.versions_dir)
+
+    def write_details(self, table: pa.Table) -> list[Path]:
+        """Write details rows as one new file per (account, region, month) partition."""
+        return self._write_monthly(table, IMAGE_VERSION_DETAILS_SCHEMA, self.details_dir)
+
+    def _write_monthly(self, table: pa.Table, schema: pa.Schema, base: Path) -> list[Path]:
         if table.num_rows == 0:
             return []
-        table = table.select(IMAGE_VERSION_SCHEMA.names).cast(IMAGE_VERSION_SCHEMA)
+        table = table.select(schema.names).cast(schema)
         months = pc.strftime(table.column("last_modified_time"), format="%Y-%m")
         # One sort puts each partition's rows together, already in file order; each
         # partition is then a slice (filtering per partition would rescan every row).
@@ -208,13 +220,17 @@ class DataDir:
         ):
             part = keyed.slice(offset, count).drop_columns(["_month"])
             offset += count
-            directory = self.version_partition(account, region, month)
+            directory = self._month_partition(base, account, region, month)
             written.append(self.atomic_write(part, directory / f"part-{uuid.uuid4().hex}.parquet"))
         return written
 
     def version_partition(self, account: str, region: str, month: str) -> Path:
+        return self._month_partition(self.versions_dir, account, region, month)
+
+    @staticmethod
+    def _month_partition(base: Path, account: str, region: str, month: str) -> Path:
         key = f"{_partition_key(account)}.{_partition_key(region)}"
-        return self.versions_dir / f"account_region={key}" / f"month={_partition_key(month)}"
+        return base / f"account_region={key}" / f"month={_partition_key(month)}"
 
     def write_images(self, account: str, region: str, table: pa.Table) -> Path:
         """Replace the catalogue snapshot of one account and region."""
@@ -225,11 +241,15 @@ class DataDir:
     def version_files(self) -> list[Path]:
         return sorted(self.versions_dir.glob("*/*/*.parquet"))
 
+    def details_files(self) -> list[Path]:
+        return sorted(self.details_dir.glob("*/*/*.parquet"))
+
     def image_files(self) -> list[Path]:
         return sorted(self.images_dir.glob("*/*.parquet"))
 
     def compact(self, min_files: int = 2) -> tuple[int, int]:
-        """Merge each partition holding at least `min_files` files into one file.
+        """Merge each partition (of versions and of details) holding at least `min_files` files
+        into one file.
 
         Rows are kept as they are (the views already collapse repeated states), so every view
         returns the same rows before and after. A journal in `_state/` makes the swap of old
@@ -237,18 +257,25 @@ class DataDir:
         files after).
         """
         self.recover_compaction()
-        before = self.version_files()
-        partitions: dict[Path, list[Path]] = {}
-        for path in before:
-            partitions.setdefault(path.parent, []).append(path)
-        for directory, files in sorted(partitions.items()):
-            if len(files) >= min_files:
-                self._merge_partition(directory, files)
-        return len(before), len(self.version_files())
+        datasets = (
+            (self.version_files, IMAGE_VERSION_SCHEMA),
+            (self.details_files, IMAGE_VERSION_DETAILS_SCHEMA),
+        )
+        before = after = 0
+        for list_files, schema in datasets:
+            files_before = list_files()
+            partitions: dict[Path, list[Path]] = {}
+            for path in files_before:
+                partitions.setdefault(path.parent, []).append(path)
+            for directory, files in sorted(partitions.items()):
+                if len(files) >= min_files:
+                    self._merge_partition(directory, files, schema)
+            before, after = before + len(files_before), after + len(list_files())
+        return before, after
 
-    def _merge_partition(self, directory: Path, files: list[Path]) -> None:
+    def _merge_partition(self, directory: Path, files: list[Path], schema: pa.Schema) -> None:
         log.info("compacting %d files in %s", len(files), directory.relative_to(self.root))
-        merged = pq.read_table(files, schema=IMAGE_VERSION_SCHEMA)
+        merged = pq.read_table(files, schema=schema)
         merged = merged.sort_by(ROW_ORDER)
         target = directory / f"compacted-{uuid.uuid4().hex}.parquet"
         journal: _Journal = {

@@ -17,7 +17,14 @@ import duckdb
 import pyarrow as pa
 
 from .errors import ConfigError
-from .schema import IMAGE_SCHEMA, IMAGE_VERSION_SCHEMA, STATE_COLUMNS, VERSION_KEY, Row
+from .schema import (
+    IMAGE_SCHEMA,
+    IMAGE_VERSION_DETAILS_SCHEMA,
+    IMAGE_VERSION_SCHEMA,
+    STATE_COLUMNS,
+    VERSION_KEY,
+    Row,
+)
 from .state import STATE_SCHEMA, state_path
 from .storage import DataDir
 
@@ -27,8 +34,15 @@ VIEW_NAMES = (
     "image_version_changes",
     "images",
     "sync_state",
+    "image_version_details",
 )
-SUMMARY_VIEWS = ("image_versions", "image_version_history", "images", "sync_state")
+SUMMARY_VIEWS = (
+    "image_versions",
+    "image_version_history",
+    "images",
+    "sync_state",
+    "image_version_details",
+)
 """The views whose row counts summaries report (`image_version_changes` costs a window pass)."""
 AS_OF_MACRO = "image_versions_as_of"
 DELETED_STATUS = "DELETED"
@@ -50,6 +64,8 @@ def _literal(text: str) -> str:
 def _duckdb_type(arrow_type: pa.DataType) -> str:
     if pa.types.is_timestamp(arrow_type):
         return "TIMESTAMPTZ"
+    if pa.types.is_list(arrow_type):
+        return f"{_duckdb_type(arrow_type.value_type)}[]"
     return _DUCKDB_TYPES[arrow_type]
 
 
@@ -121,6 +137,25 @@ def versions_relation(data_dir: DataDir) -> str:
     )
 
 
+def details_relation(data_dir: DataDir) -> str:
+    """Every stored row of `image_version_details/`, as a SQL relation with exactly its columns."""
+    root = data_dir.root.resolve()
+    return _parquet_relation(
+        f"{root}/image_version_details/*/*/*.parquet",
+        IMAGE_VERSION_DETAILS_SCHEMA,
+        bool(data_dir.details_files()),
+    )
+
+
+def _latest_details(data_dir: DataDir) -> str:
+    """The `image_version_details` view: the most recently observed details of each version."""
+    return (
+        f"SELECT {_columns(IMAGE_VERSION_DETAILS_SCHEMA)} FROM {details_relation(data_dir)} "
+        f"QUALIFY row_number() OVER (PARTITION BY {', '.join(VERSION_KEY)} "
+        "ORDER BY observed_at DESC, last_modified_time DESC) = 1"
+    )
+
+
 def view_definitions(data_dir: DataDir) -> dict[str, str]:
     """The SQL of each view, bound to this data dir's absolute paths."""
     root = data_dir.root.resolve()
@@ -149,6 +184,7 @@ def view_definitions(data_dir: DataDir) -> dict[str, str]:
             "count(*) AS version_count FROM image_versions GROUP BY ALL) AS v "
             "USING (account_id, region, image_name)"
         ),
+        "image_version_details": _latest_details(data_dir),
     }
 
 
@@ -260,6 +296,28 @@ def latest_live_rows(
         for values in cursor.fetchall():
             row = dict(zip(columns, values, strict=True))
             result[row["image_name"]][row["version"]] = row
+    return result
+
+
+def described_states(
+    data_dir: DataDir, account_id: str, region: str, image_names: Iterable[str]
+) -> dict[str, set[tuple[int, int]]]:
+    """The states that have details stored: image -> {(version, last_modified_time ms)}."""
+    names = sorted(set(image_names))
+    partition = data_dir.details_dir / f"account_region={account_id}.{region}"
+    result: dict[str, set[tuple[int, int]]] = {name: set() for name in names}
+    if not names or not any(partition.glob("*/*.parquet")):
+        return result
+    relation = _parquet_relation(
+        f"{partition.resolve()}/*/*.parquet", IMAGE_VERSION_DETAILS_SCHEMA, True
+    )
+    sql = (
+        f"SELECT DISTINCT image_name, version, epoch_ms(last_modified_time) FROM {relation} "
+        "WHERE list_contains(?, image_name)"
+    )
+    with duckdb.connect() as connection:
+        for name, version, modified_ms in connection.execute(sql, [names]).fetchall():
+            result[name].add((version, modified_ms))
     return result
 
 

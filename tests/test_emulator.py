@@ -627,10 +627,12 @@ def test_create_image_version_is_idempotent_per_client_token(client: Any) -> Non
     [
         ("create_image", {"ImageName": "x", "RoleArn": "not-an-arn-but-long-enough"}),
         ("create_image", {"ImageName": "x", "RoleArn": "arn:aws:iam::1:role/r" + "x" * 20}),
-        ("describe_image_version", {"ImageName": "x", "Alias": "latest"}),
+        ("describe_image_version", {"ImageName": "x", "Alias": ".hidden"}),
         ("delete_image_version", {"ImageName": "x"}),
         ("create_image_version", {"ImageName": "x", "BaseImage": "b", "Processor": "TPU"}),
-        ("create_image_version", {"ImageName": "x", "BaseImage": "b", "Aliases": ["a"]}),
+        ("create_image_version", {"ImageName": "x", "BaseImage": "b", "Aliases": ["a:b"]}),
+        ("update_image_version", {"ImageName": "x"}),
+        ("list_aliases", {"ImageName": "x", "Alias": "-dash"}),
     ],
 )
 def test_invalid_write_requests(
