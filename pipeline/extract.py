@@ -37,6 +37,7 @@ from .source import (
     ClientSettings,
     check_reachable,
     list_image_versions,
+    list_organization_accounts,
     make_client,
     organization_members,
     patiently,
@@ -494,12 +495,14 @@ def _connect(targets: list[SourceTarget], report: SyncReport) -> list[tuple[Sour
     credentials and a reachable endpoint.
 
     A target or account that fails is reported; when every one fails the run is misconfigured.
+    An organization source's accounts are listed once and reused for each of its regions.
     """
     clients = []
     errors = []
+    listings: dict[str, list[dict[str, Any]] | ConfigError] = {}
     for target in targets:
         try:
-            for member in _members(target):
+            for member in _members(target, listings, report.stats):
                 try:
                     client = make_client(member.client, report.stats)
                     check_reachable(client)
@@ -516,16 +519,30 @@ def _connect(targets: list[SourceTarget], report: SyncReport) -> list[tuple[Sour
     return clients
 
 
-def _members(target: SourceTarget) -> Iterator[SourceTarget]:
+def _members(
+    target: SourceTarget,
+    listings: dict[str, list[dict[str, Any]] | ConfigError],
+    stats: ApiStats,
+) -> Iterator[SourceTarget]:
     """The target itself, or for an organization source one target per member account, named
     `SOURCE/ACCOUNT` so that each account keeps its own per-image state.
 
-    An allow-listed account that cannot be synced raises ConfigError after the others."""
+    `listings` holds each organization source's accounts (or why they could not be listed),
+    filled by the source's first region. An allow-listed account that cannot be synced raises
+    ConfigError after the others."""
     if target.client.organization is None:
         yield target
         return
+    if target.source not in listings:
+        try:
+            listings[target.source] = list_organization_accounts(target.client, stats)
+        except ConfigError as exc:
+            listings[target.source] = exc
+    listed = listings[target.source]
+    if isinstance(listed, ConfigError):
+        raise ConfigError(str(listed))
     problems = []
-    for member in organization_members(target.client):
+    for member in organization_members(target.client, listed):
         if member.settings is None:
             problems.append(f"account {member.account_id}: {member.problem}")
         else:

@@ -329,28 +329,39 @@ class Member:
     problem: str | None = None
 
 
-def organization_members(settings: ClientSettings) -> list[Member]:
-    """The accounts an organization source covers, listed through Organizations ListAccounts
-    (every page) with the source's own credentials.
+def list_organization_accounts(settings: ClientSettings, stats: ApiStats) -> list[dict[str, Any]]:
+    """Every account of an organization source's organization: all pages of Organizations
+    ListAccounts with the source's own credentials, each call counted in `stats`.
 
-    ACTIVE accounts become settings that assume the member role in them; an allow-listed
-    account that is not ACTIVE (or not in the organization) is a Member with a problem.
     ConfigError when the accounts cannot be listed.
     """
     import botocore.exceptions
 
-    organization = settings.organization
-    if organization is None:
-        raise ValueError("not an organization source")
+    def before_call(model: Any, **_: Any) -> None:
+        stats.count_call(model.name)
+
     try:
         client = aws_session(settings).client("organizations")
-        listed = [
+        client.meta.events.register("before-call.organizations", before_call)
+        return [
             account
             for page in client.get_paginator("list_accounts").paginate()
             for account in page.get("Accounts", [])
         ]
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
         raise ConfigError(f"cannot list the organization's accounts: {exc}") from exc
+
+
+def organization_members(settings: ClientSettings, listed: list[dict[str, Any]]) -> list[Member]:
+    """The accounts an organization source covers, from its organization's `listed` accounts
+    (see `list_organization_accounts`).
+
+    ACTIVE accounts become settings that assume the member role in them; an allow-listed
+    account that is not ACTIVE (or not in the organization) is a Member with a problem.
+    """
+    organization = settings.organization
+    if organization is None:
+        raise ValueError("not an organization source")
     by_id = {account["Id"]: account for account in listed}
     wanted = organization.accounts or tuple(sorted(by_id))
     members = []

@@ -14,7 +14,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ from pipeline.emulator import DEFAULT_ACCOUNT_ID, Clock, Emulator, EmulatorServe
 from pipeline.extract import sync
 from pipeline.schema import to_ms
 from pipeline.storage import DataDir
-from tests.support import REGION, START, run_cli
+from tests.support import OTHER_REGION, REGION, START, run_cli
 
 MEMBER_ROLE = "SageMakerReadOnly"
 
@@ -51,8 +53,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's server on a free loopback port, for as long as the block runs."""
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -74,6 +77,12 @@ def moto_url() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -123,11 +132,11 @@ def role_arn(account: str) -> str:
     return f"arn:aws:iam::{account}:role/{MEMBER_ROLE}"
 
 
-def truth(emulator: Emulator) -> set[tuple[Any, ...]]:
+def truth(emulator: Emulator, regions: tuple[str, ...] = (REGION,)) -> set[tuple[Any, ...]]:
     return {
         (
             emulator.account_id,
-            REGION,
+            region,
             v["ImageName"],
             v["Version"],
             v["ImageArn"],
@@ -135,7 +144,8 @@ def truth(emulator: Emulator) -> set[tuple[Any, ...]]:
             v["ImageVersionStatus"],
             to_ms(v["LastModifiedTime"]),
         )
-        for v in emulator.live_versions(REGION)
+        for region in regions
+        for v in emulator.live_versions(region)
     }
 
 
@@ -269,3 +279,153 @@ def test_assumed_role_credentials_are_refreshed_mid_sync(
     resolved = accounts.caller_accounts.keys() if accounts.caller_accounts else {}
     # Each AssumeRole gives a new access key: the sync signed with at least two.
     assert len([key for key, account in resolved.items() if account == first]) >= 2
+
+
+def test_an_organization_is_listed_once_for_all_its_regions(
+    tmp_path: Path, accounts: EmulatorServer, aws: Organization
+) -> None:
+    for seed, emulator in enumerate(accounts.accounts.values(), start=60):
+        seed_catalogue(emulator, seed=seed, images=3, region=OTHER_REGION)
+    sources = write_sources(
+        tmp_path,
+        f'[sources.org]\nendpoint_url = "{accounts.url}"\n'
+        f'regions = ["{REGION}", "{OTHER_REGION}"]\n'
+        f'organization = {{ member_role = "{MEMBER_ROLE}", exclude = ["{aws.unhosted}"] }}\n',
+    )
+    targets = build_targets(load_config(str(sources)), AccessSettings())
+    report = sync(DataDir(tmp_path / "data"), targets, sync_options())
+    assert report.ok, report.failures
+    assert report.stats.calls["ListAccounts"] == 1
+    # Every ACTIVE account (the management account too) in both regions.
+    both = (REGION, OTHER_REGION)
+    expected = set().union(*(truth(e, both) for e in accounts.accounts.values()))
+    assert stored(tmp_path / "data") == expected
+
+
+@dataclass(frozen=True)
+class GuardedAws:
+    """moto with IAM access control on, and one IAM user allowed to assume one role only."""
+
+    url: str
+    allowed_role: str
+    denied_role: str
+    env: dict[str, str]
+    """The user's keys and moto's endpoints, for a sync in a subprocess."""
+
+
+@pytest.fixture(scope="module")
+def guarded_aws() -> Iterator[GuardedAws]:
+    """A moto server of its own that checks signatures and IAM policies.
+
+    moto authorizes nothing until its INITIAL_NO_AUTH_ACTION_COUNT is reached (infinite by
+    default); the user, its policy and the roles are made first, then `/moto-api/reset-auth`
+    sets the count to 0, which turns access control on for every later request.
+    """
+    with moto_server() as url:
+        iam = boto3.client(
+            "iam",
+            endpoint_url=url,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        user = iam.create_user(UserName="syncer")["User"]
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"AWS": user["Arn"]}, "Action": "sts:AssumeRole"}
+            ],
+        }
+        allowed, denied = (
+            iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+            for name in ("SageMakerReadOnly", "Elsewhere")
+        )
+        # Nothing else: not denied's AssumeRole, not organizations:ListAccounts.
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": allowed["Arn"]}
+            ],
+        }
+        iam.put_user_policy(
+            UserName="syncer", PolicyName="assume-one-role", PolicyDocument=json.dumps(policy)
+        )
+        key = iam.create_access_key(UserName="syncer")["AccessKey"]
+        enable = urllib.request.Request(
+            f"{url}/moto-api/reset-auth",
+            data=b"0",
+            headers={"Content-Type": "text/plain"},
+            method="POST",
+        )
+        with urllib.request.urlopen(enable, timeout=10) as response:
+            assert response.status == 200
+        env = {
+            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+            "AWS_ENDPOINT_URL_STS": url,
+            "AWS_ENDPOINT_URL_ORGANIZATIONS": url,
+        }
+        yield GuardedAws(url, allowed["Arn"], denied["Arn"], env)
+
+
+@pytest.fixture
+def one_account() -> Iterator[EmulatorServer]:
+    """An emulator serving moto's account to every caller (moto's access control refuses the
+    unsigned GetCallerIdentity by which an emulator tells accounts apart)."""
+    emulator = Emulator(account_id=DEFAULT_ACCOUNT_ID, clock=Clock(start=START))
+    seed_catalogue(emulator, seed=50, images=3, region=REGION)
+    with EmulatorServer(emulator) as server:
+        yield server
+
+
+def sync_json(sources: Path, data: Path, env: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    """`sync --json` in a subprocess: its exit status and its summary."""
+    result = run_cli("sync", "--config", str(sources), "--data-dir", str(data), "--json", env=env)
+    assert result.stdout.strip(), result.stderr
+    return result.code, json.loads(result.stdout.splitlines()[-1])
+
+
+def test_a_refused_assume_role_fails_its_source_alone(
+    tmp_path: Path, guarded_aws: GuardedAws, one_account: EmulatorServer
+) -> None:
+    sources = write_sources(
+        tmp_path,
+        f'[sources.allowed]\nendpoint_url = "{one_account.url}"\nregions = ["{REGION}"]\n'
+        f'role_arn = "{guarded_aws.allowed_role}"\n\n'
+        f'[sources.denied]\nendpoint_url = "{one_account.url}"\nregions = ["{REGION}"]\n'
+        f'role_arn = "{guarded_aws.denied_role}"\n',
+    )
+    data = tmp_path / "data"
+    code, summary = sync_json(sources, data, guarded_aws.env)
+    assert code == 1
+    [failure] = summary["failures"]
+    assert failure.startswith(f"denied/{REGION}: cannot assume role {guarded_aws.denied_role}: ")
+    assert "AccessDenied" in failure and "not authorized to perform: sts:AssumeRole" in failure
+    assert stored(data) == truth(one_account.emulator)
+    status = run_cli("status", "--data-dir", str(data), "--json")
+    assert {row["source"] for row in json.loads(status.stdout)} == {"allowed"}
+
+
+def test_an_organization_whose_accounts_cannot_be_listed_fails_alone(
+    tmp_path: Path, guarded_aws: GuardedAws, one_account: EmulatorServer
+) -> None:
+    sources = write_sources(
+        tmp_path,
+        f'[sources.org]\nendpoint_url = "{one_account.url}"\n'
+        f'regions = ["{REGION}", "{OTHER_REGION}"]\n'
+        f'organization = {{ member_role = "{MEMBER_ROLE}" }}\n\n'
+        f'[sources.allowed]\nendpoint_url = "{one_account.url}"\nregions = ["{REGION}"]\n'
+        f'role_arn = "{guarded_aws.allowed_role}"\n',
+    )
+    data = tmp_path / "data"
+    code, summary = sync_json(sources, data, guarded_aws.env)
+    assert code == 1
+    # One listing, refused; each region of the source reports it.
+    assert [failure.split(": ")[0] for failure in summary["failures"]] == [
+        f"org/{REGION}",
+        f"org/{OTHER_REGION}",
+    ]
+    for failure in summary["failures"]:
+        assert "cannot list the organization's accounts" in failure
+        assert "not authorized to perform: organizations:ListAccounts" in failure
+    assert stored(data) == truth(one_account.emulator)
