@@ -169,14 +169,15 @@ def advance_state(
     entries: dict[int, tuple[int, str]] = {} if full_listing else dict(state.window)
     for row in rows:
         # Only rows that the next listing re-reads need a digest (one per row is costly).
-        if floor is not None and row["last_modified_time"] >= floor:
+        if floor is None or row["last_modified_time"] >= floor:
             entries[row["version"]] = (row["last_modified_time"], fingerprint(row))
         else:
             entries.pop(row["version"], None)
     window = {
         version: entry
         for version, entry in entries.items()
-        if floor is not None and entry[0] >= floor
+        # Without a watermark (every stamp bogus) the next listing re-reads them all.
+        if floor is None or entry[0] >= floor
     }
     return replace(
         state,

@@ -203,6 +203,17 @@ def test_a_timestamp_far_ahead_of_our_clock_does_not_move_the_watermark() -> Non
     assert [r["version"] for r in later.to_write] == [3]
 
 
+def test_an_image_whose_every_stamp_is_far_ahead_is_not_rewritten_on_each_sync() -> None:
+    future = NOW + 60 * MINUTE
+    listed = [row(1, future), row(2, future + 1)]
+    synced = advance_state(
+        state(), listed, lookback_ms=MINUTE, full_listing=False, synced_at_ms=NOW
+    )
+    assert synced.watermark_ms is None  # no trustworthy stamp: the next listing is full
+    again = classify(listed, synced, None, observed_at_ms=NOW + 1)
+    assert again.to_write == [] and again.changed == 0 and again.new == 0
+
+
 @pytest.mark.parametrize(
     ("when", "expected"),
     [
