@@ -1636,10 +1636,12 @@ def serve(
         emulator.clock = Clock(datetime.now(UTC) - timedelta(days=90))
         seed_catalogue(emulator, seed=seed, images=images)
         emulator.clock = Clock()
-    with EmulatorServer(emulator, host, port) as server:
-        print(f"SageMaker emulator listening on {server.url}", flush=True)
-        try:
+    # The interrupt may come as soon as the URL is printed (the server already answers on its
+    # own thread), so the whole serving block is inside the try.
+    try:
+        with EmulatorServer(emulator, host, port) as server:
+            print(f"SageMaker emulator listening on {server.url}", flush=True)
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+    except KeyboardInterrupt:
+        pass
