@@ -7,8 +7,9 @@ stages add up to the process's CPU time less what runs outside them ("other": th
 client set-up, committing state in memory).
 
 - api: ListImages, and each ListImageVersions page (request, HTTP, botocore parsing)
-- normalise: API record -> row (`version_row`, measured as an image's fetch less its pages),
-  `classify`, `advance_state` and rows -> Arrow (`rows_to_table`)
+- normalise: API record -> row (`version_row`) and `classify`, both measured as an image's
+  fetch less its pages (enrichment is off), then `advance_state` and rows -> Arrow
+  (`rows_to_table`)
 - write: Parquet and state files, compaction and the DuckDB views
 """
 
@@ -28,7 +29,7 @@ from pipeline.storage import DataDir
 FUNCTION_STAGES = {
     "_fetch_image": "fetch",
     "list_source_images": "api_images",
-    **dict.fromkeys(("classify", "advance_state", "rows_to_table"), "normalise"),
+    **dict.fromkeys(("advance_state", "rows_to_table"), "normalise"),
     **dict.fromkeys(("save_state", "load_state", "keep_previous_state", "ensure_views"), "write"),
 }
 PAGE_STAGES = {"list_image_versions": "api_versions"}
