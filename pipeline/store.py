@@ -358,12 +358,24 @@ class S3Store(Store):
             return bytes(stream.read())
 
     def delete(self, paths: Sequence[PurePath]) -> None:
-        for path in paths:
-            with contextlib.suppress(FileNotFoundError):
-                self.filesystem.delete_file(str(path))
+        # boto3, not pyarrow: pyarrow's delete_file leaves a marker object for the emptied
+        # "directory" behind.
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        for start in range(0, len(paths), 1000):
+            batch = [_split(path) for path in paths[start : start + 1000]]
+            bucket = batch[0][0]
+            try:
+                response = self.client.delete_objects(
+                    Bucket=bucket, Delete={"Objects": [{"Key": key} for _, key in batch]}
+                )
+            except (BotoCoreError, ClientError) as exc:
+                raise OSError(f"S3 DeleteObjects in {S3_SCHEME}{bucket} failed: {exc}") from exc
+            if response.get("Errors"):
+                raise OSError(f"S3 DeleteObjects in {S3_SCHEME}{bucket}: {response['Errors']}")
 
     def move(self, source: PurePath, target: PurePath) -> None:
-        self.filesystem.copy_file(str(source), str(target))
+        self.put(target, self.read_bytes(source))
         self.delete([source])
 
 
