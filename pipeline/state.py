@@ -7,13 +7,14 @@ reads it directly.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
 import pyarrow as pa
 
-from .errors import ConfigError, DataError
+from .errors import DataError
 from .schema import TIMESTAMP, table_to_rows
 from .storage import DataDir
 
@@ -81,20 +82,29 @@ def previous_state_file(data_dir: DataDir) -> PurePath:
     return data_dir.state_dir / PREVIOUS_STATE_FILE
 
 
-def _local(data_dir: DataDir, path: PurePath) -> Path:
-    if not data_dir.is_local:
-        raise ConfigError(f"{data_dir.location} is in S3: this check reads local files only")
-    return Path(path)
+def _local_copy(data_dir: DataDir, path: PurePath) -> Path:
+    """`path` itself in a local data dir; for S3, a fresh local copy (absent if it is)."""
+    if data_dir.is_local:
+        return Path(path)
+    copy = data_dir.store.local_dir(data_dir.root) / path.relative_to(data_dir.root)
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    if not data_dir.store.is_file(path):
+        copy.unlink(missing_ok=True)
+        return copy
+    tmp = copy.with_name(f"{copy.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data_dir.store.read_bytes(path))
+    os.replace(tmp, copy)
+    return copy
 
 
 def state_path(data_dir: DataDir) -> Path:
-    """The state file of a local data dir, for readers that open it by path (DuckDB)."""
-    return _local(data_dir, state_file(data_dir))
+    """The state file as a local path, for readers that open it by path (DuckDB)."""
+    return _local_copy(data_dir, state_file(data_dir))
 
 
 def previous_state_path(data_dir: DataDir) -> Path:
-    """The previous state file of a local data dir, for readers that open it by path."""
-    return _local(data_dir, previous_state_file(data_dir))
+    """The previous state file as a local path, for readers that open it by path."""
+    return _local_copy(data_dir, previous_state_file(data_dir))
 
 
 def keep_previous_state(data_dir: DataDir) -> None:

@@ -48,11 +48,7 @@ def _unreadable(data_dir: DataDir, path: PurePath, schema: pa.Schema) -> str | N
 
 
 def find_problems(data_dir: DataDir) -> list[Problem]:
-    """Every problem found: unreadable files, a corrupt state, leftovers, bad values.
-
-    The checks of the data's invariants (quality.py) read local files by path, so they run on
-    local data dirs only.
-    """
+    """Every problem found: unreadable files, a corrupt state, leftovers, bad values."""
     store = data_dir.store
     problems = []
     files = [(p, IMAGE_VERSION_SCHEMA) for p in data_dir.version_files()]
@@ -72,7 +68,7 @@ def find_problems(data_dir: DataDir) -> list[Problem]:
         problems.append(
             Problem("unfinished compaction", "the next sync finishes it", data_dir.journal_path)
         )
-    if not problems and data_dir.is_local and data_dir.warehouse_path.exists():
+    if not problems and data_dir.warehouse_path.exists():
         for check in (
             quality.no_duplicate_live_versions,
             quality.values_match_the_api_model,

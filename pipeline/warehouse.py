@@ -99,10 +99,19 @@ def _register_s3_dataset(connection: duckdb.DuckDBPyConnection, data_dir: DataDi
     _register(connection, data_dir, _RAW_STATE, state, _VIEW_STATE_SCHEMA)
 
 
+def scan_connection(data_dir: DataDir) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection on which `versions_relation(data_dir)` can be read."""
+    connection = duckdb.connect()
+    if not data_dir.is_local:
+        files = data_dir.version_files()
+        _register(connection, data_dir, _RAW_VERSIONS, files, IMAGE_VERSION_SCHEMA)
+    return connection
+
+
 def versions_relation(data_dir: DataDir) -> str:
     """Every stored row of `image_versions/`, as a SQL relation with exactly its columns.
 
-    For an S3 dataset it is valid only on a connection from `connect`.
+    For an S3 dataset it is valid only on a connection from `connect` or `scan_connection`.
     """
     if not data_dir.is_local:
         return _arrow_relation(_RAW_VERSIONS, IMAGE_VERSION_SCHEMA)

@@ -1,5 +1,6 @@
 """S3 datasets, against moto's S3 server on loopback: same rows as a local data dir, `status`
-and `query` without DuckDB's network extensions, the leased writer lock, SIGKILL mid-write."""
+and `query` without DuckDB's network extensions, the leased writer lock, SIGKILL mid-write,
+and the Dagster job with an s3:// DataDirResource."""
 
 from __future__ import annotations
 
@@ -17,13 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import dagster as dg
 import pytest
 from moto.server import ThreadedMotoServer
 
+from assets.definitions import build_definitions
+from assets.resources import DataDirResource, SageMakerResource
+from assets.schedules import JOB_NAME, RANGE_END, RANGE_START
+from pipeline.config import load_config
 from pipeline.emulator import EmulatorServer, random_mutations, seed_catalogue
 from pipeline.storage import DataDir
 from pipeline.warehouse import connect
-from tests.support import REGION, run_cli, run_sync, truth
+from tests.support import OTHER_REGION, REGION, run_cli, run_sync, truth
 
 LIVE_COLUMNS = (
     "region, image_name, version, image_arn, image_version_arn, status, failure_reason, "
@@ -253,3 +259,29 @@ def test_sigkill_mid_write_then_rerun_converges(
     assert killed == TRIALS, f"only {killed} of {TRIALS} kills landed while the sync ran"
     verified = run_cli("verify", "--data-dir", s3_dir.location)
     assert verified.code == 0, verified.stdout + verified.stderr
+
+
+def test_the_dagster_job_writes_an_s3_dataset(
+    server: EmulatorServer, sources_file: Path, s3_dir: DataDir
+) -> None:
+    project = load_config(str(sources_file))
+    built = build_definitions(
+        project,
+        resources={
+            "sagemaker": SageMakerResource(config_path=str(sources_file)),
+            "data": DataDirResource(path=s3_dir.location),
+        },
+    )
+    keys = project.partition_keys()
+    with dg.instance_for_test() as instance:
+        result = built.resolve_job_def(JOB_NAME).execute_in_process(
+            instance=instance,
+            tags={RANGE_START: keys[0], RANGE_END: keys[-1]},
+            raise_on_error=False,
+        )
+    assert result.success
+    checks = result.get_asset_check_evaluations()
+    assert len(checks) == 4 and all(c.passed for c in checks), [
+        (c.check_name, c.description) for c in checks if not c.passed
+    ]
+    assert set(live(s3_dir)) == truth(server.emulator, (REGION, OTHER_REGION))
