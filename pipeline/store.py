@@ -317,9 +317,13 @@ class S3Store(Store):
             raise OSError(f"S3 PutObject of {self.uri(path)} failed: {exc}") from exc
         return str(response["ETag"])
 
-    def publish(self, final: PurePath, write: Writer, tmp_dir: PurePath) -> None:
+    def _check_leases(self) -> None:
+        """Refuse to change the dataset once a lease this process holds was taken over."""
         for lease in self._leases:
             lease.check()
+
+    def publish(self, final: PurePath, write: Writer, tmp_dir: PurePath) -> None:
+        self._check_leases()
         sink = pa.BufferOutputStream()
         write(sink)
         self.put(final, sink.getvalue().to_pybytes())
@@ -362,6 +366,7 @@ class S3Store(Store):
         # "directory" behind.
         from botocore.exceptions import BotoCoreError, ClientError
 
+        self._check_leases()
         for start in range(0, len(paths), 1000):
             batch = [_split(path) for path in paths[start : start + 1000]]
             bucket = batch[0][0]

@@ -27,6 +27,8 @@ from assets.resources import DataDirResource, SageMakerResource
 from assets.schedules import JOB_NAME, RANGE_END, RANGE_START
 from pipeline.config import load_config
 from pipeline.emulator import EmulatorServer, random_mutations, seed_catalogue
+from pipeline.s3lock import LockLost
+from pipeline.schema import IMAGE_SCHEMA
 from pipeline.storage import DataDir
 from pipeline.warehouse import connect
 from tests.support import OTHER_REGION, REGION, run_cli, run_sync, truth
@@ -182,6 +184,18 @@ def test_a_second_writer_is_refused_while_the_lock_is_held(
         assert "another image-versions process is writing" in second.stderr
     assert not objects(s3_client, s3_dir, ".lock"), "released on exit"
     assert run_cli(*sync_args(s3_dir, server)).code == 0
+
+
+def test_a_writer_whose_lock_was_taken_over_stops_writing(s3_dir: DataDir, s3_client: Any) -> None:
+    s3_dir.prepare()
+    bucket, key = s3_dir.root.parts[0], "/".join((*s3_dir.root.parts[1:], ".lock"))
+    with pytest.raises(LockLost), s3_dir.writer_lock():
+        # Another writer judged the lease stale and took it over (a conditional PUT of its own).
+        s3_client.put_object(Bucket=bucket, Key=key, Body=b"another writer")
+        time.sleep(LOCK_TTL_S / 2)  # two heartbeats: the first one finds a foreign ETag
+        s3_dir.write_images("123456789012", REGION, IMAGE_SCHEMA.empty_table())
+    assert s3_client.get_object(Bucket=bucket, Key=key)["Body"].read() == b"another writer"
+    assert not s3_dir.image_files()
 
 
 def _start_sync(data_dir: DataDir, server: EmulatorServer) -> subprocess.Popen[bytes]:
