@@ -12,7 +12,8 @@ The two stores make a file visible whole in different ways:
   (A multipart upload is avoided on purpose: an upload completed while handling an error
   could publish a truncated file.)
 
-Reading goes through pyarrow's filesystem layer for both (`Store.filesystem`, paths as `str(path)`).
+Reading and listing go through pyarrow's filesystem layer for both (`Store.filesystem`, paths
+as `str(path)`); S3 writes, deletes and the lock (s3lock.py) go through boto3.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from assets.resources import DataDirResource, SageMakerResource
 from assets.schedules import JOB_NAME, RANGE_END, RANGE_START
 from pipeline.config import load_config
 from pipeline.emulator import EmulatorServer, random_mutations, seed_catalogue
+from pipeline.errors import ConfigError
 from pipeline.s3lock import LockLost
 from pipeline.schema import IMAGE_SCHEMA
 from pipeline.storage import DataDir
@@ -299,3 +300,19 @@ def test_the_dagster_job_writes_an_s3_dataset(
         (c.check_name, c.description) for c in checks if not c.passed
     ]
     assert set(live(s3_dir)) == truth(server.emulator, (REGION, OTHER_REGION))
+
+
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        ("s3://", "not a valid S3 location"),
+        ("s3://Bad_Bucket/x", "not a valid S3 location"),
+        ("s3://good-bucket/a b", "may hold only"),
+        ("s3://missing-bucket/x", "bucket missing-bucket does not exist"),
+    ],
+)
+def test_bad_s3_locations_are_configuration_errors(
+    s3_client: Any, location: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        DataDir.at(location).check_ours()
