@@ -37,7 +37,8 @@ class SageMakerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
 
 class DataDirResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """The dataset directory (bind it to IMAGE_VERSIONS_DATA_DIR with EnvVar)."""
+    """The dataset: a local directory or s3://BUCKET/PREFIX (bind it to IMAGE_VERSIONS_DATA_DIR
+    with EnvVar)."""
 
     path: str
 

@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--data-dir",
             metavar="DIR",
-            help="dataset directory (default: $IMAGE_VERSIONS_DATA_DIR, else ./data)",
+            help="dataset directory or s3://BUCKET/PREFIX "
+            "(default: $IMAGE_VERSIONS_DATA_DIR, else ./data)",
         )
 
     sync = commands.add_parser("sync", help="pull what changed since the last sync")
@@ -309,9 +310,10 @@ def _readable_data_dir(flag: str | None) -> Any:
     from .config import resolve_data_dir
 
     data_dir = resolve_data_dir(flag)
+    data_dir.store.check_reachable(data_dir.root)
     if not data_dir.is_ours():
         raise ConfigError(
-            f"{data_dir.root} is not an image-versions data dir; run `image-versions sync` "
+            f"{data_dir.location} is not an image-versions data dir; run `image-versions sync` "
             "first or pass --data-dir"
         )
     return data_dir
@@ -348,7 +350,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
     with data_dir.writer_lock():
         before, after = data_dir.compact()
         ensure_views(data_dir)
-    print(f"compacted {data_dir.root}: {before} files -> {after}")
+    print(f"compacted {data_dir.location}: {before} files -> {after}")
     return 0
 
 
@@ -365,7 +367,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             for action in repair(data_dir, problems):
                 print(f"REPAIR {action}")
             ensure_views(data_dir)
-    print(f"{len(problems)} problem(s) in {data_dir.root}")
+    print(f"{len(problems)} problem(s) in {data_dir.location}")
     return 1 if problems else 0
 
 

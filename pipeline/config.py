@@ -108,12 +108,10 @@ class AccessSettings:
 
 
 def resolve_data_dir(flag: str | None, environ: Mapping[str, str] | None = None) -> DataDir:
-    """--data-dir, else $IMAGE_VERSIONS_DATA_DIR, else ./data."""
+    """--data-dir, else $IMAGE_VERSIONS_DATA_DIR, else ./data: a local path or s3://BUCKET/PREFIX."""
     environ = os.environ if environ is None else environ
     raw = flag or environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
-    if raw.startswith("s3://"):
-        raise ConfigError("S3 data dirs are not supported yet; use a local directory")
-    return DataDir(Path(raw).expanduser())
+    return DataDir.at(raw)
 
 
 def validate_image_names(names: Iterable[str]) -> frozenset[str] | None:

@@ -15,7 +15,7 @@ import duckdb
 from .schema import STATE_COLUMNS, VERSION_KEY
 from .state import previous_state_path, state_path
 from .storage import DataDir
-from .warehouse import connect, versions_relation
+from .warehouse import connect, scan_connection, versions_relation
 
 # From botocore's SageMaker model (ImageVersionStatus, ImageArn, ImageVersionArn).
 VERSION_STATUSES = ("CREATING", "CREATED", "CREATE_FAILED", "DELETING", "DELETE_FAILED")
@@ -60,7 +60,7 @@ def no_duplicate_live_versions(data_dir: DataDir) -> CheckOutcome:
     """
     key = ", ".join(VERSION_KEY)
     state = ", ".join(c for c in STATE_COLUMNS if c not in VERSION_KEY)
-    with duckdb.connect() as connection:
+    with scan_connection(data_dir) as connection:
         rows = _rows(
             connection,
             f"WITH raw AS (SELECT * FROM {versions_relation(data_dir)}), "

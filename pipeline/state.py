@@ -7,12 +7,12 @@ reads it directly.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .errors import DataError
 from .schema import TIMESTAMP, table_to_rows
@@ -73,33 +73,58 @@ class ImageState:
         return (self.source, self.region, self.image_name)
 
 
-def state_path(data_dir: DataDir) -> Path:
+def state_file(data_dir: DataDir) -> PurePath:
     return data_dir.state_dir / STATE_FILE
 
 
-def previous_state_path(data_dir: DataDir) -> Path:
+def previous_state_file(data_dir: DataDir) -> PurePath:
     """The state as the last sync found it (for the watermark-regression check)."""
     return data_dir.state_dir / PREVIOUS_STATE_FILE
 
 
+def _local_copy(data_dir: DataDir, path: PurePath) -> Path:
+    """`path` itself in a local data dir; for S3, a fresh local copy (absent if it is)."""
+    if data_dir.is_local:
+        return Path(path)
+    copy = data_dir.store.local_dir(data_dir.root) / path.relative_to(data_dir.root)
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    if not data_dir.store.is_file(path):
+        copy.unlink(missing_ok=True)
+        return copy
+    tmp = copy.with_name(f"{copy.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data_dir.store.read_bytes(path))
+    os.replace(tmp, copy)
+    return copy
+
+
+def state_path(data_dir: DataDir) -> Path:
+    """The state file as a local path, for readers that open it by path (DuckDB)."""
+    return _local_copy(data_dir, state_file(data_dir))
+
+
+def previous_state_path(data_dir: DataDir) -> Path:
+    """The previous state file as a local path, for readers that open it by path."""
+    return _local_copy(data_dir, previous_state_file(data_dir))
+
+
 def keep_previous_state(data_dir: DataDir) -> None:
     """Copy the current state aside before a sync changes it."""
-    current = state_path(data_dir)
-    if current.exists():
-        data_dir.atomic_copy(current, previous_state_path(data_dir))
+    current = state_file(data_dir)
+    if data_dir.store.is_file(current):
+        data_dir.atomic_copy(current, previous_state_file(data_dir))
 
 
 def load_state(data_dir: DataDir) -> dict[StateKey, ImageState]:
     """Read the state file; an empty mapping when there is none yet."""
-    path = state_path(data_dir)
-    if not path.exists():
+    path = state_file(data_dir)
+    if not data_dir.store.is_file(path):
         return {}
     try:
-        table = pq.read_table(path, schema=STATE_SCHEMA)
+        table = data_dir.read_table([path], schema=STATE_SCHEMA)
     except (OSError, pa.ArrowException) as exc:
         raise DataError(
-            f"state file {path} is corrupt ({exc}); run `image-versions sync --full-refresh` "
-            "to rebuild it from the source"
+            f"state file {data_dir.store.uri(path)} is corrupt ({exc}); run "
+            "`image-versions sync --full-refresh` to rebuild it from the source"
         ) from exc
     states = {}
     for row in table_to_rows(table):
@@ -145,4 +170,4 @@ def save_state(data_dir: DataDir, states: Mapping[StateKey, ImageState]) -> None
         }
         for _, state in sorted(states.items())
     ]
-    data_dir.atomic_write(pa.Table.from_pylist(rows, schema=STATE_SCHEMA), state_path(data_dir))
+    data_dir.atomic_write(pa.Table.from_pylist(rows, schema=STATE_SCHEMA), state_file(data_dir))

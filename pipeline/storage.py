@@ -1,20 +1,20 @@
 """The data directory: ownership, the writer lock, atomic Parquet files, partitioning, compaction.
 
-Layout under DATA (paths marked * are part of the public contract):
+Layout under DATA, a local directory or `s3://bucket/prefix` (paths marked * are public):
 
     .image-versions          marker: this directory belongs to us
-    .lock                    the writer lock (an OS lock: released when its process dies)
+    .lock                    the writer lock (store.py: an OS lock, or an S3 lease)
     image_versions/*         account_region=<account>.<region>/month=<YYYY-MM>/<name>.parquet
-    image_version_details/*  the same layout (written only when enrichment is on)
     images/*                 account_region=<account>.<region>/images.parquet
+    image_version_details/*  the same layout as image_versions (written only when enriching)
     _state/                  watermarks (state.py) and the compaction journal
-    _tmp/                    files being written; renamed into place once durable
-    warehouse.duckdb*        views (warehouse.py)
+    _tmp/                    local only: files being written; renamed into place once durable
+    warehouse.duckdb*        views (warehouse.py); for S3, in a local cache directory
 
-Only complete Parquet files ever appear under the dataset directories: each is written
-to `_tmp/`, fsynced, then renamed into place (rename is atomic within one filesystem).
-The Hive keys are deliberately not named like columns: `account_id` as a key would be read
-back as an integer (losing leading zeros), and a `region` key would clash with the column.
+Only complete Parquet files ever appear under `image_versions/`, `images/` and
+`image_version_details/` (how each store guarantees it: store.py). The Hive keys are
+deliberately not named like columns: `account_id` as a key would be read back as an integer
+(losing leading zeros), and a `region` key would clash with the column.
 """
 
 from __future__ import annotations
@@ -22,22 +22,19 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
-import shutil
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
 from typing import TypedDict
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from filelock import FileLock, Timeout
 
 from .errors import ConfigError, DataError
 from .schema import IMAGE_SCHEMA, IMAGE_VERSION_DETAILS_SCHEMA, IMAGE_VERSION_SCHEMA
+from .store import S3_SCHEME, LocalStore, S3Store, Store, parse_s3_uri
 
 log = logging.getLogger(__name__)
 MARKER = ".image-versions"
@@ -47,26 +44,7 @@ PARQUET_COMPRESSION = "zstd"
 AUTO_COMPACT_FILES = 16
 ROW_ORDER = [("image_name", "ascending"), ("version", "ascending"), ("observed_at", "ascending")]
 _SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _make_dirs(path: Path) -> None:
-    """Create `path` and its missing parents, making each new directory entry durable."""
-    missing = []
-    current = path
-    while not current.exists():
-        missing.append(current)
-        current = current.parent
-    for directory in reversed(missing):
-        directory.mkdir(exist_ok=True)
-        _fsync_dir(directory.parent)
+LOCAL = LocalStore()
 
 
 def _partition_key(value: str) -> str:
@@ -83,49 +61,72 @@ class _Journal(TypedDict):
 
 @dataclass(frozen=True)
 class DataDir:
-    """A dataset directory and the paths inside it."""
+    """A dataset and the paths inside it, in a local directory or an S3 prefix.
 
-    root: Path
+    `root` is a local path (a `Path`), or `bucket/prefix` with an `S3Store`; every file
+    operation goes through `store`, so the logic here is one code path for both.
+    """
+
+    root: PurePath
+    store: Store = field(default=LOCAL)
+
+    @classmethod
+    def at(cls, location: str) -> DataDir:
+        """The dataset at a local path or at `s3://bucket/prefix`."""
+        if location.startswith(S3_SCHEME):
+            return cls(parse_s3_uri(location), S3Store.from_env())
+        return cls(Path(location).expanduser())
 
     @property
-    def versions_dir(self) -> Path:
+    def location(self) -> str:
+        """How the user names it: the local path, or `s3://bucket/prefix`."""
+        return self.store.uri(self.root)
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.store, LocalStore)
+
+    @property
+    def versions_dir(self) -> PurePath:
         return self.root / "image_versions"
 
     @property
-    def details_dir(self) -> Path:
+    def details_dir(self) -> PurePath:
         return self.root / "image_version_details"
 
     @property
-    def images_dir(self) -> Path:
+    def images_dir(self) -> PurePath:
         return self.root / "images"
 
     @property
-    def state_dir(self) -> Path:
+    def state_dir(self) -> PurePath:
         return self.root / "_state"
 
     @property
-    def tmp_dir(self) -> Path:
+    def tmp_dir(self) -> PurePath:
         return self.root / "_tmp"
 
     @property
     def warehouse_path(self) -> Path:
-        return self.root / "warehouse.duckdb"
+        return self.store.local_dir(self.root) / "warehouse.duckdb"
 
     @property
-    def journal_path(self) -> Path:
+    def journal_path(self) -> PurePath:
         return self.state_dir / "compaction.json"
 
     def is_ours(self) -> bool:
-        return (self.root / MARKER).is_file()
+        return self.store.is_file(self.root / MARKER)
 
     def check_ours(self) -> None:
         """Refuse (ConfigError) a directory that exists and is not an image-versions dataset."""
-        root = self.root
-        if root.exists() and not root.is_dir():
-            raise ConfigError(f"data dir {root} is a file, not a directory; choose another path")
-        if root.is_dir() and not self.is_ours() and any(root.iterdir()):
+        self.store.check_reachable(self.root)
+        if self.store.is_file(self.root):
             raise ConfigError(
-                f"data dir {root} is not empty and was not created by image-versions "
+                f"data dir {self.location} is a file, not a directory; choose another path"
+            )
+        if self.store.has_entries(self.root) and not self.is_ours():
+            raise ConfigError(
+                f"data dir {self.location} is not empty and was not created by image-versions "
                 f"(no {MARKER} marker); choose an empty or new directory"
             )
 
@@ -133,72 +134,65 @@ class DataDir:
         """Create the directory layout (idempotent) after checking the directory is ours."""
         self.check_ours()
         try:
-            _make_dirs(self.root)
-            marker = self.root / MARKER
-            if not marker.exists():
-                marker.write_text(MARKER_TEXT)
-            for directory in (self.versions_dir, self.images_dir, self.state_dir, self.tmp_dir):
-                _make_dirs(directory)
+            self.store.make_dirs([self.root])
+            if not self.is_ours():
+                self.store.touch(self.root / MARKER, MARKER_TEXT.encode())
+            self.store.make_dirs([self.versions_dir, self.images_dir, self.state_dir, self.tmp_dir])
             probe = self.tmp_dir / f".probe-{uuid.uuid4().hex}"
-            probe.write_bytes(b"")
-            probe.unlink()
+            self.store.touch(probe, b"")
+            self.store.delete([probe])
         except PermissionError as exc:
-            raise ConfigError(f"data dir {self.root} is not writable: {exc.strerror}") from exc
+            raise ConfigError(f"data dir {self.location} is not writable: {exc.strerror}") from exc
         except OSError as exc:
-            raise ConfigError(f"cannot create data dir {self.root}: {exc.strerror}") from exc
+            reason = exc.strerror or exc
+            raise ConfigError(f"cannot create data dir {self.location}: {reason}") from exc
 
-    @contextlib.contextmanager
-    def writer_lock(self, timeout_s: float = 0) -> Iterator[None]:
+    def writer_lock(self, timeout_s: float = 0) -> contextlib.AbstractContextManager[None]:
         """Hold the dataset's writer lock; ConfigError if another writer holds it."""
-        lock = FileLock(self.root / ".lock", timeout=timeout_s)
-        try:
-            lock.acquire()
-        except Timeout as exc:
-            raise ConfigError(
-                f"another image-versions process is writing to {self.root}; "
-                "wait for it to finish and run again"
-            ) from exc
-        try:
-            yield
-        finally:
-            lock.release()
+        return self.store.lock(self.root, timeout_s)
 
     def clean_tmp(self) -> None:
         """Remove leftovers of writes that a killed process never finished."""
-        if self.tmp_dir.is_dir():
-            for leftover in self.tmp_dir.iterdir():
-                leftover.unlink(missing_ok=True)
+        self.store.delete(self.store.files(self.tmp_dir))
 
-    def atomic_write(self, table: pa.Table, final_path: Path) -> Path:
+    def read_table(self, paths: list[PurePath], schema: pa.Schema | None = None) -> pa.Table:
+        """Read Parquet files of this dataset (through pyarrow's filesystem layer)."""
+        return pq.read_table(
+            [str(path) for path in paths],
+            schema=schema,
+            partitioning=None,  # the Hive keys are in the rows already
+            filesystem=self.store.filesystem,
+        )
+
+    def atomic_write(self, table: pa.Table, final_path: PurePath) -> PurePath:
         """Write `table` to `final_path` so that it appears complete or not at all."""
-        tmp = self.tmp_dir / f"{uuid.uuid4().hex}.tmp"
-        pq.write_table(table, tmp, compression=PARQUET_COMPRESSION)
-        return self._publish(tmp, final_path)
 
-    def _publish(self, tmp: Path, final_path: Path) -> Path:
-        """Make a finished temp file durable, then rename it into place."""
-        _make_dirs(final_path.parent)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, final_path)
-        _fsync_dir(final_path.parent)
+        def write(sink: pa.NativeFile) -> None:
+            pq.write_table(table, sink, compression=PARQUET_COMPRESSION)
+
+        self.store.publish(final_path, write, self.tmp_dir)
         return final_path
 
-    def atomic_copy(self, source: Path, final_path: Path) -> Path:
-        """Copy a file so that the copy appears complete or not at all."""
-        tmp = self.tmp_dir / f"{uuid.uuid4().hex}.tmp"
-        shutil.copyfile(source, tmp)
-        return self._publish(tmp, final_path)
+    def _publish_bytes(self, data: bytes, final_path: PurePath) -> None:
+        def write(sink: pa.NativeFile) -> None:
+            sink.write(data)
 
-    def write_versions(self, table: pa.Table) -> list[Path]:
+        self.store.publish(final_path, write, self.tmp_dir)
+
+    def atomic_copy(self, source: PurePath, final_path: PurePath) -> PurePath:
+        """Copy a file so that the copy appears complete or not at all."""
+        self._publish_bytes(self.store.read_bytes(source), final_path)
+        return final_path
+
+    def write_versions(self, table: pa.Table) -> list[PurePath]:
         """Write version rows as one new file per (account, region, month) partition."""
         return self._write_monthly(table, IMAGE_VERSION_SCHEMA, self.versions_dir)
 
-    def write_details(self, table: pa.Table) -> list[Path]:
+    def write_details(self, table: pa.Table) -> list[PurePath]:
         """Write details rows as one new file per (account, region, month) partition."""
         return self._write_monthly(table, IMAGE_VERSION_DETAILS_SCHEMA, self.details_dir)
 
-    def _write_monthly(self, table: pa.Table, schema: pa.Schema, base: Path) -> list[Path]:
+    def _write_monthly(self, table: pa.Table, schema: pa.Schema, base: PurePath) -> list[PurePath]:
         if table.num_rows == 0:
             return []
         table = table.select(schema.names).cast(schema)
@@ -224,28 +218,28 @@ class DataDir:
             written.append(self.atomic_write(part, directory / f"part-{uuid.uuid4().hex}.parquet"))
         return written
 
-    def version_partition(self, account: str, region: str, month: str) -> Path:
+    def version_partition(self, account: str, region: str, month: str) -> PurePath:
         return self._month_partition(self.versions_dir, account, region, month)
 
     @staticmethod
-    def _month_partition(base: Path, account: str, region: str, month: str) -> Path:
+    def _month_partition(base: PurePath, account: str, region: str, month: str) -> PurePath:
         key = f"{_partition_key(account)}.{_partition_key(region)}"
         return base / f"account_region={key}" / f"month={_partition_key(month)}"
 
-    def write_images(self, account: str, region: str, table: pa.Table) -> Path:
+    def write_images(self, account: str, region: str, table: pa.Table) -> PurePath:
         """Replace the catalogue snapshot of one account and region."""
         key = f"{_partition_key(account)}.{_partition_key(region)}"
         final = self.images_dir / f"account_region={key}" / "images.parquet"
         return self.atomic_write(table.cast(IMAGE_SCHEMA), final)
 
-    def version_files(self) -> list[Path]:
-        return sorted(self.versions_dir.glob("*/*/*.parquet"))
+    def version_files(self) -> list[PurePath]:
+        return self.store.glob(self.versions_dir, "*/*/*.parquet")
 
-    def details_files(self) -> list[Path]:
-        return sorted(self.details_dir.glob("*/*/*.parquet"))
+    def details_files(self) -> list[PurePath]:
+        return self.store.glob(self.details_dir, "*/*/*.parquet")
 
-    def image_files(self) -> list[Path]:
-        return sorted(self.images_dir.glob("*/*.parquet"))
+    def image_files(self) -> list[PurePath]:
+        return self.store.glob(self.images_dir, "*/*.parquet")
 
     def compact(self, min_files: int = 2) -> tuple[int, int]:
         """Merge each partition (of versions and of details) holding at least `min_files` files
@@ -264,7 +258,7 @@ class DataDir:
         before = after = 0
         for list_files, schema in datasets:
             files_before = list_files()
-            partitions: dict[Path, list[Path]] = {}
+            partitions: dict[PurePath, list[PurePath]] = {}
             for path in files_before:
                 partitions.setdefault(path.parent, []).append(path)
             for directory, files in sorted(partitions.items()):
@@ -273,42 +267,32 @@ class DataDir:
             before, after = before + len(files_before), after + len(list_files())
         return before, after
 
-    def _merge_partition(self, directory: Path, files: list[Path], schema: pa.Schema) -> None:
+    def _merge_partition(
+        self, directory: PurePath, files: list[PurePath], schema: pa.Schema
+    ) -> None:
         log.info("compacting %d files in %s", len(files), directory.relative_to(self.root))
-        merged = pq.read_table(files, schema=schema)
+        merged = self.read_table(files, schema=schema)
         merged = merged.sort_by(ROW_ORDER)
         target = directory / f"compacted-{uuid.uuid4().hex}.parquet"
         journal: _Journal = {
             "new": str(target.relative_to(self.root)),
             "old": [str(path.relative_to(self.root)) for path in files],
         }
-        self._write_journal(journal)
+        self._publish_bytes(json.dumps(journal).encode(), self.journal_path)
         self.atomic_write(merged, target)
         self._finish_journal(journal)
 
-    def _write_journal(self, journal: _Journal) -> None:
-        tmp = self.tmp_dir / f"{uuid.uuid4().hex}.journal"
-        tmp.write_text(json.dumps(journal))
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.journal_path)
-        _fsync_dir(self.state_dir)
-
     def _finish_journal(self, journal: _Journal) -> None:
-        new = self.root / journal["new"]
-        if new.exists():
-            for name in journal["old"]:
-                (self.root / name).unlink(missing_ok=True)
-            _fsync_dir(new.parent)
-        self.journal_path.unlink(missing_ok=True)
-        _fsync_dir(self.state_dir)
+        if self.store.is_file(self.root / journal["new"]):
+            self.store.delete([self.root / name for name in journal["old"]])
+        self.store.delete([self.journal_path])
 
     def recover_compaction(self) -> None:
         """Finish (or drop) a compaction that a killed process left half done."""
-        if not self.journal_path.exists():
+        if not self.store.is_file(self.journal_path):
             return
         try:
-            journal = json.loads(self.journal_path.read_text())
+            journal = json.loads(self.store.read_bytes(self.journal_path))
         except (OSError, ValueError) as exc:
             raise DataError(f"compaction journal {self.journal_path} is unreadable: {exc}") from exc
         self._finish_journal(journal)

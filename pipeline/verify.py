@@ -9,17 +9,15 @@ do not, and the report says which files those were.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePath
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from . import quality
 from .schema import IMAGE_SCHEMA, IMAGE_VERSION_SCHEMA
-from .state import STATE_SCHEMA, state_path
+from .state import STATE_SCHEMA, state_file
 from .storage import DataDir
 
 QUARANTINE = "_quarantine"
@@ -31,17 +29,17 @@ class Problem:
 
     kind: str
     detail: str
-    path: Path | None = None
+    path: PurePath | None = None
 
     def __str__(self) -> str:
         where = f" {self.path}" if self.path else ""
         return f"{self.kind}:{where} {self.detail}"
 
 
-def _unreadable(path: Path, schema: pa.Schema) -> str | None:
+def _unreadable(data_dir: DataDir, path: PurePath, schema: pa.Schema) -> str | None:
     """Why a Parquet file cannot be read back with `schema`, or None when it can."""
     try:
-        table = pq.read_table(path)
+        table = data_dir.read_table([path])
     except (OSError, pa.ArrowException) as exc:
         return " ".join(str(exc).split())
     if not table.schema.equals(schema, check_metadata=False):
@@ -51,20 +49,22 @@ def _unreadable(path: Path, schema: pa.Schema) -> str | None:
 
 def find_problems(data_dir: DataDir) -> list[Problem]:
     """Every problem found: unreadable files, a corrupt state, leftovers, bad values."""
+    store = data_dir.store
     problems = []
     files = [(p, IMAGE_VERSION_SCHEMA) for p in data_dir.version_files()]
     files += [(p, IMAGE_SCHEMA) for p in data_dir.image_files()]
     for path, schema in files:
-        reason = _unreadable(path, schema)
+        reason = _unreadable(data_dir, path, schema)
         if reason:
             problems.append(Problem("unreadable file", reason, path))
-    strays = [p for p in data_dir.versions_dir.rglob("*") if p.is_file() and p.suffix != ".parquet"]
+    strays = [p for p in store.files(data_dir.versions_dir) if p.suffix != ".parquet"]
     problems += [Problem("stray file", "not a Parquet file", p) for p in strays]
-    if state_path(data_dir).exists():
-        reason = _unreadable(state_path(data_dir), STATE_SCHEMA)
+    state = state_file(data_dir)
+    if store.is_file(state):
+        reason = _unreadable(data_dir, state, STATE_SCHEMA)
         if reason:
-            problems.append(Problem("corrupt state", reason, state_path(data_dir)))
-    if data_dir.journal_path.exists():
+            problems.append(Problem("corrupt state", reason, state))
+    if store.is_file(data_dir.journal_path):
         problems.append(
             Problem("unfinished compaction", "the next sync finishes it", data_dir.journal_path)
         )
@@ -82,9 +82,16 @@ def find_problems(data_dir: DataDir) -> list[Problem]:
 
 def repair(data_dir: DataDir, problems: list[Problem]) -> list[str]:
     """Quarantine unreadable files and stray files; drop a state that no longer holds."""
+    store = data_dir.store
     quarantine = data_dir.root / QUARANTINE / time.strftime("%Y%m%dT%H%M%S")
     actions = []
     moved_data = False
+
+    def move_aside(path: PurePath) -> PurePath:
+        target = quarantine / path.relative_to(data_dir.root)
+        store.move(path, target)
+        return target
+
     for problem in problems:
         if problem.path is None or problem.kind not in {
             "unreadable file",
@@ -92,16 +99,15 @@ def repair(data_dir: DataDir, problems: list[Problem]) -> list[str]:
             "corrupt state",
         }:
             continue
-        target = quarantine / problem.path.relative_to(data_dir.root)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(problem.path, target)
+        target = move_aside(problem.path)
         moved_data |= problem.kind != "corrupt state"
-        actions.append(f"moved {problem.path.relative_to(data_dir.root)} to {target}")
-    if moved_data and state_path(data_dir).exists():
-        target = quarantine / state_path(data_dir).relative_to(data_dir.root)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(state_path(data_dir), target)
-        actions.append(f"moved the state to {target}: the watermarks covered the moved data")
+        actions.append(f"moved {problem.path.relative_to(data_dir.root)} to {store.uri(target)}")
+    state = state_file(data_dir)
+    if moved_data and store.is_file(state):
+        target = move_aside(state)
+        actions.append(
+            f"moved the state to {store.uri(target)}: the watermarks covered the moved data"
+        )
     if actions:
         actions.append(
             "now run `image-versions sync --full-refresh` to list every image again; current "

@@ -4,6 +4,10 @@ The views (and the table macro `image_versions_as_of`) read the Parquet files di
 glob), so new files show up without touching the database file; they are only re-created when
 their definition changes (a new data path, a first file, a new release), and an analyst
 holding the database open never blocks a sync.
+
+An S3 dataset is read without DuckDB's network extensions: each connection (`connect`) lists
+the files through pyarrow's S3 filesystem and registers them as Arrow datasets named
+`_raw_*`; the same views, kept in a local cache file, read those.
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path, PurePath
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 from .errors import ConfigError
 from .schema import (
@@ -25,7 +31,7 @@ from .schema import (
     VERSION_KEY,
     Row,
 )
-from .state import STATE_SCHEMA, state_path
+from .state import STATE_SCHEMA, state_file
 from .storage import DataDir
 
 VIEW_NAMES = (
@@ -54,6 +60,10 @@ _DUCKDB_TYPES = {
     pa.bool_(): "BOOLEAN",
 }
 _LATEST_ORDER = "observed_at DESC, last_modified_time DESC, is_deleted DESC"
+_VIEW_STATE_SCHEMA = pa.schema([f for f in STATE_SCHEMA if f.name != "window"])
+# The Arrow datasets an S3 connection registers: name -> (schema, the files it covers).
+_RAW_VERSIONS, _RAW_IMAGES, _RAW_STATE = "_raw_image_versions", "_raw_images", "_raw_sync_state"
+_RAW_DETAILS = "_raw_image_version_details"
 
 
 def _literal(text: str) -> str:
@@ -64,8 +74,6 @@ def _literal(text: str) -> str:
 def _duckdb_type(arrow_type: pa.DataType) -> str:
     if pa.types.is_timestamp(arrow_type):
         return "TIMESTAMPTZ"
-    if pa.types.is_list(arrow_type):
-        return f"{_duckdb_type(arrow_type.value_type)}[]"
     return _DUCKDB_TYPES[arrow_type]
 
 
@@ -129,9 +137,55 @@ def _changes(relation: str) -> str:
     )
 
 
+def _arrow_relation(name: str, schema: pa.Schema) -> str:
+    """A relation with exactly `schema`'s columns over the Arrow dataset registered as `name`."""
+    return f"(SELECT {_columns(schema)} FROM {name})"
+
+
+def _register(
+    connection: duckdb.DuckDBPyConnection,
+    data_dir: DataDir,
+    name: str,
+    files: list[PurePath],
+    schema: pa.Schema,
+) -> None:
+    """Register `files` (read through pyarrow's filesystem layer) on `connection` as `name`."""
+    dataset = ds.dataset(
+        [str(path) for path in files],
+        schema=schema,
+        format="parquet",
+        filesystem=data_dir.store.filesystem,
+    )
+    connection.register(name, dataset)
+
+
+def _register_s3_dataset(connection: duckdb.DuckDBPyConnection, data_dir: DataDir) -> None:
+    state = [state_file(data_dir)] if data_dir.store.is_file(state_file(data_dir)) else []
+    _register(connection, data_dir, _RAW_VERSIONS, data_dir.version_files(), IMAGE_VERSION_SCHEMA)
+    _register(connection, data_dir, _RAW_IMAGES, data_dir.image_files(), IMAGE_SCHEMA)
+    _register(
+        connection, data_dir, _RAW_DETAILS, data_dir.details_files(), IMAGE_VERSION_DETAILS_SCHEMA
+    )
+    _register(connection, data_dir, _RAW_STATE, state, _VIEW_STATE_SCHEMA)
+
+
+def scan_connection(data_dir: DataDir) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection on which `versions_relation(data_dir)` can be read."""
+    connection = duckdb.connect()
+    if not data_dir.is_local:
+        files = data_dir.version_files()
+        _register(connection, data_dir, _RAW_VERSIONS, files, IMAGE_VERSION_SCHEMA)
+    return connection
+
+
 def versions_relation(data_dir: DataDir) -> str:
-    """Every stored row of `image_versions/`, as a SQL relation with exactly its columns."""
-    root = data_dir.root.resolve()
+    """Every stored row of `image_versions/`, as a SQL relation with exactly its columns.
+
+    For an S3 dataset it is valid only on a connection from `connect` or `scan_connection`.
+    """
+    if not data_dir.is_local:
+        return _arrow_relation(_RAW_VERSIONS, IMAGE_VERSION_SCHEMA)
+    root = _local_root(data_dir)
     return _parquet_relation(
         f"{root}/image_versions/*/*/*.parquet", IMAGE_VERSION_SCHEMA, bool(data_dir.version_files())
     )
@@ -139,9 +193,10 @@ def versions_relation(data_dir: DataDir) -> str:
 
 def details_relation(data_dir: DataDir) -> str:
     """Every stored row of `image_version_details/`, as a SQL relation with exactly its columns."""
-    root = data_dir.root.resolve()
+    if not data_dir.is_local:
+        return _arrow_relation(_RAW_DETAILS, IMAGE_VERSION_DETAILS_SCHEMA)
     return _parquet_relation(
-        f"{root}/image_version_details/*/*/*.parquet",
+        f"{_local_root(data_dir)}/image_version_details/*/*/*.parquet",
         IMAGE_VERSION_DETAILS_SCHEMA,
         bool(data_dir.details_files()),
     )
@@ -156,16 +211,31 @@ def _latest_details(data_dir: DataDir) -> str:
     )
 
 
-def view_definitions(data_dir: DataDir) -> dict[str, str]:
-    """The SQL of each view, bound to this data dir's absolute paths."""
-    root = data_dir.root.resolve()
-    versions = versions_relation(data_dir)
+def _local_root(data_dir: DataDir) -> Path:
+    return data_dir.store.local_dir(data_dir.root).resolve()
+
+
+def _images_and_state_relations(data_dir: DataDir) -> tuple[str, str]:
+    """The relations of `images/` and of the state file (without its window column)."""
+    if not data_dir.is_local:
+        return (
+            _arrow_relation(_RAW_IMAGES, IMAGE_SCHEMA),
+            _arrow_relation(_RAW_STATE, _VIEW_STATE_SCHEMA),
+        )
+    root = _local_root(data_dir)
     images = _parquet_relation(
         f"{root}/images/*/*.parquet", IMAGE_SCHEMA, bool(data_dir.image_files())
     )
-    state_file = state_path(data_dir)
-    state_schema = pa.schema([f for f in STATE_SCHEMA if f.name != "window"])
-    state = _parquet_relation(str(state_file.resolve()), state_schema, state_file.exists())
+    state_path = Path(state_file(data_dir))
+    state = _parquet_relation(str(state_path.resolve()), _VIEW_STATE_SCHEMA, state_path.exists())
+    return images, state
+
+
+def view_definitions(data_dir: DataDir) -> dict[str, str]:
+    """The SQL of each view, bound to this data dir's absolute paths (or, for S3, datasets)."""
+    versions = versions_relation(data_dir)
+    images, state = _images_and_state_relations(data_dir)
+    state_schema = _VIEW_STATE_SCHEMA
     state_columns = ", ".join(f"s.{name}" for name in state_schema.names if name != "source")
     return {
         "image_versions": (
@@ -210,8 +280,21 @@ def _signature(statements: list[tuple[str, str]]) -> str:
 
 
 def connect(data_dir: DataDir, *, read_only: bool) -> duckdb.DuckDBPyConnection:
-    """A connection to the warehouse with UTC as its time zone."""
-    connection = duckdb.connect(str(data_dir.warehouse_path), read_only=read_only)
+    """A connection to the warehouse with UTC as its time zone.
+
+    For an S3 dataset, extensions are never installed from the network, and the dataset's
+    files as they are now are registered for the views to read.
+    """
+    if data_dir.is_local:
+        connection = duckdb.connect(str(data_dir.warehouse_path), read_only=read_only)
+    else:
+        data_dir.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+        connection = duckdb.connect(
+            str(data_dir.warehouse_path),
+            read_only=read_only,
+            config={"autoinstall_known_extensions": False},
+        )
+        _register_s3_dataset(connection, data_dir)
     connection.execute("SET TimeZone = 'UTC'")
     return connection
 
@@ -259,7 +342,7 @@ class QueryResult:
 def run_query(data_dir: DataDir, sql: str) -> QueryResult:
     """Run user SQL on a read-only connection to the warehouse."""
     if not data_dir.warehouse_path.exists():
-        raise ConfigError(f"no warehouse in {data_dir.root}; run `image-versions sync` first")
+        raise ConfigError(f"no warehouse for {data_dir.location}; run `image-versions sync` first")
     with connect(data_dir, read_only=True) as connection:
         try:
             relation = connection.sql(sql)
@@ -271,26 +354,49 @@ def run_query(data_dir: DataDir, sql: str) -> QueryResult:
             raise ConfigError(f"query failed: {message}") from exc
 
 
+def _partition_relation(
+    connection: duckdb.DuckDBPyConnection,
+    data_dir: DataDir,
+    base: PurePath,
+    account_id: str,
+    region: str,
+    schema: pa.Schema,
+) -> str | None:
+    """The rows of one account and region under `base` as a relation on `connection`, or None
+    when there are no files."""
+    partition = base / f"account_region={account_id}.{region}"
+    files = data_dir.store.glob(partition, "*/*.parquet")
+    if not files:
+        return None
+    if data_dir.is_local:
+        return _parquet_relation(f"{Path(partition).resolve()}/*/*.parquet", schema, True)
+    name = f"_raw_{base.name}"  # _RAW_VERSIONS or _RAW_DETAILS
+    _register(connection, data_dir, name, files, schema)
+    return _arrow_relation(name, schema)
+
+
 def latest_live_rows(
     data_dir: DataDir, account_id: str, region: str, image_names: Iterable[str]
 ) -> dict[str, dict[int, Row]]:
     """The stored live versions of some images: image -> version -> row (timestamps in ms)."""
     names = sorted(set(image_names))
-    partition = data_dir.versions_dir / f"account_region={account_id}.{region}"
-    files = sorted(partition.glob("*/*.parquet"))
     result: dict[str, dict[int, Row]] = {name: {} for name in names}
-    if not names or not files:
+    if not names:
         return result
-    relation = _parquet_relation(f"{partition.resolve()}/*/*.parquet", IMAGE_VERSION_SCHEMA, True)
     selected = ", ".join(
         f"epoch_ms({f.name}) AS {f.name}" if pa.types.is_timestamp(f.type) else f.name
         for f in IMAGE_VERSION_SCHEMA
     )
-    sql = (
-        f"SELECT {selected} FROM {_latest_states(relation)} "
-        "WHERE NOT is_deleted AND account_id = ? AND region = ? AND list_contains(?, image_name)"
-    )
     with duckdb.connect() as connection:
+        relation = _partition_relation(
+            connection, data_dir, data_dir.versions_dir, account_id, region, IMAGE_VERSION_SCHEMA
+        )
+        if relation is None:
+            return result
+        sql = (
+            f"SELECT {selected} FROM {_latest_states(relation)} WHERE NOT is_deleted "
+            "AND account_id = ? AND region = ? AND list_contains(?, image_name)"
+        )
         cursor = connection.execute(sql, [account_id, region, names])
         columns = [column[0] for column in cursor.description]
         for values in cursor.fetchall():
@@ -304,18 +410,24 @@ def described_states(
 ) -> dict[str, set[tuple[int, int]]]:
     """The states that have details stored: image -> {(version, last_modified_time ms)}."""
     names = sorted(set(image_names))
-    partition = data_dir.details_dir / f"account_region={account_id}.{region}"
     result: dict[str, set[tuple[int, int]]] = {name: set() for name in names}
-    if not names or not any(partition.glob("*/*.parquet")):
+    if not names:
         return result
-    relation = _parquet_relation(
-        f"{partition.resolve()}/*/*.parquet", IMAGE_VERSION_DETAILS_SCHEMA, True
-    )
-    sql = (
-        f"SELECT DISTINCT image_name, version, epoch_ms(last_modified_time) FROM {relation} "
-        "WHERE list_contains(?, image_name)"
-    )
     with duckdb.connect() as connection:
+        relation = _partition_relation(
+            connection,
+            data_dir,
+            data_dir.details_dir,
+            account_id,
+            region,
+            IMAGE_VERSION_DETAILS_SCHEMA,
+        )
+        if relation is None:
+            return result
+        sql = (
+            f"SELECT DISTINCT image_name, version, epoch_ms(last_modified_time) FROM {relation} "
+            "WHERE list_contains(?, image_name)"
+        )
         for name, version, modified_ms in connection.execute(sql, [names]).fetchall():
             result[name].add((version, modified_ms))
     return result

@@ -1,0 +1,403 @@
+"""Where a dataset's files live: a local directory or an S3 prefix, behind one small interface.
+
+`DataDir` (storage.py) holds all the dataset logic and calls only these primitives. Paths are
+`PurePath`s: absolute local paths, or `bucket/key` for S3 (pyarrow's S3 path form).
+
+The two stores make a file visible whole in different ways:
+
+- local: written to `_tmp/`, fsynced, renamed into place, directory fsynced (rename is atomic
+  within one filesystem);
+- S3: one PutObject per file under its final name. S3 has no rename, but a PUT is all or
+  nothing: the object appears complete when the request succeeds and not at all otherwise.
+  (A multipart upload is avoided on purpose: an upload completed while handling an error
+  could publish a truncated file.)
+
+Reading and listing go through pyarrow's filesystem layer for both (`Store.filesystem`, paths
+as `str(path)`); S3 writes, deletes and the lock (s3lock.py) go through boto3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+import re
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path, PurePath, PurePosixPath
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+from filelock import FileLock, Timeout
+
+from .errors import ConfigError
+
+S3_SCHEME = "s3://"
+LOCK_TTL_ENV = "IMAGE_VERSIONS_S3_LOCK_SECONDS"
+DEFAULT_LOCK_TTL_S = 60.0
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+_KEY_PART = re.compile(r"[A-Za-z0-9!_.*'()=-]+\Z")
+
+Writer = Callable[[Any], None]
+"""Writes a file's bytes to the pyarrow output stream it is given."""
+
+
+def _busy(location: str) -> ConfigError:
+    return ConfigError(
+        f"another image-versions process is writing to {location}; "
+        "wait for it to finish and run again"
+    )
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_dirs(path: Path) -> None:
+    """Create `path` and its missing parents, making each new directory entry durable."""
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        directory.mkdir(exist_ok=True)
+        _fsync_dir(directory.parent)
+
+
+def _glob_match(relative: PurePath, pattern: str) -> bool:
+    parts = pattern.split("/")
+    return len(relative.parts) == len(parts) and all(
+        fnmatch.fnmatchcase(part, want) for part, want in zip(relative.parts, parts, strict=True)
+    )
+
+
+class Store(ABC):
+    """The filesystem primitives a dataset needs; `DataDir` holds the logic above them."""
+
+    @property
+    @abstractmethod
+    def filesystem(self) -> pafs.FileSystem:
+        """The pyarrow filesystem that reads this store's paths (as `str(path)`)."""
+
+    @abstractmethod
+    def uri(self, root: PurePath) -> str:
+        """How the user names the dataset at `root` (messages, and what --data-dir takes)."""
+
+    @abstractmethod
+    def local_dir(self, root: PurePath) -> Path:
+        """The local directory that holds the dataset's DuckDB warehouse file."""
+
+    @abstractmethod
+    def check_reachable(self, root: PurePath) -> None:
+        """ConfigError when the place that should hold the dataset cannot be reached."""
+
+    @abstractmethod
+    def make_dirs(self, directories: Sequence[PurePath]) -> None:
+        """Create directories durably, in order (S3 has none: nothing to do)."""
+
+    @abstractmethod
+    def touch(self, path: PurePath, data: bytes) -> None:
+        """Write a small file whose existence is what counts (a marker, a probe)."""
+
+    @abstractmethod
+    def publish(self, final: PurePath, write: Writer, tmp_dir: PurePath) -> None:
+        """Write a file so that it appears at `final` complete or not at all."""
+
+    @abstractmethod
+    def lock(self, root: PurePath, timeout_s: float) -> contextlib.AbstractContextManager[None]:
+        """Hold the dataset's writer lock; ConfigError when another writer holds it."""
+
+    @abstractmethod
+    def is_file(self, path: PurePath) -> bool: ...
+
+    @abstractmethod
+    def has_entries(self, path: PurePath) -> bool:
+        """A directory with anything in it (S3: a prefix with objects under it)."""
+
+    @abstractmethod
+    def files(self, directory: PurePath) -> list[PurePath]:
+        """Every file under `directory`, at any depth, sorted (none when it does not exist)."""
+
+    def glob(self, directory: PurePath, pattern: str) -> list[PurePath]:
+        """The files under `directory` whose relative path matches `pattern` part by part."""
+        return [p for p in self.files(directory) if _glob_match(p.relative_to(directory), pattern)]
+
+    @abstractmethod
+    def read_bytes(self, path: PurePath) -> bytes: ...
+
+    @abstractmethod
+    def delete(self, paths: Sequence[PurePath]) -> None:
+        """Delete files, durably (missing ones are fine)."""
+
+    @abstractmethod
+    def move(self, source: PurePath, target: PurePath) -> None:
+        """Move a file within this store, overwriting `target`."""
+
+
+@dataclass(frozen=True)
+class LocalStore(Store):
+    """A local directory: fsync + atomic rename, and an OS lock that dies with its process."""
+
+    @cached_property
+    def filesystem(self) -> pafs.FileSystem:
+        return pafs.LocalFileSystem()
+
+    def uri(self, root: PurePath) -> str:
+        return str(root)
+
+    def local_dir(self, root: PurePath) -> Path:
+        return Path(root)
+
+    def check_reachable(self, root: PurePath) -> None:
+        """Always reachable; `prepare` reports what cannot be created or written."""
+
+    def make_dirs(self, directories: Sequence[PurePath]) -> None:
+        for directory in directories:
+            make_dirs(Path(directory))
+
+    def touch(self, path: PurePath, data: bytes) -> None:
+        Path(path).write_bytes(data)
+
+    def publish(self, final: PurePath, write: Writer, tmp_dir: PurePath) -> None:
+        tmp = Path(tmp_dir) / f"{uuid.uuid4().hex}.tmp"
+        with pa.OSFile(str(tmp), "wb") as sink:
+            write(sink)
+        target = Path(final)
+        make_dirs(target.parent)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+
+    @contextlib.contextmanager
+    def lock(self, root: PurePath, timeout_s: float) -> Iterator[None]:
+        lock = FileLock(Path(root) / ".lock", timeout=timeout_s)
+        try:
+            lock.acquire()
+        except Timeout as exc:
+            raise _busy(self.uri(root)) from exc
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def is_file(self, path: PurePath) -> bool:
+        return Path(path).is_file()
+
+    def has_entries(self, path: PurePath) -> bool:
+        return Path(path).is_dir() and any(Path(path).iterdir())
+
+    def files(self, directory: PurePath) -> list[PurePath]:
+        return sorted(p for p in Path(directory).rglob("*") if p.is_file())
+
+    def glob(self, directory: PurePath, pattern: str) -> list[PurePath]:
+        return sorted(Path(directory).glob(pattern))
+
+    def read_bytes(self, path: PurePath) -> bytes:
+        return Path(path).read_bytes()
+
+    def delete(self, paths: Sequence[PurePath]) -> None:
+        for path in paths:
+            Path(path).unlink(missing_ok=True)
+        for directory in sorted({Path(path).parent for path in paths}):
+            if directory.is_dir():
+                _fsync_dir(directory)
+
+    def move(self, source: PurePath, target: PurePath) -> None:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+
+
+def _endpoint_from_env() -> str | None:
+    """The S3 endpoint override boto3 would use from the environment (e.g. a local S3)."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def _lock_ttl_from_env() -> float:
+    raw = os.environ.get(LOCK_TTL_ENV)
+    if raw is None:
+        return DEFAULT_LOCK_TTL_S
+    try:
+        ttl = float(raw)
+    except ValueError:
+        ttl = 0.0
+    if not ttl > 0:
+        raise ConfigError(f"{LOCK_TTL_ENV} must be a number of seconds above zero, not {raw!r}")
+    return ttl
+
+
+@dataclass(frozen=True)
+class S3Store(Store):
+    """An S3 bucket: pyarrow's S3 filesystem to read, one PutObject per file, a leased lock.
+
+    Endpoint (AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL), region and credentials come from the
+    standard AWS chain as boto3 resolves it; pyarrow is handed the same ones, so both speak to
+    S3 as one identity.
+    """
+
+    endpoint_url: str | None = None
+    lock_ttl_s: float = DEFAULT_LOCK_TTL_S
+    _leases: list[Any] = field(default_factory=list, compare=False, repr=False)
+
+    @classmethod
+    def from_env(cls) -> S3Store:
+        return cls(endpoint_url=_endpoint_from_env(), lock_ttl_s=_lock_ttl_from_env())
+
+    @cached_property
+    def _session(self) -> Any:
+        import boto3
+
+        return boto3.session.Session()
+
+    @cached_property
+    def client(self) -> Any:
+        return self._session.client("s3", endpoint_url=self.endpoint_url)
+
+    @cached_property
+    def filesystem(self) -> pafs.FileSystem:
+        credentials = self._session.get_credentials()
+        if credentials is None:
+            raise ConfigError("no AWS credentials found for S3 (see boto3's credential chain)")
+        frozen = credentials.get_frozen_credentials()
+        return pafs.S3FileSystem(
+            access_key=frozen.access_key,
+            secret_key=frozen.secret_key,
+            session_token=frozen.token,
+            region=self.client.meta.region_name,
+            endpoint_override=self.endpoint_url,
+        )
+
+    def uri(self, root: PurePath) -> str:
+        return S3_SCHEME + str(root)
+
+    def local_dir(self, root: PurePath) -> Path:
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(cache) / "image-versions" / "s3" / root
+
+    def check_reachable(self, root: PurePath) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket = root.parts[0]
+        try:
+            self.client.head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("404", "NoSuchBucket"):
+                raise ConfigError(f"S3 bucket {bucket} does not exist; create it first") from exc
+            raise ConfigError(f"cannot use S3 bucket {bucket}: error {code}") from exc
+        except BotoCoreError as exc:
+            raise ConfigError(f"cannot reach S3 for {self.uri(root)}: {exc}") from exc
+
+    def make_dirs(self, directories: Sequence[PurePath]) -> None:
+        """S3 has no directories."""
+
+    def touch(self, path: PurePath, data: bytes) -> None:
+        self.put(path, data)
+
+    def put(self, path: PurePath, body: bytes, **conditions: str) -> str:
+        """One PutObject; the new ETag. OSError when it fails (ClientError for a condition)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket, key = _split(path)
+        try:
+            response = self.client.put_object(Bucket=bucket, Key=key, Body=body, **conditions)
+        except ClientError as exc:
+            if conditions:
+                raise
+            raise OSError(f"S3 PutObject of {self.uri(path)} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise OSError(f"S3 PutObject of {self.uri(path)} failed: {exc}") from exc
+        return str(response["ETag"])
+
+    def _check_leases(self) -> None:
+        """Refuse to change the dataset once a lease this process holds was taken over."""
+        for lease in self._leases:
+            lease.check()
+
+    def publish(self, final: PurePath, write: Writer, tmp_dir: PurePath) -> None:
+        self._check_leases()
+        sink = pa.BufferOutputStream()
+        write(sink)
+        self.put(final, sink.getvalue().to_pybytes())
+
+    @contextlib.contextmanager
+    def lock(self, root: PurePath, timeout_s: float) -> Iterator[None]:
+        from .s3lock import S3Lease
+
+        lease = S3Lease(self.client, *_split(root / ".lock"), ttl_s=self.lock_ttl_s)
+        if not lease.acquire(timeout_s):
+            raise _busy(self.uri(root))
+        self._leases.append(lease)
+        try:
+            yield
+        finally:
+            self._leases.remove(lease)
+            lease.release()
+
+    def is_file(self, path: PurePath) -> bool:
+        return bool(self.filesystem.get_file_info(str(path)).type == pafs.FileType.File)
+
+    def has_entries(self, path: PurePath) -> bool:
+        selector = pafs.FileSelector(str(path), recursive=False, allow_not_found=True)
+        return bool(self.filesystem.get_file_info(selector))
+
+    def files(self, directory: PurePath) -> list[PurePath]:
+        selector = pafs.FileSelector(str(directory), recursive=True, allow_not_found=True)
+        return sorted(
+            PurePath(info.path)
+            for info in self.filesystem.get_file_info(selector)
+            if info.type == pafs.FileType.File
+        )
+
+    def read_bytes(self, path: PurePath) -> bytes:
+        with self.filesystem.open_input_stream(str(path)) as stream:
+            return bytes(stream.read())
+
+    def delete(self, paths: Sequence[PurePath]) -> None:
+        # boto3, not pyarrow: pyarrow's delete_file leaves a marker object for the emptied
+        # "directory" behind.
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self._check_leases()
+        for start in range(0, len(paths), 1000):
+            batch = [_split(path) for path in paths[start : start + 1000]]
+            bucket = batch[0][0]
+            try:
+                response = self.client.delete_objects(
+                    Bucket=bucket, Delete={"Objects": [{"Key": key} for _, key in batch]}
+                )
+            except (BotoCoreError, ClientError) as exc:
+                raise OSError(f"S3 DeleteObjects in {S3_SCHEME}{bucket} failed: {exc}") from exc
+            if response.get("Errors"):
+                raise OSError(f"S3 DeleteObjects in {S3_SCHEME}{bucket}: {response['Errors']}")
+
+    def move(self, source: PurePath, target: PurePath) -> None:
+        self.put(target, self.read_bytes(source))
+        self.delete([source])
+
+
+def _split(path: PurePath) -> tuple[str, str]:
+    return path.parts[0], "/".join(path.parts[1:])
+
+
+def parse_s3_uri(uri: str) -> PurePath:
+    """`s3://bucket/prefix` -> `bucket/prefix`; ConfigError for a malformed one."""
+    rest = uri[len(S3_SCHEME) :].strip("/")
+    parts = [part for part in rest.split("/") if part]
+    if not parts or not _BUCKET.match(parts[0]):
+        raise ConfigError(f"{uri!r} is not a valid S3 location; expected s3://BUCKET/PREFIX")
+    for part in parts[1:]:
+        if not _KEY_PART.match(part) or part in (".", ".."):
+            raise ConfigError(
+                f"S3 prefix {'/'.join(parts[1:])!r} may hold only letters, digits and !_.*'()=-"
+            )
+    return PurePosixPath(*parts)

@@ -1,0 +1,318 @@
+"""S3 datasets, against moto's S3 server on loopback: same rows as a local data dir, `status`
+and `query` without DuckDB's network extensions, the leased writer lock, SIGKILL mid-write,
+and the Dagster job with an s3:// DataDirResource."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import dagster as dg
+import pytest
+from moto.server import ThreadedMotoServer
+
+from assets.definitions import build_definitions
+from assets.resources import DataDirResource, SageMakerResource
+from assets.schedules import JOB_NAME, RANGE_END, RANGE_START
+from pipeline.config import load_config
+from pipeline.emulator import EmulatorServer, random_mutations, seed_catalogue
+from pipeline.errors import ConfigError
+from pipeline.s3lock import LockLost
+from pipeline.schema import IMAGE_SCHEMA
+from pipeline.storage import DataDir
+from pipeline.warehouse import connect
+from tests.support import OTHER_REGION, REGION, run_cli, run_sync, truth
+
+LIVE_COLUMNS = (
+    "region, image_name, version, image_arn, image_version_arn, status, failure_reason, "
+    "epoch_ms(creation_time), epoch_ms(last_modified_time)"
+)
+LOCK_TTL_S = 2
+TRIALS = 4
+
+
+@pytest.fixture(scope="module")
+def s3_url() -> Iterator[str]:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_client(s3_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """The S3 endpoint in the environment (for this process and the CLI), a short lock lease."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_url)
+    monkeypatch.setenv("IMAGE_VERSIONS_S3_LOCK_SECONDS", str(LOCK_TTL_S))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return boto3.client("s3", endpoint_url=s3_url)
+
+
+@pytest.fixture
+def s3_dir(s3_client: Any) -> DataDir:
+    bucket = f"iv-{uuid.uuid4().hex[:12]}"
+    s3_client.create_bucket(Bucket=bucket)
+    return DataDir.at(f"s3://{bucket}/datasets/image-versions")
+
+
+def view_rows(data_dir: DataDir, sql: str) -> list[tuple[Any, ...]]:
+    with connect(data_dir, read_only=True) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def live(data_dir: DataDir) -> list[tuple[Any, ...]]:
+    return view_rows(data_dir, f"SELECT {LIVE_COLUMNS} FROM image_versions ORDER BY ALL")
+
+
+def history(data_dir: DataDir) -> list[tuple[Any, ...]]:
+    return view_rows(
+        data_dir, "SELECT * EXCLUDE (observed_at) FROM image_version_history ORDER BY ALL"
+    )
+
+
+def assert_s3_converged(data_dir: DataDir, server: EmulatorServer) -> None:
+    rows = live(data_dir)
+    assert len(rows) == len(set(rows)), "duplicate live versions"
+    assert set(rows) == truth(server.emulator)
+    states = history(data_dir)
+    assert len(states) == len(set(states)), "duplicate states in the history"
+
+
+def objects(client: Any, data_dir: DataDir, under: str = "") -> list[str]:
+    bucket, prefix = data_dir.root.parts[0], "/".join(data_dir.root.parts[1:])
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"{prefix}/{under}"
+    )
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def sync_args(data_dir: DataDir, server: EmulatorServer, *extra: str) -> list[str]:
+    return ["sync", "--data-dir", data_dir.location, "--endpoint-url", server.url, *extra]
+
+
+def test_s3_sync_matches_the_source_and_a_local_sync_row_for_row(
+    server: EmulatorServer, s3_dir: DataDir, data_dir: DataDir
+) -> None:
+    seed_catalogue(server.emulator, seed=41, images=8)
+    for target in (data_dir, s3_dir):
+        assert run_sync(target, server).ok
+    rng = random.Random(41)
+    random_mutations(server.emulator, rng, 12)
+    for target in (data_dir, s3_dir):
+        assert run_sync(target, server).ok
+    random_mutations(server.emulator, rng, 12)
+    for target in (data_dir, s3_dir):
+        assert run_sync(target, server, reconcile=True).ok
+    assert_s3_converged(s3_dir, server)
+    assert live(s3_dir) == live(data_dir)
+    assert history(s3_dir) == history(data_dir)
+    for view in ("images", "sync_state"):
+        sql = f"SELECT * EXCLUDE (last_synced_at) FROM {view} ORDER BY ALL"
+        if view == "images":
+            sql = f"SELECT * EXCLUDE (observed_at) FROM {view} ORDER BY ALL"
+        assert view_rows(s3_dir, sql) == view_rows(data_dir, sql)
+    # the same layout, under the prefix
+    local_layout = sorted(str(p.relative_to(data_dir.root).parent) for p in data_dir.image_files())
+    s3_layout = sorted(str(p.relative_to(s3_dir.root).parent) for p in s3_dir.image_files())
+    assert s3_layout == local_layout
+
+
+def test_status_query_compact_verify_on_s3_without_duckdb_extensions(
+    server: EmulatorServer, s3_dir: DataDir, s3_client: Any, tmp_path: Path
+) -> None:
+    seed_catalogue(server.emulator, seed=42, images=5)
+    rng = random.Random(42)
+    for _ in range(2):
+        random_mutations(server.emulator, rng, 5)
+        assert run_cli(*sync_args(s3_dir, server, "--reconcile")).code == 0
+    # A home with no DuckDB extension directory: nothing installed, nothing to load.
+    home = {"HOME": str(tmp_path / "empty-home")}
+    status = run_cli("status", "--data-dir", s3_dir.location, "--json", env=home)
+    assert status.code == 0, status.stderr
+    live_images = {row["image_name"] for row in json.loads(status.stdout) if not row["is_deleted"]}
+    assert live_images == set(server.emulator.image_names(REGION))
+    extensions = run_cli(
+        "query",
+        "SELECT extension_name, installed, loaded FROM duckdb_extensions() "
+        "WHERE extension_name IN ('httpfs', 'aws')",
+        "--data-dir",
+        s3_dir.location,
+        "--format",
+        "json",
+        env=home,
+    )
+    assert extensions.code == 0, extensions.stderr
+    assert all(not e["installed"] and not e["loaded"] for e in json.loads(extensions.stdout))
+    count = ("query", "SELECT count(*) AS n FROM image_versions", "--data-dir", s3_dir.location)
+    before = run_cli(*count, "--format", "json", env=home)
+    assert json.loads(before.stdout) == [{"n": len(truth(server.emulator))}]
+    assert len(objects(s3_client, s3_dir, "image_versions/")) > 1
+    compacted = run_cli("compact", "--data-dir", s3_dir.location)
+    assert compacted.code == 0, compacted.stderr
+    after = run_cli(*count, "--format", "json", env=home)
+    assert after.stdout == before.stdout
+    partitions = {key.rsplit("/", 1)[0] for key in objects(s3_client, s3_dir, "image_versions/")}
+    assert len(objects(s3_client, s3_dir, "image_versions/")) == len(partitions)
+    assert not objects(s3_client, s3_dir, "_state/compaction.json")
+    verified = run_cli("verify", "--data-dir", s3_dir.location)
+    assert verified.code == 0, verified.stdout + verified.stderr
+    assert_s3_converged(s3_dir, server)
+
+
+def test_a_second_writer_is_refused_while_the_lock_is_held(
+    server: EmulatorServer, s3_dir: DataDir, s3_client: Any
+) -> None:
+    seed_catalogue(server.emulator, seed=43, images=3)
+    assert run_sync(s3_dir, server).ok
+    with s3_dir.writer_lock():
+        # Held well past its lease: the heartbeat keeps it fresh.
+        time.sleep(LOCK_TTL_S * 1.5)
+        second = run_cli(*sync_args(s3_dir, server))
+        assert second.code == 2
+        assert "another image-versions process is writing" in second.stderr
+    assert not objects(s3_client, s3_dir, ".lock"), "released on exit"
+    assert run_cli(*sync_args(s3_dir, server)).code == 0
+
+
+def test_a_writer_whose_lock_was_taken_over_stops_writing(s3_dir: DataDir, s3_client: Any) -> None:
+    s3_dir.prepare()
+    bucket, key = s3_dir.root.parts[0], "/".join((*s3_dir.root.parts[1:], ".lock"))
+    with pytest.raises(LockLost), s3_dir.writer_lock():
+        # Another writer judged the lease stale and took it over (a conditional PUT of its own).
+        s3_client.put_object(Bucket=bucket, Key=key, Body=b"another writer")
+        time.sleep(LOCK_TTL_S / 2)  # two heartbeats: the first one finds a foreign ETag
+        s3_dir.write_images("123456789012", REGION, IMAGE_SCHEMA.empty_table())
+    assert s3_client.get_object(Bucket=bucket, Key=key)["Body"].read() == b"another writer"
+    assert not s3_dir.image_files()
+
+
+def _start_sync(data_dir: DataDir, server: EmulatorServer) -> subprocess.Popen[bytes]:
+    """A `--reconcile` sync (it lists every image in full: the longest kind of run)."""
+    args = sync_args(data_dir, server, "--reconcile", "--concurrency", "2")
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env=dict(os.environ),
+    )
+
+
+def _wait_for_lock(client: Any, data_dir: DataDir, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while not objects(client, data_dir, ".lock"):
+        assert process.poll() is None and time.monotonic() < deadline, "the lock never appeared"
+        time.sleep(0.02)
+
+
+def test_a_sigkilled_writers_lock_goes_stale_and_is_taken_over(
+    server: EmulatorServer, s3_dir: DataDir, s3_client: Any
+) -> None:
+    seed_catalogue(server.emulator, seed=44, images=6)
+    server.emulator.faults.latency_s = 0.05
+    with _start_sync(s3_dir, server) as process:
+        _wait_for_lock(s3_client, s3_dir, process)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    assert objects(s3_client, s3_dir, ".lock"), "a killed writer leaves its lock behind"
+    refused = run_cli(*sync_args(s3_dir, server))
+    assert refused.code == 2, "a fresh lock is respected"
+    server.emulator.faults.latency_s = 0.0
+    started = time.monotonic()
+    recovered = run_cli(*sync_args(s3_dir, server, "--wait", str(LOCK_TTL_S * 5)))
+    assert recovered.code == 0, recovered.stderr
+    assert time.monotonic() - started < LOCK_TTL_S * 5
+    assert not objects(s3_client, s3_dir, ".lock")
+    assert_s3_converged(s3_dir, server)
+
+
+def test_sigkill_mid_write_then_rerun_converges(
+    server: EmulatorServer, s3_dir: DataDir, s3_client: Any
+) -> None:
+    emulator = server.emulator
+    seed_catalogue(emulator, seed=45, images=20)
+    emulator.faults.latency_s = 0.02
+    with _start_sync(s3_dir, server) as process:
+        _wait_for_lock(s3_client, s3_dir, process)
+        locked_at = time.monotonic()
+        assert process.wait(timeout=60) == 0
+    duration = time.monotonic() - locked_at
+    rng = random.Random(45)
+    killed = 0
+    for trial in range(TRIALS):
+        random_mutations(emulator, rng, 4)
+        instant = duration * (trial + 0.5) / TRIALS
+        # A run that finished before its instant is retried earlier: every trial a real kill.
+        for _ in range(3):
+            with _start_sync(s3_dir, server) as process:
+                _wait_for_lock(s3_client, s3_dir, process)
+                time.sleep(instant)
+                process.send_signal(signal.SIGKILL)
+                landed = process.wait(timeout=30) == -signal.SIGKILL
+            if landed:
+                killed += 1
+                break
+            instant /= 2
+        visible = objects(s3_client, s3_dir, "image_versions/")
+        assert all(key.endswith(".parquet") for key in visible), visible
+        rerun = run_cli(*sync_args(s3_dir, server, "--reconcile", "--wait", str(LOCK_TTL_S * 5)))
+        assert rerun.code == 0, rerun.stderr
+        assert_s3_converged(s3_dir, server)
+    assert killed == TRIALS, f"only {killed} of {TRIALS} kills landed while the sync ran"
+    verified = run_cli("verify", "--data-dir", s3_dir.location)
+    assert verified.code == 0, verified.stdout + verified.stderr
+
+
+def test_the_dagster_job_writes_an_s3_dataset(
+    server: EmulatorServer, sources_file: Path, s3_dir: DataDir
+) -> None:
+    project = load_config(str(sources_file))
+    built = build_definitions(
+        project,
+        resources={
+            "sagemaker": SageMakerResource(config_path=str(sources_file)),
+            "data": DataDirResource(path=s3_dir.location),
+        },
+    )
+    keys = project.partition_keys()
+    with dg.instance_for_test() as instance:
+        result = built.resolve_job_def(JOB_NAME).execute_in_process(
+            instance=instance,
+            tags={RANGE_START: keys[0], RANGE_END: keys[-1]},
+            raise_on_error=False,
+        )
+    assert result.success
+    checks = result.get_asset_check_evaluations()
+    assert len(checks) == 4 and all(c.passed for c in checks), [
+        (c.check_name, c.description) for c in checks if not c.passed
+    ]
+    assert set(live(s3_dir)) == truth(server.emulator, (REGION, OTHER_REGION))
+
+
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        ("s3://", "not a valid S3 location"),
+        ("s3://Bad_Bucket/x", "not a valid S3 location"),
+        ("s3://good-bucket/a b", "may hold only"),
+        ("s3://missing-bucket/x", "bucket missing-bucket does not exist"),
+    ],
+)
+def test_bad_s3_locations_are_configuration_errors(
+    s3_client: Any, location: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        DataDir.at(location).check_ours()
