@@ -74,6 +74,8 @@ def _literal(text: str) -> str:
 def _duckdb_type(arrow_type: pa.DataType) -> str:
     if pa.types.is_timestamp(arrow_type):
         return "TIMESTAMPTZ"
+    if pa.types.is_list(arrow_type):
+        return f"{_duckdb_type(arrow_type.value_type)}[]"
     return _DUCKDB_TYPES[arrow_type]
 
 
