@@ -18,7 +18,7 @@ from dataclasses import asdict, astuple
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import api, bulk, ceiling, files, startup
+from . import api, bulk, ceiling, files, scale, startup
 from .harness import Context, Outcome, Row, Sizes, isolate_aws_env
 
 Scenario = Callable[[Context, frozenset[str]], dict[str, Outcome]]
@@ -41,6 +41,7 @@ SCENARIOS: list[tuple[tuple[str, ...], Scenario]] = [
     (("B6",), _single("B6", files.b6)),
     (("B7",), _single("B7", startup.b7)),
     (("B8",), _single("B8", startup.b8)),
+    (("SCALE",), _single("SCALE", scale.scale)),
 ]
 ALL = tuple(name for names, _ in SCENARIOS for name in names)
 COLUMNS = ("scenario", "variant", "median", "ratio", "target", "result", "note")
