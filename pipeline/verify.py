@@ -16,7 +16,7 @@ from pathlib import PurePath
 import pyarrow as pa
 
 from . import quality
-from .schema import IMAGE_SCHEMA, IMAGE_VERSION_SCHEMA
+from .schema import IMAGE_SCHEMA, IMAGE_VERSION_DETAILS_SCHEMA, IMAGE_VERSION_SCHEMA
 from .state import STATE_SCHEMA, state_file
 from .storage import DataDir
 
@@ -53,11 +53,17 @@ def find_problems(data_dir: DataDir) -> list[Problem]:
     problems = []
     files = [(p, IMAGE_VERSION_SCHEMA) for p in data_dir.version_files()]
     files += [(p, IMAGE_SCHEMA) for p in data_dir.image_files()]
+    files += [(p, IMAGE_VERSION_DETAILS_SCHEMA) for p in data_dir.details_files()]
     for path, schema in files:
         reason = _unreadable(data_dir, path, schema)
         if reason:
             problems.append(Problem("unreadable file", reason, path))
-    strays = [p for p in store.files(data_dir.versions_dir) if p.suffix != ".parquet"]
+    strays = [
+        path
+        for directory in (data_dir.versions_dir, data_dir.details_dir)
+        for path in store.files(directory)
+        if path.suffix != ".parquet"
+    ]
     problems += [Problem("stray file", "not a Parquet file", p) for p in strays]
     state = state_file(data_dir)
     if store.is_file(state):

@@ -335,3 +335,26 @@ def test_a_large_backfill_is_committed_in_batches(
     # Details alone fill batches: more than one file in some month of the backfill.
     assert len(data_dir.details_files()) > len({p.parent for p in data_dir.details_files()})
     assert stored_details(data_dir) == source_truth(server.emulator)
+
+
+def test_verify_finds_and_quarantines_a_corrupt_details_file(
+    server: EmulatorServer, data_dir: DataDir
+) -> None:
+    seed_catalogue(server.emulator, seed=53, images=3)
+    run_sync(data_dir, server, enrich=True)
+    damaged = Path(data_dir.details_files()[0])
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    stray = damaged.parent / "notes.txt"
+    stray.write_text("not data")
+
+    found = run_cli("verify", "--data-dir", str(data_dir.root))
+    assert found.code == 1
+    assert f"unreadable file: {damaged}" in found.stdout
+    assert f"stray file: {stray}" in found.stdout
+
+    repaired = run_cli("verify", "--repair", "--data-dir", str(data_dir.root))
+    assert repaired.code == 1 and not damaged.exists() and not stray.exists()
+    assert run_cli("verify", "--data-dir", str(data_dir.root)).code == 0
+    # The state went with the damaged file: a full refresh with enrichment restores the details.
+    run_sync(data_dir, server, enrich=True, full_refresh=True)
+    assert stored_details(data_dir) == source_truth(server.emulator)
