@@ -1,5 +1,6 @@
-"""`dagster dev` at the repository root, offline: the UI's GraphQL lists the assets, and a
-backfill of every partition of every asset is exactly one run that syncs the emulator."""
+"""`dagster dev` at the repository root, offline: the UI's GraphQL lists the assets, a
+backfill of every partition of every asset is exactly one run that syncs the emulator, and
+two backfills at once run one after the other (one writer per data dir)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,18 @@ def wait_for(what: str, probe: Any, timeout: float) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def backfill_all(port: int) -> None:
+    """A backfill of every partition of every asset, through the UI's GraphQL."""
+    selection = ", ".join(f'{{path: ["{name}"]}}' for name in ASSETS)
+    launched = graphql(
+        port,
+        f"mutation {{ launchPartitionBackfill(backfillParams: "
+        f"{{assetSelection: [{selection}], allPartitions: true}}) "
+        "{ __typename ... on LaunchBackfillSuccess { backfillId } } }",
+    )["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+
+
 def test_dagster_dev_lists_the_assets_and_a_full_backfill_is_one_run(
     server: EmulatorServer,
     sources_file: Path,
@@ -84,17 +97,12 @@ def test_dagster_dev_lists_the_assets_and_a_full_backfill_is_one_run(
             timeout=120,
         )
         assert sorted(node["assetKey"]["path"][0] for node in nodes) == sorted(ASSETS)
-        selection = ", ".join(f'{{path: ["{name}"]}}' for name in ASSETS)
-        launched = graphql(
-            port,
-            f"mutation {{ launchPartitionBackfill(backfillParams: "
-            f"{{assetSelection: [{selection}], allPartitions: true}}) "
-            "{ __typename ... on LaunchBackfillSuccess { backfillId } } }",
-        )["launchPartitionBackfill"]
-        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        backfill_all(port)
 
         def finished_runs() -> list[dict[str, Any]] | None:
-            runs = graphql(port, "{ runsOrError { ... on Runs { results { status } } } }")
+            runs = graphql(
+                port, "{ runsOrError { ... on Runs { results { status startTime endTime } } } }"
+            )
             results = runs["runsOrError"]["results"]
             done = results and all(r["status"] in {"SUCCESS", "FAILURE"} for r in results)
             return results if done else None
@@ -106,6 +114,17 @@ def test_dagster_dev_lists_the_assets_and_a_full_backfill_is_one_run(
         expected = sum(len(server.emulator.live_versions(r)) for r in (REGION, OTHER_REGION))
         with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
             assert con.sql("SELECT count(*) FROM image_versions").fetchall() == [(expected,)]
+
+        # Two more at once: the instance queues this location's runs one at a time, so
+        # neither fails on the data dir's writer lock.
+        backfill_all(port)
+        backfill_all(port)
+        runs = wait_for(
+            "two more runs", lambda: (r := finished_runs()) and len(r) == 3 and r, timeout=240
+        )
+        assert [r["status"] for r in runs] == ["SUCCESS"] * 3
+        latest, previous = runs[0], runs[1]  # newest first
+        assert previous["endTime"] <= latest["startTime"]
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
