@@ -69,6 +69,18 @@ class Classified:
     deleted: int = 0
 
 
+def latest_per_version(listed: Iterable[Row]) -> dict[int, Row]:
+    """Each listed version's latest state. A version updated while its image was being paged
+    through is listed twice: the later state supersedes the earlier one within the same
+    observation."""
+    latest: dict[int, Row] = {}
+    for row in listed:
+        kept = latest.get(row["version"])
+        if kept is None or row["last_modified_time"] >= kept["last_modified_time"]:
+            latest[row["version"]] = row
+    return latest
+
+
 def classify(
     listed: Iterable[Row],
     state: ImageState | None,
@@ -90,13 +102,7 @@ def classify(
         if stored is not None
         else {version: digest for version, (_, digest) in window.items()}
     )
-    latest: dict[int, Row] = {}
-    for row in listed:
-        # A version updated while its image was being paged through is listed twice: the
-        # later state supersedes the earlier one within the same observation.
-        kept = latest.get(row["version"])
-        if kept is None or row["last_modified_time"] >= kept["last_modified_time"]:
-            latest[row["version"]] = row
+    latest = latest_per_version(listed)
     for version, row in latest.items():
         digest = known.get(version)
         if digest is not None and digest == fingerprint(row):
@@ -127,12 +133,7 @@ def versions_to_describe(
     """
     chosen = {row["version"]: row for row in classified.to_write if not row["is_deleted"]}
     if described is not None:
-        latest: dict[int, Row] = {}
-        for row in listed:
-            kept = latest.get(row["version"])
-            if kept is None or row["last_modified_time"] >= kept["last_modified_time"]:
-                latest[row["version"]] = row
-        for version, row in latest.items():
+        for version, row in latest_per_version(listed).items():
             if (version, row["last_modified_time"]) not in described:
                 chosen.setdefault(version, row)
     return [chosen[version] for version in sorted(chosen)]
