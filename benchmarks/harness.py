@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from pipeline.config import AccessSettings, ProjectConfig, SourceConfig, build_targets
@@ -45,7 +45,7 @@ def targets_for(endpoint_url: str, access: AccessSettings | None = None) -> list
 
 
 def product_sync(
-    endpoint_url: str, data_dir: Path, access: AccessSettings | None = None
+    endpoint_url: str, data_dir: PurePath, access: AccessSettings | None = None
 ) -> tuple[float, SyncReport]:
     """One in-process sync, at default settings unless `access` says otherwise; its wall
     seconds (the targets are built beforehand, as the CLI does) and report."""
