@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -98,3 +101,26 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120)
         stdin=subprocess.DEVNULL,
     )
     return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+
+def kill_mid_run(
+    launch: Callable[[], subprocess.Popen[bytes]],
+    instant: float,
+    attempts: int,
+    ready: Callable[[subprocess.Popen[bytes]], None] = lambda process: None,
+) -> bool:
+    """Start a run with `launch` and SIGKILL it `instant` seconds after `ready` returns.
+
+    A run that finished before its instant (the machine was faster than when timed) is
+    started again and killed at half the instant, so a trial is a real kill mid-run.
+    Returns whether a kill landed within `attempts`.
+    """
+    for _ in range(attempts):
+        with launch() as process:
+            ready(process)
+            time.sleep(instant)
+            process.send_signal(signal.SIGKILL)
+            if process.wait(timeout=30) == -signal.SIGKILL:
+                return True
+        instant /= 2
+    return False

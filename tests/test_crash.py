@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
 
 from pipeline.emulator import EmulatorServer, random_mutations, seed_catalogue
 from pipeline.storage import DataDir
-from tests.support import assert_converged, run_cli
+from tests.support import assert_converged, kill_mid_run, run_cli
 
 TRIALS = 12
 
@@ -40,28 +39,21 @@ def test_sigkill_at_instants_spread_over_a_run_then_rerun_converges(
     assert run_cli(*args(tmp_path / "scratch")).code == 0
     duration = time.monotonic() - started
 
+    def launch() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline", *args(data_dir.root)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            env=dict(os.environ),
+        )
+
     rng = random.Random(21)
     killed = 0
     for trial in range(TRIALS):
         random_mutations(emulator, rng, 4)
         instant = duration * (trial + 0.5) / TRIALS
-        # A run that finished before its instant (the machine was faster than when timed)
-        # is retried at an earlier instant, so every trial is a real kill mid-run.
-        for _ in range(4):
-            with subprocess.Popen(
-                [sys.executable, "-m", "pipeline", *args(data_dir.root)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                stdin=subprocess.DEVNULL,
-                env=dict(os.environ),
-            ) as process:
-                time.sleep(instant)
-                process.send_signal(signal.SIGKILL)
-                landed = process.wait(timeout=30) == -signal.SIGKILL
-            if landed:
-                killed += 1
-                break
-            instant /= 2
+        killed += kill_mid_run(launch, instant, attempts=4)
         if data_dir.versions_dir.exists():
             visible = [p for p in data_dir.versions_dir.rglob("*") if p.is_file()]
             assert all(p.suffix == ".parquet" for p in visible), visible

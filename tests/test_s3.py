@@ -32,7 +32,7 @@ from pipeline.s3lock import LockLost
 from pipeline.schema import IMAGE_SCHEMA
 from pipeline.storage import DataDir
 from pipeline.warehouse import connect
-from tests.support import OTHER_REGION, REGION, run_cli, run_sync, truth
+from tests.support import OTHER_REGION, REGION, kill_mid_run, run_cli, run_sync, truth
 
 LIVE_COLUMNS = (
     "region, image_name, version, image_arn, image_version_arn, status, failure_reason, "
@@ -255,17 +255,12 @@ def test_sigkill_mid_write_then_rerun_converges(
     for trial in range(TRIALS):
         random_mutations(emulator, rng, 4)
         instant = duration * (trial + 0.5) / TRIALS
-        # A run that finished before its instant is retried earlier: every trial a real kill.
-        for _ in range(3):
-            with _start_sync(s3_dir, server) as process:
-                _wait_for_lock(s3_client, s3_dir, process)
-                time.sleep(instant)
-                process.send_signal(signal.SIGKILL)
-                landed = process.wait(timeout=30) == -signal.SIGKILL
-            if landed:
-                killed += 1
-                break
-            instant /= 2
+        killed += kill_mid_run(
+            lambda: _start_sync(s3_dir, server),
+            instant,
+            attempts=3,
+            ready=lambda process: _wait_for_lock(s3_client, s3_dir, process),
+        )
         visible = objects(s3_client, s3_dir, "image_versions/")
         assert all(key.endswith(".parquet") for key in visible), visible
         rerun = run_cli(*sync_args(s3_dir, server, "--reconcile", "--wait", str(LOCK_TTL_S * 5)))
