@@ -233,9 +233,9 @@ def _images_and_state_relations(data_dir: DataDir) -> tuple[str, str]:
     return images, state
 
 
-def view_definitions(data_dir: DataDir) -> dict[str, str]:
-    """The SQL of each view, bound to this data dir's absolute paths (or, for S3, datasets)."""
-    versions = versions_relation(data_dir)
+def _view_definitions(data_dir: DataDir, versions: str) -> dict[str, str]:
+    """The SQL of each view over `versions` (the data dir's `versions_relation`), bound to
+    this data dir's absolute paths (or, for S3, datasets)."""
     images, state = _images_and_state_relations(data_dir)
     state_schema = _VIEW_STATE_SCHEMA
     state_columns = ", ".join(f"s.{name}" for name in state_schema.names if name != "source")
@@ -262,8 +262,9 @@ def view_definitions(data_dir: DataDir) -> dict[str, str]:
 
 def warehouse_statements(data_dir: DataDir) -> list[tuple[str, str]]:
     """(object, DDL) for every view and macro of the warehouse, in creation order."""
-    views = view_definitions(data_dir)
-    macro = _as_of(versions_relation(data_dir))
+    versions = versions_relation(data_dir)  # lists the files: once for the views and the macro
+    views = _view_definitions(data_dir, versions)
+    macro = _as_of(versions)
     return [
         *(
             (f"VIEW {name}", f"CREATE OR REPLACE VIEW {name} AS {views[name]}")
