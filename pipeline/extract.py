@@ -32,10 +32,10 @@ from .schema import (
 )
 from .source import (
     DEFAULT_CONCURRENCY,
-    PAGE_SIZE,
     ApiStats,
     ClientSettings,
     check_reachable,
+    list_aliases,
     list_image_versions,
     list_organization_accounts,
     make_client,
@@ -428,24 +428,17 @@ def _describe_versions(client: Any, rows: list[Row], observed_at_ms: int) -> tup
     details: list[Row] = []
     vanished = 0
     for row in rows:
-        key = {"ImageName": row["image_name"], "Version": row["version"]}
+        name, version = row["image_name"], row["version"]
         try:
-            described = patiently(client.describe_image_version, **key)
-            aliases: list[str] = []
-            params: dict[str, Any] = {**key, "MaxResults": PAGE_SIZE}
-            while True:
-                page = patiently(client.list_aliases, **params)
-                aliases.extend(page.get("SageMakerImageVersionAliases", []))
-                if not page.get("NextToken"):
-                    break
-                params["NextToken"] = page["NextToken"]
+            described = patiently(client.describe_image_version, ImageName=name, Version=version)
+            aliases = list_aliases(client, name, version)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ResourceNotFound":
                 raise
             log.info(
                 "%s version %d was deleted before it could be described; no details recorded",
-                row["image_name"],
-                row["version"],
+                name,
+                version,
             )
             vanished += 1
             continue

@@ -425,17 +425,29 @@ def patiently(call: Callable[..., dict[str, Any]], **params: Any) -> dict[str, A
             pause = min(pause * 2, 30.0)
 
 
-def list_images(client: Any) -> list[dict[str, Any]]:
-    """Every image of the region, all pages of ListImages at MaxResults=100."""
-    images: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"MaxResults": PAGE_SIZE}
+def _every_page(call: Callable[..., dict[str, Any]], result_key: str, **params: Any) -> list[Any]:
+    """`result_key` of every page of a List call at MaxResults=100, each page `patiently`."""
+    items: list[Any] = []
+    params["MaxResults"] = PAGE_SIZE
     while True:
-        page = patiently(client.list_images, **params)
-        images.extend(page.get("Images", []))
+        page = patiently(call, **params)
+        items.extend(page.get(result_key, []))
         token = page.get("NextToken")
         if not token:
-            return images
+            return items
         params["NextToken"] = token
+
+
+def list_images(client: Any) -> list[dict[str, Any]]:
+    """Every image of the region, all pages of ListImages at MaxResults=100."""
+    return _every_page(client.list_images, "Images")
+
+
+def list_aliases(client: Any, image_name: str, version: int) -> list[str]:
+    """Every alias of one image version, all pages of ListAliases."""
+    return _every_page(
+        client.list_aliases, "SageMakerImageVersionAliases", ImageName=image_name, Version=version
+    )
 
 
 def version_listing_params(image_name: str, modified_after: datetime | None) -> dict[str, Any]:
