@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .extract import SourceTarget, SyncOptions
+from .schema import ACCOUNT_ID
 from .source import DEFAULT_CONCURRENCY, AssumeRole, ClientSettings, Organization
 from .storage import DataDir
 
@@ -38,7 +39,6 @@ ROLE_ARN = re.compile(
 MEMBER_ROLE = re.compile(rf"([{_IAM_CHARS}]+/)*[{_IAM_CHARS}]{{1,64}}\Z")
 SESSION_NAME = re.compile(rf"[{_IAM_CHARS}]{{2,64}}\Z")
 EXTERNAL_ID = re.compile(rf"[{_IAM_CHARS}:/]{{2,1224}}\Z")
-ACCOUNT_ID = re.compile(r"[0-9]{12}\Z")
 
 
 @dataclass(frozen=True)

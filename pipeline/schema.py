@@ -92,7 +92,7 @@ DETAIL_STRING_MEMBERS = {
 }
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ACCOUNT = re.compile(r"[0-9]{12}\Z")
+ACCOUNT_ID = re.compile(r"[0-9]{12}\Z")
 _REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+\Z")
 Row = dict[str, Any]
 
@@ -125,7 +125,7 @@ def arn_account_region(arn: str | None) -> tuple[str, str] | None:
     if len(parts) < 6 or parts[0] != "arn":
         return None
     account, region = parts[4], parts[3]
-    if not (_ACCOUNT.match(account) and _REGION.match(region)):
+    if not (ACCOUNT_ID.match(account) and _REGION.match(region)):
         return None
     return account, region
 
