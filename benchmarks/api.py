@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,21 +190,24 @@ def _b2_runs(ctx: Context) -> dict[str, Any]:
         startup = [
             product_sync(empty.url, ctx.fresh_dir("b2-noop"))[0] for _ in range(sizes.repeats)
         ]
-        product: list[dict[str, Any]] = []
-        for _ in range(sizes.latency_repeats):
-            data_dir = ctx.fresh_dir("b2-product")
-            full = measure_product(emulator, data_dir)
-            product.append(
-                {"full": full.raw(), "no-change": measure_product(emulator, data_dir).raw()}
-            )
-        baseline: list[dict[str, Any]] = []
-        for _ in range(sizes.slow_repeats):
-            data_dir = ctx.fresh_dir("b2-baseline")
-            full = measure_baseline(emulator, data_dir)
-            baseline.append(
-                {"full": full.raw(), "no-change": measure_baseline(emulator, data_dir).raw()}
-            )
+        product = _full_then_no_change(ctx, emulator, measure_product, sizes.latency_repeats)
+        baseline = _full_then_no_change(ctx, emulator, measure_baseline, sizes.slow_repeats)
     return {"startup": startup, "product": product, "baseline": baseline}
+
+
+def _full_then_no_change(
+    ctx: Context,
+    emulator: EmulatorHandle,
+    measure: Callable[[EmulatorHandle, Path], Measured],
+    repeats: int,
+) -> list[dict[str, Any]]:
+    """`repeats` times, into a fresh data dir: a full sync, then a no-change one."""
+    runs = []
+    for _ in range(repeats):
+        data_dir = ctx.fresh_dir(f"b2-{measure.__name__}")
+        full = measure(emulator, data_dir)
+        runs.append({"full": full.raw(), "no-change": measure(emulator, data_dir).raw()})
+    return runs
 
 
 def b2(ctx: Context) -> Outcome:
