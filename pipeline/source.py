@@ -140,6 +140,14 @@ class ApiStats:
         with self._lock:
             self.calls[operation] += 1
 
+    def count_calls_of(self, client: Any, service: str) -> None:
+        """Count every API call `client` (of `service`, e.g. "sagemaker") makes from now on."""
+
+        def before_call(model: Any, **_: Any) -> None:
+            self.count_call(model.name)
+
+        client.meta.events.register(f"before-call.{service}", before_call)
+
     def count_attempt(self, throttled: bool) -> None:
         with self._lock:
             self.attempts += 1
@@ -199,9 +207,6 @@ def make_client(settings: ClientSettings, stats: ApiStats) -> Any:
     events = client.meta.events
     limiter = RateLimiter(settings.max_rps) if settings.max_rps else None
 
-    def before_call(model: Any, **_: Any) -> None:
-        stats.count_call(model.name)
-
     def before_send(**_: Any) -> None:
         if limiter is not None:
             limiter.acquire()
@@ -212,7 +217,7 @@ def make_client(settings: ClientSettings, stats: ApiStats) -> Any:
             code = response[1].get("Error", {}).get("Code")
         stats.count_attempt(code in THROTTLING_CODES)
 
-    events.register("before-call.sagemaker", before_call)
+    stats.count_calls_of(client, "sagemaker")
     events.register("before-send.sagemaker", before_send)
     events.register_first("needs-retry.sagemaker", needs_retry)
     return client
@@ -337,12 +342,9 @@ def list_organization_accounts(settings: ClientSettings, stats: ApiStats) -> lis
     """
     import botocore.exceptions
 
-    def before_call(model: Any, **_: Any) -> None:
-        stats.count_call(model.name)
-
     try:
         client = aws_session(settings).client("organizations")
-        client.meta.events.register("before-call.organizations", before_call)
+        stats.count_calls_of(client, "organizations")
         return [
             account
             for page in client.get_paginator("list_accounts").paginate()
