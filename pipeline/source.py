@@ -12,6 +12,7 @@ assumed-role credentials refresh themselves before they expire.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import socket
@@ -158,16 +159,20 @@ class ApiStats:
         return sum(self.calls.values())
 
 
-def known_regions() -> set[str]:
-    """Every region in which botocore knows a SageMaker endpoint, across partitions."""
+@functools.cache
+def known_regions() -> frozenset[str]:
+    """Every region in which botocore knows a SageMaker endpoint, across partitions.
+
+    Cached: it reads botocore's endpoint data (about 65 ms), and every target asks.
+    """
     import boto3
 
     session = boto3.session.Session()
-    return {
+    return frozenset(
         region
         for partition in session.get_available_partitions()
         for region in session.get_available_regions("sagemaker", partition_name=partition)
-    }
+    )
 
 
 def _utc_timestamp(value: Any) -> datetime:
