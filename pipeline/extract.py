@@ -8,15 +8,18 @@ to the source, the Parquet writer and the state store.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from itertools import islice
 from typing import Any
 
+from .defaults import COMMIT_INTERVAL_S
 from .errors import ConfigError, DataError
+from .redact import redact
 from .schema import (
     IMAGE_SCHEMA,
     IMAGE_VERSION_DETAILS_SCHEMA,
@@ -25,6 +28,7 @@ from .schema import (
     details_row,
     fingerprint,
     from_ms,
+    image_name_of,
     image_row,
     rows_to_table,
     tombstone,
@@ -33,6 +37,7 @@ from .schema import (
 from .source import (
     DEFAULT_CONCURRENCY,
     ApiStats,
+    Cancelled,
     ClientSettings,
     check_reachable,
     list_aliases,
@@ -48,6 +53,8 @@ from .storage import AUTO_COMPACT_FILES, DataDir
 from .warehouse import described_states, ensure_views, latest_live_rows
 
 log = logging.getLogger(__name__)
+_POLL_S = 0.1
+"""How often the sync's main thread looks up from waiting to see whether it was cancelled."""
 
 # ---------------------------------------------------------------- pure decisions
 
@@ -208,6 +215,8 @@ class SyncOptions:
     lookback: timedelta = timedelta(minutes=10)
     concurrency: int = DEFAULT_CONCURRENCY
     flush_rows: int = 50_000
+    commit_interval_s: float = COMMIT_INTERVAL_S
+    """Commit what is done at least this often, so an interrupted sync keeps its progress."""
     lock_timeout_s: float = 0.0
     enrich: bool = False
     """Describe new and changed versions (DescribeImageVersion + ListAliases) for every target."""
@@ -251,6 +260,9 @@ class Failure:
     region: str
     image_name: str | None
     reason: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", redact(self.reason))
 
     def __str__(self) -> str:
         where = f"{self.source}/{self.region}"
@@ -306,20 +318,30 @@ class SyncReport:
 class Committer:
     """Buffers rows and state updates; makes rows durable before the state that covers them."""
 
-    def __init__(self, data_dir: DataDir, states: dict[StateKey, ImageState], flush_rows: int):
+    def __init__(
+        self,
+        data_dir: DataDir,
+        states: dict[StateKey, ImageState],
+        flush_rows: int,
+        interval_s: float = COMMIT_INTERVAL_S,
+    ):
         self.data_dir = data_dir
         self.states = states
         self.flush_rows = flush_rows
+        self.interval_s = interval_s
         self.rows: list[Row] = []
         self.details: list[Row] = []
         self.pending: list[ImageState] = []
         self.rows_written = 0
+        self._last_commit = time.monotonic()
 
     def add(self, rows: list[Row], state: ImageState, details: Iterable[Row] = ()) -> None:
+        """Buffer one image's rows and new state; commit when the buffer is big or old."""
         self.rows.extend(rows)
         self.details.extend(details)
         self.pending.append(state)
-        if len(self.rows) + len(self.details) >= self.flush_rows:
+        overdue = time.monotonic() - self._last_commit >= self.interval_s
+        if overdue or len(self.rows) + len(self.details) >= self.flush_rows:
             self.commit()
 
     def commit(self) -> None:
@@ -341,6 +363,7 @@ class Committer:
             self.pending = []
             save_state(self.data_dir, self.states)
             log.info("state committed")
+        self._last_commit = time.monotonic()
 
 
 # ---------------------------------------------------------------- the sync
@@ -387,7 +410,7 @@ def _fetch_image(
     start = listing_start_ms(
         job.state, int(options.lookback.total_seconds() * 1000), options.full_listing
     )
-    fallback = (job.state.account_id, job.target.region)
+    account_region = (job.state.account_id, job.target.region)
     listed: list[Row] = []
     try:
         for page in list_image_versions(
@@ -395,7 +418,10 @@ def _fetch_image(
         ):
             listed.extend(
                 version_row(
-                    job.name, item, observed_at_ms=observed_at_ms, fallback_account_region=fallback
+                    job.name,
+                    item,
+                    observed_at_ms=observed_at_ms,
+                    image_account_region=account_region,
                 )
                 for item in page
             )
@@ -405,13 +431,16 @@ def _fetch_image(
         if job.enrich:
             wanted = versions_to_describe(classified, listed, job.described)
             details, vanished = _describe_versions(client, wanted, observed_at_ms)
+    except Cancelled:
+        raise
     except ClientError as exc:
-        error = exc.response.get("Error", {})
-        if error.get("Code") == "ResourceNotFound":
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFound":
             return _ImageResult(job, [], "deleted while the sync ran (tombstoned)", gone=True)
-        return _ImageResult(job, [], f"{error.get('Code')}: {error.get('Message')}")
-    except (BotoCoreError, MalformedRecord) as exc:
-        return _ImageResult(job, [], f"{type(exc).__name__}: {exc}")
+        return _ImageResult(job, [], _reason(exc))
+    except Exception as exc:  # bad data or a broken answer fails this image, never the run
+        if not isinstance(exc, BotoCoreError | MalformedRecord):
+            log.debug("%s/%s failed", job.target.label, job.name, exc_info=True)
+        return _ImageResult(job, [], _reason(exc))
     return _ImageResult(job, listed, classified=classified, details=details, vanished=vanished)
 
 
@@ -452,17 +481,21 @@ def sync(
     options: SyncOptions,
     *,
     on_progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
 ) -> SyncReport:
     """One incremental sync of every target into `data_dir`, holding the writer lock.
 
     Failures of one image or one target are reported in the result, never raised: everything
     else is committed. ConfigError is raised, before anything is written, when the data dir is
-    not ours or no target can be reached at all.
+    not ours or no target can be reached at all. Once `cancel` is set (or the main thread is
+    interrupted), calls in flight are abandoned, what was finished is committed, and Cancelled
+    (or the interrupt) is raised.
     """
     started = time.monotonic()
+    cancel = cancel or threading.Event()
     report = SyncReport()
     data_dir.check_ours()
-    clients = _connect(targets, report)
+    clients = _connect(targets, report, cancel)
     data_dir.prepare()
     with data_dir.writer_lock(options.lock_timeout_s):
         data_dir.clean_tmp()
@@ -471,11 +504,16 @@ def sync(
         keep_previous_state(data_dir)
         observed_at_ms = max([_now_ms(), *((s.last_synced_ms or 0) + 1 for s in states.values())])
         report.enriched = options.enrich or any(target.enrich for target, _ in clients)
-        committer = Committer(data_dir, states, options.flush_rows)
-        for target, client in clients:
-            _sync_target(
-                data_dir, target, client, options, committer, report, observed_at_ms, on_progress
-            )
+        committer = Committer(data_dir, states, options.flush_rows, options.commit_interval_s)
+        try:
+            for target, client in clients:
+                run = _TargetRun(data_dir, target, client, options, committer, report, cancel)
+                run.sync(observed_at_ms, on_progress)
+        except BaseException:
+            cancel.set()  # workers still in a call stop waiting for it
+            committer.commit()  # what finished whole is kept
+            report.rows_written = committer.rows_written
+            raise
         committer.commit()
         report.rows_written = committer.rows_written
         data_dir.compact(min_files=AUTO_COMPACT_FILES + 1)
@@ -485,7 +523,9 @@ def sync(
     return report
 
 
-def _connect(targets: list[SourceTarget], report: SyncReport) -> list[tuple[SourceTarget, Any]]:
+def _connect(
+    targets: list[SourceTarget], report: SyncReport, cancel: threading.Event
+) -> list[tuple[SourceTarget, Any]]:
     """A client per target (per member account of an organization source) that has
     credentials and a reachable endpoint.
 
@@ -499,7 +539,7 @@ def _connect(targets: list[SourceTarget], report: SyncReport) -> list[tuple[Sour
         try:
             for member in _members(target, listings, report.stats):
                 try:
-                    client = make_client(member.client, report.stats)
+                    client = make_client(member.client, report.stats, cancel)
                     check_reachable(client)
                 except ConfigError as exc:
                     errors.append(exc)
@@ -554,44 +594,115 @@ def _load_state_or_empty(data_dir: DataDir) -> dict[StateKey, ImageState]:
         return {}
 
 
-def _sync_target(
-    data_dir: DataDir,
-    target: SourceTarget,
-    client: Any,
-    options: SyncOptions,
-    committer: Committer,
-    report: SyncReport,
-    observed_at_ms: int,
-    on_progress: ProgressCallback | None,
-) -> None:
-    """One (source, region): the catalogue, then every image's versions, then tombstones."""
-    catalogue = _list_catalogue(client, target, report, observed_at_ms)
-    if catalogue is None:
-        return
-    known = {
-        key[2]: state
-        for key, state in committer.states.items()
-        if key[:2] == (target.source, target.region)
-    }
-    accounts = {row["account_id"] for row in catalogue} | {s.account_id for s in known.values()}
-    for account in sorted(accounts):
-        rows = [row for row in catalogue if row["account_id"] == account]
-        data_dir.write_images(account, target.region, rows_to_table(rows, IMAGE_SCHEMA))
-    jobs, gone = _plan(data_dir, target, catalogue, known, options, report)
-    report.images += len(jobs)
+@dataclass
+class _Catalogue:
+    """A region's ListImages as rows, and what could not be read of it."""
 
-    def fetch(job: _ImageJob) -> _ImageResult:
-        return _fetch_image(client, job, options, observed_at_ms)
+    rows: list[Row]
+    failed: dict[str, str]
+    """Images whose record is malformed -> why: failed this run, never taken as deleted."""
+    complete: bool
+    """Every record named a valid image: only then can an absent image be taken as deleted."""
 
-    with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
-        results = _bounded_map(pool, fetch, jobs, ahead=2 * max(1, options.concurrency))
-        for done, result in enumerate(results, start=1):
-            _absorb(result, options, committer, report, observed_at_ms)
-            if result.gone:
-                gone.append(result.job.state)
-            if on_progress is not None:
-                on_progress(target.label, done, len(jobs))
-    _tombstone_images(data_dir, target, gone, committer, report, observed_at_ms)
+
+@dataclass
+class _TargetRun:
+    """One (source, region): the catalogue, then every image's versions, then tombstones.
+
+    Whatever goes wrong with the target's answers fails the target (or one image of it), never
+    the run: only cancellation and a damaged data dir (DataError) get past it.
+    """
+
+    data_dir: DataDir
+    target: SourceTarget
+    client: Any
+    options: SyncOptions
+    committer: Committer
+    report: SyncReport
+    cancel: threading.Event
+
+    def sync(self, observed_at_ms: int, on_progress: ProgressCallback | None) -> None:
+        try:
+            self._sync(observed_at_ms, on_progress)
+        except (Cancelled, DataError):
+            raise
+        except Exception as exc:
+            log.debug("%s failed", self.target.label, exc_info=True)
+            self._fail(None, _reason(exc))
+
+    def _fail(self, image_name: str | None, reason: str) -> None:
+        self.report.failures.append(
+            Failure(self.target.source, self.target.region, image_name, reason)
+        )
+
+    def _sync(self, observed_at_ms: int, on_progress: ProgressCallback | None) -> None:
+        target, committer = self.target, self.committer
+        catalogue = self._list_catalogue(observed_at_ms)
+        known = {
+            key[2]: state
+            for key, state in committer.states.items()
+            if key[:2] == (target.source, target.region)
+        }
+        wanted = self.options.image_names
+        for name, reason in sorted(catalogue.failed.items()):
+            if wanted is None or name in wanted:
+                self._fail(name, reason)
+                if name in known:
+                    committer.add([], replace(known[name], last_error=redact(reason)))
+        rows = catalogue.rows
+        accounts = {row["account_id"] for row in rows} | {s.account_id for s in known.values()}
+        for account in sorted(accounts):
+            mine = [row for row in rows if row["account_id"] == account]
+            self.data_dir.write_images(account, target.region, rows_to_table(mine, IMAGE_SCHEMA))
+        jobs, gone = _plan(self.data_dir, target, catalogue, known, self.options, self.report)
+        self.report.images += len(jobs)
+
+        def fetch(job: _ImageJob) -> _ImageResult:
+            return _fetch_image(self.client, job, self.options, observed_at_ms)
+
+        workers = max(1, self.options.concurrency)
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
+            results = _bounded_map(pool, fetch, jobs, 2 * workers, self.cancel)
+            for done, result in enumerate(results, start=1):
+                _absorb(result, self.options, committer, self.report, observed_at_ms)
+                if result.gone:
+                    gone.append(result.job.state)
+                if on_progress is not None:
+                    on_progress(target.label, done, len(jobs))
+        finally:
+            # Not waiting: after a cancellation a worker may still sit in a back-off sleep.
+            pool.shutdown(wait=not self.cancel.is_set(), cancel_futures=True)
+        _tombstone_images(self.data_dir, target, gone, committer, self.report, observed_at_ms)
+
+    def _list_catalogue(self, observed_at_ms: int) -> _Catalogue:
+        """The region's images, as far as their records can be read.
+
+        A malformed record fails its image alone; one that names no valid image makes the
+        listing incomplete, so that no image of the region is taken as deleted this run.
+        """
+        log.info("listing images of %s", self.target.label)
+        catalogue = _Catalogue([], {}, complete=True)
+        for item in list_source_images(self.client):
+            name = image_name_of(item) if isinstance(item, Mapping) else None
+            try:
+                if not isinstance(item, Mapping):
+                    raise MalformedRecord(f"not an Image record: {type(item).__name__}")
+                catalogue.rows.append(
+                    image_row(item, observed_at_ms=observed_at_ms, region=self.target.region)
+                )
+            except MalformedRecord as exc:
+                if name is None:
+                    catalogue.complete = False
+                    self._fail(None, f"a ListImages record that names no valid image: {exc}")
+                else:
+                    catalogue.failed[name] = f"{type(exc).__name__}: {exc}"
+        if not catalogue.complete:
+            log.warning(
+                "%s: the image listing is incomplete; no image is taken as deleted",
+                self.target.label,
+            )
+        return catalogue
 
 
 def _bounded_map(
@@ -599,58 +710,56 @@ def _bounded_map(
     fn: Callable[[_ImageJob], _ImageResult],
     jobs: list[_ImageJob],
     ahead: int,
+    cancel: threading.Event,
 ) -> Iterator[_ImageResult]:
     """`fn` over `jobs` on `pool`, in completion order, with at most `ahead` in flight.
 
     Unlike submitting everything at once, a finished image's rows are released as soon as
-    they are absorbed, so memory holds a few images, not the whole region.
+    they are absorbed, so memory holds a few images, not the whole region. Cancelled once
+    `cancel` is set: the jobs not started never start.
     """
     queue = iter(jobs)
-    pending = {pool.submit(fn, job) for job in islice(queue, ahead)}
+    pending: set[Future[_ImageResult]] = {pool.submit(fn, job) for job in islice(queue, ahead)}
     while pending:
-        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+        if cancel.is_set():
+            raise Cancelled()
+        finished, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
         for future in finished:
             pending.update(pool.submit(fn, job) for job in islice(queue, 1))
             yield future.result()
 
 
-def _list_catalogue(
-    client: Any, target: SourceTarget, report: SyncReport, observed_at_ms: int
-) -> list[Row] | None:
-    """The region's images as catalogue rows; None (and a reported failure) when unlistable."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    log.info("listing images of %s", target.label)
-    try:
-        return [
-            image_row(item, observed_at_ms=observed_at_ms, region=target.region)
-            for item in list_source_images(client)
-        ]
-    except (ClientError, BotoCoreError, MalformedRecord) as exc:
-        report.failures.append(Failure(target.source, target.region, None, _reason(exc)))
-        return None
-
-
 def _plan(
     data_dir: DataDir,
     target: SourceTarget,
-    catalogue: list[Row],
+    catalogue: _Catalogue,
     known: dict[str, ImageState],
     options: SyncOptions,
     report: SyncReport,
 ) -> tuple[list[_ImageJob], list[ImageState]]:
     """The images to list (with their state, and stored rows for a full listing), and the
-    known images that are gone from the catalogue."""
+    known images that are gone from the catalogue.
+
+    An image whose catalogue record is malformed fails (its state keeps the error); it is
+    neither listed nor taken as deleted.
+    """
     wanted = options.image_names
     listed = {
-        row["image_name"]: row for row in catalogue if wanted is None or row["image_name"] in wanted
+        row["image_name"]: row
+        for row in catalogue.rows
+        if (wanted is None or row["image_name"] in wanted)
+        and row["image_name"] not in catalogue.failed
     }
     gone = [
         state
         for name, state in known.items()
-        if not state.is_deleted and name not in listed and (wanted is None or name in wanted)
+        if catalogue.complete
+        and not state.is_deleted
+        and name not in listed
+        and name not in catalogue.failed
+        and (wanted is None or name in wanted)
     ]
-    for name in sorted((wanted or set()) - listed.keys() - known.keys()):
+    for name in sorted((wanted or set()) - listed.keys() - known.keys() - catalogue.failed.keys()):
         report.failures.append(
             Failure(target.source, target.region, name, "no such image in this region")
         )
@@ -681,11 +790,14 @@ def _plan(
 
 
 def _reason(exc: BaseException) -> str:
+    """Why a call or a record failed, in one line, without credentials."""
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
         error = response.get("Error", {})
-        return f"{error.get('Code')}: {error.get('Message')}"
-    return f"{type(exc).__name__}: {exc}"
+        text = f"{error.get('Code')}: {error.get('Message')}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return redact(" ".join(text.split()))
 
 
 def _absorb(

@@ -16,6 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from .apivalues import Unparsed, shown
+
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 
 IMAGE_VERSION_SCHEMA = pa.schema(
@@ -93,12 +95,15 @@ DETAIL_STRING_MEMBERS = {
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ACCOUNT_ID = re.compile(r"[0-9]{12}\Z")
-_REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+\Z")
+REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+\Z")
+IMAGE_NAME = re.compile(r"[a-zA-Z0-9]([-.]?[a-zA-Z0-9]){0,62}\Z")
+"""The API's ImageName pattern (case matters, dots allowed)."""
 Row = dict[str, Any]
 
 
 class MalformedRecord(ValueError):
-    """An API record that cannot be normalised (a required field missing or unparseable)."""
+    """An API record that cannot be normalised (a required field missing, of the wrong JSON
+    type, or unparseable). It fails the record's image, never the run."""
 
 
 def to_ms(value: datetime) -> int:
@@ -118,14 +123,15 @@ def from_ms(ms: int) -> datetime:
 
 @functools.lru_cache(maxsize=8192)
 def arn_account_region(arn: str | None) -> tuple[str, str] | None:
-    """(account, region) from a SageMaker ARN, or None when it is absent or not an ARN."""
+    """(account, region) from a SageMaker ARN, or None when it is absent, not an ARN, or its
+    account (12 digits) or region (the AWS pattern) is not one: both end up in paths."""
     if not arn:
         return None
     parts = arn.split(":", 5)
     if len(parts) < 6 or parts[0] != "arn":
         return None
     account, region = parts[4], parts[3]
-    if not (ACCOUNT_ID.match(account) and _REGION.match(region)):
+    if not (ACCOUNT_ID.match(account) and REGION.match(region)):
         return None
     return account, region
 
@@ -137,11 +143,37 @@ def _required(item: Mapping[str, Any], key: str) -> Any:
     return value
 
 
+def _string(item: Mapping[str, Any], key: str, *, required: bool = True) -> str | None:
+    """A string member, never coerced: a number or an object where the model says string is
+    a malformed record."""
+    value = _required(item, key) if required else item.get(key)
+    if value is not None and not isinstance(value, str):
+        raise MalformedRecord(f"{key} is not a string: {shown(value)}")
+    return value
+
+
+def _required_string(item: Mapping[str, Any], key: str) -> str:
+    value = _string(item, key)
+    assert value is not None
+    return value
+
+
 def _timestamp_ms(item: Mapping[str, Any], key: str) -> int:
     value = _required(item, key)
     if not isinstance(value, datetime):
-        raise MalformedRecord(f"{key} is not a timestamp: {value!r}")
+        raw = value.raw if isinstance(value, Unparsed) else value
+        raise MalformedRecord(f"{key} is not a timestamp: {shown(raw)}")
     return to_ms(value)
+
+
+def _image_arn_account_region(item: Mapping[str, Any]) -> tuple[str, str]:
+    image_arn = _required_string(item, "ImageArn")
+    parsed = arn_account_region(image_arn)
+    if parsed is None:
+        raise MalformedRecord(
+            f"ImageArn {shown(image_arn)} does not name a 12-digit account and a region"
+        )
+    return parsed
 
 
 def version_row(
@@ -149,38 +181,37 @@ def version_row(
     item: Mapping[str, Any],
     *,
     observed_at_ms: int,
-    fallback_account_region: tuple[str, str],
+    image_account_region: tuple[str, str],
 ) -> Row:
     """Normalise one `ImageVersion` API record to a row of `IMAGE_VERSION_SCHEMA`.
 
     Timestamps are kept as epoch milliseconds until the batch becomes an Arrow table.
-    Unknown statuses are kept as they come; extra fields are ignored. An `ImageVersionArn`
-    of "None" (which the API model allows) is kept as is; account and region then come from
-    the image ARN, or from the source when neither ARN carries them.
+    Unknown statuses are kept as they come; extra fields are ignored; values of the wrong JSON
+    type are rejected, never coerced. The record's ImageArn must name the account and region
+    of its image (`image_account_region`, from the catalogue). An `ImageVersionArn` of "None"
+    (which the API model allows) is kept as is.
     """
-    image_arn = str(_required(item, "ImageArn"))
-    version_arn = str(_required(item, "ImageVersionArn"))
-    try:
-        version = int(_required(item, "Version"))
-    except (TypeError, ValueError) as exc:
-        raise MalformedRecord(f"Version is not an integer: {item.get('Version')!r}") from exc
+    version = _required(item, "Version")
+    if type(version) is not int:
+        raise MalformedRecord(f"Version is not an integer: {shown(version)}")
     if not 0 <= version < 2**31:
         raise MalformedRecord(f"Version {version} is outside int32")
-    # The image's ARN names the same account and region and repeats for every version:
-    # parsed once per image (cached) instead of once per record.
-    account, region = (
-        arn_account_region(image_arn) or arn_account_region(version_arn) or fallback_account_region
-    )
-    failure = item.get("FailureReason")
+    # The image's ARN repeats for every version: parsed once per image (cached).
+    account_region = _image_arn_account_region(item)
+    if account_region != image_account_region:
+        raise MalformedRecord(
+            f"ImageArn names account {account_region[0]} in {account_region[1]}, but the image "
+            f"is in account {image_account_region[0]} in {image_account_region[1]}"
+        )
     return {
-        "account_id": account,
-        "region": region,
+        "account_id": account_region[0],
+        "region": account_region[1],
         "image_name": image_name,
         "version": version,
-        "image_arn": image_arn,
-        "image_version_arn": version_arn,
-        "status": str(_required(item, "ImageVersionStatus")),
-        "failure_reason": None if failure is None else str(failure),
+        "image_arn": item["ImageArn"],
+        "image_version_arn": _required_string(item, "ImageVersionArn"),
+        "status": _required_string(item, "ImageVersionStatus"),
+        "failure_reason": _string(item, "FailureReason", required=False),
         "creation_time": _timestamp_ms(item, "CreationTime"),
         "last_modified_time": _timestamp_ms(item, "LastModifiedTime"),
         "is_deleted": False,
@@ -188,19 +219,33 @@ def version_row(
     }
 
 
+def image_name_of(item: Mapping[str, Any]) -> str | None:
+    """The `ImageName` of a ListImages record when it is a valid image name, else None."""
+    name = item.get("ImageName")
+    return name if isinstance(name, str) and IMAGE_NAME.match(name) else None
+
+
 def image_row(item: Mapping[str, Any], *, observed_at_ms: int, region: str) -> Row:
-    """Normalise one `Image` record from `ListImages` to a row of `IMAGE_SCHEMA`."""
-    image_arn = str(_required(item, "ImageArn"))
-    account, arn_region = arn_account_region(image_arn) or ("", region)
+    """Normalise one `Image` record from `ListImages` of `region` to a row of `IMAGE_SCHEMA`.
+
+    The image's account and region (from its ARN) become partition paths, so both are checked
+    (and the region must be the one listed), as is the name against the API's pattern.
+    """
+    name = _required_string(item, "ImageName")
+    if not IMAGE_NAME.match(name):
+        raise MalformedRecord(f"ImageName {shown(name)} is not a valid image name")
+    account, arn_region = _image_arn_account_region(item)
+    if arn_region != region:
+        raise MalformedRecord(f"ImageArn names region {arn_region}, but {region} was listed")
     return {
         "account_id": account,
         "region": arn_region,
-        "image_name": str(_required(item, "ImageName")),
-        "image_arn": image_arn,
-        "display_name": item.get("DisplayName"),
-        "description": item.get("Description"),
-        "status": str(_required(item, "ImageStatus")),
-        "failure_reason": item.get("FailureReason"),
+        "image_name": name,
+        "image_arn": item["ImageArn"],
+        "display_name": _string(item, "DisplayName", required=False),
+        "description": _string(item, "Description", required=False),
+        "status": _required_string(item, "ImageStatus"),
+        "failure_reason": _string(item, "FailureReason", required=False),
         "creation_time": _timestamp_ms(item, "CreationTime"),
         "last_modified_time": _timestamp_ms(item, "LastModifiedTime"),
         "observed_at": observed_at_ms,

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import queue
 import random
 import socket
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -25,6 +27,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from .apivalues import Unparsed
+from .defaults import CALL_DEADLINE_S, READ_TIMEOUT_S
 from .errors import ConfigError
 
 PAGE_SIZE = 100  # the API's maximum; fewer calls per image
@@ -32,7 +36,11 @@ PAGE_SIZE = 100  # the API's maximum; fewer calls per image
 # account with a low API rate limit, cap the rate (max_rps) rather than lowering this.
 DEFAULT_CONCURRENCY = 16
 MAX_LISTING_RESTARTS = 3
+MAX_PAGES = 10_000
+"""Pages of one listing (a million versions of one image): a server that never stops paging
+fails its image instead of holding the run."""
 THROTTLE_PATIENCE_S = 300.0
+_POLL_S = 0.1
 TOKEN_ERROR_CODES = frozenset({"InvalidNextToken", "InvalidPaginationToken", "ExpiredNextToken"})
 log = logging.getLogger(__name__)
 # The throttling error codes botocore's retry handlers recognise for JSON services.
@@ -100,7 +108,8 @@ class ClientSettings:
     max_rps: float | None = None
     pool_size: int = DEFAULT_CONCURRENCY
     connect_timeout_s: float = 10.0
-    read_timeout_s: float = 60.0
+    read_timeout_s: float = READ_TIMEOUT_S
+    call_deadline_s: float = CALL_DEADLINE_S
 
 
 class RateLimiter:
@@ -115,7 +124,7 @@ class RateLimiter:
         self._stamp = time.monotonic()
         self._lock = threading.Lock()
 
-    def acquire(self) -> None:
+    def acquire(self, cancel: threading.Event) -> None:
         while True:
             with self._lock:
                 now = time.monotonic()
@@ -125,7 +134,8 @@ class RateLimiter:
                     self._tokens -= 1
                     return
                 wait = (1 - self._tokens) / self._rate
-            time.sleep(wait)
+            if cancel.wait(wait):
+                raise Cancelled()
 
 
 class ApiStats:
@@ -175,23 +185,149 @@ def known_regions() -> frozenset[str]:
     )
 
 
-def _utc_timestamp(value: Any) -> datetime:
-    """A response timestamp as an aware UTC datetime.
+def _utc_timestamp(value: Any) -> datetime | Unparsed:
+    """A response timestamp as an aware UTC datetime, or `Unparsed` when it is not one.
 
     botocore's default parser converts every timestamp to the local zone through dateutil,
     which costs more than the rest of parsing an ImageVersion; the epoch seconds that JSON
-    services send take a fast path here, anything else botocore's own parser.
+    services send take a fast path here, strings botocore's own parser. Anything else (a
+    boolean, an object, NaN, a year beyond 9999) is left for the record's validation to reject,
+    so that it fails that record's image and not the page.
     """
     import botocore.utils
 
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
-    parsed: datetime = botocore.utils.parse_timestamp(value)
-    return parsed
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value, UTC)
+        if isinstance(value, str) and value:
+            parsed: datetime = botocore.utils.parse_timestamp(value)
+            return parsed.astimezone(UTC)
+    except (ValueError, OverflowError, OSError, TypeError):
+        pass
+    return Unparsed(value)
 
 
-def make_client(settings: ClientSettings, stats: ApiStats) -> Any:
-    """A SageMaker client for one region, counting into `stats`, limited to settings.max_rps.
+class Cancelled(Exception):
+    """The run was asked to stop (SIGINT, SIGTERM): calls in flight are abandoned."""
+
+
+class CallDeadlineExceeded(Exception):
+    """One API call outlasted its total deadline (every attempt and back-off included)."""
+
+
+class MalformedResponse(Exception):
+    """A 200 answer that is not the API's: no JSON, no result key, a NextToken seen before."""
+
+
+class _Sender:
+    """A daemon thread doing one worker's HTTP sends, so the worker can stop waiting for them.
+
+    A send stuck on a server that trickles bytes cannot be interrupted; its worker abandons the
+    sender at the call's deadline (or on cancellation) and takes a new one. A daemon thread
+    never holds up the process's exit.
+    """
+
+    def __init__(self, send: Callable[[Any], Any]) -> None:
+        self._send = send
+        self.requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.outcomes: queue.SimpleQueue[tuple[Any, BaseException | None]] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="image-versions-http", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            request = self.requests.get()
+            try:
+                self.outcomes.put((self._send(request), None))
+            except BaseException as exc:  # handed to the waiting worker, which re-raises it
+                self.outcomes.put((None, exc))
+
+
+class CallGuard:
+    """Bounds every call of one client: a total deadline per call, and cancellation.
+
+    botocore's timeouts bound each socket read, not an answer that trickles in a byte at a
+    time, and its retries multiply them. The deadline starts at `before-call` (once per API
+    call, retries included); each HTTP attempt runs on the worker's sender thread while the
+    worker waits, at most until the deadline or until `cancel` is set.
+    """
+
+    def __init__(self, deadline_s: float, cancel: threading.Event) -> None:
+        self.deadline_s = deadline_s
+        self.cancel = cancel
+        self._local = threading.local()
+
+    def start_call(self, **_: Any) -> None:
+        self._check(time.monotonic() + self.deadline_s)
+        self._local.deadline = time.monotonic() + self.deadline_s
+
+    def _check(self, deadline: float) -> None:
+        """Cancelled, or CallDeadlineExceeded, when the call must not go on. The worker's sender
+        may still be busy with the abandoned send: the next call gets a new one."""
+        if self.cancel.is_set():
+            self._local.sender = None
+            raise Cancelled()
+        if time.monotonic() >= deadline:
+            self._local.sender = None
+            raise CallDeadlineExceeded(
+                f"no complete answer within the call deadline of {self.deadline_s:g} s"
+            )
+
+    def check_call(self) -> None:
+        """Between attempts: end the call instead of backing off when it must not go on."""
+        self._check(getattr(self._local, "deadline", float("inf")))
+
+    def send(self, http_send: Callable[[Any], Any], request: Any) -> Any:
+        deadline = getattr(self._local, "deadline", time.monotonic() + self.deadline_s)
+        self._check(deadline)
+        sender = getattr(self._local, "sender", None)
+        if sender is None:
+            sender = self._local.sender = _Sender(http_send)
+        sender.requests.put(request)
+        while True:
+            try:
+                response, error = sender.outcomes.get(
+                    timeout=max(0.0, min(deadline - time.monotonic(), _POLL_S))
+                )
+            except queue.Empty:
+                self._check(deadline)
+                continue
+            if error is not None:
+                raise error
+            return response
+
+
+_GUARDS: weakref.WeakKeyDictionary[Any, CallGuard] = weakref.WeakKeyDictionary()
+"""Each client's guard, for waits between calls (`patiently`) that must end on cancellation."""
+
+
+def _pause(call: Callable[..., Any], seconds: float) -> None:
+    """Sleep between calls of `call`'s client; Cancelled as soon as its run is cancelled."""
+    guard = _GUARDS.get(getattr(call, "__self__", None))
+    if guard is None:
+        time.sleep(seconds)
+    elif guard.cancel.wait(seconds):
+        raise Cancelled()
+
+
+class _GuardedHttpSession:
+    """botocore's HTTP session, each send made under a `CallGuard`."""
+
+    def __init__(self, inner: Any, guard: CallGuard) -> None:
+        self._inner = inner
+        self._guard = guard
+
+    def send(self, request: Any) -> Any:
+        return self._guard.send(self._inner.send, request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def make_client(
+    settings: ClientSettings, stats: ApiStats, cancel: threading.Event | None = None
+) -> Any:
+    """A SageMaker client for one region, counting into `stats`, limited to settings.max_rps,
+    every call bounded by settings.call_deadline_s and abandoned once `cancel` is set.
 
     ConfigError when the region is unknown, the profile missing, no credentials are found or a
     role cannot be assumed.
@@ -209,20 +345,31 @@ def make_client(settings: ClientSettings, stats: ApiStats) -> Any:
         user_agent_extra="image-versions",
     )
     client = session.client("sagemaker", endpoint_url=settings.endpoint_url, config=config)
+    guard = CallGuard(settings.call_deadline_s, cancel or threading.Event())
+    # botocore offers no public hook around the HTTP send itself; its endpoint's session is
+    # the one seam where a worker can stop waiting for an answer that never completes.
+    endpoint = client._endpoint
+    endpoint.http_session = _GuardedHttpSession(endpoint.http_session, guard)
     events = client.meta.events
     limiter = RateLimiter(settings.max_rps) if settings.max_rps else None
 
     def before_send(**_: Any) -> None:
         if limiter is not None:
-            limiter.acquire()
+            limiter.acquire(guard.cancel)
 
-    def needs_retry(response: Any = None, **_: Any) -> None:
+    def needs_retry(response: Any = None, caught_exception: Any = None, **_: Any) -> None:
         code = None
         if response is not None:
             code = response[1].get("Error", {}).get("Code")
         stats.count_attempt(code in THROTTLING_CODES)
+        if caught_exception is not None or (
+            response is not None and response[0].status_code >= 400
+        ):
+            guard.check_call()  # raises instead of a back-off that outlasts the deadline
 
     stats.count_calls_of(client, "sagemaker")
+    _GUARDS[client] = guard
+    events.register("before-call.sagemaker", guard.start_call)
     events.register("before-send.sagemaker", before_send)
     events.register_first("needs-retry.sagemaker", needs_retry)
     return client
@@ -414,7 +561,8 @@ def patiently(call: Callable[..., dict[str, Any]], **params: Any) -> dict[str, A
     """`call(**params)`, retried after a pause when throttling outlasts botocore's retries.
 
     Throttling says "slower", not "stop": a batch extractor keeps trying for up to
-    THROTTLE_PATIENCE_S seconds before it reports the image (or region) as failed.
+    THROTTLE_PATIENCE_S seconds before it reports the image (or region) as failed. The pause
+    ends early when the run is cancelled (`call` is a bound method of a guarded client).
     """
     from botocore.exceptions import ClientError
 
@@ -428,32 +576,70 @@ def patiently(call: Callable[..., dict[str, Any]], **params: Any) -> dict[str, A
             if code not in THROTTLING_CODES or time.monotonic() + pause > deadline:
                 raise
             log.warning("still throttled after retries; pausing %.0f s", pause)
-            time.sleep(pause * (0.5 + random.random() / 2))
+            _pause(call, pause * (0.5 + random.random() / 2))
             pause = min(pause * 2, 30.0)
 
 
-def _every_page(call: Callable[..., dict[str, Any]], result_key: str, **params: Any) -> list[Any]:
+def _page_items(page: dict[str, Any], operation: str, result_key: str) -> list[Any]:
+    """The result list of one page; MalformedResponse when the answer is not the API's.
+
+    botocore turns a body that is not JSON (a proxy's HTML page) into a dict without the
+    result key; reading that as "no items" would tombstone everything, so it is an error.
+    """
+    items = page.get(result_key)
+    if not isinstance(items, list):
+        raise MalformedResponse(f"{operation} answered without its {result_key} list")
+    return items
+
+
+class _Pages:
+    """Checks a listing's NextTokens: never one seen before, never more than MAX_PAGES."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+        self.seen: set[str] = set()
+
+    def next_token(self, page: dict[str, Any]) -> str | None:
+        token = page.get("NextToken")
+        if not token:
+            return None
+        if not isinstance(token, str) or token in self.seen:
+            raise MalformedResponse(f"{self.operation} repeated a NextToken: the listing loops")
+        if len(self.seen) + 1 >= MAX_PAGES:
+            raise MalformedResponse(f"{self.operation} went on past {MAX_PAGES} pages")
+        self.seen.add(token)
+        return token
+
+
+def _every_page(
+    call: Callable[..., dict[str, Any]], operation: str, result_key: str, **params: Any
+) -> list[Any]:
     """`result_key` of every page of a List call at MaxResults=100, each page `patiently`."""
     items: list[Any] = []
     params["MaxResults"] = PAGE_SIZE
+    pages = _Pages(operation)
     while True:
         page = patiently(call, **params)
-        items.extend(page.get(result_key, []))
-        token = page.get("NextToken")
-        if not token:
+        items.extend(_page_items(page, operation, result_key))
+        token = pages.next_token(page)
+        if token is None:
             return items
         params["NextToken"] = token
 
 
 def list_images(client: Any) -> list[dict[str, Any]]:
     """Every image of the region, all pages of ListImages at MaxResults=100."""
-    return _every_page(client.list_images, "Images")
+    return _every_page(client.list_images, "ListImages", "Images")
 
 
 def list_aliases(client: Any, image_name: str, version: int) -> list[str]:
     """Every alias of one image version, all pages of ListAliases."""
     return _every_page(
-        client.list_aliases, "SageMakerImageVersionAliases", ImageName=image_name, Version=version
+        client.list_aliases,
+        "ListAliases",
+        "SageMakerImageVersionAliases",
+        ImageName=image_name,
+        Version=version,
     )
 
 
@@ -484,12 +670,13 @@ def list_image_versions(
 
     A NextToken refused as expired or invalid restarts the listing from its first page (up to
     MAX_LISTING_RESTARTS times): pages already yielded come again, never a skipped one; the
-    caller keeps one state per version.
+    caller keeps one state per version. MalformedResponse for an answer that is not the API's.
     """
     from botocore.exceptions import ClientError
 
     params = version_listing_params(image_name, modified_after)
     restarts = 0
+    pages = _Pages("ListImageVersions")
     while True:
         try:
             page = patiently(client.list_image_versions, **params)
@@ -501,9 +688,10 @@ def list_image_versions(
                 raise
             log.warning("%s: NextToken refused, restarting the listing (%d)", image_name, restarts)
             del params["NextToken"]
+            pages = _Pages("ListImageVersions")
             continue
-        yield page.get("ImageVersions", [])
-        token = page.get("NextToken")
-        if not token:
+        yield _page_items(page, "ListImageVersions", "ImageVersions")
+        token = pages.next_token(page)
+        if token is None:
             return
         params["NextToken"] = token

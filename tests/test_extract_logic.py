@@ -44,7 +44,7 @@ def row(version: int, modified_ms: int, status: str = "CREATED") -> dict:
         "Custom.R-4",
         item(version, modified_ms, status),
         observed_at_ms=T0 + 99 * MINUTE,
-        fallback_account_region=("999999999999", "eu-west-1"),
+        image_account_region=("012345678901", "us-east-1"),
     )
 
 
@@ -158,7 +158,7 @@ def test_version_row_keeps_unknown_status_ignores_extra_fields_and_accepts_none_
         "Custom.R-4",
         item(2, T0, "SOMETHING_NEW", Unexpected={"a": 1}, ImageVersionArn="None"),
         observed_at_ms=0,
-        fallback_account_region=("999999999999", "eu-west-1"),
+        image_account_region=("012345678901", "us-east-1"),
     )
     assert odd["status"] == "SOMETHING_NEW" and odd["image_version_arn"] == "None"
     assert (odd["account_id"], odd["region"]) == ("012345678901", "us-east-1")
@@ -169,7 +169,7 @@ def test_version_row_rejects_a_missing_required_field(field: str) -> None:
     broken = item(1, T0)
     del broken[field]
     with pytest.raises(MalformedRecord, match=field):
-        version_row("x", broken, observed_at_ms=0, fallback_account_region=("1", "r"))
+        version_row("x", broken, observed_at_ms=0, image_account_region=("012345678901", "us-east-1"))
 
 
 def test_rows_round_trip_through_arrow_exactly() -> None:

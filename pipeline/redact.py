@@ -1,0 +1,33 @@
+"""Secrets never leave botocore: credentials inside URLs are masked in every text we emit.
+
+A user may give an endpoint as `http://user:password@host`; botocore and our own messages
+repeat the URL. Every message, log line, failure, state field and Dagster metadata value
+passes through `redact` first.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+# scheme://userinfo@ : the userinfo (user, or user:password) is what must not be shown.
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@\"'<>]+@")
+MASK = "***"
+
+
+def redact(text: str) -> str:
+    """`text` with the credentials of every URL in it replaced by `***`."""
+    if "@" not in text:
+        return text
+    return _URL_USERINFO.sub(lambda match: f"{match['scheme']}{MASK}@", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts a record's message (arguments merged in) before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
