@@ -16,10 +16,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from .cron import cron_problem
+from .defaults import CALL_DEADLINE_S, COMMIT_INTERVAL_S
 from .errors import ConfigError
 from .extract import SourceTarget, SyncOptions
-from .schema import ACCOUNT_ID
+from .redact import redact
+from .schema import ACCOUNT_ID, REGION
 from .source import DEFAULT_CONCURRENCY, AssumeRole, ClientSettings, Organization
 from .storage import DataDir
 
@@ -39,6 +43,10 @@ ROLE_ARN = re.compile(
 MEMBER_ROLE = re.compile(rf"([{_IAM_CHARS}]+/)*[{_IAM_CHARS}]{{1,64}}\Z")
 SESSION_NAME = re.compile(rf"[{_IAM_CHARS}]{{2,64}}\Z")
 EXTERNAL_ID = re.compile(rf"[{_IAM_CHARS}:/]{{2,1224}}\Z")
+_ENDPOINT_SCHEMES = ("http", "https")
+_HOST_PORT = re.compile(
+    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?)(:(?P<port>[0-9]+))?\Z"
+)
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,7 @@ class AccessSettings:
     max_attempts: int = 10
     max_rps: float | None = None
     concurrency: int = DEFAULT_CONCURRENCY
+    call_deadline_s: float = CALL_DEADLINE_S
 
     def __post_init__(self) -> None:
         if self.retry_mode not in RETRY_MODES:
@@ -105,6 +114,10 @@ class AccessSettings:
             raise ConfigError(f"max requests per second must be positive, not {self.max_rps}")
         if not 1 <= self.concurrency <= 64:
             raise ConfigError(f"concurrency must be between 1 and 64, not {self.concurrency}")
+        if not 0 < self.call_deadline_s < float("inf"):
+            raise ConfigError(
+                f"call timeout must be a number of seconds, not {self.call_deadline_s}"
+            )
 
 
 def resolve_data_dir(flag: str | None, environ: Mapping[str, str] | None = None) -> DataDir:
@@ -127,6 +140,45 @@ def validate_image_names(names: Iterable[str]) -> frozenset[str] | None:
     return frozenset(checked) or None
 
 
+def check_region(region: str, where: str) -> None:
+    """Only the shape of an AWS region name (us-east-1): an unknown one fails later, per target."""
+    if not REGION.match(region):
+        raise ConfigError(f"{where} {region!r} is not an AWS region name like us-east-1")
+
+
+def check_endpoint_url(url: str, where: str) -> None:
+    """An http(s) URL with a host, a port in 1-65535 if any, and no query or fragment."""
+    problem = _endpoint_url_problem(url)
+    if problem:
+        raise ConfigError(
+            f"{where} must be an http(s) URL like https://HOST[:PORT][/PATH], "
+            f"but {redact(url)!r} {problem}"
+        )
+
+
+def _endpoint_url_problem(url: str) -> str | None:
+    # Checked before parsing: urlsplit silently drops tabs and newlines.
+    if any(char.isspace() or not char.isprintable() for char in url):
+        return "contains whitespace or control characters"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "cannot be parsed"
+    if parts.scheme not in _ENDPOINT_SCHEMES:
+        return "does not start with http:// or https://"
+    if "?" in url or "#" in url:
+        return "has a query or fragment"
+    host_port = parts.netloc.rpartition("@")[2]
+    if not host_port:
+        return "has no host"
+    match = _HOST_PORT.match(host_port)
+    if not match:
+        return "has no valid host[:port]"
+    if match["port"] is not None and not 1 <= int(match["port"]) <= 65535:
+        return "has a port outside 1-65535"
+    return None
+
+
 def sync_options(
     *,
     image_names: Iterable[str] = (),
@@ -136,6 +188,7 @@ def sync_options(
     concurrency: int = DEFAULT_CONCURRENCY,
     lock_timeout_s: float = 0.0,
     enrich: bool = False,
+    commit_interval_s: float = COMMIT_INTERVAL_S,
 ) -> SyncOptions:
     """Validated options of one sync, as the CLI and Dagster's run config express them."""
     if not lookback_minutes >= 0:
@@ -148,6 +201,7 @@ def sync_options(
         concurrency=concurrency,
         lock_timeout_s=lock_timeout_s,
         enrich=enrich,
+        commit_interval_s=commit_interval_s,
     )
 
 
@@ -215,6 +269,10 @@ def _parse_config(document: dict[str, Any], path: Path) -> ProjectConfig:
             if key in table and not isinstance(table[key], str):
                 raise fail(f"[sources.{name}] {key} must be a string")
         try:
+            for region in regions:
+                check_region(region, "region")
+            if "endpoint_url" in table:
+                check_endpoint_url(table["endpoint_url"], "endpoint_url")
             role, organization = _parse_roles(table)
         except ConfigError as exc:
             raise fail(f"[sources.{name}] {exc}") from None
@@ -232,10 +290,17 @@ def _parse_config(document: dict[str, Any], path: Path) -> ProjectConfig:
             )
         )
     defaults = ProjectConfig()
+    crons = {key: schedules.get(key, getattr(defaults, key)) for key in sorted(_SCHEDULE_KEYS)}
+    for key, cron in crons.items():
+        if not isinstance(cron, str):
+            raise fail(f"[schedules] {key} must be a string, not {cron!r}")
+        problem = cron_problem(cron)
+        if problem:
+            raise fail(f"[schedules] {key} {cron!r} is not a valid cron: {problem}")
     return ProjectConfig(
         sources=tuple(sources),
-        sync_cron=str(schedules.get("sync_cron", defaults.sync_cron)),
-        reconcile_cron=str(schedules.get("reconcile_cron", defaults.reconcile_cron)),
+        sync_cron=crons["sync_cron"],
+        reconcile_cron=crons["reconcile_cron"],
         path=path,
     )
 
@@ -348,10 +413,10 @@ def build_targets(
     Partition keys (from Dagster) pick exact (source, region) pairs; otherwise the sources named
     in `overrides` (default: all) each give their regions, or the flags' regions.
     """
-    if overrides.endpoint_url is not None and not re.match(
-        r"https?://[^/\s]+", overrides.endpoint_url
-    ):
-        raise ConfigError(f"--endpoint-url must be an http(s) URL, not {overrides.endpoint_url!r}")
+    if overrides.endpoint_url is not None:
+        check_endpoint_url(overrides.endpoint_url, "--endpoint-url")
+    for flag_region in overrides.regions:
+        check_region(flag_region, "--region")
     if partition_keys is not None:
         pairs = select_partitions(config, partition_keys)
     else:
@@ -379,6 +444,7 @@ def build_targets(
             max_attempts=access.max_attempts,
             max_rps=access.max_rps,
             pool_size=access.concurrency,
+            call_deadline_s=access.call_deadline_s,
         )
         targets.append(SourceTarget(source=source.name, client=client, enrich=source.enrich))
     return list(dict.fromkeys(targets))

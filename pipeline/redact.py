@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import re
 
-# scheme://userinfo@ : the userinfo (user, or user:password) is what must not be shown.
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@\"'<>]+@")
+# [scheme://]userinfo@host: everything up to the token's last '@' is masked, since a password
+# may hold '/', '?' or '#' that a URL parser would take for the start of the path. An e-mail
+# address in a message is masked too: the price of never showing a password.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)?[^\s\"'<>]+@(?=[^\s\"'<>@])")
 MASK = "***"
 
 
@@ -19,7 +21,7 @@ def redact(text: str) -> str:
     """`text` with the credentials of every URL in it replaced by `***`."""
     if "@" not in text:
         return text
-    return _URL_USERINFO.sub(lambda match: f"{match['scheme']}{MASK}@", text)
+    return _USERINFO.sub(lambda match: f"{match['scheme'] or ''}{MASK}@", text)
 
 
 class RedactingFilter(logging.Filter):

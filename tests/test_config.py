@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
+from dagster._utils.schedules import is_valid_cron_string
 
 from pipeline.config import (
     AccessSettings,
@@ -13,7 +16,9 @@ from pipeline.config import (
     build_targets,
     load_config,
 )
+from pipeline.cron import cron_problem
 from pipeline.errors import ConfigError
+from pipeline.redact import redact
 from tests.support import run_cli
 
 SOURCES = """
@@ -200,3 +205,272 @@ def test_cli_rejects_a_malformed_role_arn_with_status_2(tmp_path: Path) -> None:
     result = run_cli("sync", "--config", str(path), "--data-dir", str(tmp_path / "data"))
     assert result.code == 2 and "role_arn must be an IAM role ARN" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ crons, regions, endpoints
+
+CRON_SAMPLES = [
+    # standard crons, names in any case, the macros
+    "* * * * *",
+    "0 * * * *",
+    " 0  0\t* * * ",
+    "*/5 * * * *",
+    "1/5 * * * *",
+    "0-59/61 * * * *",
+    "007 * * * *",
+    "59 23 31 12 7",
+    "0 0 1 1 0",
+    "0 9 * * MON-FRI",
+    "0 0 * jan-mar *",
+    "0 0 * * mon,Fri",
+    "0 0 * * sun/2",
+    "0 0 * * 1-5,sat",
+    "0 0 1-31/2 * *",
+    "@hourly",
+    "@daily",
+    "@midnight",
+    "@weekly",
+    "@monthly",
+    "@yearly",
+    "@annually",
+    "@HOURLY",
+    # croniter's corners: reversed ranges wrap, N-N is the whole cycle
+    "5-1 * * * *",
+    "* * * * sat-mon",
+    "* * * dec-jan *",
+    "0 0 * * 0-7",
+    "0 0 31 2-2 *",
+    "0 0 30 2-2/5 *",
+    "0 0 30-30 2 *",
+    "0 0 31/1 2 *",
+    # February 29th exists; 30th and 31st only with other days or months
+    "0 0 29 2 *",
+    "0 0 30,31 2 *",
+    "0 0 30 2,3 *",
+    "0 0 29-31 2 *",
+    "0 0 */30 2 *",
+    # February 30th and 31st, however spelt
+    "0 0 30 2 *",
+    "0 0 31 feb *",
+    "0 0 30 Feb 1",
+    "0 0 31 2/12 *",
+    "0 0 30-2/3 2 *",
+    # out of range
+    "60 * * * *",
+    "0 24 * * *",
+    "0 0 0 * *",
+    "0 0 32 * *",
+    "0 0 * 0 *",
+    "0 0 * 13 *",
+    "0 0 * * 8",
+    "0 0 1-32 * *",
+    # malformed
+    "*/0 * * * *",
+    "1-5/0 * * * *",
+    "* * * * * *",
+    "0 0 1 1 * 2020",
+    "* * * *",
+    "",
+    "  ",
+    "@reboot",
+    "@every 5m",
+    "@daily ",
+    "a * * * *",
+    "0 0 * january *",
+    "0 0 * * sunday",
+    "0 0 jan * *",
+    "1,,2 * * * *",
+    ",1 * * * *",
+    "-1 * * * *",
+    "1- * * * *",
+    "*/ * * * *",
+    "1/2/3 * * * *",
+    "*-5 * * * *",
+    "+1 * * * *",
+    "0x1 * * * *",
+    "H * * * *",
+    "0 0 * * 5L",
+]
+
+# Accepted by Dagster's croniter, refused on purpose: its extensions (L, #, ?, R), non-ASCII
+# digits, and reversed ranges ending at a day or month 0.
+STRICTER_THAN_DAGSTER = [
+    "0 0 L * *",
+    "0 0 * * 1#2",
+    "0 0 ? * *",
+    "R * * * *",
+    "\uff11 * * * *",
+    "0 0 5-0 * *",
+    "0 0 0-0 * *",
+    "0 0 * 6-0 *",
+]
+
+
+def test_cron_validation_agrees_with_dagster() -> None:
+    dagster_accepts = {cron: is_valid_cron_string(cron) for cron in CRON_SAMPLES}
+    assert sum(dagster_accepts.values()) >= 20
+    assert list(dagster_accepts.values()).count(False) >= 20
+    disagreements = {
+        cron: cron_problem(cron)
+        for cron, accepted in dagster_accepts.items()
+        if accepted != (cron_problem(cron) is None)
+    }
+    assert disagreements == {}
+
+
+def test_cron_validation_refuses_what_only_croniter_reads() -> None:
+    assert [cron for cron in STRICTER_THAN_DAGSTER if not is_valid_cron_string(cron)] == []
+    assert [cron for cron in STRICTER_THAN_DAGSTER if cron_problem(cron) is None] == []
+
+
+def test_schedules_take_macros_and_names(tmp_path: Path) -> None:
+    text = "[schedules]\nsync_cron = '15 8-18 * * MON-FRI'\nreconcile_cron = '@daily'\n"
+    config = load_config(str(write(tmp_path, text + "[sources.a]\n")))
+    assert (config.sync_cron, config.reconcile_cron) == ("15 8-18 * * MON-FRI", "@daily")
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("sync_cron = '61 * * * *'", "sync_cron '61 * * * *' is not a valid cron: minute 61 is"),
+        ("reconcile_cron = '0 0 * * * *'", "reconcile_cron '0 0 * * * *' is not a valid cron"),
+        ("sync_cron = '0 0 31 feb *'", "sync_cron '0 0 31 feb *' is not a valid cron: February"),
+        ("sync_cron = '0 0 * * 1#2'", "sync_cron '0 0 * * 1#2' is not a valid cron"),
+        ("sync_cron = 5", "sync_cron must be a string, not 5"),
+    ],
+)
+def test_a_bad_cron_is_a_config_error_naming_key_and_value(
+    tmp_path: Path, setting: str, message: str
+) -> None:
+    path = write(tmp_path, f"[sources.a]\n[schedules]\n{setting}\n")
+    with pytest.raises(ConfigError, match=r"\[schedules\] " + re.escape(message)):
+        load_config(str(path))
+
+
+@pytest.mark.parametrize("region", ["", "US-EAST-1", "us-east-1 ", "useast1", "us_east_1", "u-1"])
+def test_a_malformed_region_is_a_config_error_from_the_file_or_the_flag(
+    tmp_path: Path, region: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"[sources.a] region {region!r} is not")):
+        load_config(str(write(tmp_path, f"[sources.a]\nregions = [{region!r}]\n")))
+    config = load_config(str(write(tmp_path, SOURCES)))
+    with pytest.raises(ConfigError, match=re.escape(f"--region {region!r} is not")):
+        build_targets(config, AccessSettings(), Overrides(regions=(region,)))
+
+
+def test_a_well_formed_unknown_region_is_left_to_the_run(tmp_path: Path) -> None:
+    config = load_config(str(write(tmp_path, "[sources.a]\nregions = ['xx-nowhere-9']\n")))
+    (target,) = build_targets(config, AccessSettings(), Overrides(regions=("yy-elsewhere-1",)))
+    assert (config.sources[0].regions, target.region) == (("xx-nowhere-9",), "yy-elsewhere-1")
+
+
+GOOD_SOURCE = "[sources.a]\nregions = ['us-east-1']\n"
+GOOD_ENDPOINTS = [
+    "http://127.0.0.1:8765",
+    "https://api.sagemaker.us-east-1.amazonaws.com",
+    "http://[::1]:8080/base/",
+    "http://user:secret@localhost:65535",
+]
+
+
+@pytest.mark.parametrize("url", GOOD_ENDPOINTS)
+def test_a_good_endpoint_url_is_taken_from_the_file_or_the_flag(tmp_path: Path, url: str) -> None:
+    config = load_config(str(write(tmp_path, f"[sources.a]\nendpoint_url = {json.dumps(url)}\n")))
+    assert config.sources[0].endpoint_url == url
+    overrides = Overrides(regions=("us-east-1",), endpoint_url=url)
+    assert build_targets(config, AccessSettings(), overrides)[0].client.endpoint_url == url
+
+
+def endpoint_url_error(tmp_path: Path, url: str, via: str) -> str:
+    """The message of the ConfigError that `url` raises from the sources file or the flag."""
+    source = write(
+        tmp_path,
+        f"[sources.a]\nendpoint_url = {json.dumps(url)}\n" if via == "file" else GOOD_SOURCE,
+    )
+    with pytest.raises(ConfigError) as raised:
+        config = load_config(str(source))
+        build_targets(config, AccessSettings(), Overrides(endpoint_url=url))
+    return str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("via", "where"), [("file", "[sources.a] endpoint_url"), ("flag", "--endpoint-url")]
+)
+@pytest.mark.parametrize(
+    ("url", "shown", "problem"),
+    [
+        ("http://[::1", "'http://[::1'", "cannot be parsed"),
+        ("http://localhost:99999", "'http://localhost:99999'", "has a port outside 1-65535"),
+        ("http://localhost:0", "'http://localhost:0'", "has a port outside 1-65535"),
+        ("not a url", "'not a url'", "contains whitespace"),
+        ("http://", "'http://'", "has no host"),
+        ("ftp://x", "'ftp://x'", "does not start with http:// or https://"),
+        ("localhost:8080", "'localhost:8080'", "does not start with http:// or https://"),
+        ("http://h\tost", "'http://h\\tost'", "contains whitespace"),
+        ("http://host/?a=1", "'http://host/?a=1'", "has a query or fragment"),
+        ("http://host#top", "'http://host#top'", "has a query or fragment"),
+        ("http://[::1]x", "'http://[::1]x'", "has no valid host[:port]"),
+        ("http://user:secret@host:99999", "'http://***@host:99999'", "has a port outside"),
+        ("http://user:se/cr#et@host", "'http://***@host'", "has a query or fragment"),
+        ("http://user:secret@[::1", "'http://***@[::1'", "cannot be parsed"),
+    ],
+)
+def test_a_malformed_endpoint_url_is_a_config_error_without_its_password(
+    tmp_path: Path, url: str, shown: str, problem: str, via: str, where: str
+) -> None:
+    message = endpoint_url_error(tmp_path, url, via)
+    assert f"{where} must be an http(s) URL like https://HOST[:PORT][/PATH], but " in message
+    assert f"{shown} {problem}" in message
+    assert "secret" not in message and "se/cr" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "redacted"),
+    [
+        ("http://user:pass@host:1/p", "http://***@host:1/p"),
+        ("https://token@host", "https://***@host"),
+        ("http://u:p@ss/w#rd@host", "http://***@host"),
+        ("user:pass@host", "***@host"),
+        ("http://host:1/p", "http://host:1/p"),
+    ],
+)
+def test_redact_hides_the_userinfo(url: str, redacted: str) -> None:
+    assert redact(url) == redacted
+    assert redact(f'failed: "{url}" refused') == f'failed: "{redacted}" refused'
+
+
+PASSWORD = "hunter2-secret"
+
+
+@pytest.mark.parametrize(
+    ("sources", "flags", "message"),
+    [
+        (
+            GOOD_SOURCE + "[schedules]\nsync_cron = '0 0 30 2 *'\n",
+            [],
+            "[schedules] sync_cron '0 0 30 2 *' is not a valid cron",
+        ),
+        ("[sources.a]\nregions = ['']\n", [], "[sources.a] region '' is not an AWS region"),
+        (GOOD_SOURCE, ["--region", "US-EAST-1"], "--region 'US-EAST-1' is not an AWS region"),
+        (
+            GOOD_SOURCE + f"endpoint_url = 'http://user:{PASSWORD}@localhost:99999'\n",
+            [],
+            "[sources.a] endpoint_url must be an http(s) URL",
+        ),
+        (
+            GOOD_SOURCE,
+            ["--endpoint-url", f"http://user:{PASSWORD}@[::1"],
+            "--endpoint-url must be an http(s) URL",
+        ),
+    ],
+)
+def test_cli_rejects_bad_settings_with_status_2_in_one_line(
+    tmp_path: Path, sources: str, flags: list[str], message: str
+) -> None:
+    path = write(tmp_path, sources)
+    result = run_cli("sync", "--config", str(path), "--data-dir", str(tmp_path / "data"), *flags)
+    assert result.code == 2, result.stderr
+    assert result.stderr.startswith("image-versions: error: ")
+    assert result.stderr.count("\n") == 1 and result.stderr.endswith("\n")
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and PASSWORD not in result.stderr

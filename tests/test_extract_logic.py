@@ -169,7 +169,9 @@ def test_version_row_rejects_a_missing_required_field(field: str) -> None:
     broken = item(1, T0)
     del broken[field]
     with pytest.raises(MalformedRecord, match=field):
-        version_row("x", broken, observed_at_ms=0, image_account_region=("012345678901", "us-east-1"))
+        version_row(
+            "x", broken, observed_at_ms=0, image_account_region=("012345678901", "us-east-1")
+        )
 
 
 def test_rows_round_trip_through_arrow_exactly() -> None:

@@ -1,0 +1,117 @@
+"""Which cron strings Dagster's schedules accept, decided without Dagster (pipeline/ must not
+import it).
+
+Standard cron only: one of the @ macros, or five fields (minute hour day-of-month month
+day-of-week), each a comma list of `*`, `N` or `N-M`, each optionally `/STEP`, months and
+weekdays also by name. Dagster's croniter also takes its own extensions (L, #, ?, H, R); those
+are refused here, being cron nothing else reads. tests/test_config.py holds this module to
+`dagster._utils.schedules.is_valid_cron_string`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+MACROS = frozenset(
+    {"@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually"}
+)
+_TERM = re.compile(
+    r"(?:(?P<star>\*)|(?P<start>[0-9]+|[a-z]+)(?:-(?P<end>[0-9]+|[a-z]+))?)(?:/(?P<step>[0-9]+))?\Z"
+)
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+FEBRUARY = 2
+
+
+class _Invalid(ValueError):
+    """Why a cron string is refused."""
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    low: int
+    high: int
+    names: Mapping[str, int] = field(default_factory=dict)
+    top_alias: int | None = None
+    """A value above `high` that means `low` (weekday 7, Sunday)."""
+
+    def value(self, text: str) -> int:
+        number = int(text) if text.isdigit() else self.names.get(text)
+        if number is None:
+            raise _Invalid(f"{self.name} {text!r} is neither a number nor a {self.name} name")
+        if number == self.top_alias:
+            return self.low
+        if not self.low <= number <= self.high:
+            top = self.high if self.top_alias is None else self.top_alias
+            raise _Invalid(f"{self.name} {number} is outside {self.low}-{top}")
+        return number
+
+    def values(self, text: str) -> set[int]:
+        """The values the field's `text` (a comma list of terms) stands for."""
+        values: set[int] = set()
+        for term in text.split(","):
+            values |= self._term_values(term)
+        return values
+
+    def _term_values(self, term: str) -> set[int]:
+        """The values of one term, as croniter counts them: Dagster's schedules run on those."""
+        match = _TERM.match(term)
+        if not match:
+            raise _Invalid(f"{self.name} {term!r} is not *, N or N-M, with an optional /STEP")
+        step = 1 if match["step"] is None else int(match["step"])
+        if step < 1:
+            raise _Invalid(f"{self.name} step must be at least 1 in {term!r}")
+        if match["star"]:
+            start, end = self.low, self.high
+        else:
+            start = self.value(match["start"])
+            if match["end"] is not None:
+                end = self.value(match["end"])
+            elif match["step"] is not None:
+                end = self.high
+            else:
+                return {start}
+        if start < end:
+            return set(range(start, end + 1, step))
+        if start == end:
+            # croniter reads a range from a value to itself (`2-2`, `59/5`) as the whole cycle.
+            return set(range(self.low, self.high + 1, step))
+        # A reversed range wraps past the top; where it resumes at the bottom follows croniter's
+        # arithmetic (one step late, except when the step lands exactly on the bottom).
+        before_top = range(start, self.high + 1, step)
+        last = before_top[-1]
+        resume = self.low if last + step == self.high + 1 else self.low + step - (self.high - last)
+        return {*before_top, *range(resume, end + 1, step)}
+
+
+_FIELDS = (
+    _Field("minute", 0, 59),
+    _Field("hour", 0, 23),
+    _Field("day-of-month", 1, 31),
+    _Field("month", 1, 12, {name: n for n, name in enumerate(_MONTHS, start=1)}),
+    _Field("day-of-week", 0, 6, {name: n for n, name in enumerate(_WEEKDAYS)}, top_alias=7),
+)
+_DAY, _MONTH = 2, 3
+
+
+def cron_problem(cron: str) -> str | None:
+    """Why Dagster would refuse `cron` as a schedule, or None when it is fine."""
+    lowered = cron.lower()
+    if lowered in MACROS:
+        return None
+    fields = lowered.split()
+    if len(fields) != len(_FIELDS):
+        return (
+            f"it has {len(fields)} fields, not 5 (minute hour day-of-month month day-of-week) "
+            f"or one of {', '.join(sorted(MACROS))}"
+        )
+    try:
+        expanded = [spec.values(text) for spec, text in zip(_FIELDS, fields, strict=True)]
+    except _Invalid as exc:
+        return str(exc)
+    if expanded[_MONTH] == {FEBRUARY} and expanded[_DAY] in ({30}, {31}):
+        return "February has no 30th or 31st"
+    return None
