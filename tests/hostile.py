@@ -21,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 HTML_PAGE = b"<html><body><h1>Welcome to Hotel WiFi</h1>Please log in.</body></html>"
+LOOP_TOKEN = "the-same-token-every-time"
+_HOP_HEADERS = {"host", "connection", "content-length"}
 Rewrite = Callable[[dict[str, Any]], None]
 
 
@@ -29,7 +31,7 @@ class Misbehaviour:
     """What the proxy does instead of forwarding faithfully."""
 
     kind: str
-    """body | rewrite | repeat_token | trickle | silent | drop | delay"""
+    """body | rewrite | loop | trickle | silent | drop | delay"""
     body: bytes = b""
     content_type: str = "application/x-amz-json-1.1"
     rewrite: Rewrite | None = None
@@ -59,7 +61,6 @@ class HostileProxy:
         self.stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self.requests: list[tuple[str, dict[str, Any]]] = []
-        self._first_tokens: dict[str, str] = {}
 
     def __enter__(self) -> HostileProxy:
         proxy = self
@@ -111,7 +112,11 @@ class HostileProxy:
             self.upstream,
             data=raw,
             method="POST",
-            headers={k: v for k, v in headers.items() if k.lower() not in {"host", "connection"}},
+            headers={
+                k: v
+                for k, v in headers.items()
+                if k.lower() not in {"host", "connection", "content-length"}
+            },
         )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
@@ -132,13 +137,16 @@ class HostileProxy:
             return
         if kind == "delay":
             time.sleep(misbehaviour.seconds)
+        if kind == "loop":
+            # The first page again and again, always with the same NextToken.
+            request = json.loads(raw or b"{}")
+            request.pop("NextToken", None)
+            raw = json.dumps(request).encode()
         status, content_type, payload = self.forward(handler.headers, raw)
-        if kind in {"rewrite", "repeat_token"} and status == 200:
+        if kind in {"rewrite", "loop"} and status == 200:
             answer = json.loads(payload)
-            if kind == "repeat_token" and answer.get("NextToken"):
-                # The first valid token, again and again: each answer is page 2 once more.
-                key = json.dumps(json.loads(raw or b"{}").get("ImageName"))
-                answer["NextToken"] = self._first_tokens.setdefault(key, answer["NextToken"])
+            if kind == "loop":
+                answer["NextToken"] = LOOP_TOKEN
             elif misbehaviour.rewrite is not None:
                 misbehaviour.rewrite(answer)
             payload = json.dumps(answer).encode()

@@ -1,0 +1,362 @@
+"""The fault matrix's hostile rows: a SageMaker that answers wrongly (tests/hostile.py), and
+signals, against real `image-versions` processes.
+
+Each row counts rows lost and duplicated against the source like every other row, and adds
+one to `lost` for each promise broken on the way: a traceback on stderr, a wrong exit status,
+a failing image not named, a false tombstone, a call that outlived its bound, a leaked
+password.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import duckdb
+import pyarrow.parquet as pq
+
+from tests.fault_harness import Harness, Row, Run, harness
+from tests.hostile import HostileProxy, Misbehaviour, Plan, body, rewrite
+from tests.support import REGION
+
+ACCOUNT = "123456789012"
+VERSION_DAMAGE: list[tuple[str, Any]] = [
+    ("ImageArn", f"arn:aws:sagemaker:{REGION}:1234567890123:image/x"),
+    ("ImageArn", f"arn:aws:sagemaker:{REGION}:../../etc:image/x"),
+    ("ImageArn", f"arn:aws:sagemaker:{REGION}:12/456789012:image/x"),
+    ("ImageArn", f"arn:aws:sagemaker:{REGION}:%2e%2e:image/x"),
+    ("ImageArn", f"arn:aws:sagemaker:../{REGION}:{ACCOUNT}:image/x"),
+    ("ImageArn", f"arn:aws:sagemaker:us east 1:{ACCOUNT}:image/x"),
+    ("LastModifiedTime", "garbage"),
+    ("LastModifiedTime", ""),
+    ("LastModifiedTime", {}),
+    ("LastModifiedTime", math.nan),
+    ("LastModifiedTime", math.inf),
+    ("LastModifiedTime", 1e20),
+    ("LastModifiedTime", -1e11),
+    ("LastModifiedTime", True),
+    ("Version", "5"),
+    ("Version", 5.9),
+    ("Version", True),
+    ("ImageVersionStatus", 7),
+]
+CATALOGUE_DAMAGE: list[tuple[str, Any]] = [
+    ("ImageArn", f"arn:aws:sagemaker:{REGION}:123:image/x"),
+    ("LastModifiedTime", "yesterday"),
+    ("ImageStatus", ["CREATED"]),
+]
+UNNAMED = ("ImageName", "no such/name")
+PASSWORD = "PLANTEDurlPASSWORD42"
+
+
+@contextmanager
+def hostile(h: Harness, plan: Plan) -> Iterator[HostileProxy]:
+    """`h`'s syncs go through a hostile proxy for the block."""
+    with HostileProxy(h.server.url, plan) as proxy:
+        h.endpoint = proxy.url
+        try:
+            yield proxy
+        finally:
+            h.endpoint = h.server.url
+
+
+def broken_promises(run: Run, *, code: int, named: Sequence[str] = ()) -> int:
+    """One per promise `run` broke: a traceback, another exit status, an image not named."""
+    failed = [line for line in run.stdout.splitlines() if line.startswith("FAILED")]
+    unnamed = [name for name in named if not any(f"image {name}:" in line for line in failed)]
+    return ("Traceback" in run.stderr) + (run.code != code) + len(unnamed)
+
+
+def deleted_transitions(h: Harness) -> int:
+    """Deletions `image_version_changes` recorded: a false one stays there forever."""
+    with duckdb.connect(str(h.data.warehouse_path), read_only=True) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM image_version_changes WHERE to_status = 'DELETED'"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def watermarks(h: Harness) -> dict[str, Any]:
+    """image -> watermark, from the committed state file."""
+    path = h.data.state_dir / "images.parquet"
+    if not path.exists():
+        return {}
+    table = pq.read_table(path, columns=["image_name", "watermark"])
+    return dict(zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True))
+
+
+def _damage_versions(cases: dict[str, tuple[str, Any]]) -> Callable[[dict[str, Any]], None]:
+    def change(answer: dict[str, Any]) -> None:
+        for version in answer.get("ImageVersions", []):
+            case = cases.get(version["ImageArn"].rsplit("/", 1)[1])
+            if case is not None and version is answer["ImageVersions"][-1]:
+                version[case[0]] = case[1]
+
+    return change
+
+
+def hostile_records(trials: int) -> Row:
+    """Malformed records (odd ARN parts, timestamps that do not parse, wrong JSON types) in
+    ListImageVersions and ListImages: each fails only its image, by name, with exit 1; a known
+    image is never taken as deleted because its record is bad; the rest commits."""
+    results = []
+    with harness(21) as h:
+        h.seed(images=len(VERSION_DAMAGE) + len(CATALOGUE_DAMAGE) + 4)
+        h.sync()
+        names = sorted(h.emulator.image_names(REGION))
+        version_cases = dict(zip(names, VERSION_DAMAGE, strict=False))
+        rest = names[len(version_cases) :]
+        catalogue_cases = dict(zip(rest, [*CATALOGUE_DAMAGE, UNNAMED], strict=False))
+        for index in range(trials):
+            before = watermarks(h)
+
+            def plan(operation: str, params: dict[str, Any]) -> Misbehaviour | None:
+                if operation == "ListImageVersions":
+                    return rewrite(_damage_versions(version_cases))
+                if operation == "ListImages":
+                    return rewrite(damage_catalogue)
+                return None
+
+            def damage_catalogue(answer: dict[str, Any]) -> None:
+                for image in answer.get("Images", []):
+                    case = catalogue_cases.get(image["ImageName"])
+                    if case is not None:
+                        image[case[0]] = case[1]
+
+            with hostile(h, plan):
+                run = h.sync("--reconcile" if index % 2 == 0 else "--full-refresh")
+            named = [*version_cases, *(n for n, c in catalogue_cases.items() if c != UNNAMED)]
+            broken = broken_promises(run, code=1, named=named)
+            broken += "names no valid image" not in run.stdout
+            after = watermarks(h)
+            moved = [n for n in named if after.get(n) != before.get(n)]
+            trial = h.trial(run, note=f"{len(named)} damaged images; watermarks moved: {moved}")
+            trial.lost += broken + len(moved) + deleted_transitions(h)
+            results.append(trial)
+    return Row("hostile: malformed records fail only their image", results)
+
+
+def non_api_answers(trials: int) -> Row:
+    """A 200 that is not the API's answer (a captive portal's HTML, `{}`) deletes nothing: the
+    region (or image) fails, exit 1, no tombstone, no false DELETED transition."""
+    results = []
+    cases: list[tuple[str, str, Misbehaviour, tuple[str, ...]]] = [
+        ("ListImages", "HTML page", body(b"<html><body>Please log in</body></html>"), ()),
+        ("ListImages", "{}", body(b"{}", "application/x-amz-json-1.1"), ()),
+        ("ListImageVersions", "{} (reconcile)", body(b"{}", "application/x-amz-json-1.1"), ()),
+        ("ListImageVersions", "HTML (full refresh)", body(b"<html/>"), ("--full-refresh",)),
+    ]
+    with harness(22) as h:
+        h.seed(images=8)
+        h.sync()
+        victim = sorted(h.emulator.image_names(REGION))[0]
+        for index in range(max(trials, len(cases))):
+            operation, label, misbehaviour, extra = cases[index % len(cases)]
+
+            def plan(
+                op: str, params: dict[str, Any], operation: str = operation, bad: Any = misbehaviour
+            ) -> Misbehaviour | None:
+                if op == operation and params.get("ImageName", victim) == victim:
+                    return bad  # type: ignore[no-any-return]
+                return None
+
+            with hostile(h, plan):
+                run = h.sync(*(extra or ("--reconcile",)))
+            named = [victim] if operation == "ListImageVersions" else []
+            trial = h.trial(run, note=f"{operation} answered {label}")
+            trial.lost += broken_promises(run, code=1, named=named) + deleted_transitions(h)
+            results.append(trial)
+    return Row("hostile: a 200 that is not the API's answer deletes nothing", results)
+
+
+def endless_answers(trials: int) -> Row:
+    """A NextToken that never changes (ListImages, ListImageVersions), an answer trickled a
+    byte at a time, and silence: each fails its region or image within its bound."""
+    results = []
+    timeout = 2.0
+    cases: list[tuple[str, str, Misbehaviour, float]] = [
+        ("ListImageVersions", "the same NextToken forever", Misbehaviour("loop"), 20),
+        ("ListImages", "the same NextToken forever", Misbehaviour("loop"), 20),
+        ("ListImageVersions", "one byte every 0.5 s", Misbehaviour("trickle", seconds=0.5), 25),
+        ("ListImageVersions", "silence", Misbehaviour("silent"), 25),
+    ]
+    with harness(23) as h:
+        h.seed(images=8)
+        h.sync()
+        victim = sorted(h.emulator.image_names(REGION))[-1]
+        for index in range(max(trials, len(cases))):
+            operation, label, misbehaviour, bound = cases[index % len(cases)]
+
+            def plan(
+                op: str, params: dict[str, Any], operation: str = operation, bad: Any = misbehaviour
+            ) -> Misbehaviour | None:
+                if op == operation and params.get("ImageName", victim) == victim:
+                    return bad  # type: ignore[no-any-return]
+                return None
+
+            started = time.monotonic()
+            with hostile(h, plan):
+                run = h.sync("--call-timeout", str(timeout), timeout=120)
+            seconds = time.monotonic() - started
+            named = [victim] if operation == "ListImageVersions" else []
+            trial = h.trial(run, note=f"{operation}: {label}; {seconds:.1f} s")
+            trial.lost += broken_promises(run, code=1, named=named) + (seconds > bound)
+            results.append(trial)
+    return Row("hostile: endless answers end within their bound", results)
+
+
+def stopped_by_signal(trials: int) -> Row:
+    """SIGTERM or SIGINT while a worker is stuck in a silent call (default deadline, 120 s):
+    the process stops within 5 s with 143 or 130, keeps the images it finished, releases the
+    lock, and a normal re-run converges."""
+    results = []
+    with harness(24) as h:
+        h.seed(images=8)
+        victim = sorted(h.emulator.image_names(REGION))[0]
+        for index in range(trials):
+            h.mutate(4)
+            shutil.rmtree(h.data.root, ignore_errors=True)  # every state is this run's
+            signum = (signal.SIGTERM, signal.SIGINT)[index % 2]
+
+            def plan(op: str, params: dict[str, Any]) -> Misbehaviour | None:
+                if op == "ListImageVersions" and params.get("ImageName") == victim:
+                    return Misbehaviour("silent")
+                return None
+
+            images = len(h.emulator.image_names(REGION))
+            with hostile(h, plan) as proxy:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "pipeline", *h.args()],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env=h.env,
+                    cwd=h.workdir,
+                    stdin=subprocess.DEVNULL,
+                )
+                waited = _wait_until_quiet(proxy, images)
+                process.send_signal(signum)
+                sent = time.monotonic()
+                try:
+                    _, err = process.communicate(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    _, err = process.communicate()
+                seconds = time.monotonic() - sent
+            kept = len(watermarks(h).keys() - {victim})
+            rerun = h.sync()  # no --wait: the lock must be free
+            trial = h.trial(
+                rerun,
+                note=f"{signum.name}: exit {process.returncode} after {seconds:.2f} s, "
+                f"{kept} images kept",
+            )
+            trial.lost += (
+                (not waited)
+                + (process.returncode != 128 + signum)
+                + (seconds > 5)
+                + ("Traceback" in err)
+                + (kept < images - 1)
+                + (rerun.code != 0)
+            )
+            results.append(trial)
+    return Row("SIGTERM/SIGINT with a worker stuck in a call", results)
+
+
+def progress_kept(trials: int) -> Row:
+    """A slow sync SIGKILLed after a few seconds keeps what it committed on the way (commits
+    every --commit-every seconds), and a re-run converges."""
+    results = []
+    with harness(25) as h:
+        h.seed(images=16)
+        for _ in range(trials):
+            h.mutate(4)
+            shutil.rmtree(h.data.root, ignore_errors=True)  # every commit is this run's
+
+            def plan(op: str, params: dict[str, Any]) -> Misbehaviour | None:
+                if op == "ListImageVersions":
+                    return Misbehaviour("delay", seconds=0.25)
+                return None
+
+            with hostile(h, plan):
+                h.kill_at(
+                    h.args("--concurrency", "1", "--commit-every", "0.5", "--full-refresh"),
+                    "listing images of",
+                    2.5,
+                )
+            kept = sum(w is not None for w in watermarks(h).values())
+            trial = h.trial(h.sync(), note=f"{kept} images committed before the kill")
+            trial.lost += kept == 0
+            results.append(trial)
+    return Row("SIGKILL of a slow sync keeps its periodic commits", results)
+
+
+def _wait_until_quiet(proxy: HostileProxy, calls: int, quiet_s: float = 1.0) -> bool:
+    """Wait until `proxy` has had at least `calls` ListImageVersions calls and no new request
+    for `quiet_s` (every image but the stuck one is done); False after 30 s."""
+    deadline = time.monotonic() + 30
+    seen, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        count = len(proxy.requests)
+        if count != seen:
+            seen, since = count, time.monotonic()
+        listed = sum(op == "ListImageVersions" for op, _ in proxy.requests)
+        if listed >= calls and time.monotonic() - since >= quiet_s:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def secret_in_url(trials: int) -> Row:
+    """A password inside the endpoint URL never shows: not in messages, `--json`, state,
+    `status` or logs, whether the endpoint is unreachable or one image's call fails."""
+    results = []
+    with harness(26) as h:
+        h.seed(images=6)
+        victim = sorted(h.emulator.image_names(REGION))[0]
+
+        def plan(op: str, params: dict[str, Any]) -> Misbehaviour | None:
+            if op == "ListImageVersions" and params.get("ImageName") == victim:
+                return Misbehaviour("drop")
+            return None
+
+        for _ in range(trials):
+            h.mutate(3)
+            with hostile(h, plan) as proxy:
+                h.endpoint = proxy.url.replace("http://", f"http://user:{PASSWORD}@")
+                failing = h.sync("--max-attempts", "1", "--json", "-v")
+                status = h.cli("status", "--data-dir", str(h.data.root))
+                h.endpoint = f"http://user:{PASSWORD}@127.0.0.1:9"
+                unreachable = h.sync()
+            outputs = [failing, status, unreachable]
+            leaks = sum(PASSWORD in run.stdout + run.stderr for run in outputs)
+            stored = [
+                p.name
+                for p in h.data.root.rglob("*")
+                if p.is_file() and PASSWORD.encode() in p.read_bytes()
+            ]
+            trial = h.trial(
+                h.sync(),
+                note=f"exits {failing.code}/{unreachable.code}; leaks {leaks}; files {stored}",
+            )
+            trial.lost += leaks + len(stored) + (failing.code != 1) + (unreachable.code != 2)
+            trial.lost += "***@" not in failing.stdout
+            results.append(trial)
+    return Row("hostile: a password in the endpoint URL never shows", results)
+
+
+HOSTILE_MATRIX: list[tuple[str, Callable[[int], Row], int, int]] = [
+    # key, factory, quick trials, full trials
+    ("hostile_records", hostile_records, 1, 4),
+    ("non_api_answers", non_api_answers, 4, 8),
+    ("endless_answers", endless_answers, 4, 8),
+    ("signals", stopped_by_signal, 2, 6),
+    ("progress_kept", progress_kept, 1, 4),
+    ("secret_url", secret_in_url, 1, 3),
+]
