@@ -54,6 +54,10 @@ def _partition_key(value: str) -> str:
     return value
 
 
+class UnreadableFile(Exception):
+    """A dataset file that cannot be read back with the schema it should hold."""
+
+
 class _Journal(TypedDict):
     new: str
     old: list[str]
@@ -118,7 +122,8 @@ class DataDir:
         return self.store.is_file(self.root / MARKER)
 
     def check_ours(self) -> None:
-        """Refuse (ConfigError) a directory that exists and is not an image-versions dataset."""
+        """Refuse (ConfigError) a directory that exists and is not an image-versions dataset,
+        or that holds a symbolic link."""
         self.store.check_reachable(self.root)
         if self.store.is_file(self.root):
             raise ConfigError(
@@ -129,6 +134,31 @@ class DataDir:
                 f"data dir {self.location} is not empty and was not created by image-versions "
                 f"(no {MARKER} marker); choose an empty or new directory"
             )
+        self.refuse_symlinks()
+
+    def refuse_symlinks(self) -> None:
+        """ConfigError naming the first symbolic link inside the data dir.
+
+        Every command calls this before it touches the dataset: a link would let a write, a
+        delete or a DuckDB glob reach outside the data dir. The root itself may be a link.
+        """
+        link = self.store.first_symlink(self.root)
+        if link is not None:
+            raise ConfigError(
+                f"{link} in data dir {self.location} is a symbolic link, and image-versions "
+                "never follows links inside its data dir; remove the link (move what it points "
+                "at into its place if you need it) and run again"
+            )
+
+    @property
+    def layout_dirs(self) -> tuple[PurePath, ...]:
+        """The directories every sync writes into."""
+        return (self.versions_dir, self.images_dir, self.state_dir, self.tmp_dir)
+
+    def files_in_layout(self) -> list[PurePath]:
+        """Files where the layout has a directory: every write under them would fail."""
+        directories = (*self.layout_dirs, self.details_dir)
+        return [directory for directory in directories if self.store.is_file(directory)]
 
     def prepare(self) -> None:
         """Create the directory layout (idempotent) after checking the directory is ours."""
@@ -137,15 +167,33 @@ class DataDir:
             self.store.make_dirs([self.root])
             if not self.is_ours():
                 self.store.touch(self.root / MARKER, MARKER_TEXT.encode())
-            self.store.make_dirs([self.versions_dir, self.images_dir, self.state_dir, self.tmp_dir])
-            probe = self.tmp_dir / f".probe-{uuid.uuid4().hex}"
-            self.store.touch(probe, b"")
-            self.store.delete([probe])
+            self.store.make_dirs(self.layout_dirs)
         except PermissionError as exc:
             raise ConfigError(f"data dir {self.location} is not writable: {exc.strerror}") from exc
         except OSError as exc:
             reason = exc.strerror or exc
             raise ConfigError(f"cannot create data dir {self.location}: {reason}") from exc
+        self.check_writable()
+
+    def check_writable(self) -> None:
+        """ConfigError (one line) unless a writer can write where it has to.
+
+        A writer would otherwise stop half way with an OSError (exit 1): a read-only mount or
+        directory, or a file where the layout has a directory (which fails for root too).
+        """
+        misplaced = self.files_in_layout()
+        if misplaced:
+            raise DataError(
+                f"{misplaced[0].relative_to(self.root)} in data dir {self.location} is a file "
+                "where a directory belongs; run `image-versions verify --repair` to move it aside"
+            )
+        try:
+            self.store.check_writable([self.root, *self.layout_dirs], self.tmp_dir)
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise ConfigError(
+                f"data dir {self.location} is not writable: {exc.strerror or exc}{where}"
+            ) from exc
 
     def writer_lock(self, timeout_s: float = 0) -> contextlib.AbstractContextManager[None]:
         """Hold the dataset's writer lock; ConfigError if another writer holds it."""
@@ -248,8 +296,11 @@ class DataDir:
         Rows are kept as they are (the views already collapse repeated states), so every view
         returns the same rows before and after. A journal in `_state/` makes the swap of old
         files for the merged one safe against a kill at any instant. Returns (files before,
-        files after).
+        files after). DataError, before anything is deleted, when a file cannot be merged;
+        ConfigError for a link inside the data dir (every caller, the Dagster asset included).
         """
+        self.refuse_symlinks()
+        self.check_writable()
         self.recover_compaction()
         datasets = (
             (self.version_files, IMAGE_VERSION_SCHEMA),
@@ -267,12 +318,34 @@ class DataDir:
             before, after = before + len(files_before), after + len(list_files())
         return before, after
 
+    def read_checked(self, path: PurePath, schema: pa.Schema) -> pa.Table:
+        """One Parquet file of this dataset, which must hold exactly `schema`; UnreadableFile
+        (why, on one line) when it cannot be read or holds something else."""
+        try:
+            with self.store.filesystem.open_input_file(str(path)) as source:
+                table = pq.ParquetFile(source).read()
+        except (OSError, pa.ArrowException) as exc:
+            raise UnreadableFile(" ".join(str(exc).split())) from exc
+        if not table.schema.equals(schema, check_metadata=False):
+            raise UnreadableFile(f"unexpected schema: {table.schema.names}")
+        return table
+
     def _merge_partition(
         self, directory: PurePath, files: list[PurePath], schema: pa.Schema
     ) -> None:
         log.info("compacting %d files in %s", len(files), directory.relative_to(self.root))
-        merged = self.read_table(files, schema=schema)
-        merged = merged.sort_by(ROW_ORDER)
+        # File by file, not one multi-file read: a foreign file would otherwise be cast into
+        # the schema (its missing columns read as nulls) and then deleted with the others.
+        tables = []
+        for path in files:
+            try:
+                tables.append(self.read_checked(path, schema))
+            except UnreadableFile as exc:
+                raise DataError(
+                    f"{path.relative_to(self.root)} in {self.location} cannot be compacted "
+                    f"({exc}); run `image-versions verify --repair` to move it aside"
+                ) from exc
+        merged = pa.concat_tables(tables).sort_by(ROW_ORDER)
         target = directory / f"compacted-{uuid.uuid4().hex}.parquet"
         journal: _Journal = {
             "new": str(target.relative_to(self.root)),

@@ -19,6 +19,7 @@ as `str(path)`); S3 writes, deletes and the lock (s3lock.py) go through boto3.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import os
 import re
@@ -73,6 +74,20 @@ def make_dirs(path: Path) -> None:
         _fsync_dir(directory.parent)
 
 
+def _entries(directory: Path) -> Iterator[os.DirEntry[str]]:
+    """Every entry under `directory`, depth first in name order, never descending into a
+    symbolic link (none when `directory` is missing or not a directory)."""
+    try:
+        with os.scandir(directory) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        yield entry
+        if entry.is_dir(follow_symlinks=False):
+            yield from _entries(Path(entry.path))
+
+
 def _glob_match(relative: PurePath, pattern: str) -> bool:
     parts = pattern.split("/")
     return len(relative.parts) == len(parts) and all(
@@ -108,6 +123,14 @@ class Store(ABC):
     def touch(self, path: PurePath, data: bytes) -> None:
         """Write a small file whose existence is what counts (a marker, a probe)."""
 
+    def check_writable(self, directories: Sequence[PurePath], tmp_dir: PurePath) -> None:
+        """OSError unless new files can be written under `directories`: a probe file is
+        written to `tmp_dir`, where a leftover is cleaned up by the next writer, and
+        deleted."""
+        probe = tmp_dir / f".probe-{uuid.uuid4().hex}"
+        self.touch(probe, b"")
+        self.delete([probe])
+
     @abstractmethod
     def publish(self, final: PurePath, write: Writer, tmp_dir: PurePath) -> None:
         """Write a file so that it appears at `final` complete or not at all."""
@@ -118,6 +141,14 @@ class Store(ABC):
 
     @abstractmethod
     def is_file(self, path: PurePath) -> bool: ...
+
+    @abstractmethod
+    def is_dir(self, path: PurePath) -> bool:
+        """A directory, which keeps a file of the same name from being written."""
+
+    def first_symlink(self, root: PurePath) -> PurePath | None:
+        """The first symbolic link under `root`, relative to it (S3 has none)."""
+        return None
 
     @abstractmethod
     def has_entries(self, path: PurePath) -> bool:
@@ -167,6 +198,14 @@ class LocalStore(Store):
     def touch(self, path: PurePath, data: bytes) -> None:
         Path(path).write_bytes(data)
 
+    def check_writable(self, directories: Sequence[PurePath], tmp_dir: PurePath) -> None:
+        # Asked, not probed, outside `tmp_dir`: a probe left there by a kill would be a stray
+        # file in the dataset. access() also answers EROFS for a read-only mount.
+        for directory in directories:
+            if Path(directory).is_dir() and not os.access(directory, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(directory))
+        super().check_writable(directories, tmp_dir)
+
     def publish(self, final: PurePath, write: Writer, tmp_dir: PurePath) -> None:
         tmp = Path(tmp_dir) / f"{uuid.uuid4().hex}.tmp"
         with pa.OSFile(str(tmp), "wb") as sink:
@@ -185,6 +224,11 @@ class LocalStore(Store):
             lock.acquire()
         except Timeout as exc:
             raise _busy(self.uri(root)) from exc
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot take the writer lock {lock.lock_file}: {exc.strerror or exc}; the data "
+                "dir must be writable"
+            ) from exc
         try:
             yield
         finally:
@@ -193,14 +237,24 @@ class LocalStore(Store):
     def is_file(self, path: PurePath) -> bool:
         return Path(path).is_file()
 
+    def is_dir(self, path: PurePath) -> bool:
+        return Path(path).is_dir()
+
+    def first_symlink(self, root: PurePath) -> PurePath | None:
+        links = (entry.path for entry in _entries(Path(root)) if entry.is_symlink())
+        first = next(links, None)
+        return None if first is None else Path(first).relative_to(root)
+
     def has_entries(self, path: PurePath) -> bool:
         return Path(path).is_dir() and any(Path(path).iterdir())
 
     def files(self, directory: PurePath) -> list[PurePath]:
-        return sorted(p for p in Path(directory).rglob("*") if p.is_file())
-
-    def glob(self, directory: PurePath, pattern: str) -> list[PurePath]:
-        return sorted(Path(directory).glob(pattern))
+        # A second line of defence after DataDir.refuse_symlinks: a link is never listed, and
+        # never descended into, so nothing outside the data dir is read, rewritten or deleted.
+        if Path(directory).is_symlink():
+            return []
+        entries = _entries(Path(directory))
+        return sorted(Path(entry.path) for entry in entries if entry.is_file(follow_symlinks=False))
 
     def read_bytes(self, path: PurePath) -> bytes:
         return Path(path).read_bytes()
@@ -345,6 +399,10 @@ class S3Store(Store):
 
     def is_file(self, path: PurePath) -> bool:
         return bool(self.filesystem.get_file_info(str(path)).type == pafs.FileType.File)
+
+    def is_dir(self, path: PurePath) -> bool:
+        """Never: S3 has no directories, and a prefix does not keep a key of its name out."""
+        return False
 
     def has_entries(self, path: PurePath) -> bool:
         selector = pafs.FileSelector(str(path), recursive=False, allow_not_found=True)

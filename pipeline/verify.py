@@ -17,10 +17,13 @@ import pyarrow as pa
 
 from . import quality
 from .schema import IMAGE_SCHEMA, IMAGE_VERSION_DETAILS_SCHEMA, IMAGE_VERSION_SCHEMA
-from .state import STATE_SCHEMA, state_file
-from .storage import DataDir
+from .state import STATE_SCHEMA, previous_state_file, state_file
+from .storage import DataDir, UnreadableFile
 
 QUARANTINE = "_quarantine"
+_MOVABLE = frozenset(
+    {"misplaced file", "misplaced directory", "unreadable file", "stray file", "corrupt state"}
+)
 
 
 @dataclass(frozen=True)
@@ -39,18 +42,34 @@ class Problem:
 def _unreadable(data_dir: DataDir, path: PurePath, schema: pa.Schema) -> str | None:
     """Why a Parquet file cannot be read back with `schema`, or None when it can."""
     try:
-        table = data_dir.read_table([path])
-    except (OSError, pa.ArrowException) as exc:
-        return " ".join(str(exc).split())
-    if not table.schema.equals(schema, check_metadata=False):
-        return f"unexpected schema: {table.schema.names}"
+        data_dir.read_checked(path, schema)
+    except UnreadableFile as exc:
+        return str(exc)
     return None
 
 
-def find_problems(data_dir: DataDir) -> list[Problem]:
-    """Every problem found: unreadable files, a corrupt state, leftovers, bad values."""
+def _misplaced(data_dir: DataDir) -> list[Problem]:
+    """A file where the layout has a directory, or a directory where it has a file: every
+    later write there fails, so sync and compact refuse to start until it is moved aside."""
     store = data_dir.store
-    problems = []
+    problems = [
+        Problem("misplaced file", "a file where a directory belongs", directory)
+        for directory in data_dir.files_in_layout()
+    ]
+    files = (state_file(data_dir), previous_state_file(data_dir), data_dir.journal_path)
+    problems += [
+        Problem("misplaced directory", "a directory where a file belongs", path)
+        for path in files
+        if store.is_dir(path)
+    ]
+    return problems
+
+
+def find_problems(data_dir: DataDir) -> list[Problem]:
+    """Every problem found: misplaced entries, unreadable files, a corrupt state, leftovers,
+    bad values."""
+    store = data_dir.store
+    problems = _misplaced(data_dir)
     files = [(p, IMAGE_VERSION_SCHEMA) for p in data_dir.version_files()]
     files += [(p, IMAGE_SCHEMA) for p in data_dir.image_files()]
     files += [(p, IMAGE_VERSION_DETAILS_SCHEMA) for p in data_dir.details_files()]
@@ -98,15 +117,12 @@ def repair(data_dir: DataDir, problems: list[Problem]) -> list[str]:
         store.move(path, target)
         return target
 
+    data_dirs = (data_dir.versions_dir, data_dir.images_dir, data_dir.details_dir)
     for problem in problems:
-        if problem.path is None or problem.kind not in {
-            "unreadable file",
-            "stray file",
-            "corrupt state",
-        }:
+        if problem.path is None or problem.kind not in _MOVABLE:
             continue
         target = move_aside(problem.path)
-        moved_data |= problem.kind != "corrupt state"
+        moved_data |= any(problem.path.is_relative_to(d) for d in data_dirs)
         actions.append(f"moved {problem.path.relative_to(data_dir.root)} to {store.uri(target)}")
     state = state_file(data_dir)
     if moved_data and store.is_file(state):

@@ -1,0 +1,234 @@
+"""Invariant 10: nothing outside the data dir is written or deleted, no link inside it is
+followed; a broken layout or an unmergeable file stops a command with one line, exit 2."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.emulator import EmulatorServer, seed_catalogue
+from pipeline.errors import DataError
+from pipeline.storage import DataDir
+from pipeline.store import LocalStore
+from tests.support import REGION, CliResult, run_cli, run_sync
+
+
+@pytest.fixture
+def dataset(server: EmulatorServer, data_dir: DataDir) -> DataDir:
+    """A synced data dir whose first month partition holds two files (compact has work)."""
+    seed_catalogue(server.emulator, seed=41, images=4)
+    run_sync(data_dir, server)
+    first = Path(data_dir.version_files()[0])
+    shutil.copyfile(first, first.with_name("part-copy.parquet"))
+    return data_dir
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    """Every file at or under `path` (not following links): relative name -> bytes."""
+    if path.is_file():
+        return {path.name: path.read_bytes()}
+    return {
+        os.path.relpath(os.path.join(folder, name), path): Path(folder, name).read_bytes()
+        for folder, _, names in os.walk(path)
+        for name in names
+    }
+
+
+def commands(server: EmulatorServer, root: Path) -> dict[str, list[str]]:
+    data = ["--data-dir", str(root)]
+    return {
+        "sync": ["sync", *data, "--endpoint-url", server.url, "--region", REGION],
+        "compact": ["compact", *data],
+        "verify": ["verify", *data],
+        "verify --repair": ["verify", "--repair", *data],
+        "query": ["query", "SELECT count(*) FROM image_versions", *data],
+        "status": ["status", *data],
+    }
+
+
+def assert_one_line_error(result: CliResult, *fragments: str) -> str:
+    assert result.code == 2, (result.code, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def link_target(data_dir: DataDir, where: str) -> Path:
+    """The entry of the data dir a case replaces with a link, found by its first part."""
+    root = Path(data_dir.root)
+    if where == "image_versions/account_region":
+        return next((root / "image_versions").iterdir())
+    if where == "image_versions/month":
+        return Path(data_dir.version_files()[0]).parent
+    if where == "image_versions/one file":
+        return Path(data_dir.version_files()[0])
+    if where == "images/account_region":
+        return next((root / "images").iterdir())
+    return root / where
+
+
+LINKED = [
+    "_tmp",
+    "_state",
+    "_state/images.parquet",
+    "image_versions",
+    "image_versions/account_region",
+    "image_versions/month",
+    "image_versions/one file",
+    "images/account_region",
+    "warehouse.duckdb",
+    ".lock",
+]
+
+
+@pytest.mark.parametrize("where", LINKED)
+def test_a_symlink_anywhere_in_the_data_dir_is_refused_by_every_command(
+    server: EmulatorServer, dataset: DataDir, tmp_path: Path, where: str
+) -> None:
+    entry = link_target(dataset, where)
+    a_parquet_file = Path(dataset.version_files()[0]).read_bytes()
+    outside = tmp_path / "outside" / entry.name
+    outside.parent.mkdir()
+    shutil.move(entry, outside)
+    if outside.is_dir():
+        # Leftover-looking and Parquet sentinels: what clean_tmp and compact would delete.
+        (outside / "sentinel.tmp").write_bytes(b"must survive")
+        (outside / "sentinel.parquet").write_bytes(a_parquet_file)
+    elif not outside.stat().st_size:
+        outside.write_bytes(b"must survive")  # the lock file: opening it could truncate it
+    entry.symlink_to(outside, target_is_directory=outside.is_dir())
+    before = snapshot(outside)
+    relative = str(entry.relative_to(dataset.root))
+
+    for name, args in commands(server, Path(dataset.root)).items():
+        result = run_cli(*args)
+        assert_one_line_error(result, relative, "symbolic link", "remove")
+        assert snapshot(outside) == before, f"{name} changed what {relative} points at"
+        assert entry.is_symlink(), f"{name} replaced the link"
+    assert not (Path(dataset.root) / "_quarantine").exists()
+
+
+def test_the_data_dir_itself_may_be_a_symlink(
+    server: EmulatorServer, dataset: DataDir, tmp_path: Path
+) -> None:
+    linked = tmp_path / "linked-data"
+    linked.symlink_to(dataset.root, target_is_directory=True)
+    for name, args in commands(server, linked).items():
+        result = run_cli(*args)
+        assert result.code == 0, (name, result.stdout, result.stderr)
+
+
+def test_local_listing_never_descends_into_a_symlink(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    (outside / "month=2026-01").mkdir(parents=True)
+    (outside / "month=2026-01" / "a.parquet").write_bytes(b"x")
+    (outside / "b.parquet").write_bytes(b"x")
+    base = tmp_path / "data" / "image_versions"
+    real = base / "account_region=1.r" / "month=2026-02"
+    real.mkdir(parents=True)
+    (real / "c.parquet").write_bytes(b"x")
+    (base / "account_region=1.r" / "month=2026-01").symlink_to(outside / "month=2026-01")
+    (real / "b.parquet").symlink_to(outside / "b.parquet")
+    (base / "account_region=2.r").symlink_to(outside)
+    store = LocalStore()
+
+    assert store.files(base) == [real / "c.parquet"]
+    assert store.glob(base, "*/*/*.parquet") == [real / "c.parquet"]
+    assert store.files(base / "account_region=2.r") == []
+    assert store.first_symlink(tmp_path / "data") == Path(
+        "image_versions/account_region=1.r/month=2026-01"
+    )
+
+
+@pytest.mark.parametrize("broken", ["_state is a file", "_state/images.parquet is a directory"])
+def test_verify_reports_a_broken_state_and_repair_quarantines_it(
+    server: EmulatorServer, dataset: DataDir, broken: str
+) -> None:
+    root, state = Path(dataset.root), Path(dataset.state_dir)
+    if broken == "_state is a file":
+        shutil.rmtree(state)
+        state.write_bytes(b"not a directory")
+        moved, kind = state, "misplaced file"
+    else:
+        (state / "images.parquet").unlink()
+        (state / "images.parquet").mkdir()
+        (state / "images.parquet" / "inside").write_bytes(b"kept")
+        moved, kind = state / "images.parquet", "misplaced directory"
+    before = snapshot(moved)
+    data = ["--data-dir", str(root)]
+
+    found = run_cli("verify", *data)
+    assert found.code == 1, (found.stdout, found.stderr)
+    assert f"PROBLEM {kind}: {moved}" in found.stdout and "1 problem(s)" in found.stdout
+
+    repaired = run_cli("verify", "--repair", *data)
+    assert repaired.code == 1 and "REPAIR moved" in repaired.stdout, repaired.stdout
+    quarantined = list((root / "_quarantine").glob(f"*/{moved.relative_to(root)}"))
+    assert len(quarantined) == 1 and snapshot(quarantined[0]) == before
+    assert not moved.exists()
+
+    assert run_cli("verify", *data).code == 0
+    resync = run_cli(*commands(server, root)["sync"], "--full-refresh")
+    assert resync.code == 0, resync.stderr
+    assert run_cli("verify", *data).code == 0
+
+
+@pytest.mark.parametrize("blocked", ["_tmp", "_state", "image_versions", ".lock"])
+def test_an_unwritable_data_dir_stops_sync_and_compact_with_one_line(
+    server: EmulatorServer, dataset: DataDir, blocked: str
+) -> None:
+    """Each fails for root too: a file where a directory belongs, a directory as the lock."""
+    path = Path(dataset.root) / blocked
+    if path.is_dir():
+        shutil.rmtree(path)
+        path.write_bytes(b"in the way")
+    else:
+        path.unlink()
+        path.mkdir()
+    before = snapshot(Path(dataset.root))
+    all_commands = commands(server, Path(dataset.root))
+    for name in ("sync", "compact"):
+        line = assert_one_line_error(run_cli(*all_commands[name]), blocked)
+        assert "writ" in line or "verify --repair" in line, line
+        assert snapshot(Path(dataset.root)) == before, f"{name} changed the data dir"
+
+
+def foreign_parquet(path: Path) -> None:
+    pq.write_table(pa.table({"something": ["else"]}), path)
+
+
+def truncated_parquet(path: Path) -> None:
+    path.write_bytes(path.with_name("part-copy.parquet").read_bytes()[:300])
+
+
+@pytest.mark.parametrize("damage", [truncated_parquet, foreign_parquet])
+def test_compaction_refuses_an_unreadable_file_and_deletes_nothing(
+    dataset: DataDir, damage: Callable[[Path], None]
+) -> None:
+    partition = Path(dataset.version_files()[0]).parent
+    bad = partition / "part-bad.parquet"
+    damage(bad)
+    before = snapshot(Path(dataset.root))
+    relative = str(bad.relative_to(dataset.root))
+
+    result = run_cli("compact", "--data-dir", str(dataset.root))
+    assert_one_line_error(result, relative, "verify --repair")
+    assert snapshot(Path(dataset.root)) == before
+    with pytest.raises(DataError, match=r"part-bad\.parquet"):
+        dataset.compact()
+    assert snapshot(Path(dataset.root)) == before
+
+    assert run_cli("verify", "--repair", "--data-dir", str(dataset.root)).code == 1
+    assert not bad.exists()
+    compacted = run_cli("compact", "--data-dir", str(dataset.root))
+    assert compacted.code == 0, compacted.stderr
+    assert len(list(partition.iterdir())) == 1
