@@ -54,7 +54,7 @@ def _incremental_syncs(ctx: Context, data_dir: DataDir) -> list[dict[str, Any]]:
 
 def _query_times(data_dir: DataDir, compacted: DataDir) -> dict[str, dict[str, list[float]]]:
     """Each query QUERY_RUNS times on each dataset, alternating, as `image-versions query`
-    runs it (a new read-only connection each time)."""
+    runs it (a new in-memory connection with the views each time)."""
     times: dict[str, dict[str, list[float]]] = {
         name: {"as synced": [], "compacted": []} for name in QUERIES
     }

@@ -10,11 +10,15 @@ import argparse
 import json
 import logging
 import math
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any, NoReturn
 
+from .defaults import CALL_DEADLINE_S, COMMIT_INTERVAL_S
 from .errors import ConfigError
 from .output import (
     TEXT_LOG_FORMAT,
@@ -23,7 +27,8 @@ from .output import (
     report_metadata,
     summary_line,
 )
-from .source import DEFAULT_CONCURRENCY
+from .redact import RedactingFilter, redact
+from .source import DEFAULT_CONCURRENCY, Cancelled
 
 PROG = "image-versions"
 
@@ -184,6 +189,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="attempts per API call, first one included (default: 10)",
     )
+    sync.add_argument(
+        "--call-timeout",
+        type=_number(allow_zero=False),
+        default=CALL_DEADLINE_S,
+        metavar="SECONDS",
+        help=f"the longest one API call may take, retries included (default: {CALL_DEADLINE_S:g})",
+    )
+    sync.add_argument(
+        "--commit-every",
+        type=_number(allow_zero=False),
+        default=COMMIT_INTERVAL_S,
+        metavar="SECONDS",
+        help="commit finished images at least this often, so an interrupted sync keeps them "
+        f"(default: {COMMIT_INTERVAL_S:g})",
+    )
     verbose_option(sync)
     sync.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     sync.add_argument(
@@ -280,12 +300,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         lock_timeout_s=args.wait,
         enrich=args.enrich,
+        commit_interval_s=args.commit_every,
     )
     access = AccessSettings(
         retry_mode=args.retry_mode,
         max_attempts=args.max_attempts,
         max_rps=args.max_rps,
         concurrency=args.concurrency,
+        call_deadline_s=args.call_timeout,
     )
     overrides = Overrides(
         regions=tuple(args.region),
@@ -294,7 +316,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         sources=tuple(args.source),
     )
     targets = build_targets(load_config(args.config), access, overrides)
-    report = sync(data_dir, targets, options, on_progress=_progress_bar())
+    report = sync(data_dir, targets, options, on_progress=_progress_bar(), cancel=args.cancel)
     figures = report_metadata(report)
     if args.json:
         failures = [str(failure) for failure in report.failures]
@@ -316,14 +338,14 @@ def _readable_data_dir(flag: str | None) -> Any:
             f"{data_dir.location} is not an image-versions data dir; run `image-versions sync` "
             "first or pass --data-dir"
         )
+    data_dir.refuse_symlinks()
     return data_dir
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .warehouse import ensure_views, run_query
+    from .warehouse import run_query
 
     data_dir = _readable_data_dir(args.data_dir)
-    ensure_views(data_dir)
     result = run_query(
         data_dir,
         "SELECT source, account_id, region, image_name, watermark, last_synced_at, "
@@ -334,10 +356,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from .warehouse import ensure_views, run_query
+    from .warehouse import run_query
 
     data_dir = _readable_data_dir(args.data_dir)
-    ensure_views(data_dir)
     result = run_query(data_dir, args.sql)
     print_records(result.columns, result.rows, args.format, sys.stdout)
     return 0
@@ -396,8 +417,28 @@ COMMANDS = {
 }
 
 
+def _stop_on_signals() -> tuple[threading.Event, list[int]]:
+    """SIGINT and SIGTERM set the returned event (and record which came) instead of killing the
+    process: a sync then abandons its calls, commits what it finished and exits."""
+    cancel = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _: Any) -> None:
+        received.append(signum)
+        cancel.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    return cancel, received
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {redact(' '.join(message.split()))}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: returns the exit status (0 ok, 1 the run failed, 2 bad usage/config)."""
+    """Entry point: returns the exit status (0 ok, 1 the run failed, 2 bad usage/config,
+    128 + the signal's number when SIGINT or SIGTERM stopped a sync)."""
     args = build_parser().parse_args(argv)
     log_format = getattr(args, "log_format", "text")
     verbosity = max(getattr(args, "verbose", 0), 1 if log_format == "json" else 0)
@@ -406,25 +447,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         # session tokens included.
         handler = logging.StreamHandler()
         handler.setFormatter(JsonLogFormatter() if log_format == "json" else TEXT_LOG_FORMAT)
+        handler.addFilter(RedactingFilter())
         logging.basicConfig(handlers=[handler])
         logging.getLogger("pipeline").setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+    args.cancel, received = _stop_on_signals() if args.command == "sync" else (None, [])
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return exc.exit_code
     except OSError as exc:
         # Disk full, permissions changed mid-run...: what was committed stays committed.
         where = f" ({exc.filename})" if exc.filename else ""
-        print(
-            f"{PROG}: error: {exc.strerror or exc}{where}; the run stopped, "
-            "what it had committed stays committed",
-            file=sys.stderr,
+        _error(
+            f"{exc.strerror or exc}{where}; the run stopped, what it had committed stays committed"
         )
         return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; what was committed stays committed", file=sys.stderr)
-        return 130
+    except (Cancelled, KeyboardInterrupt):
+        signum = received[0] if received else signal.SIGINT
+        name = signal.Signals(signum).name
+        print(f"{PROG}: stopped by {name}; what was committed stays committed", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Everything is committed and the lock released; a worker thread may still sit in a
+        # back-off sleep, which the interpreter's exit would wait for.
+        os._exit(128 + signum)
 
 
 if __name__ == "__main__":

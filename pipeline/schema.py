@@ -95,7 +95,8 @@ DETAIL_STRING_MEMBERS = {
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ACCOUNT_ID = re.compile(r"[0-9]{12}\Z")
-REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+\Z")
+REGION = re.compile(r"[a-z]{2,4}(-[a-z0-9]+)+\Z")
+"""The shape of an AWS region name (us-east-1, us-gov-west-1, eusc-de-east-1)."""
 IMAGE_NAME = re.compile(r"[a-zA-Z0-9]([-.]?[a-zA-Z0-9]){0,62}\Z")
 """The API's ImageName pattern (case matters, dots allowed)."""
 Row = dict[str, Any]

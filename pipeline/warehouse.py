@@ -3,7 +3,12 @@
 The views (and the table macro `image_versions_as_of`) read the Parquet files directly (by
 glob), so new files show up without touching the database file; they are only re-created when
 their definition changes (a new data path, a first file, a new release), and an analyst
-holding the database open never blocks a sync.
+holding the database open never blocks a sync. The file holds nothing else, so an unreadable
+one is deleted and rebuilt.
+
+`image-versions query` and `status` never open that file: they build the same views as TEMP
+objects on an in-memory connection that accepts only SELECT statements and can read no file
+outside the data dir.
 
 An S3 dataset is read without DuckDB's network extensions: each connection (`connect`) lists
 the files through pyarrow's S3 filesystem and registers them as Arrow datasets named
@@ -12,8 +17,12 @@ the files through pyarrow's S3 filesystem and registers them as Arrow datasets n
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Iterable, Sequence
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
@@ -22,7 +31,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .schema import (
     IMAGE_SCHEMA,
     IMAGE_VERSION_DETAILS_SCHEMA,
@@ -34,6 +43,7 @@ from .schema import (
 from .state import STATE_SCHEMA, state_file
 from .storage import DataDir
 
+log = logging.getLogger(__name__)
 VIEW_NAMES = (
     "image_versions",
     "image_version_history",
@@ -64,6 +74,8 @@ _VIEW_STATE_SCHEMA = pa.schema([f for f in STATE_SCHEMA if f.name != "window"])
 # The Arrow datasets an S3 connection registers: name -> (schema, the files it covers).
 _RAW_VERSIONS, _RAW_IMAGES, _RAW_STATE = "_raw_image_versions", "_raw_images", "_raw_sync_state"
 _RAW_DETAILS = "_raw_image_version_details"
+# Bytes 8-12 of every DuckDB database file (its main header's magic).
+_DUCKDB_MAGIC_AT, _DUCKDB_MAGIC = slice(8, 12), b"DUCK"
 
 
 def _literal(text: str) -> str:
@@ -260,20 +272,16 @@ def _view_definitions(data_dir: DataDir, versions: str) -> dict[str, str]:
     }
 
 
-def warehouse_statements(data_dir: DataDir) -> list[tuple[str, str]]:
-    """(object, DDL) for every view and macro of the warehouse, in creation order."""
+def warehouse_statements(data_dir: DataDir, *, temporary: bool = False) -> list[tuple[str, str]]:
+    """(object, DDL) for every view and macro of the warehouse, in creation order; TEMP
+    objects when `temporary`."""
     versions = versions_relation(data_dir)  # lists the files: once for the views and the macro
     views = _view_definitions(data_dir, versions)
     macro = _as_of(versions)
+    create = "CREATE OR REPLACE TEMP" if temporary else "CREATE OR REPLACE"
     return [
-        *(
-            (f"VIEW {name}", f"CREATE OR REPLACE VIEW {name} AS {views[name]}")
-            for name in VIEW_NAMES
-        ),
-        (
-            f"MACRO TABLE {AS_OF_MACRO}",
-            f"CREATE OR REPLACE MACRO {AS_OF_MACRO}(ts) AS TABLE {macro}",
-        ),
+        *((f"VIEW {name}", f"{create} VIEW {name} AS {views[name]}") for name in VIEW_NAMES),
+        (f"MACRO TABLE {AS_OF_MACRO}", f"{create} MACRO {AS_OF_MACRO}(ts) AS TABLE {macro}"),
     ]
 
 
@@ -302,22 +310,59 @@ def connect(data_dir: DataDir, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     return connection
 
 
+def _is_lock_conflict(exc: duckdb.Error) -> bool:
+    """Whether DuckDB refused the file because another process holds it open."""
+    return isinstance(exc, duckdb.IOException) and "Could not set lock" in str(exc)
+
+
+def _current_signature(data_dir: DataDir) -> list[tuple[Any, ...]]:
+    """The signature the warehouse file's views carry (empty when there is no file).
+
+    An unreadable file (garbage, truncated, not DuckDB's) is deleted with its WAL, logged, and
+    reported as empty: it holds nothing but views, which the caller then rebuilds.
+    """
+    path = data_dir.warehouse_path
+    if path.is_dir():
+        raise DataError(
+            f"{path} is a directory where the DuckDB warehouse file belongs; remove it "
+            "(the file holds only views, rebuilt by the next sync)"
+        )
+    if not path.exists():
+        return []
+    with path.open("rb") as file:
+        header = file.read(_DUCKDB_MAGIC_AT.stop)
+    # Checked before DuckDB opens it: DuckDB would open e.g. a SQLite file through an
+    # extension (downloading it first) instead of refusing it.
+    if header[_DUCKDB_MAGIC_AT] != _DUCKDB_MAGIC:
+        problem = "not a DuckDB database file"
+    else:
+        try:
+            with connect(data_dir, read_only=True) as connection:
+                return connection.execute(
+                    "SELECT comment FROM duckdb_views() WHERE view_name = 'sync_state'"
+                ).fetchall()
+        except duckdb.Error as exc:
+            if _is_lock_conflict(exc):
+                raise
+            problem = " ".join(str(exc).split())
+    log.warning("rebuilding the unreadable warehouse %s: %s", path, problem)
+    for derived in (path, path.with_name(path.name + ".wal")):
+        derived.unlink(missing_ok=True)
+    return []
+
+
 def refresh_views(data_dir: DataDir) -> bool:
     """(Re)create the views and the macro when their definition changed.
 
     Returns whether it wrote anything. Every object carries the signature of the whole set as
     its comment, all written in one transaction; `sync_state`'s is the one checked.
-    Raises duckdb.IOException when another process holds the database open for writing.
+    Raises duckdb.IOException when another process holds the database open for writing, and
+    DataError when the warehouse path is a directory.
     """
     statements = warehouse_statements(data_dir)
     signature = _signature(statements)
-    if data_dir.warehouse_path.exists():
-        with connect(data_dir, read_only=True) as connection:
-            current = connection.execute(
-                "SELECT comment FROM duckdb_views() WHERE view_name = 'sync_state'"
-            ).fetchall()
-        if current == [(signature,)]:
-            return False
+    if _current_signature(data_dir) == [(signature,)]:
+        return False
     with connect(data_dir, read_only=False) as connection:
         connection.execute("BEGIN")
         for target, sql in statements:
@@ -342,40 +387,118 @@ class QueryResult:
     rows: list[tuple[Any, ...]]
 
 
+@contextlib.contextmanager
+def _dataset_connection(data_dir: DataDir) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory connection holding the views and the macro as TEMP objects, in UTC, that
+    can read files only under the data dir (and nothing from the network).
+
+    Nothing touches `warehouse.duckdb`: a damaged one does not matter, no lock is taken.
+    """
+    allowed = os.path.join(_local_root(data_dir), "")
+    # DuckDB opens its spill directory (by default ./.tmp) to reads, and duckdb_extensions()
+    # lists the extension directory: both go to a private, empty directory instead.
+    with tempfile.TemporaryDirectory(prefix="image-versions-query-") as scratch:
+        config: dict[str, str | bool | int | float | list[str]] = {
+            "temp_directory": scratch,
+            "extension_directory": os.path.join(scratch, "extensions"),
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        }
+        with duckdb.connect(config=config) as connection:
+            connection.execute("SET TimeZone = 'UTC'")
+            if not data_dir.is_local:
+                _register_s3_dataset(connection, data_dir)
+            for _, sql in warehouse_statements(data_dir, temporary=True):
+                connection.execute(sql)
+            # In this order: allowed_directories cannot be set at connect time, nor once
+            # external access is off; the lock stops SQL from turning either back.
+            connection.execute(f"SET allowed_directories = [{_literal(allowed)}]")
+            connection.execute("SET enable_external_access = false")
+            connection.execute("SET lock_configuration = true")
+            yield connection
+
+
+def _check_read_only(sql: str) -> None:
+    """ConfigError unless DuckDB's parser classifies every statement of `sql` as a SELECT."""
+    for statement in duckdb.extract_statements(sql):
+        if statement.type != duckdb.StatementType.SELECT:
+            raise ConfigError(
+                "query failed: query accepts read-only SELECT statements, "
+                f"not {statement.type.name}"
+            )
+
+
 def run_query(data_dir: DataDir, sql: str) -> QueryResult:
-    """Run user SQL on a read-only connection to the warehouse."""
-    if not data_dir.warehouse_path.exists():
-        raise ConfigError(f"no warehouse for {data_dir.location}; run `image-versions sync` first")
-    with connect(data_dir, read_only=True) as connection:
-        try:
+    """Run user SQL: read-only statements, over the views, reading only the dataset."""
+    try:
+        _check_read_only(sql)
+        with _dataset_connection(data_dir) as connection:
             relation = connection.sql(sql)
             if relation is None:
                 return QueryResult([], [])
             return QueryResult(list(relation.columns), relation.fetchall())
-        except duckdb.Error as exc:
-            message = " ".join(str(exc).split())
-            raise ConfigError(f"query failed: {message}") from exc
+    except duckdb.Error as exc:
+        message = " ".join(str(exc).split())
+        if isinstance(exc, duckdb.PermissionException):
+            message += f" (query reads no file outside {data_dir.location})"
+        raise ConfigError(f"query failed: {message}") from exc
 
 
-def _partition_relation(
-    connection: duckdb.DuckDBPyConnection,
+def _unreadable_file(
+    data_dir: DataDir, files: list[PurePath], schema: pa.Schema, message: str
+) -> tuple[PurePath, str] | None:
+    """The first of `files` that `verify` finds unreadable, with why; those that DuckDB's
+    `message` names are tried first."""
+    from .verify import _unreadable  # verify imports this module (through quality)
+
+    def named(path: PurePath) -> bool:
+        shown = str(Path(path).resolve()) if data_dir.is_local else str(path)
+        return shown in message
+
+    for path in sorted(files, key=lambda path: not named(path)):
+        reason = _unreadable(data_dir, path, schema)
+        if reason:
+            return path, reason
+    return None
+
+
+def _partition_rows(
     data_dir: DataDir,
     base: PurePath,
     account_id: str,
     region: str,
     schema: pa.Schema,
-) -> str | None:
-    """The rows of one account and region under `base` as a relation on `connection`, or None
-    when there are no files."""
+    sql_over: Callable[[str], str],
+    params: list[Any],
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """(columns, rows) of `sql_over(relation)`, where relation holds the rows of one account
+    and region under `base`; no rows when there are no files.
+
+    Raises DataError naming the file when one of the partition cannot be read.
+    """
     partition = base / f"account_region={account_id}.{region}"
     files = data_dir.store.glob(partition, "*/*.parquet")
     if not files:
-        return None
-    if data_dir.is_local:
-        return _parquet_relation(f"{Path(partition).resolve()}/*/*.parquet", schema, True)
-    name = f"_raw_{base.name}"  # _RAW_VERSIONS or _RAW_DETAILS
-    _register(connection, data_dir, name, files, schema)
-    return _arrow_relation(name, schema)
+        return [], []
+    with duckdb.connect() as connection:
+        if data_dir.is_local:
+            relation = _parquet_relation(f"{Path(partition).resolve()}/*/*.parquet", schema, True)
+        else:
+            name = f"_raw_{base.name}"  # _RAW_VERSIONS or _RAW_DETAILS
+            _register(connection, data_dir, name, files, schema)
+            relation = _arrow_relation(name, schema)
+        try:
+            cursor = connection.execute(sql_over(relation), params)
+            return [column[0] for column in cursor.description], cursor.fetchall()
+        except duckdb.Error as exc:
+            found = _unreadable_file(data_dir, files, schema, str(exc))
+            if found is None:
+                raise
+            path, reason = found
+            raise DataError(
+                f"{data_dir.store.uri(path)} cannot be read ({reason}); run "
+                "`image-versions verify --repair` to quarantine it"
+            ) from exc
 
 
 def latest_live_rows(
@@ -390,21 +513,21 @@ def latest_live_rows(
         f"epoch_ms({f.name}) AS {f.name}" if pa.types.is_timestamp(f.type) else f.name
         for f in IMAGE_VERSION_SCHEMA
     )
-    with duckdb.connect() as connection:
-        relation = _partition_relation(
-            connection, data_dir, data_dir.versions_dir, account_id, region, IMAGE_VERSION_SCHEMA
-        )
-        if relation is None:
-            return result
-        sql = (
+    columns, rows = _partition_rows(
+        data_dir,
+        data_dir.versions_dir,
+        account_id,
+        region,
+        IMAGE_VERSION_SCHEMA,
+        lambda relation: (
             f"SELECT {selected} FROM {_latest_states(relation)} WHERE NOT is_deleted "
             "AND account_id = ? AND region = ? AND list_contains(?, image_name)"
-        )
-        cursor = connection.execute(sql, [account_id, region, names])
-        columns = [column[0] for column in cursor.description]
-        for values in cursor.fetchall():
-            row = dict(zip(columns, values, strict=True))
-            result[row["image_name"]][row["version"]] = row
+        ),
+        [account_id, region, names],
+    )
+    for values in rows:
+        row = dict(zip(columns, values, strict=True))
+        result[row["image_name"]][row["version"]] = row
     return result
 
 
@@ -416,23 +539,20 @@ def described_states(
     result: dict[str, set[tuple[int, int]]] = {name: set() for name in names}
     if not names:
         return result
-    with duckdb.connect() as connection:
-        relation = _partition_relation(
-            connection,
-            data_dir,
-            data_dir.details_dir,
-            account_id,
-            region,
-            IMAGE_VERSION_DETAILS_SCHEMA,
-        )
-        if relation is None:
-            return result
-        sql = (
+    _, rows = _partition_rows(
+        data_dir,
+        data_dir.details_dir,
+        account_id,
+        region,
+        IMAGE_VERSION_DETAILS_SCHEMA,
+        lambda relation: (
             f"SELECT DISTINCT image_name, version, epoch_ms(last_modified_time) FROM {relation} "
             "WHERE list_contains(?, image_name)"
-        )
-        for name, version, modified_ms in connection.execute(sql, [names]).fetchall():
-            result[name].add((version, modified_ms))
+        ),
+        [names],
+    )
+    for name, version, modified_ms in rows:
+        result[name].add((version, modified_ms))
     return result
 
 

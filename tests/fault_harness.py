@@ -86,6 +86,7 @@ class Harness:
         self.data = DataDir(workdir / "data")
         self.endpoint = self.server.url
         """Where syncs send their calls: the emulator, or a hostile proxy in front of it."""
+        self.tracebacks = 0
 
     def close(self) -> None:
         self.server.stop()
@@ -123,6 +124,7 @@ class Harness:
             preexec_fn=limit,
             cwd=self.workdir,
         )
+        self.tracebacks += "Traceback" in done.stderr
         return Run(done.returncode, done.stdout, done.stderr)
 
     def sync(self, *extra: str, **kwargs: Any) -> Run:
@@ -170,8 +172,13 @@ class Harness:
         return len(expected ^ set(rows)), duplicates
 
     def trial(self, run: Run, regions: tuple[str, ...] = (REGION,), note: str = "") -> Trial:
+        """The trial's score; every traceback a CLI run printed since the last trial counts as
+        a loss too (no traceback may ever reach a user)."""
         lost, duplicates = self.score(regions)
-        return Trial(lost, duplicates, run.code, run.message, note)
+        tracebacks, self.tracebacks = self.tracebacks, 0
+        if tracebacks:
+            note = f"{note}; {tracebacks} run(s) printed a traceback"
+        return Trial(lost + tracebacks, duplicates, run.code, run.message, note)
 
     @contextmanager
     def started(self, args: list[str]) -> Iterator[subprocess.Popen[str]]:

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -351,6 +352,64 @@ def secret_in_url(trials: int) -> Row:
     return Row("hostile: a password in the endpoint URL never shows", results)
 
 
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()
+    }
+
+
+def planted_files(trials: int) -> Row:
+    """Links planted under the data dir, a garbage warehouse, and `query` reaching out: the
+    data dir is never left (exit 2, one line, nothing outside changed), derived files heal."""
+    results = []
+    with harness(27) as h:
+        h.seed(images=6)
+        h.sync()
+        outside = h.workdir / "outside"
+        outside.mkdir()
+        (outside / "sentinel.txt").write_text("not yours")
+        shutil.copy(h.data.version_files()[0], outside / "sentinel.parquet")
+        data = str(h.data.root)
+        month = h.data.version_files()[0].parent
+        cases: list[tuple[str, Path, list[str], int]] = [
+            ("_tmp linked outside", h.data.root / "_tmp", ["sync"], 2),
+            ("_state linked outside", h.data.root / "_state", ["sync"], 2),
+            ("a month= partition linked outside", month, ["compact", "--data-dir", data], 2),
+            ("images/ linked outside", h.data.root / "images", ["verify", "--data-dir", data], 2),
+        ]
+        queries = [
+            f"COPY (SELECT 1 AS x) TO '{month}/planted.parquet'",
+            f"SELECT * FROM read_text('{outside}/sentinel.txt')",
+            f"SELECT * FROM glob('{outside}/*')",
+            "INSTALL httpfs",
+        ]
+        for index in range(max(trials, len(cases) + len(queries) + 1)):
+            before = _snapshot(outside)
+            if index < len(cases):
+                label, planted, command, code = cases[index]
+                aside = h.workdir / "aside"
+                planted.rename(aside)
+                planted.symlink_to(outside, target_is_directory=True)
+                run = h.sync() if command == ["sync"] else h.cli(*command)
+                planted.unlink()
+                aside.rename(planted)
+            elif index < len(cases) + len(queries):
+                label = queries[index - len(cases)]
+                run, code = h.cli("query", label, "--data-dir", data), 2
+            else:
+                label, code = "garbage warehouse.duckdb, then a sync", 0
+                h.data.warehouse_path.write_bytes(b"garbage" * 100)
+                run = h.sync()
+            lines = run.stderr.strip().splitlines()
+            broken = (run.code != code) + (code == 2 and len(lines) != 1)
+            changed = _snapshot(outside) != before
+            planted_inside = [p.name for p in h.data.root.rglob("planted*")]
+            trial = h.trial(h.sync(), note=f"{label}: exit {run.code} {lines[-1:]}")
+            trial.lost += broken + changed + len(planted_inside)
+            results.append(trial)
+    return Row("planted links, garbage warehouse, query reaching out", results)
+
+
 HOSTILE_MATRIX: list[tuple[str, Callable[[int], Row], int, int]] = [
     # key, factory, quick trials, full trials
     ("hostile_records", hostile_records, 1, 4),
@@ -359,4 +418,5 @@ HOSTILE_MATRIX: list[tuple[str, Callable[[int], Row], int, int]] = [
     ("signals", stopped_by_signal, 2, 6),
     ("progress_kept", progress_kept, 1, 4),
     ("secret_url", secret_in_url, 1, 3),
+    ("planted_files", planted_files, 9, 9),
 ]
