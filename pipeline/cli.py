@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 from .defaults import CALL_DEADLINE_S, COMMIT_INTERVAL_S
 from .errors import ConfigError
+from .guard import Cancelled
 from .output import (
     TEXT_LOG_FORMAT,
     JsonLogFormatter,
@@ -28,7 +29,7 @@ from .output import (
     summary_line,
 )
 from .redact import RedactingFilter, redact
-from .source import DEFAULT_CONCURRENCY, Cancelled
+from .source import DEFAULT_CONCURRENCY
 
 PROG = "image-versions"
 

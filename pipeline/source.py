@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import functools
 import logging
-import queue
 import random
 import socket
 import threading
 import time
-import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -30,6 +28,7 @@ from urllib.parse import urlsplit
 from .apivalues import Unparsed
 from .defaults import CALL_DEADLINE_S, READ_TIMEOUT_S
 from .errors import ConfigError
+from .guard import GUARDS, CallGuard, Cancelled, GuardedHttpSession, pause
 
 PAGE_SIZE = 100  # the API's maximum; fewer calls per image
 # Images listed in parallel. Listing is latency-bound, so this sets the speed; against an
@@ -40,7 +39,6 @@ MAX_PAGES = 10_000
 """Pages of one listing (a million versions of one image): a server that never stops paging
 fails its image instead of holding the run."""
 THROTTLE_PATIENCE_S = 300.0
-_POLL_S = 0.1
 TOKEN_ERROR_CODES = frozenset({"InvalidNextToken", "InvalidPaginationToken", "ExpiredNextToken"})
 log = logging.getLogger(__name__)
 # The throttling error codes botocore's retry handlers recognise for JSON services.
@@ -207,120 +205,8 @@ def _utc_timestamp(value: Any) -> datetime | Unparsed:
     return Unparsed(value)
 
 
-class Cancelled(Exception):
-    """The run was asked to stop (SIGINT, SIGTERM): calls in flight are abandoned."""
-
-
-class CallDeadlineExceeded(Exception):
-    """One API call outlasted its total deadline (every attempt and back-off included)."""
-
-
 class MalformedResponse(Exception):
     """A 200 answer that is not the API's: no JSON, no result key, a NextToken seen before."""
-
-
-class _Sender:
-    """A daemon thread doing one worker's HTTP sends, so the worker can stop waiting for them.
-
-    A send stuck on a server that trickles bytes cannot be interrupted; its worker abandons the
-    sender at the call's deadline (or on cancellation) and takes a new one. A daemon thread
-    never holds up the process's exit.
-    """
-
-    def __init__(self, send: Callable[[Any], Any]) -> None:
-        self._send = send
-        self.requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.outcomes: queue.SimpleQueue[tuple[Any, BaseException | None]] = queue.SimpleQueue()
-        threading.Thread(target=self._serve, name="image-versions-http", daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            request = self.requests.get()
-            try:
-                self.outcomes.put((self._send(request), None))
-            except BaseException as exc:  # handed to the waiting worker, which re-raises it
-                self.outcomes.put((None, exc))
-
-
-class CallGuard:
-    """Bounds every call of one client: a total deadline per call, and cancellation.
-
-    botocore's timeouts bound each socket read, not an answer that trickles in a byte at a
-    time, and its retries multiply them. The deadline starts at `before-call` (once per API
-    call, retries included); each HTTP attempt runs on the worker's sender thread while the
-    worker waits, at most until the deadline or until `cancel` is set.
-    """
-
-    def __init__(self, deadline_s: float, cancel: threading.Event) -> None:
-        self.deadline_s = deadline_s
-        self.cancel = cancel
-        self._local = threading.local()
-
-    def start_call(self, **_: Any) -> None:
-        self._check(time.monotonic() + self.deadline_s)
-        self._local.deadline = time.monotonic() + self.deadline_s
-
-    def _check(self, deadline: float) -> None:
-        """Cancelled, or CallDeadlineExceeded, when the call must not go on. The worker's sender
-        may still be busy with the abandoned send: the next call gets a new one."""
-        if self.cancel.is_set():
-            self._local.sender = None
-            raise Cancelled()
-        if time.monotonic() >= deadline:
-            self._local.sender = None
-            raise CallDeadlineExceeded(
-                f"no complete answer within the call deadline of {self.deadline_s:g} s"
-            )
-
-    def check_call(self) -> None:
-        """Between attempts: end the call instead of backing off when it must not go on."""
-        self._check(getattr(self._local, "deadline", float("inf")))
-
-    def send(self, http_send: Callable[[Any], Any], request: Any) -> Any:
-        deadline = getattr(self._local, "deadline", time.monotonic() + self.deadline_s)
-        self._check(deadline)
-        sender = getattr(self._local, "sender", None)
-        if sender is None:
-            sender = self._local.sender = _Sender(http_send)
-        sender.requests.put(request)
-        while True:
-            try:
-                response, error = sender.outcomes.get(
-                    timeout=max(0.0, min(deadline - time.monotonic(), _POLL_S))
-                )
-            except queue.Empty:
-                self._check(deadline)
-                continue
-            if error is not None:
-                raise error
-            return response
-
-
-_GUARDS: weakref.WeakKeyDictionary[Any, CallGuard] = weakref.WeakKeyDictionary()
-"""Each client's guard, for waits between calls (`patiently`) that must end on cancellation."""
-
-
-def _pause(call: Callable[..., Any], seconds: float) -> None:
-    """Sleep between calls of `call`'s client; Cancelled as soon as its run is cancelled."""
-    guard = _GUARDS.get(getattr(call, "__self__", None))
-    if guard is None:
-        time.sleep(seconds)
-    elif guard.cancel.wait(seconds):
-        raise Cancelled()
-
-
-class _GuardedHttpSession:
-    """botocore's HTTP session, each send made under a `CallGuard`."""
-
-    def __init__(self, inner: Any, guard: CallGuard) -> None:
-        self._inner = inner
-        self._guard = guard
-
-    def send(self, request: Any) -> Any:
-        return self._guard.send(self._inner.send, request)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
 
 def make_client(
@@ -349,7 +235,7 @@ def make_client(
     # botocore offers no public hook around the HTTP send itself; its endpoint's session is
     # the one seam where a worker can stop waiting for an answer that never completes.
     endpoint = client._endpoint
-    endpoint.http_session = _GuardedHttpSession(endpoint.http_session, guard)
+    endpoint.http_session = GuardedHttpSession(endpoint.http_session, guard)
     events = client.meta.events
     limiter = RateLimiter(settings.max_rps) if settings.max_rps else None
 
@@ -368,7 +254,7 @@ def make_client(
             guard.check_call()  # raises instead of a back-off that outlasts the deadline
 
     stats.count_calls_of(client, "sagemaker")
-    _GUARDS[client] = guard
+    GUARDS[client] = guard
     events.register("before-call.sagemaker", guard.start_call)
     events.register("before-send.sagemaker", before_send)
     events.register_first("needs-retry.sagemaker", needs_retry)
@@ -567,17 +453,17 @@ def patiently(call: Callable[..., dict[str, Any]], **params: Any) -> dict[str, A
     from botocore.exceptions import ClientError
 
     deadline = time.monotonic() + THROTTLE_PATIENCE_S
-    pause = 1.0
+    wait_s = 1.0
     while True:
         try:
             return call(**params)
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code")
-            if code not in THROTTLING_CODES or time.monotonic() + pause > deadline:
+            if code not in THROTTLING_CODES or time.monotonic() + wait_s > deadline:
                 raise
-            log.warning("still throttled after retries; pausing %.0f s", pause)
-            _pause(call, pause * (0.5 + random.random() / 2))
-            pause = min(pause * 2, 30.0)
+            log.warning("still throttled after retries; pausing %.0f s", wait_s)
+            pause(call, wait_s * (0.5 + random.random() / 2))
+            wait_s = min(wait_s * 2, 30.0)
 
 
 def _page_items(page: dict[str, Any], operation: str, result_key: str) -> list[Any]:

@@ -282,14 +282,17 @@ def test_details_that_cannot_be_written_keep_the_state_behind_them(
     random_mutations(emulator, random.Random(49), 6)
     state_before = load_state(data_dir)
     version_files = len(data_dir.version_files())
-    data_dir.details_dir.rename(data_dir.root / "moved-away")
-    data_dir.details_dir.write_text("a file where the details directory belongs")
+    # A file where the details' partition directory belongs: the details write fails late,
+    # after the versions are written (a file in the layout's top level is refused up front).
+    (partition,) = {Path(path).parents[1] for path in data_dir.details_files()}
+    partition.rename(data_dir.root / "moved-away")
+    partition.write_text("a file where the details partition belongs")
     with pytest.raises(OSError):
         run_sync(data_dir, server, enrich=True)
     assert len(data_dir.version_files()) > version_files  # the versions were written first,
     assert load_state(data_dir) == state_before  # but the state waits for the details too
-    data_dir.details_dir.unlink()
-    (data_dir.root / "moved-away").rename(data_dir.details_dir)
+    partition.unlink()
+    (data_dir.root / "moved-away").rename(partition)
     report = run_sync(data_dir, server, enrich=True, reconcile=True)
     assert report.ok and report.described > 0
     assert_converged(data_dir, emulator)

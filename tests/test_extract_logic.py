@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
-from pipeline.extract import advance_state, classify, deleted_image_state, listing_start_ms
+from pipeline.decisions import advance_state, classify, deleted_image_state, listing_start_ms
 from pipeline.schema import (
     IMAGE_VERSION_SCHEMA,
     MalformedRecord,

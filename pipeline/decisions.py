@@ -1,0 +1,156 @@
+"""The pure decisions of a per-image incremental sync: where a listing starts, which listed
+rows are new or changed states, which stored versions vanished, what enrichment describes,
+and the image's state once its rows are durable. No I/O: `extract` wires these to the source,
+the Parquet writer and the state store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from .schema import Row, fingerprint, tombstone
+from .state import ImageState
+
+
+def listing_start_ms(state: ImageState | None, lookback_ms: int, full_listing: bool) -> int | None:
+    """Where an image's listing starts (inclusive), or None to list everything."""
+    if full_listing or state is None or state.is_deleted or state.watermark_ms is None:
+        return None
+    return state.watermark_ms - lookback_ms
+
+
+@dataclass
+class Classified:
+    """Listed rows split into what must be written, and the counts behind the summary."""
+
+    to_write: list[Row] = field(default_factory=list)
+    new: int = 0
+    changed: int = 0
+    deleted: int = 0
+
+
+def latest_per_version(listed: Iterable[Row]) -> dict[int, Row]:
+    """Each listed version's latest state. A version updated while its image was being paged
+    through is listed twice: the later state supersedes the earlier one within the same
+    observation."""
+    latest: dict[int, Row] = {}
+    for row in listed:
+        kept = latest.get(row["version"])
+        if kept is None or row["last_modified_time"] >= kept["last_modified_time"]:
+            latest[row["version"]] = row
+    return latest
+
+
+def classify(
+    listed: Iterable[Row],
+    state: ImageState | None,
+    stored: Mapping[int, Row] | None,
+    *,
+    observed_at_ms: int,
+) -> Classified:
+    """Decide which listed rows are new or changed states, and which stored versions vanished.
+
+    `stored` is the image's full stored live state, given for a full listing (reconcile or
+    full refresh): versions stored but not listed then become tombstones. For an incremental
+    listing `stored` is None and the state's window tells a re-read row from a changed one.
+    """
+    result = Classified()
+    window = state.window if state is not None and not state.is_deleted else {}
+    max_version = state.max_version if state is not None and not state.is_deleted else 0
+    known: dict[int, str] = (
+        {version: fingerprint(row) for version, row in stored.items()}
+        if stored is not None
+        else {version: digest for version, (_, digest) in window.items()}
+    )
+    latest = latest_per_version(listed)
+    for version, row in latest.items():
+        digest = known.get(version)
+        if digest is not None and digest == fingerprint(row):
+            continue
+        if version in known or (stored is None and version <= max_version):
+            result.changed += 1
+        else:
+            result.new += 1
+        result.to_write.append(row)
+    if stored is not None:
+        for version, row in sorted(stored.items()):
+            if version not in latest:
+                result.to_write.append(tombstone(row, observed_at_ms=observed_at_ms))
+                result.deleted += 1
+    return result
+
+
+def versions_to_describe(
+    classified: Classified,
+    listed: Iterable[Row],
+    described: set[tuple[int, int]] | None,
+) -> list[Row]:
+    """The listed states whose details enrichment fetches, in version order.
+
+    Every new or changed state that is written (tombstones aside); and, when `described` is
+    given (a full listing that backfills), every listed state whose (version,
+    last_modified_time) has no details stored yet.
+    """
+    chosen = {row["version"]: row for row in classified.to_write if not row["is_deleted"]}
+    if described is not None:
+        for version, row in latest_per_version(listed).items():
+            if (version, row["last_modified_time"]) not in described:
+                chosen.setdefault(version, row)
+    return [chosen[version] for version in sorted(chosen)]
+
+
+def advance_state(
+    state: ImageState,
+    listed: Iterable[Row],
+    *,
+    lookback_ms: int,
+    full_listing: bool,
+    synced_at_ms: int,
+) -> ImageState:
+    """The image's state once the listed rows are durable.
+
+    The watermark never decreases. The window keeps every version that the next incremental
+    listing (from watermark - lookback) will re-read, with the digest of its stored state.
+    After a full listing only listed versions can be live, so the old window is dropped.
+    """
+    rows = list(listed)
+    # A LastModifiedTime further ahead of our clock than the lookback is a bogus stamp: it
+    # must not drag the watermark past changes still to come. Such rows stay in the window,
+    # so re-reading them is still recognised; they just do not move the watermark.
+    newest = [
+        row["last_modified_time"]
+        for row in rows
+        if row["last_modified_time"] <= synced_at_ms + lookback_ms
+    ]
+    watermark = max(
+        [m for m in (state.watermark_ms, *newest) if m is not None],
+        default=None,
+    )
+    floor = None if watermark is None else watermark - lookback_ms
+    entries: dict[int, tuple[int, str]] = {} if full_listing else dict(state.window)
+    for row in rows:
+        # Only rows that the next listing re-reads need a digest (one per row is costly).
+        if floor is None or row["last_modified_time"] >= floor:
+            entries[row["version"]] = (row["last_modified_time"], fingerprint(row))
+        else:
+            entries.pop(row["version"], None)
+    window = {
+        version: entry
+        for version, entry in entries.items()
+        # Without a watermark (every stamp bogus) the next listing re-reads them all.
+        if floor is None or entry[0] >= floor
+    }
+    return replace(
+        state,
+        watermark_ms=watermark,
+        max_version=max([state.max_version, *(row["version"] for row in rows)]),
+        last_synced_ms=synced_at_ms,
+        last_error=None,
+        window=window,
+    )
+
+
+def deleted_image_state(state: ImageState, *, synced_at_ms: int) -> ImageState:
+    """The state of an image found deleted: tombstoned, and reset should it come back."""
+    return replace(state, is_deleted=True, window={}, last_synced_ms=synced_at_ms, last_error=None)
