@@ -419,14 +419,17 @@ COMMANDS = {
 
 
 def _stop_on_signals() -> tuple[threading.Event, list[int]]:
-    """SIGINT and SIGTERM set the returned event (and record which came) instead of killing the
-    process: a sync then abandons its calls, commits what it finished and exits."""
+    """The first SIGINT or SIGTERM sets the returned event (and records which came) instead of
+    killing the process: a sync then abandons its calls, commits what it finished and exits."""
     cancel = threading.Event()
     received: list[int] = []
 
     def on_signal(signum: int, _: Any) -> None:
         received.append(signum)
         cancel.set()
+        # A second signal is not asked twice: it ends the process at once (a wait for the
+        # writer lock, say, does not look at the event).
+        signal.signal(signum, signal.SIG_DFL)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)

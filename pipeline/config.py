@@ -160,6 +160,9 @@ def _endpoint_url_problem(url: str) -> str | None:
     # Checked before parsing: urlsplit silently drops tabs and newlines.
     if any(char.isspace() or not char.isprintable() for char in url):
         return "contains whitespace or control characters"
+    if any(char in url for char in "'\"<>"):
+        # They also end a URL for redact(), which would leave the rest of a password shown.
+        return "contains quotes or angle brackets"
     try:
         parts = urlsplit(url)
     except ValueError:

@@ -27,7 +27,7 @@ from .decisions import (
 )
 from .defaults import COMMIT_INTERVAL_S
 from .errors import ConfigError, DataError
-from .guard import Cancelled
+from .guard import CallGuard, Cancelled, close_client
 from .redact import redact
 from .schema import (
     IMAGE_SCHEMA,
@@ -356,6 +356,7 @@ def sync(
     report = SyncReport()
     data_dir.check_ours()
     clients = _connect(targets, report, cancel)
+    _check_cancel(cancel)
     data_dir.prepare()
     with data_dir.writer_lock(options.lock_timeout_s):
         data_dir.clean_tmp()
@@ -367,6 +368,7 @@ def sync(
         committer = Committer(data_dir, states, options.flush_rows, options.commit_interval_s)
         try:
             for target, client in clients:
+                _check_cancel(cancel)
                 run = _TargetRun(data_dir, target, client, options, committer, report, cancel)
                 run.sync(observed_at_ms, on_progress)
         except BaseException:
@@ -374,13 +376,23 @@ def sync(
             committer.commit()  # what finished whole is kept
             report.rows_written = committer.rows_written
             raise
+        finally:
+            for _, client in clients:
+                close_client(client)  # the targets a cancellation never reached
         committer.commit()
         report.rows_written = committer.rows_written
+        _check_cancel(cancel)  # committed; compaction and views can wait for the next run
         data_dir.compact(min_files=AUTO_COMPACT_FILES + 1)
         ensure_views(data_dir)
     log.info("sync done")
     report.seconds = time.monotonic() - started
     return report
+
+
+def _check_cancel(cancel: threading.Event) -> None:
+    """Cancelled once the run was asked to stop: checked between the phases of a sync."""
+    if cancel.is_set():
+        raise Cancelled()
 
 
 def _connect(
@@ -396,10 +408,12 @@ def _connect(
     errors = []
     listings: dict[str, list[dict[str, Any]] | ConfigError] = {}
     for target in targets:
+        _check_cancel(cancel)
         try:
-            for member in _members(target, listings, report.stats):
+            for member in _members(target, listings, report.stats, cancel):
                 try:
-                    client = make_client(member.client, report.stats, cancel)
+                    guard = CallGuard(member.client.call_deadline_s, cancel)
+                    client = make_client(member.client, report.stats, guard)
                     check_reachable(client)
                 except ConfigError as exc:
                     errors.append(exc)
@@ -418,6 +432,7 @@ def _members(
     target: SourceTarget,
     listings: dict[str, list[dict[str, Any]] | ConfigError],
     stats: ApiStats,
+    cancel: threading.Event,
 ) -> Iterator[SourceTarget]:
     """The target itself, or for an organization source one target per member account, named
     `SOURCE/ACCOUNT` so that each account keeps its own per-image state.
@@ -429,10 +444,13 @@ def _members(
         yield target
         return
     if target.source not in listings:
+        guard = CallGuard(target.client.call_deadline_s, cancel)
         try:
-            listings[target.source] = list_organization_accounts(target.client, stats)
+            listings[target.source] = list_organization_accounts(target.client, stats, guard)
         except ConfigError as exc:
             listings[target.source] = exc
+        finally:
+            guard.close()
     listed = listings[target.source]
     if isinstance(listed, ConfigError):
         raise ConfigError(str(listed))
@@ -489,6 +507,8 @@ class _TargetRun:
         except Exception as exc:
             log.debug("%s failed", self.target.label, exc_info=True)
             self._fail(None, _reason(exc))
+        finally:
+            close_client(self.client)  # its sender threads end here, not at the run's end
 
     def _fail(self, image_name: str | None, reason: str) -> None:
         self.report.failures.append(

@@ -132,5 +132,5 @@ class JsonLogFormatter(logging.Formatter):
             if key not in _STANDARD_RECORD_FIELDS:
                 entry[key] = _json_value(value)
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

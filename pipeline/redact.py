@@ -25,11 +25,15 @@ def redact(text: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Redacts a record's message (arguments merged in) before any handler formats it."""
+    """Redacts a record's message (arguments merged in) and its traceback before any handler
+    formats them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            # Formatters print exc_text when it is set instead of formatting exc_info again.
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         return True

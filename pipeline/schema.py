@@ -267,6 +267,11 @@ def details_row(
     listing and describing gets the details of its newer state, stamped with that state's time.
     """
     horovod = described.get("Horovod")
+    if horovod is not None and not isinstance(horovod, bool):
+        raise MalformedRecord(f"Horovod is not a boolean: {shown(horovod)}")
+    aliases = list(aliases)
+    if not all(isinstance(alias, str) for alias in aliases):
+        raise MalformedRecord(f"an alias is not a string: {shown(aliases)}")
     return {
         "account_id": listed["account_id"],
         "region": listed["region"],
@@ -274,10 +279,10 @@ def details_row(
         "version": listed["version"],
         "last_modified_time": _timestamp_ms(described, "LastModifiedTime"),
         **{
-            column: None if described.get(member) is None else str(described[member])
+            column: _string(described, member, required=False)
             for member, column in DETAIL_STRING_MEMBERS.items()
         },
-        "horovod": None if horovod is None else bool(horovod),
+        "horovod": horovod,
         "aliases": sorted(set(aliases)),
         "observed_at": observed_at_ms,
     }

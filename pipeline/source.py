@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from .apivalues import Unparsed
 from .defaults import CALL_DEADLINE_S, READ_TIMEOUT_S
 from .errors import ConfigError
-from .guard import GUARDS, CallGuard, Cancelled, GuardedHttpSession, pause
+from .guard import CallDeadlineExceeded, CallGuard, Cancelled, guard_client, pause
 
 PAGE_SIZE = 100  # the API's maximum; fewer calls per image
 # Images listed in parallel. Listing is latency-bound, so this sets the speed; against an
@@ -209,11 +209,9 @@ class MalformedResponse(Exception):
     """A 200 answer that is not the API's: no JSON, no result key, a NextToken seen before."""
 
 
-def make_client(
-    settings: ClientSettings, stats: ApiStats, cancel: threading.Event | None = None
-) -> Any:
+def make_client(settings: ClientSettings, stats: ApiStats, guard: CallGuard) -> Any:
     """A SageMaker client for one region, counting into `stats`, limited to settings.max_rps,
-    every call bounded by settings.call_deadline_s and abandoned once `cancel` is set.
+    every call (and every STS call that refreshes its credentials) bounded by `guard`.
 
     ConfigError when the region is unknown, the profile missing, no credentials are found or a
     role cannot be assumed.
@@ -222,7 +220,7 @@ def make_client(
 
     if settings.region not in known_regions():
         raise ConfigError(f"unknown region {settings.region!r}: SageMaker has no endpoint there")
-    session = aws_session(settings)
+    session = aws_session(settings, guard)
     config = botocore.config.Config(
         retries={"mode": settings.retry_mode, "total_max_attempts": settings.max_attempts},
         max_pool_connections=max(10, settings.pool_size),
@@ -230,12 +228,9 @@ def make_client(
         read_timeout=settings.read_timeout_s,
         user_agent_extra="image-versions",
     )
-    client = session.client("sagemaker", endpoint_url=settings.endpoint_url, config=config)
-    guard = CallGuard(settings.call_deadline_s, cancel or threading.Event())
-    # botocore offers no public hook around the HTTP send itself; its endpoint's session is
-    # the one seam where a worker can stop waiting for an answer that never completes.
-    endpoint = client._endpoint
-    endpoint.http_session = GuardedHttpSession(endpoint.http_session, guard)
+    client = guard_client(
+        session.client("sagemaker", endpoint_url=settings.endpoint_url, config=config), guard
+    )
     events = client.meta.events
     limiter = RateLimiter(settings.max_rps) if settings.max_rps else None
 
@@ -251,19 +246,18 @@ def make_client(
         if caught_exception is not None or (
             response is not None and response[0].status_code >= 400
         ):
-            guard.check_call()  # raises instead of a back-off that outlasts the deadline
+            guard.check_call("sagemaker")  # raises instead of a back-off past the deadline
 
     stats.count_calls_of(client, "sagemaker")
-    GUARDS[client] = guard
-    events.register("before-call.sagemaker", guard.start_call)
     events.register("before-send.sagemaker", before_send)
     events.register_first("needs-retry.sagemaker", needs_retry)
     return client
 
 
-def aws_session(settings: ClientSettings) -> Any:
+def aws_session(settings: ClientSettings, guard: CallGuard) -> Any:
     """A boto3 session in the settings' region with the profile's (or boto3's chain's)
-    credentials, or, with `roles`, those of the last role assumed (refreshable).
+    credentials, or, with `roles`, those of the last role assumed (refreshable, every STS call
+    bounded by `guard`).
 
     ConfigError when the profile is missing, there are no credentials or a role is refused.
     """
@@ -295,7 +289,7 @@ def aws_session(settings: ClientSettings) -> Any:
     if not settings.roles:
         return base
     for role in settings.roles:
-        credentials = _assumed_role_credentials(core, settings.region, credentials, role)
+        credentials = _assumed_role_credentials(core, settings.region, credentials, role, guard)
     return session_with(credentials)[1]
 
 
@@ -319,13 +313,12 @@ def refresh_windows(duration_s: int) -> tuple[int, int]:
 
 
 def _assumed_role_credentials(
-    core: Any, region: str, source_credentials: Any, role: AssumeRole
+    core: Any, region: str, source_credentials: Any, role: AssumeRole, guard: CallGuard
 ) -> Any:
     """`role`'s credentials, obtained with `source_credentials`, refreshed through botocore's
-    AssumeRole fetcher before they expire. The first AssumeRole happens here, so a refused
-    role is a ConfigError of this source, not a failure of its first request."""
-    import functools
-
+    AssumeRole fetcher before they expire, every STS call bounded by `guard`. The first
+    AssumeRole happens here, so a refused role is a ConfigError of this source, not a failure
+    of its first request."""
     import botocore.config
     import botocore.credentials
     import botocore.exceptions
@@ -338,11 +331,12 @@ def _assumed_role_credentials(
     advisory, mandatory = refresh_windows(role.duration_seconds or DEFAULT_ROLE_SECONDS)
     # STS itself checks DurationSeconds (900 up to the role's maximum session), and says so;
     # botocore's copy of the lower bound would only stop STS emulators' short sessions.
-    sts_client = functools.partial(
-        core.create_client,
-        region_name=region,
-        config=botocore.config.Config(retries={"mode": "standard"}, parameter_validation=False),
-    )
+    config = botocore.config.Config(retries={"mode": "standard"}, parameter_validation=False)
+
+    def sts_client(service: str, **kwargs: Any) -> Any:
+        client = core.create_client(service, region_name=region, config=config, **kwargs)
+        return guard_client(client, guard)
+
     fetcher = botocore.credentials.AssumeRoleCredentialFetcher(
         client_creator=sts_client,
         source_credentials=source_credentials,
@@ -352,7 +346,11 @@ def _assumed_role_credentials(
     )
     try:
         metadata = fetcher.fetch_credentials()
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+    except (
+        botocore.exceptions.ClientError,
+        botocore.exceptions.BotoCoreError,
+        CallDeadlineExceeded,
+    ) as exc:
         raise ConfigError(f"cannot assume role {role.role_arn}: {exc}") from exc
     return botocore.credentials.RefreshableCredentials.create_from_metadata(
         metadata,
@@ -372,23 +370,30 @@ class Member:
     problem: str | None = None
 
 
-def list_organization_accounts(settings: ClientSettings, stats: ApiStats) -> list[dict[str, Any]]:
+def list_organization_accounts(
+    settings: ClientSettings, stats: ApiStats, guard: CallGuard
+) -> list[dict[str, Any]]:
     """Every account of an organization source's organization: all pages of Organizations
-    ListAccounts with the source's own credentials, each call counted in `stats`.
+    ListAccounts with the source's own credentials, each call counted in `stats` and bounded
+    by `guard`.
 
     ConfigError when the accounts cannot be listed.
     """
     import botocore.exceptions
 
     try:
-        client = aws_session(settings).client("organizations")
+        client = guard_client(aws_session(settings, guard).client("organizations"), guard)
         stats.count_calls_of(client, "organizations")
         return [
             account
             for page in client.get_paginator("list_accounts").paginate()
             for account in page.get("Accounts", [])
         ]
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+    except (
+        botocore.exceptions.ClientError,
+        botocore.exceptions.BotoCoreError,
+        CallDeadlineExceeded,
+    ) as exc:
         raise ConfigError(f"cannot list the organization's accounts: {exc}") from exc
 
 

@@ -368,4 +368,25 @@ class DataDir:
             journal = json.loads(self.store.read_bytes(self.journal_path))
         except (OSError, ValueError) as exc:
             raise DataError(f"compaction journal {self.journal_path} is unreadable: {exc}") from exc
+        if not self._journal_is_sound(journal):
+            raise DataError(
+                f"compaction journal {self.store.uri(self.journal_path)} names files outside the "
+                "dataset's Parquet partitions; remove it, then run `image-versions verify`"
+            )
         self._finish_journal(journal)
+
+    def _journal_is_sound(self, journal: object) -> bool:
+        """Whether a journal read back names only Parquet files inside the partitions: it is a
+        list of files to delete, so a planted one must not reach outside the dataset."""
+        if not isinstance(journal, dict) or not isinstance(journal.get("old"), list):
+            return False
+        names = [journal.get("new"), *journal["old"]]
+        bases = {self.versions_dir.name, self.details_dir.name}
+        return all(
+            isinstance(name, str)
+            and name.endswith(".parquet")
+            and not PurePath(name).is_absolute()
+            and ".." not in PurePath(name).parts
+            and PurePath(name).parts[0] in bases
+            for name in names
+        )

@@ -13,7 +13,6 @@ import math
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from tests.fault_harness import Harness, Row, Run, harness
-from tests.hostile import HostileProxy, Misbehaviour, Plan, body, rewrite
+from tests.hostile import HostileProxy, Misbehaviour, Plan, aimed_at, body, rewrite
 from tests.support import REGION
 
 ACCOUNT = "123456789012"
@@ -161,14 +160,7 @@ def non_api_answers(trials: int) -> Row:
         for index in range(max(trials, len(cases))):
             operation, label, misbehaviour, extra = cases[index % len(cases)]
 
-            def plan(
-                op: str, params: dict[str, Any], operation: str = operation, bad: Any = misbehaviour
-            ) -> Misbehaviour | None:
-                if op == operation and params.get("ImageName", victim) == victim:
-                    return bad  # type: ignore[no-any-return]
-                return None
-
-            with hostile(h, plan):
+            with hostile(h, aimed_at(operation, misbehaviour, victim)):
                 run = h.sync(*(extra or ("--reconcile",)))
             named = [victim] if operation == "ListImageVersions" else []
             trial = h.trial(run, note=f"{operation} answered {label}")
@@ -195,15 +187,8 @@ def endless_answers(trials: int) -> Row:
         for index in range(max(trials, len(cases))):
             operation, label, misbehaviour, bound = cases[index % len(cases)]
 
-            def plan(
-                op: str, params: dict[str, Any], operation: str = operation, bad: Any = misbehaviour
-            ) -> Misbehaviour | None:
-                if op == operation and params.get("ImageName", victim) == victim:
-                    return bad  # type: ignore[no-any-return]
-                return None
-
             started = time.monotonic()
-            with hostile(h, plan):
+            with hostile(h, aimed_at(operation, misbehaviour, victim)):
                 run = h.sync("--call-timeout", str(timeout), timeout=120)
             seconds = time.monotonic() - started
             named = [victim] if operation == "ListImageVersions" else []
@@ -226,22 +211,9 @@ def stopped_by_signal(trials: int) -> Row:
             shutil.rmtree(h.data.root, ignore_errors=True)  # every state is this run's
             signum = (signal.SIGTERM, signal.SIGINT)[index % 2]
 
-            def plan(op: str, params: dict[str, Any]) -> Misbehaviour | None:
-                if op == "ListImageVersions" and params.get("ImageName") == victim:
-                    return Misbehaviour("silent")
-                return None
-
             images = len(h.emulator.image_names(REGION))
-            with hostile(h, plan) as proxy:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "pipeline", *h.args()],
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    env=h.env,
-                    cwd=h.workdir,
-                    stdin=subprocess.DEVNULL,
-                )
+            silent = aimed_at("ListImageVersions", Misbehaviour("silent"), victim)
+            with hostile(h, silent) as proxy, h.started(h.args()) as process:
                 waited = _wait_until_quiet(proxy, images)
                 process.send_signal(signum)
                 sent = time.monotonic()
@@ -280,12 +252,7 @@ def progress_kept(trials: int) -> Row:
             h.mutate(4)
             shutil.rmtree(h.data.root, ignore_errors=True)  # every commit is this run's
 
-            def plan(op: str, params: dict[str, Any]) -> Misbehaviour | None:
-                if op == "ListImageVersions":
-                    return Misbehaviour("delay", seconds=0.25)
-                return None
-
-            with hostile(h, plan):
+            with hostile(h, aimed_at("ListImageVersions", Misbehaviour("delay", seconds=0.25))):
                 h.kill_at(
                     h.args("--concurrency", "1", "--commit-every", "0.5", "--full-refresh"),
                     "listing images of",
@@ -322,11 +289,7 @@ def secret_in_url(trials: int) -> Row:
         h.seed(images=6)
         victim = sorted(h.emulator.image_names(REGION))[0]
 
-        def plan(op: str, params: dict[str, Any]) -> Misbehaviour | None:
-            if op == "ListImageVersions" and params.get("ImageName") == victim:
-                return Misbehaviour("drop")
-            return None
-
+        plan = aimed_at("ListImageVersions", Misbehaviour("drop"), victim)
         for _ in range(trials):
             h.mutate(3)
             with hostile(h, plan) as proxy:

@@ -51,6 +51,18 @@ def rewrite(change: Rewrite) -> Misbehaviour:
 Plan = Callable[[str, dict[str, Any]], Misbehaviour | None]
 
 
+def aimed_at(operation: str, misbehaviour: Misbehaviour, image: str | None = None) -> Plan:
+    """A plan: `misbehaviour` for every `operation` call (about `image` only, when given),
+    a faithful answer to everything else."""
+
+    def plan(called: str, params: dict[str, Any]) -> Misbehaviour | None:
+        if called == operation and (image is None or params.get("ImageName", image) == image):
+            return misbehaviour
+        return None
+
+    return plan
+
+
 class HostileProxy:
     """The proxy on a free loopback port; `url` is its endpoint once started."""
 
