@@ -41,14 +41,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
-    return value
+def _whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected a number of at least {minimum}, got {value}"
+            )
+        return value
+
+    return parse
 
 
 def _number(*, allow_zero: bool) -> Callable[[str], float]:
@@ -159,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=_whole_number(1),
         default=DEFAULT_CONCURRENCY,
         metavar="N",
         help=f"images listed in parallel (default: {DEFAULT_CONCURRENCY})",
@@ -185,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.add_argument(
         "--max-attempts",
-        type=_positive_int,
+        type=_whole_number(1),
         default=10,
         metavar="N",
         help="attempts per API call, first one included (default: 10)",
@@ -251,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--port", type=int, default=8765, metavar="N")
     emulator.add_argument(
         "--images",
-        type=_positive_int,
+        type=_whole_number(1),
         default=12,
         metavar="N",
         help="images in the seeded catalogue (default: 12)",
@@ -401,8 +408,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
-    from .emulator import serve
+    from .emulator import MIN_SEED_IMAGES, serve
 
+    if args.images < MIN_SEED_IMAGES:
+        raise ConfigError(f"--images must be at least {MIN_SEED_IMAGES}, not {args.images}")
     serve(args.host, args.port, images=args.images)
     return 0
 

@@ -60,6 +60,8 @@ from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 DEFAULT_ACCOUNT_ID = "123456789012"
+MIN_SEED_IMAGES = 3
+"""A seeded catalogue holds a big image, an image without versions, and small ones."""
 DEFAULT_REGION = "us-east-1"
 
 NOT_FOUND = "ResourceNotFound"
@@ -1285,8 +1287,8 @@ def seed_catalogue(
     version groups are interleaved at random, the clock advancing 30 s to 8 h between events,
     so the history spans about two months of the clock.
     """
-    if images < 3:
-        raise ValueError("seed_catalogue needs at least 3 images")
+    if images < MIN_SEED_IMAGES:
+        raise ValueError(f"seed_catalogue needs at least {MIN_SEED_IMAGES} images")
     rng = random.Random(seed)
     templates = _pick_templates(rng, images)
     counts = [rng.randint(*_BIG_IMAGE_VERSIONS), 0]

@@ -94,6 +94,11 @@ def test_sync_json_summary_and_json_logs_are_machine_readable(
     assert len(figures["failures"]) == 1 and "not-there" in figures["failures"][0]
 
 
+@pytest.mark.parametrize("images", ["1", "2"])
+def test_an_emulator_too_small_to_seed_is_refused_with_one_line(images: str) -> None:
+    assert_usage_error(run_cli("emulator", "--images", images, "--port", "0"), "--images")
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
