@@ -7,7 +7,7 @@ import dagster as dg
 
 from pipeline.config import load_config
 from pipeline.demo import SyncOutcome, SyncRunner, run_demo
-from pipeline.extract import SyncOptions
+from pipeline.run import SyncOptions
 from pipeline.storage import DataDir
 
 from .definitions import build_definitions

@@ -9,8 +9,9 @@ from pydantic import Field
 
 from pipeline.config import build_targets, sync_options
 from pipeline.errors import ConfigError
-from pipeline.extract import SyncReport, sync
+from pipeline.extract import sync
 from pipeline.output import report_metadata
+from pipeline.run import SyncReport
 from pipeline.schema import IMAGE_SCHEMA, IMAGE_VERSION_SCHEMA
 from pipeline.storage import AUTO_COMPACT_FILES
 from pipeline.warehouse import ensure_views, views_summary

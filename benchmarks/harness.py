@@ -15,7 +15,8 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from pipeline.config import AccessSettings, ProjectConfig, SourceConfig, build_targets
-from pipeline.extract import SourceTarget, SyncOptions, SyncReport, sync
+from pipeline.extract import sync
+from pipeline.run import SourceTarget, SyncOptions, SyncReport
 from pipeline.storage import DataDir
 
 from .catalogue import REGION

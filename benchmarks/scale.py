@@ -1,4 +1,4 @@
-"""SCALE: the measured costs behind README's scale-out estimate, and the estimate itself.
+"""SCALE: the measured costs behind the scale-out estimate (docs/scaling.md), and the estimate.
 
 No-change syncs of about 25 versions an image give the CPU of one call (CPU / calls) and the
 bytes stored per row; a full sync of 500 versions an image, the CPU of one row ((CPU - its
@@ -13,7 +13,7 @@ import math
 import time
 from pathlib import Path
 
-from pipeline.extract import SyncReport
+from pipeline.run import SyncReport
 from pipeline.source import DEFAULT_CONCURRENCY
 
 from .api import api_catalogue

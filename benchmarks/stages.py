@@ -22,15 +22,19 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pipeline.committer as committer
 import pipeline.extract as extract
 from pipeline.storage import DataDir
 
-# Functions of pipeline.extract (as it names them) -> their stage.
+# Functions of pipeline.extract and pipeline.committer (as each names them) -> their stage.
 FUNCTION_STAGES = {
-    "_fetch_image": "fetch",
-    "list_source_images": "api_images",
-    **dict.fromkeys(("advance_state", "rows_to_table"), "normalise"),
-    **dict.fromkeys(("save_state", "load_state", "keep_previous_state", "ensure_views"), "write"),
+    extract: {
+        "_fetch_image": "fetch",
+        "list_source_images": "api_images",
+        **dict.fromkeys(("advance_state", "rows_to_table"), "normalise"),
+        **dict.fromkeys(("load_state", "keep_previous_state", "ensure_views"), "write"),
+    },
+    committer: {"rows_to_table": "normalise", "save_state": "write"},
 }
 PAGE_STAGES = {"list_image_versions": "api_versions"}
 WRITE_METHODS = ("write_versions", "write_images", "compact")
@@ -95,8 +99,9 @@ class StageClock:
 def install() -> StageClock:
     """Wrap the stage functions of this process's `pipeline` modules; returns their clock."""
     clock = StageClock()
-    for name, stage in FUNCTION_STAGES.items():
-        setattr(extract, name, clock.timed(stage, getattr(extract, name)))
+    for module, stages in FUNCTION_STAGES.items():
+        for name, stage in stages.items():
+            setattr(module, name, clock.timed(stage, getattr(module, name)))
     for name, stage in PAGE_STAGES.items():
         setattr(extract, name, clock.timed_pages(stage, getattr(extract, name)))
     for name in WRITE_METHODS:

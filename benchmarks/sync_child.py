@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.extract import SyncOptions, sync
+from pipeline.extract import sync
+from pipeline.run import SyncOptions
 from pipeline.storage import DataDir
 
 from .harness import targets_for

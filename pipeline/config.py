@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 from .cron import cron_problem
 from .defaults import CALL_DEADLINE_S, COMMIT_INTERVAL_S
 from .errors import ConfigError
-from .extract import SourceTarget, SyncOptions
 from .redact import redact
+from .run import SourceTarget, SyncOptions
 from .schema import ACCOUNT_ID, REGION
 from .source import DEFAULT_CONCURRENCY, AssumeRole, ClientSettings, Organization
 from .storage import DataDir

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .emulator import Clock, Emulator, EmulatorServer, random_mutations, seed_catalogue
-from .extract import SyncOptions
 from .output import print_table, summary_line
+from .run import SyncOptions
 from .storage import DataDir
 from .warehouse import run_query
 

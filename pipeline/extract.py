@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 from itertools import islice
 from typing import Any
 
+from .committer import Committer
 from .decisions import (
     Classified,
     advance_state,
@@ -25,13 +25,12 @@ from .decisions import (
     listing_start_ms,
     versions_to_describe,
 )
-from .defaults import COMMIT_INTERVAL_S
 from .errors import ConfigError, DataError
 from .guard import CallGuard, Cancelled, close_client
 from .redact import redact
+from .run import Failure, SourceTarget, SyncOptions, SyncReport
 from .schema import (
     IMAGE_SCHEMA,
-    IMAGE_VERSION_DETAILS_SCHEMA,
     MalformedRecord,
     Row,
     details_row,
@@ -42,9 +41,7 @@ from .schema import (
     version_row,
 )
 from .source import (
-    DEFAULT_CONCURRENCY,
     ApiStats,
-    ClientSettings,
     check_reachable,
     list_aliases,
     list_image_versions,
@@ -54,177 +51,13 @@ from .source import (
     patiently,
 )
 from .source import list_images as list_source_images
-from .state import ImageState, StateKey, keep_previous_state, load_state, save_state
+from .state import ImageState, StateKey, keep_previous_state, load_state
 from .storage import AUTO_COMPACT_FILES, DataDir
 from .warehouse import described_states, ensure_views, latest_live_rows
 
 log = logging.getLogger(__name__)
 _POLL_S = 0.1
 """How often the sync's main thread looks up from waiting to see whether it was cancelled."""
-
-# ---------------------------------------------------------------- settings and report
-
-
-@dataclass(frozen=True)
-class SyncOptions:
-    """What one sync does, from CLI flags, Dagster config or code."""
-
-    image_names: frozenset[str] | None = None
-    full_refresh: bool = False
-    reconcile: bool = False
-    lookback: timedelta = timedelta(minutes=10)
-    concurrency: int = DEFAULT_CONCURRENCY
-    flush_rows: int = 50_000
-    commit_interval_s: float = COMMIT_INTERVAL_S
-    """Commit what is done at least this often, so an interrupted sync keeps its progress."""
-    lock_timeout_s: float = 0.0
-    enrich: bool = False
-    """Describe new and changed versions (DescribeImageVersion + ListAliases) for every target."""
-
-    @property
-    def full_listing(self) -> bool:
-        return self.full_refresh or self.reconcile
-
-
-@dataclass(frozen=True)
-class SourceTarget:
-    """One (named source, region) to sync, with how to reach it."""
-
-    source: str
-    client: ClientSettings
-    enrich: bool = False
-    """The source asks for enrichment (`enrich = true` in the sources file)."""
-
-    @property
-    def region(self) -> str:
-        return self.client.region
-
-    @property
-    def label(self) -> str:
-        return f"{self.source}/{self.region}"
-
-
-@dataclass(frozen=True)
-class ImageChange:
-    source: str
-    region: str
-    image_name: str
-    new: int
-    changed: int
-    deleted: int
-
-
-@dataclass(frozen=True)
-class Failure:
-    source: str
-    region: str
-    image_name: str | None
-    reason: str
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "reason", redact(self.reason))
-
-    def __str__(self) -> str:
-        where = f"{self.source}/{self.region}"
-        return (
-            f"{where} image {self.image_name}: {self.reason}"
-            if self.image_name
-            else (f"{where}: {self.reason}")
-        )
-
-
-@dataclass
-class SyncReport:
-    """What a sync did: counts, per-image changes, failures and API usage."""
-
-    images: int = 0
-    new: int = 0
-    changed: int = 0
-    deleted: int = 0
-    rows_written: int = 0
-    enriched: bool = False
-    described: int = 0
-    details_vanished: int = 0
-    changes: list[ImageChange] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
-    stats: ApiStats = field(default_factory=ApiStats)
-    seconds: float = 0.0
-    watermarks: list[int] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-    def record(self, target: SourceTarget, image_name: str, result: Classified) -> None:
-        self.new += result.new
-        self.changed += result.changed
-        self.deleted += result.deleted
-        if result.new or result.changed or result.deleted:
-            self.changes.append(
-                ImageChange(
-                    target.source,
-                    target.region,
-                    image_name,
-                    result.new,
-                    result.changed,
-                    result.deleted,
-                )
-            )
-
-
-# ---------------------------------------------------------------- the committer
-
-
-class Committer:
-    """Buffers rows and state updates; makes rows durable before the state that covers them."""
-
-    def __init__(
-        self,
-        data_dir: DataDir,
-        states: dict[StateKey, ImageState],
-        flush_rows: int,
-        interval_s: float = COMMIT_INTERVAL_S,
-    ):
-        self.data_dir = data_dir
-        self.states = states
-        self.flush_rows = flush_rows
-        self.interval_s = interval_s
-        self.rows: list[Row] = []
-        self.details: list[Row] = []
-        self.pending: list[ImageState] = []
-        self.rows_written = 0
-        self._last_commit = time.monotonic()
-
-    def add(self, rows: list[Row], state: ImageState, details: Iterable[Row] = ()) -> None:
-        """Buffer one image's rows and new state; commit when the buffer is big or old."""
-        self.rows.extend(rows)
-        self.details.extend(details)
-        self.pending.append(state)
-        overdue = time.monotonic() - self._last_commit >= self.interval_s
-        if overdue or len(self.rows) + len(self.details) >= self.flush_rows:
-            self.commit()
-
-    def commit(self) -> None:
-        if self.rows:
-            log.info("writing %d rows", len(self.rows))
-            files = self.data_dir.write_versions(rows_to_table(self.rows))
-            log.info("data durable in %d file(s); committing state", len(files))
-            self.rows_written += len(self.rows)
-            self.rows = []
-        if self.details:
-            # Details are data too: durable before the state that stops them being re-fetched.
-            log.info("writing %d details rows", len(self.details))
-            table = rows_to_table(self.details, IMAGE_VERSION_DETAILS_SCHEMA)
-            self.data_dir.write_details(table)
-            self.details = []
-        if self.pending:
-            for state in self.pending:
-                self.states[state.key] = state
-            self.pending = []
-            save_state(self.data_dir, self.states)
-            log.info("state committed")
-        self._last_commit = time.monotonic()
-
 
 # ---------------------------------------------------------------- the sync
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from .extract import SyncReport
+    from .run import SyncReport
 
 
 def _cell(value: Any) -> str:

@@ -16,7 +16,8 @@ import duckdb
 
 from pipeline.config import AccessSettings, ProjectConfig, SourceConfig, build_targets
 from pipeline.emulator import Emulator, EmulatorServer
-from pipeline.extract import SyncOptions, SyncReport, sync
+from pipeline.extract import sync
+from pipeline.run import SyncOptions, SyncReport
 from pipeline.schema import to_ms
 from pipeline.storage import DataDir
 

@@ -16,8 +16,9 @@ import pytest
 from pipeline.config import AccessSettings, ProjectConfig, SourceConfig, build_targets
 from pipeline.emulator import EmulatorServer, seed_catalogue
 from pipeline.errors import ConfigError, DataError
-from pipeline.extract import SyncOptions, sync
+from pipeline.extract import sync
 from pipeline.redact import RedactingFilter
+from pipeline.run import SyncOptions
 from pipeline.schema import MalformedRecord, details_row
 from pipeline.storage import DataDir
 from tests.support import OTHER_REGION, REGION, run_sync

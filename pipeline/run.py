@@ -1,0 +1,125 @@
+"""What one sync is asked to do (options, targets) and what it did (the report, failures).
+
+The types that the command line, Dagster and the sources file build or read; importing them
+does not import the sync engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from .defaults import COMMIT_INTERVAL_S
+from .redact import redact
+from .source import DEFAULT_CONCURRENCY, ApiStats, ClientSettings
+
+if TYPE_CHECKING:
+    from .decisions import Classified
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """What one sync does, from CLI flags, Dagster config or code."""
+
+    image_names: frozenset[str] | None = None
+    full_refresh: bool = False
+    reconcile: bool = False
+    lookback: timedelta = timedelta(minutes=10)
+    concurrency: int = DEFAULT_CONCURRENCY
+    flush_rows: int = 50_000
+    commit_interval_s: float = COMMIT_INTERVAL_S
+    """Commit what is done at least this often, so an interrupted sync keeps its progress."""
+    lock_timeout_s: float = 0.0
+    enrich: bool = False
+    """Describe new and changed versions (DescribeImageVersion + ListAliases) for every target."""
+
+    @property
+    def full_listing(self) -> bool:
+        return self.full_refresh or self.reconcile
+
+
+@dataclass(frozen=True)
+class SourceTarget:
+    """One (named source, region) to sync, with how to reach it."""
+
+    source: str
+    client: ClientSettings
+    enrich: bool = False
+    """The source asks for enrichment (`enrich = true` in the sources file)."""
+
+    @property
+    def region(self) -> str:
+        return self.client.region
+
+    @property
+    def label(self) -> str:
+        return f"{self.source}/{self.region}"
+
+
+@dataclass(frozen=True)
+class ImageChange:
+    source: str
+    region: str
+    image_name: str
+    new: int
+    changed: int
+    deleted: int
+
+
+@dataclass(frozen=True)
+class Failure:
+    source: str
+    region: str
+    image_name: str | None
+    reason: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", redact(self.reason))
+
+    def __str__(self) -> str:
+        where = f"{self.source}/{self.region}"
+        return (
+            f"{where} image {self.image_name}: {self.reason}"
+            if self.image_name
+            else (f"{where}: {self.reason}")
+        )
+
+
+@dataclass
+class SyncReport:
+    """What a sync did: counts, per-image changes, failures and API usage."""
+
+    images: int = 0
+    new: int = 0
+    changed: int = 0
+    deleted: int = 0
+    rows_written: int = 0
+    enriched: bool = False
+    described: int = 0
+    details_vanished: int = 0
+    changes: list[ImageChange] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    stats: ApiStats = field(default_factory=ApiStats)
+    seconds: float = 0.0
+    watermarks: list[int] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def record(self, target: SourceTarget, image_name: str, result: Classified) -> None:
+        self.new += result.new
+        self.changed += result.changed
+        self.deleted += result.deleted
+        if result.new or result.changed or result.deleted:
+            self.changes.append(
+                ImageChange(
+                    target.source,
+                    target.region,
+                    image_name,
+                    result.new,
+                    result.changed,
+                    result.deleted,
+                )
+            )
