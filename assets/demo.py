@@ -1,5 +1,13 @@
-"""`image-versions demo` through Dagster: each sync is one in-process run of the job."""
+"""`image-versions demo` through Dagster: each sync is one in-process run of the job.
 
+The demo belongs to the Dagster layer: `image-versions demo` (pipeline/cli.py) runs this module
+as a child process, `python -m assets.demo [--data-dir DIR]`, so that pipeline/ never imports
+Dagster.
+"""
+
+import argparse
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -56,3 +64,14 @@ def dagster_runner(sources_file: Path, data_dir: DataDir) -> SyncRunner:
 
 def run_dagster_demo(data_dir_flag: str | None, out: TextIO) -> int:
     return run_demo(data_dir_flag, out, dagster_runner)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="image-versions demo", description=__doc__)
+    parser.add_argument("--data-dir", metavar="DIR", help="default: a new temporary directory")
+    args = parser.parse_args(argv)
+    return run_dagster_demo(args.data_dir, sys.stdout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -401,10 +401,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    # The demo runs the Dagster job, so it lives in the code location; imported only here.
-    from assets.demo import run_dagster_demo
+    # The demo runs the Dagster job, so it lives in the Dagster layer; a child process keeps
+    # Dagster out of this one.
+    import subprocess
 
-    return run_dagster_demo(args.data_dir, sys.stdout)
+    data_dir = ["--data-dir", args.data_dir] if args.data_dir else []
+    return subprocess.call([sys.executable, "-m", "assets.demo", *data_dir])
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:

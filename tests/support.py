@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -102,6 +104,34 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120)
         stdin=subprocess.DEVNULL,
     )
     return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+
+_IMPORTS_REPORTED = (
+    "import atexit, json, os, sys\n"
+    "def report():\n"
+    "    layers = sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'assets'})\n"
+    "    with open(os.environ['IMPORTS_REPORT'], 'w') as out:\n"
+    "        json.dump(layers, out)\n"
+    "atexit.register(report)\n"
+    "from pipeline.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def run_cli_reporting_imports(
+    report: Path, *args: str, timeout: float = 180
+) -> tuple[CliResult, list[str]]:
+    """`run_cli`, and which of the Dagster layers (`dagster`, `assets`) the process imported."""
+    completed = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_REPORTED, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "IMPORTS_REPORT": str(report)},
+        stdin=subprocess.DEVNULL,
+    )
+    result = CliResult(completed.returncode, completed.stdout, completed.stderr)
+    return result, json.loads(report.read_text())
 
 
 def kill_mid_run(

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.emulator import EmulatorServer, seed_catalogue
 from pipeline.storage import DataDir
-from tests.support import assert_converged, run_cli
+from tests.support import assert_converged, run_cli, run_cli_reporting_imports
 
 
 def sync_args(server: EmulatorServer, data_dir: DataDir, *extra: str) -> list[str]:
@@ -231,8 +231,33 @@ def test_pipeline_imports_without_dagster() -> None:
     assert result.returncode == 0 and result.stdout.strip() == "clean", result.stderr
 
 
+def test_no_command_imports_the_dagster_layer(
+    server: EmulatorServer, data_dir: DataDir, tmp_path: Path
+) -> None:
+    """pipeline/ never imports Dagster or assets/, on any path: every command, run in a process
+    of its own (the demo's Dagster run happens in a child: see the demo's test)."""
+    seed_catalogue(server.emulator, seed=8, images=4)
+    data = ["--data-dir", str(data_dir.root)]
+    commands = [
+        ["sync", *data, "--endpoint-url", server.url, "--region", "us-east-1"],
+        ["status", *data],
+        ["query", "SELECT count(*) FROM image_versions", *data],
+        ["compact", *data],
+        ["verify", *data],
+        ["emulator", "--images", "2"],
+        ["sync", "--help"],
+    ]
+    for index, command in enumerate(commands):
+        result, layers = run_cli_reporting_imports(tmp_path / f"imports-{index}.json", *command)
+        assert "Traceback" not in result.stderr, (command, result.stderr)
+        assert layers == [], (command, layers)
+
+
 def test_demo_runs_the_dagster_job_and_shows_what_changed(tmp_path: Path) -> None:
-    result = run_cli("demo", "--data-dir", str(tmp_path / "demo"), timeout=180)
+    result, layers = run_cli_reporting_imports(
+        tmp_path / "imports.json", "demo", "--data-dir", str(tmp_path / "demo")
+    )
+    assert layers == []  # the Dagster run is the child's
     assert result.code == 0, result.stderr
     out = result.stdout
     steps = [line for line in out.splitlines() if line.startswith("== ")]
