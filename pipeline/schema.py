@@ -2,7 +2,8 @@
 
 Every writer and reader derives from the constants here: `IMAGE_VERSION_SCHEMA` for
 `DATA/image_versions/`, `IMAGE_SCHEMA` for `DATA/images/`, `IMAGE_VERSION_DETAILS_SCHEMA` for
-`DATA/image_version_details/`.
+`DATA/image_version_details/`, `STATE_SCHEMA` for `DATA/_state/` (and
+`SYNC_STATE_VIEW_SCHEMA`, what the `sync_state` view shows of it).
 """
 
 from __future__ import annotations
@@ -81,6 +82,35 @@ IMAGE_VERSION_DETAILS_SCHEMA = pa.schema(
         pa.field("observed_at", TIMESTAMP, nullable=False),
     ]
 )
+# Per-image sync state (`DATA/_state/images.parquet`, state.py): one row per image.
+WINDOW_ENTRY = pa.struct(
+    [
+        pa.field("version", pa.int32(), nullable=False),
+        pa.field("last_modified_ms", pa.int64(), nullable=False),
+        pa.field("fingerprint", pa.string(), nullable=False),
+    ]
+)
+
+STATE_SCHEMA = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("account_id", pa.string(), nullable=False),
+        pa.field("region", pa.string(), nullable=False),
+        pa.field("image_name", pa.string(), nullable=False),
+        pa.field("image_arn", pa.string(), nullable=False),
+        pa.field("watermark", TIMESTAMP),
+        pa.field("max_version", pa.int32(), nullable=False),
+        pa.field("last_synced_at", TIMESTAMP),
+        pa.field("is_deleted", pa.bool_(), nullable=False),
+        pa.field("last_error", pa.string()),
+        # The versions whose last_modified_time the next incremental listing will re-read,
+        # with the digest of their stored state: how re-read rows are told apart from changes.
+        pa.field("window", pa.list_(WINDOW_ENTRY), nullable=False),
+    ]
+)
+# The state as the `sync_state` view shows it: without the digests of the window.
+SYNC_STATE_VIEW_SCHEMA = pa.schema([f for f in STATE_SCHEMA if f.name != "window"])
+
 # DescribeImageVersion's string members -> their columns (Horovod, a boolean, is apart).
 DETAIL_STRING_MEMBERS = {
     "BaseImage": "base_image",

@@ -15,37 +15,11 @@ from pathlib import Path, PurePath
 import pyarrow as pa
 
 from .errors import DataError
-from .schema import TIMESTAMP, table_to_rows
+from .schema import STATE_SCHEMA, table_to_rows
 from .storage import DataDir
 
 STATE_FILE = "images.parquet"
 PREVIOUS_STATE_FILE = "images.previous.parquet"
-
-WINDOW_ENTRY = pa.struct(
-    [
-        pa.field("version", pa.int32(), nullable=False),
-        pa.field("last_modified_ms", pa.int64(), nullable=False),
-        pa.field("fingerprint", pa.string(), nullable=False),
-    ]
-)
-
-STATE_SCHEMA = pa.schema(
-    [
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("account_id", pa.string(), nullable=False),
-        pa.field("region", pa.string(), nullable=False),
-        pa.field("image_name", pa.string(), nullable=False),
-        pa.field("image_arn", pa.string(), nullable=False),
-        pa.field("watermark", TIMESTAMP),
-        pa.field("max_version", pa.int32(), nullable=False),
-        pa.field("last_synced_at", TIMESTAMP),
-        pa.field("is_deleted", pa.bool_(), nullable=False),
-        pa.field("last_error", pa.string()),
-        # The versions whose last_modified_time the next incremental listing will re-read,
-        # with the digest of their stored state: how re-read rows are told apart from changes.
-        pa.field("window", pa.list_(WINDOW_ENTRY), nullable=False),
-    ]
-)
 
 StateKey = tuple[str, str, str]
 """(source, region, image_name)."""

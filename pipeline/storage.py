@@ -270,24 +270,42 @@ class DataDir:
         return self._month_partition(self.versions_dir, account, region, month)
 
     @staticmethod
-    def _month_partition(base: PurePath, account: str, region: str, month: str) -> PurePath:
-        key = f"{_partition_key(account)}.{_partition_key(region)}"
-        return base / f"account_region={key}" / f"month={_partition_key(month)}"
+    def account_region_dir(base: PurePath, account: str, region: str) -> PurePath:
+        """The partition of one account and region under `base` (versions, details, images)."""
+        return base / f"account_region={_partition_key(account)}.{_partition_key(region)}"
+
+    @classmethod
+    def _month_partition(cls, base: PurePath, account: str, region: str, month: str) -> PurePath:
+        return cls.account_region_dir(base, account, region) / f"month={_partition_key(month)}"
 
     def write_images(self, account: str, region: str, table: pa.Table) -> PurePath:
         """Replace the catalogue snapshot of one account and region."""
-        key = f"{_partition_key(account)}.{_partition_key(region)}"
-        final = self.images_dir / f"account_region={key}" / "images.parquet"
+        final = self.account_region_dir(self.images_dir, account, region) / "images.parquet"
         return self.atomic_write(table.cast(IMAGE_SCHEMA), final)
 
+    @staticmethod
+    def files_pattern(base: PurePath) -> str:
+        """The glob of the Parquet files under `base`, relative to it: partitions by account
+        and region, and for versions and details by month too."""
+        return "*/*.parquet" if base.name == "images" else "*/*/*.parquet"
+
+    MONTH_FILES = "*/*.parquet"
+    """The glob of the Parquet files under one account_region= partition of versions."""
+
+    def local_glob(self, directory: PurePath, pattern: str) -> str:
+        """`pattern` under `directory` as an absolute local path, for DuckDB's read_parquet
+        (a local data dir only; links under the data dir are refused before any reader)."""
+        relative = directory.relative_to(self.root)
+        return str(self.store.local_dir(self.root).resolve() / relative / pattern)
+
     def version_files(self) -> list[PurePath]:
-        return self.store.glob(self.versions_dir, "*/*/*.parquet")
+        return self.store.glob(self.versions_dir, self.files_pattern(self.versions_dir))
 
     def details_files(self) -> list[PurePath]:
-        return self.store.glob(self.details_dir, "*/*/*.parquet")
+        return self.store.glob(self.details_dir, self.files_pattern(self.details_dir))
 
     def image_files(self) -> list[PurePath]:
-        return self.store.glob(self.images_dir, "*/*.parquet")
+        return self.store.glob(self.images_dir, self.files_pattern(self.images_dir))
 
     def compact(self, min_files: int = 2) -> tuple[int, int]:
         """Merge each partition (of versions and of details) holding at least `min_files` files

@@ -16,8 +16,13 @@ from pathlib import PurePath
 import pyarrow as pa
 
 from . import quality
-from .schema import IMAGE_SCHEMA, IMAGE_VERSION_DETAILS_SCHEMA, IMAGE_VERSION_SCHEMA
-from .state import STATE_SCHEMA, previous_state_file, state_file
+from .schema import (
+    IMAGE_SCHEMA,
+    IMAGE_VERSION_DETAILS_SCHEMA,
+    IMAGE_VERSION_SCHEMA,
+    STATE_SCHEMA,
+)
+from .state import previous_state_file, state_file
 from .storage import DataDir, UnreadableFile
 
 QUARANTINE = "_quarantine"

@@ -37,10 +37,11 @@ from .schema import (
     IMAGE_VERSION_DETAILS_SCHEMA,
     IMAGE_VERSION_SCHEMA,
     STATE_COLUMNS,
+    SYNC_STATE_VIEW_SCHEMA,
     VERSION_KEY,
     Row,
 )
-from .state import STATE_SCHEMA, state_file
+from .state import state_file
 from .storage import DataDir
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,6 @@ _DUCKDB_TYPES = {
     pa.bool_(): "BOOLEAN",
 }
 _LATEST_ORDER = "observed_at DESC, last_modified_time DESC, is_deleted DESC"
-_VIEW_STATE_SCHEMA = pa.schema([f for f in STATE_SCHEMA if f.name != "window"])
 # The Arrow datasets an S3 connection registers: name -> (schema, the files it covers).
 _RAW_VERSIONS, _RAW_IMAGES, _RAW_STATE = "_raw_image_versions", "_raw_images", "_raw_sync_state"
 _RAW_DETAILS = "_raw_image_version_details"
@@ -180,7 +180,7 @@ def _register_s3_dataset(connection: duckdb.DuckDBPyConnection, data_dir: DataDi
     _register(
         connection, data_dir, _RAW_DETAILS, data_dir.details_files(), IMAGE_VERSION_DETAILS_SCHEMA
     )
-    _register(connection, data_dir, _RAW_STATE, state, _VIEW_STATE_SCHEMA)
+    _register(connection, data_dir, _RAW_STATE, state, SYNC_STATE_VIEW_SCHEMA)
 
 
 def scan_connection(data_dir: DataDir) -> duckdb.DuckDBPyConnection:
@@ -199,9 +199,10 @@ def versions_relation(data_dir: DataDir) -> str:
     """
     if not data_dir.is_local:
         return _arrow_relation(_RAW_VERSIONS, IMAGE_VERSION_SCHEMA)
-    root = _local_root(data_dir)
     return _parquet_relation(
-        f"{root}/image_versions/*/*/*.parquet", IMAGE_VERSION_SCHEMA, bool(data_dir.version_files())
+        data_dir.local_glob(data_dir.versions_dir, data_dir.files_pattern(data_dir.versions_dir)),
+        IMAGE_VERSION_SCHEMA,
+        bool(data_dir.version_files()),
     )
 
 
@@ -210,7 +211,7 @@ def details_relation(data_dir: DataDir) -> str:
     if not data_dir.is_local:
         return _arrow_relation(_RAW_DETAILS, IMAGE_VERSION_DETAILS_SCHEMA)
     return _parquet_relation(
-        f"{_local_root(data_dir)}/image_version_details/*/*/*.parquet",
+        data_dir.local_glob(data_dir.details_dir, data_dir.files_pattern(data_dir.details_dir)),
         IMAGE_VERSION_DETAILS_SCHEMA,
         bool(data_dir.details_files()),
     )
@@ -234,14 +235,17 @@ def _images_and_state_relations(data_dir: DataDir) -> tuple[str, str]:
     if not data_dir.is_local:
         return (
             _arrow_relation(_RAW_IMAGES, IMAGE_SCHEMA),
-            _arrow_relation(_RAW_STATE, _VIEW_STATE_SCHEMA),
+            _arrow_relation(_RAW_STATE, SYNC_STATE_VIEW_SCHEMA),
         )
-    root = _local_root(data_dir)
     images = _parquet_relation(
-        f"{root}/images/*/*.parquet", IMAGE_SCHEMA, bool(data_dir.image_files())
+        data_dir.local_glob(data_dir.images_dir, data_dir.files_pattern(data_dir.images_dir)),
+        IMAGE_SCHEMA,
+        bool(data_dir.image_files()),
     )
     state_path = Path(state_file(data_dir))
-    state = _parquet_relation(str(state_path.resolve()), _VIEW_STATE_SCHEMA, state_path.exists())
+    state = _parquet_relation(
+        str(state_path.resolve()), SYNC_STATE_VIEW_SCHEMA, state_path.exists()
+    )
     return images, state
 
 
@@ -249,7 +253,7 @@ def _view_definitions(data_dir: DataDir, versions: str) -> dict[str, str]:
     """The SQL of each view over `versions` (the data dir's `versions_relation`), bound to
     this data dir's absolute paths (or, for S3, datasets)."""
     images, state = _images_and_state_relations(data_dir)
-    state_schema = _VIEW_STATE_SCHEMA
+    state_schema = SYNC_STATE_VIEW_SCHEMA
     state_columns = ", ".join(f"s.{name}" for name in state_schema.names if name != "source")
     return {
         "image_versions": (
@@ -476,13 +480,14 @@ def _partition_rows(
 
     Raises DataError naming the file when one of the partition cannot be read.
     """
-    partition = base / f"account_region={account_id}.{region}"
-    files = data_dir.store.glob(partition, "*/*.parquet")
+    partition = data_dir.account_region_dir(base, account_id, region)
+    files = data_dir.store.glob(partition, data_dir.MONTH_FILES)
     if not files:
         return [], []
     with duckdb.connect() as connection:
         if data_dir.is_local:
-            relation = _parquet_relation(f"{Path(partition).resolve()}/*/*.parquet", schema, True)
+            month_files = data_dir.local_glob(partition, data_dir.MONTH_FILES)
+            relation = _parquet_relation(month_files, schema, True)
         else:
             name = f"_raw_{base.name}"  # _RAW_VERSIONS or _RAW_DETAILS
             _register(connection, data_dir, name, files, schema)
