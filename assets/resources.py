@@ -8,7 +8,7 @@ from typing import Optional
 import dagster as dg
 
 from pipeline.config import AccessSettings, ProjectConfig, load_config, resolve_data_dir
-from pipeline.source import DEFAULT_CONCURRENCY
+from pipeline.defaults import CALL_DEADLINE_S, CONCURRENCY, MAX_ATTEMPTS, RETRY_MODE
 from pipeline.storage import DataDir
 
 
@@ -19,10 +19,11 @@ class SageMakerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """
 
     config_path: Optional[str] = None  # noqa: UP045 - Dagster's config schema needs Optional
-    retry_mode: str = "standard"
-    max_attempts: int = 10
+    retry_mode: str = RETRY_MODE
+    max_attempts: int = MAX_ATTEMPTS
     max_rps: Optional[float] = None  # noqa: UP045
-    concurrency: int = DEFAULT_CONCURRENCY
+    concurrency: int = CONCURRENCY
+    call_deadline_s: float = CALL_DEADLINE_S
 
     def access(self) -> AccessSettings:
         return AccessSettings(
@@ -30,6 +31,7 @@ class SageMakerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             max_attempts=self.max_attempts,
             max_rps=self.max_rps,
             concurrency=self.concurrency,
+            call_deadline_s=self.call_deadline_s,
         )
 
     def project(self) -> ProjectConfig:

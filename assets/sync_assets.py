@@ -8,6 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from pipeline.config import build_targets, sync_options
+from pipeline.defaults import LOOKBACK_MINUTES
 from pipeline.errors import ConfigError
 from pipeline.extract import sync
 from pipeline.output import report_metadata
@@ -30,7 +31,7 @@ class SyncConfig(dg.Config):
     image_names: list[str] = Field(default_factory=list)
     full_refresh: bool = False
     reconcile: bool = False
-    lookback_minutes: float = 10.0
+    lookback_minutes: float = LOOKBACK_MINUTES
     enrich: bool = Field(
         default=False,
         description="Describe new and changed versions (DescribeImageVersion + ListAliases); "
@@ -124,6 +125,7 @@ def build_sync_assets(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefin
                 lookback_minutes=config.lookback_minutes,
                 concurrency=sagemaker.concurrency,
                 enrich=config.enrich,
+                compact=False,  # image_versions_warehouse compacts, once per run
             )
             data_dir = data.data_dir()
             report = sync(data_dir, targets, options)

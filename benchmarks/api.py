@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import AccessSettings
-from pipeline.source import DEFAULT_CONCURRENCY
+from pipeline.defaults import CONCURRENCY
 
 from .baseline import run_baseline
 from .catalogue import CatalogueSpec, floor_calls, image_name, pages
@@ -26,7 +26,7 @@ from .harness import (
 )
 
 LATENCY_S = 0.03
-WORKERS = DEFAULT_CONCURRENCY  # the floor's divisor: images listed in parallel by default
+WORKERS = CONCURRENCY  # the floor's divisor: images listed in parallel by default
 SPEEDUP_TARGET = 8.0
 RATE_RPS = 20.0
 CHANGED_SHARE = 0.01

@@ -13,8 +13,8 @@ import math
 import time
 from pathlib import Path
 
+from pipeline.defaults import CONCURRENCY
 from pipeline.run import SyncReport
-from pipeline.source import DEFAULT_CONCURRENCY
 
 from .api import api_catalogue
 from .catalogue import CatalogueSpec
@@ -135,7 +135,7 @@ def scale(ctx: Context) -> Outcome:
             "zstd, one file per partition and sync",
         ),
     )
-    runs = [(latency, DEFAULT_CONCURRENCY) for latency in LATENCIES_S]
+    runs = [(latency, CONCURRENCY) for latency in LATENCIES_S]
     runs.append((LATENCIES_S[-1], WIDE_CONCURRENCY))
     for latency, concurrency in runs:
         figures = estimate(measured, latency, concurrency)

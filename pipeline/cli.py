@@ -18,7 +18,15 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any, NoReturn
 
-from .defaults import CALL_DEADLINE_S, COMMIT_INTERVAL_S
+from .defaults import (
+    CALL_DEADLINE_S,
+    COMMIT_INTERVAL_S,
+    CONCURRENCY,
+    LOOKBACK_MINUTES,
+    MAX_ATTEMPTS,
+    RETRY_MODE,
+    RETRY_MODES,
+)
 from .errors import ConfigError
 from .guard import Cancelled
 from .output import (
@@ -29,7 +37,6 @@ from .output import (
     summary_line,
 )
 from .redact import RedactingFilter, redact
-from .source import DEFAULT_CONCURRENCY
 
 PROG = "image-versions"
 
@@ -167,9 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--concurrency",
         type=_whole_number(1),
-        default=DEFAULT_CONCURRENCY,
+        default=CONCURRENCY,
         metavar="N",
-        help=f"images listed in parallel (default: {DEFAULT_CONCURRENCY})",
+        help=f"images listed in parallel (default: {CONCURRENCY})",
     )
     sync.add_argument(
         "--max-rps",
@@ -180,20 +187,20 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--lookback-minutes",
         type=_number(allow_zero=True),
-        default=10.0,
+        default=LOOKBACK_MINUTES,
         metavar="M",
         help="re-read this much before each watermark, for late writes (default: 10)",
     )
     sync.add_argument(
         "--retry-mode",
-        choices=("standard", "adaptive"),
-        default="standard",
+        choices=RETRY_MODES,
+        default=RETRY_MODE,
         help="botocore retry mode (default: standard)",
     )
     sync.add_argument(
         "--max-attempts",
         type=_whole_number(1),
-        default=10,
+        default=MAX_ATTEMPTS,
         metavar="N",
         help="attempts per API call, first one included (default: 10)",
     )

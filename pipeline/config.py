@@ -19,12 +19,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .cron import cron_problem
-from .defaults import CALL_DEADLINE_S, COMMIT_INTERVAL_S
+from .defaults import (
+    CALL_DEADLINE_S,
+    COMMIT_INTERVAL_S,
+    CONCURRENCY,
+    LOOKBACK_MINUTES,
+    MAX_ATTEMPTS,
+    MAX_CONCURRENCY,
+    RETRY_MODE,
+    RETRY_MODES,
+)
 from .errors import ConfigError
 from .redact import redact
 from .run import SourceTarget, SyncOptions
 from .schema import ACCOUNT_ID, REGION
-from .source import DEFAULT_CONCURRENCY, AssumeRole, ClientSettings, Organization
+from .source import AssumeRole, ClientSettings, Organization
 from .storage import DataDir
 
 DATA_DIR_ENV = "IMAGE_VERSIONS_DATA_DIR"
@@ -34,7 +43,6 @@ CONFIG_FILE = "image-versions.toml"
 DEFAULT_SOURCE = "default"
 IMAGE_NAME = re.compile(r"[a-zA-Z0-9]([-.]?[a-zA-Z0-9]){0,62}\Z")
 SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")
-RETRY_MODES = ("standard", "adaptive")
 PARTITION_SEPARATOR = "/"
 _IAM_CHARS = r"A-Za-z0-9_+=,.@\-"
 ROLE_ARN = re.compile(
@@ -98,10 +106,10 @@ class ProjectConfig:
 class AccessSettings:
     """How hard to call the API: retries, rate and parallelism, shared by every source."""
 
-    retry_mode: str = "standard"
-    max_attempts: int = 10
+    retry_mode: str = RETRY_MODE
+    max_attempts: int = MAX_ATTEMPTS
     max_rps: float | None = None
-    concurrency: int = DEFAULT_CONCURRENCY
+    concurrency: int = CONCURRENCY
     call_deadline_s: float = CALL_DEADLINE_S
 
     def __post_init__(self) -> None:
@@ -112,8 +120,10 @@ class AccessSettings:
             raise ConfigError(f"max attempts must be at least 1, not {self.max_attempts}")
         if self.max_rps is not None and self.max_rps <= 0:
             raise ConfigError(f"max requests per second must be positive, not {self.max_rps}")
-        if not 1 <= self.concurrency <= 64:
-            raise ConfigError(f"concurrency must be between 1 and 64, not {self.concurrency}")
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise ConfigError(
+                f"concurrency must be between 1 and {MAX_CONCURRENCY}, not {self.concurrency}"
+            )
         if not 0 < self.call_deadline_s < float("inf"):
             raise ConfigError(
                 f"call timeout must be a number of seconds, not {self.call_deadline_s}"
@@ -187,11 +197,12 @@ def sync_options(
     image_names: Iterable[str] = (),
     full_refresh: bool = False,
     reconcile: bool = False,
-    lookback_minutes: float = 10.0,
-    concurrency: int = DEFAULT_CONCURRENCY,
+    lookback_minutes: float = LOOKBACK_MINUTES,
+    concurrency: int = CONCURRENCY,
     lock_timeout_s: float = 0.0,
     enrich: bool = False,
     commit_interval_s: float = COMMIT_INTERVAL_S,
+    compact: bool = True,
 ) -> SyncOptions:
     """Validated options of one sync, as the CLI and Dagster's run config express them."""
     if not lookback_minutes >= 0:
@@ -205,6 +216,7 @@ def sync_options(
         lock_timeout_s=lock_timeout_s,
         enrich=enrich,
         commit_interval_s=commit_interval_s,
+        compact=compact,
     )
 
 

@@ -1,9 +1,22 @@
-"""Defaults that several layers show or use (flags, Dagster config, the sync itself).
+"""Every default of a sync, in one place: the flags, the Dagster config, the sources file
+and the core all take them from here.
 
 Standard library only: the command line reads these to print --help without heavy imports.
 """
 
 from __future__ import annotations
+
+CONCURRENCY = 16
+"""Images listed in parallel. Listing is latency-bound, so this sets the speed; against an
+account with a low API rate limit, cap the rate (max_rps) rather than lowering this."""
+MAX_CONCURRENCY = 64
+RETRY_MODES = ("standard", "adaptive")
+RETRY_MODE = "standard"
+MAX_ATTEMPTS = 10
+"""Attempts per API call, the first one included (botocore's retries)."""
+LOOKBACK_MINUTES = 10.0
+"""How far before each watermark a listing starts again, for late writes."""
+CONNECT_TIMEOUT_S = 10.0
 
 CALL_DEADLINE_S = 120.0
 """The longest one API call may take, every attempt and back-off included."""

@@ -215,7 +215,8 @@ def sync(
         committer.commit()
         report.rows_written = committer.rows_written
         _check_cancel(cancel)  # committed; compaction and views can wait for the next run
-        data_dir.compact(min_files=AUTO_COMPACT_FILES + 1)
+        if options.compact:
+            data_dir.compact(min_files=AUTO_COMPACT_FILES + 1)
         ensure_views(data_dir)
     log.info("sync done")
     report.seconds = time.monotonic() - started

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from .defaults import COMMIT_INTERVAL_S
+from .defaults import COMMIT_INTERVAL_S, CONCURRENCY, LOOKBACK_MINUTES
 from .redact import redact
-from .source import DEFAULT_CONCURRENCY, ApiStats, ClientSettings
+from .source import ApiStats, ClientSettings
 
 if TYPE_CHECKING:
     from .decisions import Classified
@@ -25,14 +25,19 @@ class SyncOptions:
     image_names: frozenset[str] | None = None
     full_refresh: bool = False
     reconcile: bool = False
-    lookback: timedelta = timedelta(minutes=10)
-    concurrency: int = DEFAULT_CONCURRENCY
+    lookback: timedelta = timedelta(minutes=LOOKBACK_MINUTES)
+    concurrency: int = CONCURRENCY
     flush_rows: int = 50_000
     commit_interval_s: float = COMMIT_INTERVAL_S
     """Commit what is done at least this often, so an interrupted sync keeps its progress."""
     lock_timeout_s: float = 0.0
     enrich: bool = False
     """Describe new and changed versions (DescribeImageVersion + ListAliases) for every target."""
+    compact: bool = True
+    """Compact crowded partitions once the data is committed. Dagster's warehouse asset
+    compacts after every partition's sync, so its syncs leave it that work. (The views are
+    ensured either way: that writes only when their definition changed, and a run whose image
+    failed never reaches the warehouse asset.)"""
 
     @property
     def full_listing(self) -> bool:

@@ -26,14 +26,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .apivalues import Unparsed
-from .defaults import CALL_DEADLINE_S, READ_TIMEOUT_S
+from .defaults import (
+    CALL_DEADLINE_S,
+    CONCURRENCY,
+    CONNECT_TIMEOUT_S,
+    MAX_ATTEMPTS,
+    READ_TIMEOUT_S,
+    RETRY_MODE,
+)
 from .errors import ConfigError
 from .guard import CallDeadlineExceeded, CallGuard, Cancelled, guard_client, pause
 
 PAGE_SIZE = 100  # the API's maximum; fewer calls per image
-# Images listed in parallel. Listing is latency-bound, so this sets the speed; against an
-# account with a low API rate limit, cap the rate (max_rps) rather than lowering this.
-DEFAULT_CONCURRENCY = 16
 MAX_LISTING_RESTARTS = 3
 MAX_PAGES = 10_000
 """Pages of one listing (a million versions of one image): a server that never stops paging
@@ -101,11 +105,11 @@ class ClientSettings:
     """Assumed in order after the profile's credentials (a role chain)."""
     organization: Organization | None = None
     """Set: these settings stand for every member account, see `organization_members`."""
-    retry_mode: str = "standard"
-    max_attempts: int = 10
+    retry_mode: str = RETRY_MODE
+    max_attempts: int = MAX_ATTEMPTS
     max_rps: float | None = None
-    pool_size: int = DEFAULT_CONCURRENCY
-    connect_timeout_s: float = 10.0
+    pool_size: int = CONCURRENCY
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
     read_timeout_s: float = READ_TIMEOUT_S
     call_deadline_s: float = CALL_DEADLINE_S
 

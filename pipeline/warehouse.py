@@ -562,8 +562,9 @@ def described_states(
 
 
 def views_summary(data_dir: DataDir, names: Sequence[str] = SUMMARY_VIEWS) -> dict[str, int]:
-    """Row count of each view (for summaries and metadata)."""
-    with connect(data_dir, read_only=True) as connection:
+    """Row count of each view (for summaries and metadata), over the views built in memory: it
+    needs no warehouse file, so it answers before the warehouse asset has made one."""
+    with _dataset_connection(data_dir) as connection:
         return {
             name: int(connection.execute(f"SELECT count(*) FROM {name}").fetchone()[0])  # type: ignore[index]
             for name in names
