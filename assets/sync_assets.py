@@ -9,9 +9,9 @@ from pydantic import Field
 
 from pipeline.config import build_targets, sync_options
 from pipeline.defaults import LOOKBACK_MINUTES
-from pipeline.errors import ConfigError
+from pipeline.errors import UserError
 from pipeline.extract import sync
-from pipeline.output import report_metadata
+from pipeline.render import report_metadata
 from pipeline.run import SyncReport
 from pipeline.schema import IMAGE_SCHEMA, IMAGE_VERSION_SCHEMA
 from pipeline.storage import AUTO_COMPACT_FILES
@@ -129,7 +129,7 @@ def build_sync_assets(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefin
             )
             data_dir = data.data_dir()
             report = sync(data_dir, targets, options)
-        except ConfigError as exc:
+        except UserError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         context.log.info(" ".join(f"{k}={v}" for k, v in report_metadata(report).items()))
         counts = views_summary(data_dir, ["images", "image_versions"])

@@ -27,16 +27,11 @@ from .defaults import (
     RETRY_MODE,
     RETRY_MODES,
 )
-from .errors import ConfigError
+from .errors import ConfigError, UserError
 from .guard import Cancelled
-from .output import (
-    TEXT_LOG_FORMAT,
-    JsonLogFormatter,
-    print_records,
-    report_metadata,
-    summary_line,
-)
+from .logs import TEXT_LOG_FORMAT, JsonLogFormatter
 from .redact import RedactingFilter, redact
+from .render import print_records, report_metadata, summary_line
 
 PROG = "image-versions"
 
@@ -475,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.cancel, received = _stop_on_signals() if args.command == "sync" else (None, [])
     try:
         return COMMANDS[args.command](args)
-    except ConfigError as exc:
+    except UserError as exc:
         _error(str(exc))
         return exc.exit_code
     except OSError as exc:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .emulator import Clock, Emulator, EmulatorServer, random_mutations, seed_catalogue
-from .output import print_table, summary_line
+from .render import print_table, summary_line
 from .run import SyncOptions
 from .storage import DataDir
 from .warehouse import run_query

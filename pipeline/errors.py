@@ -5,8 +5,8 @@ from __future__ import annotations
 from .redact import redact
 
 
-class ConfigError(Exception):
-    """Bad usage or configuration: exit status 2, with a one-line message that says what to fix.
+class UserError(Exception):
+    """Something the user must fix before running again: exit status 2, one line saying what.
 
     The message is redacted when the error is made, so that no reader of it (the CLI, Dagster's
     metadata, a log) can show credentials from a URL in it.
@@ -18,5 +18,9 @@ class ConfigError(Exception):
         super().__init__(redact(message))
 
 
-class DataError(ConfigError):
-    """Files in the data dir are corrupt or unreadable: exit status 2, with the repair path."""
+class ConfigError(UserError):
+    """Bad usage or configuration: a flag, the sources file, credentials, an endpoint."""
+
+
+class DataError(UserError):
+    """Files in the data dir are corrupt, unreadable or misplaced; the message names the repair."""

@@ -3,7 +3,7 @@
 Layout under DATA, a local directory or `s3://bucket/prefix` (paths marked * are public):
 
     .image-versions          marker: this directory belongs to us
-    .lock                    the writer lock (store.py: an OS lock, or an S3 lease)
+    .lock                    the writer lock (backends.py: an OS lock, or an S3 lease)
     image_versions/*         account_region=<account>.<region>/month=<YYYY-MM>/<name>.parquet
     images/*                 account_region=<account>.<region>/images.parquet
     image_version_details/*  the same layout as image_versions (written only when enriching)
@@ -12,7 +12,7 @@ Layout under DATA, a local directory or `s3://bucket/prefix` (paths marked * are
     warehouse.duckdb*        views (warehouse.py); for S3, in a local cache directory
 
 Only complete Parquet files ever appear under `image_versions/`, `images/` and
-`image_version_details/` (how each store guarantees it: store.py). The Hive keys are
+`image_version_details/` (how each store guarantees it: backends.py). The Hive keys are
 deliberately not named like columns: `account_id` as a key would be read back as an integer
 (losing leading zeros), and a `region` key would clash with the column.
 """
@@ -32,9 +32,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .backends import S3_SCHEME, LocalStore, S3Store, Store, parse_s3_uri
 from .errors import ConfigError, DataError
 from .schema import IMAGE_SCHEMA, IMAGE_VERSION_DETAILS_SCHEMA, IMAGE_VERSION_SCHEMA
-from .store import S3_SCHEME, LocalStore, S3Store, Store, parse_s3_uri
 
 log = logging.getLogger(__name__)
 MARKER = ".image-versions"

@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.backends import LocalStore
 from pipeline.emulator import EmulatorServer, seed_catalogue
 from pipeline.errors import DataError
 from pipeline.storage import DataDir
-from pipeline.store import LocalStore
 from tests.support import REGION, CliResult, run_cli, run_sync
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -33,7 +32,7 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: Text
     out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat(timespec="milliseconds")
     if isinstance(value, (str, int, float, bool)) or value is None:
@@ -47,7 +46,7 @@ def print_records(
     """Print rows as a table, CSV, or one JSON array of objects."""
     if fmt == "json":
         records = [
-            {name: _json_value(value) for name, value in zip(columns, row, strict=True)}
+            {name: json_value(value) for name, value in zip(columns, row, strict=True)}
             for row in rows
         ]
         json.dump(records, out, ensure_ascii=False)
@@ -110,27 +109,3 @@ def report_metadata(report: SyncReport) -> dict[str, int | float | str | None]:
         "watermark_min": iso(watermarks[0] if watermarks else None),
         "watermark_max": iso(watermarks[-1] if watermarks else None),
     }
-
-
-TEXT_LOG_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-# Attributes every LogRecord has; anything else on a record came from `extra=` and is kept.
-_STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per log line: time (UTC), level, logger, message, and any extras."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _STANDARD_RECORD_FIELDS:
-                entry[key] = _json_value(value)
-        if record.exc_info:
-            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
