@@ -13,7 +13,7 @@ from typing import Any
 import duckdb
 
 from .schema import STATE_COLUMNS, VERSION_KEY
-from .state import previous_state_path, state_path
+from .state import local_previous_state_copy, local_state_copy
 from .storage import DataDir
 from .warehouse import connect, scan_connection, versions_relation
 
@@ -79,7 +79,7 @@ def no_duplicate_live_versions(data_dir: DataDir) -> CheckOutcome:
 
 def watermarks_never_decrease(data_dir: DataDir) -> CheckOutcome:
     """No live image's watermark is lower than it was before the last sync."""
-    current, previous = state_path(data_dir), previous_state_path(data_dir)
+    current, previous = local_state_copy(data_dir), local_previous_state_copy(data_dir)
     if not (current.exists() and previous.exists()):
         return CheckOutcome(True, "fewer than two syncs recorded: nothing to compare")
     with duckdb.connect() as connection:

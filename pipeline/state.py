@@ -71,13 +71,14 @@ def _local_copy(data_dir: DataDir, path: PurePath) -> Path:
     return copy
 
 
-def state_path(data_dir: DataDir) -> Path:
-    """The state file as a local path, for readers that open it by path (DuckDB)."""
+def local_state_copy(data_dir: DataDir) -> Path:
+    """The state file as a local path, for readers that open it by path (DuckDB): the file
+    itself in a local data dir, a fresh download of it for S3."""
     return _local_copy(data_dir, state_file(data_dir))
 
 
-def previous_state_path(data_dir: DataDir) -> Path:
-    """The previous state file as a local path, for readers that open it by path."""
+def local_previous_state_copy(data_dir: DataDir) -> Path:
+    """The previous state file as a local path (downloaded for S3), like `local_state_copy`."""
     return _local_copy(data_dir, previous_state_file(data_dir))
 
 
