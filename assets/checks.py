@@ -10,6 +10,8 @@ from pipeline.storage import DataDir
 
 from .resources import DataDirResource
 
+__all__ = ["build_checks"]
+
 
 def _to_result(outcome: quality.CheckOutcome) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(

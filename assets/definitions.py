@@ -11,6 +11,8 @@ from .resources import DataDirResource, SageMakerResource
 from .schedules import JOB_NAME, build_schedules, schedule_interval
 from .sync_assets import build_sync_assets, build_warehouse_asset
 
+__all__ = ["build_definitions", "defs"]
+
 
 def build_definitions(
     config: ProjectConfig, resources: dict[str, object] | None = None

@@ -11,6 +11,8 @@ from pipeline.config import AccessSettings, ProjectConfig, load_config, resolve_
 from pipeline.defaults import CALL_DEADLINE_S, CONCURRENCY, MAX_ATTEMPTS, RETRY_MODE
 from pipeline.storage import DataDir
 
+__all__ = ["DataDirResource", "SageMakerResource"]
+
 
 class SageMakerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """How syncs reach SageMaker: the sources file, retries, request rate and parallelism.

@@ -11,6 +11,15 @@ from dagster._utils.schedules import cron_string_iterator
 
 from .sync_assets import SYNC_OP
 
+__all__ = [
+    "JOB_NAME",
+    "RANGE_END",
+    "RANGE_START",
+    "build_schedules",
+    "range_tags",
+    "schedule_interval",
+]
+
 JOB_NAME = "sync_image_versions"
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"

@@ -19,6 +19,8 @@ from pipeline.warehouse import ensure_views, views_summary
 
 from .resources import DataDirResource, SageMakerResource
 
+__all__ = ["SYNC_OP", "build_sync_assets", "build_warehouse_asset", "changes_from_metadata"]
+
 GROUP = "sagemaker"
 SYNC_OP = "sync_sagemaker_sources"
 CHANGES_COLUMNS = ("image", "new", "changed", "deleted")

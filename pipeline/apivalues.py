@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["Unparsed", "shown"]
+
 _SHOWN_CHARS = 60
 
 

@@ -37,6 +37,8 @@ from filelock import FileLock, Timeout
 
 from .errors import ConfigError
 
+__all__ = ["S3_SCHEME", "LocalStore", "S3Store", "Store", "parse_s3_uri"]
+
 S3_SCHEME = "s3://"
 LOCK_TTL_ENV = "IMAGE_VERSIONS_S3_LOCK_SECONDS"
 DEFAULT_LOCK_TTL_S = 60.0

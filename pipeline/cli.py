@@ -33,6 +33,8 @@ from .logs import TEXT_LOG_FORMAT, JsonLogFormatter
 from .redact import RedactingFilter, redact
 from .render import print_records, report_metadata, summary_line
 
+__all__ = ["main"]
+
 PROG = "image-versions"
 
 

@@ -15,6 +15,8 @@ from .schema import IMAGE_VERSION_DETAILS_SCHEMA, Row, rows_to_table
 from .state import ImageState, StateKey, save_state
 from .storage import DataDir
 
+__all__ = ["Committer"]
+
 log = logging.getLogger(__name__)
 
 

@@ -36,6 +36,19 @@ from .schema import ACCOUNT_ID, REGION
 from .source import AssumeRole, ClientSettings, Organization
 from .storage import DataDir
 
+__all__ = [
+    "CONFIG_ENV",
+    "DATA_DIR_ENV",
+    "AccessSettings",
+    "Overrides",
+    "ProjectConfig",
+    "SourceConfig",
+    "build_targets",
+    "load_config",
+    "resolve_data_dir",
+    "sync_options",
+]
+
 DATA_DIR_ENV = "IMAGE_VERSIONS_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
 CONFIG_ENV = "IMAGE_VERSIONS_CONFIG"

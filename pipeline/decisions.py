@@ -12,6 +12,15 @@ from dataclasses import dataclass, field, replace
 from .schema import Row, fingerprint, tombstone
 from .state import ImageState
 
+__all__ = [
+    "Classified",
+    "advance_state",
+    "classify",
+    "deleted_image_state",
+    "listing_start_ms",
+    "versions_to_describe",
+]
+
 
 def listing_start_ms(state: ImageState | None, lookback_ms: int, full_listing: bool) -> int | None:
     """Where an image's listing starts (inclusive), or None to list everything."""

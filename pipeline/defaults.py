@@ -6,6 +6,19 @@ Standard library only: the command line reads these to print --help without heav
 
 from __future__ import annotations
 
+__all__ = [
+    "CALL_DEADLINE_S",
+    "COMMIT_INTERVAL_S",
+    "CONCURRENCY",
+    "CONNECT_TIMEOUT_S",
+    "LOOKBACK_MINUTES",
+    "MAX_ATTEMPTS",
+    "MAX_CONCURRENCY",
+    "READ_TIMEOUT_S",
+    "RETRY_MODE",
+    "RETRY_MODES",
+]
+
 CONCURRENCY = 16
 """Images listed in parallel. Listing is latency-bound, so this sets the speed; against an
 account with a low API rate limit, cap the rate (max_rps) rather than lowering this."""

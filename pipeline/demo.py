@@ -21,6 +21,8 @@ from .run import SyncOptions
 from .storage import DataDir
 from .warehouse import run_query
 
+__all__ = ["SyncOutcome", "SyncRunner", "run_demo"]
+
 DEMO_IMAGES = 40
 DEMO_REGION = "us-east-1"
 DEMO_QUERY = (

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from .redact import redact
 
+__all__ = ["ConfigError", "DataError", "UserError"]
+
 
 class UserError(Exception):
     """Something the user must fix before running again: exit status 2, one line saying what.

@@ -55,6 +55,8 @@ from .state import ImageState, StateKey, keep_previous_state, load_state
 from .storage import AUTO_COMPACT_FILES, DataDir
 from .warehouse import described_states, ensure_views, latest_live_rows
 
+__all__ = ["sync"]
+
 log = logging.getLogger(__name__)
 _POLL_S = 0.1
 """How often the sync's main thread looks up from waiting to see whether it was cancelled."""

@@ -15,6 +15,15 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+__all__ = [
+    "CallDeadlineExceeded",
+    "CallGuard",
+    "Cancelled",
+    "close_client",
+    "guard_client",
+    "pause",
+]
+
 _POLL_S = 0.1
 
 

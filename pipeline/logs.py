@@ -9,6 +9,8 @@ from typing import Any
 
 from .render import json_value
 
+__all__ = ["TEXT_LOG_FORMAT", "JsonLogFormatter"]
+
 TEXT_LOG_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is kept.

@@ -17,6 +17,14 @@ from .state import local_previous_state_copy, local_state_copy
 from .storage import DataDir
 from .warehouse import connect, scan_connection, versions_relation
 
+__all__ = [
+    "CheckOutcome",
+    "no_duplicate_live_versions",
+    "sources_are_fresh",
+    "values_match_the_api_model",
+    "watermarks_never_decrease",
+]
+
 # From botocore's SageMaker model (ImageVersionStatus, ImageArn, ImageVersionArn).
 VERSION_STATUSES = ("CREATING", "CREATED", "CREATE_FAILED", "DELETING", "DELETE_FAILED")
 IMAGE_ARN_PATTERN = r"arn:aws(-[\w]+)*:sagemaker:.+:[0-9]{12}:image/[a-zA-Z0-9]([-.]?[a-zA-Z0-9])*"

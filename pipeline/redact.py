@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import re
 
+__all__ = ["RedactingFilter", "redact"]
+
 # [scheme://]userinfo@host: everything up to the token's last '@' is masked, since a password
 # may hold '/', '?' or '#' that a URL parser would take for the start of the path. An e-mail
 # address in a message is masked too: the price of never showing a password.

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from .run import SyncReport
 
+__all__ = ["json_value", "print_records", "print_table", "report_metadata", "summary_line"]
+
 
 def _cell(value: Any) -> str:
     if value is None:

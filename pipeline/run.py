@@ -17,6 +17,8 @@ from .source import ApiStats, ClientSettings
 if TYPE_CHECKING:
     from .decisions import Classified
 
+__all__ = ["Failure", "SourceTarget", "SyncOptions", "SyncReport"]
+
 
 @dataclass(frozen=True)
 class SyncOptions:

@@ -25,6 +25,8 @@ import uuid
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+__all__ = ["LockLost", "S3Lease"]
+
 log = logging.getLogger(__name__)
 POLL_S = 0.5
 

@@ -19,6 +19,31 @@ import pyarrow as pa
 
 from .apivalues import Unparsed, shown
 
+__all__ = [
+    "ACCOUNT_ID",
+    "IMAGE_SCHEMA",
+    "IMAGE_VERSION_DETAILS_SCHEMA",
+    "IMAGE_VERSION_SCHEMA",
+    "REGION",
+    "STATE_COLUMNS",
+    "STATE_SCHEMA",
+    "SYNC_STATE_VIEW_SCHEMA",
+    "VERSION_KEY",
+    "MalformedRecord",
+    "Row",
+    "arn_account_region",
+    "details_row",
+    "fingerprint",
+    "from_ms",
+    "image_name_of",
+    "image_row",
+    "rows_to_table",
+    "table_to_rows",
+    "to_ms",
+    "tombstone",
+    "version_row",
+]
+
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 
 IMAGE_VERSION_SCHEMA = pa.schema(

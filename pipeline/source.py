@@ -37,6 +37,21 @@ from .defaults import (
 from .errors import ConfigError
 from .guard import CallDeadlineExceeded, CallGuard, Cancelled, guard_client, pause
 
+__all__ = [
+    "ApiStats",
+    "AssumeRole",
+    "ClientSettings",
+    "Organization",
+    "check_reachable",
+    "list_aliases",
+    "list_image_versions",
+    "list_images",
+    "list_organization_accounts",
+    "make_client",
+    "organization_members",
+    "patiently",
+]
+
 PAGE_SIZE = 100  # the API's maximum; fewer calls per image
 MAX_LISTING_RESTARTS = 3
 MAX_PAGES = 10_000

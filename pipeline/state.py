@@ -18,6 +18,18 @@ from .errors import DataError
 from .schema import STATE_SCHEMA, table_to_rows
 from .storage import DataDir
 
+__all__ = [
+    "ImageState",
+    "StateKey",
+    "keep_previous_state",
+    "load_state",
+    "local_previous_state_copy",
+    "local_state_copy",
+    "previous_state_file",
+    "save_state",
+    "state_file",
+]
+
 STATE_FILE = "images.parquet"
 PREVIOUS_STATE_FILE = "images.previous.parquet"
 

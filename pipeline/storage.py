@@ -36,6 +36,8 @@ from .backends import S3_SCHEME, LocalStore, S3Store, Store, parse_s3_uri
 from .errors import ConfigError, DataError
 from .schema import IMAGE_SCHEMA, IMAGE_VERSION_DETAILS_SCHEMA, IMAGE_VERSION_SCHEMA
 
+__all__ = ["AUTO_COMPACT_FILES", "DataDir", "UnreadableFile"]
+
 log = logging.getLogger(__name__)
 MARKER = ".image-versions"
 MARKER_TEXT = "This directory is an image-versions dataset. See the project's README.\n"

@@ -25,6 +25,8 @@ from .schema import (
 from .state import previous_state_file, state_file
 from .storage import DataDir, UnreadableFile
 
+__all__ = ["find_problems", "repair"]
+
 QUARANTINE = "_quarantine"
 _MOVABLE = frozenset(
     {"misplaced file", "misplaced directory", "unreadable file", "stray file", "corrupt state"}

@@ -44,6 +44,19 @@ from .schema import (
 from .state import state_file
 from .storage import DataDir
 
+__all__ = [
+    "VIEW_NAMES",
+    "connect",
+    "described_states",
+    "ensure_views",
+    "latest_live_rows",
+    "refresh_views",
+    "run_query",
+    "scan_connection",
+    "versions_relation",
+    "views_summary",
+]
+
 log = logging.getLogger(__name__)
 VIEW_NAMES = (
     "image_versions",

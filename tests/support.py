@@ -1,18 +1,22 @@
-"""Helpers shared by the tests: in-process and CLI syncs, the source's truth, the views' rows."""
+"""Helpers shared by the tests: in-process and CLI syncs, the source's truth, the views' rows,
+the Dagster job on a temporary instance, raw emulator calls checked against the botocore model."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -23,9 +27,15 @@ from pipeline.run import SyncOptions, SyncReport
 from pipeline.schema import to_ms
 from pipeline.storage import DataDir
 
+if TYPE_CHECKING:  # the Dagster layer loads only in the tests that run it
+    import dagster as dg
+    import pytest
+    from botocore.exceptions import ClientError
+
 REGION = "us-east-1"
 OTHER_REGION = "eu-west-1"
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+SYNC_OP = "sync_sagemaker_sources"
 
 
 def run_sync(data_dir: DataDir, server: EmulatorServer, **options: Any) -> SyncReport:
@@ -155,3 +165,99 @@ def kill_mid_run(
                 return True
         instant /= 2
     return False
+
+
+# --- the Dagster job ----------------------------------------------------------------------
+
+
+def definitions(sources_file: Path, data_root: Path) -> dg.Definitions:
+    """The code location's definitions for a sources file, writing under `data_root`."""
+    from assets.definitions import build_definitions
+    from assets.resources import DataDirResource, SageMakerResource
+    from pipeline.config import load_config
+
+    return build_definitions(
+        load_config(str(sources_file)),
+        resources={
+            "sagemaker": SageMakerResource(config_path=str(sources_file)),
+            "data": DataDirResource(path=str(data_root)),
+        },
+    )
+
+
+def run_job(
+    definitions: dg.Definitions,
+    instance: dg.DagsterInstance,
+    keys: list[str],
+    config: dict[str, Any] | None = None,
+) -> dg.ExecuteInProcessResult:
+    """The sync job over the partition range `keys[0]..keys[-1]`, in process."""
+    from assets.schedules import JOB_NAME, RANGE_END, RANGE_START
+
+    job = definitions.resolve_job_def(JOB_NAME)
+    return job.execute_in_process(
+        instance=instance,
+        tags={RANGE_START: keys[0], RANGE_END: keys[-1]},
+        run_config={"ops": {SYNC_OP: {"config": config}}} if config else None,
+        raise_on_error=False,
+    )
+
+
+# --- raw emulator calls and the botocore model --------------------------------------------
+
+
+def error_code(excinfo: pytest.ExceptionInfo[ClientError]) -> str:
+    code: str = excinfo.value.response["Error"]["Code"]
+    return code
+
+
+def raw_call(
+    url: str, target: str, body: bytes | dict[str, Any], headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """POST one request without botocore (no client-side validation or signing)."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method="POST",
+        headers={
+            "X-Amz-Target": target,
+            "Content-Type": "application/x-amz-json-1.1",
+            **(headers or {}),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, dict(response.headers), json.load(response)
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, dict(error.headers), json.load(error)
+
+
+def assert_conforms(shape: Any, value: Any, path: str = "$") -> None:
+    """Check a raw JSON value against a botocore shape: members, required, types, patterns."""
+    kind = shape.type_name
+    if kind == "structure":
+        assert isinstance(value, dict), path
+        assert set(value) <= set(shape.members), f"{path}: {set(value) - set(shape.members)}"
+        assert set(shape.required_members) <= set(value), path
+        for name, item in value.items():
+            assert_conforms(shape.members[name], item, f"{path}.{name}")
+    elif kind == "list":
+        assert isinstance(value, list), path
+        for index, item in enumerate(value):
+            assert_conforms(shape.member, item, f"{path}[{index}]")
+    elif kind == "string":
+        assert isinstance(value, str), path
+        assert not shape.enum or value in shape.enum, path
+        pattern = shape.metadata.get("pattern")
+        assert pattern is None or re.fullmatch(pattern, value), f"{path}: {value!r} !~ {pattern}"
+        assert shape.metadata.get("min", 0) <= len(value) <= shape.metadata.get("max", 1 << 30)
+    elif kind == "integer":
+        assert isinstance(value, int) and not isinstance(value, bool), path
+        assert value >= shape.metadata.get("min", value), path
+    elif kind == "boolean":
+        assert isinstance(value, bool), path
+    else:
+        assert kind == "timestamp", path
+        assert isinstance(value, int | float) and round(value, 3) == value, path

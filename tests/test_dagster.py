@@ -11,48 +11,20 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from assets.definitions import build_definitions, defs
-from assets.resources import DataDirResource, SageMakerResource
+from assets.definitions import defs
 from assets.schedules import JOB_NAME, RANGE_END, RANGE_START
 from pipeline.config import load_config
 from pipeline.emulator import EmulatorServer
 from pipeline.schema import IMAGE_VERSION_SCHEMA
 from pipeline.state import load_state, save_state
 from pipeline.storage import DataDir
-from tests.support import OTHER_REGION, REGION, run_cli
-
-SYNC_OP = "sync_sagemaker_sources"
+from tests.support import OTHER_REGION, REGION, SYNC_OP, definitions, run_cli, run_job
 
 
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test() as temporary:
         yield temporary
-
-
-def definitions(sources_file: Path, data_root: Path) -> dg.Definitions:
-    return build_definitions(
-        load_config(str(sources_file)),
-        resources={
-            "sagemaker": SageMakerResource(config_path=str(sources_file)),
-            "data": DataDirResource(path=str(data_root)),
-        },
-    )
-
-
-def run_job(
-    definitions: dg.Definitions,
-    instance: dg.DagsterInstance,
-    keys: list[str],
-    config: dict | None = None,
-) -> dg.ExecuteInProcessResult:
-    job = definitions.resolve_job_def(JOB_NAME)
-    return job.execute_in_process(
-        instance=instance,
-        tags={RANGE_START: keys[0], RANGE_END: keys[-1]},
-        run_config={"ops": {SYNC_OP: {"config": config}}} if config else None,
-        raise_on_error=False,
-    )
 
 
 def view(root: Path, sql: str) -> list[tuple]:

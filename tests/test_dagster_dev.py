@@ -1,4 +1,5 @@
-"""`dagster dev` at the repository root, offline: the UI's GraphQL lists the assets, a
+"""`dagster dev` at the repository root, offline, with the repository's dagster.yaml (its run
+queue) copied into a DAGSTER_HOME under the test's tmp_path: the UI's GraphQL lists the assets, a
 backfill of every partition of every asset is exactly one run that syncs the emulator, and
 two backfills at once run one after the other (one writer per data dir)."""
 
@@ -6,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,12 +18,23 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 
 from pipeline.emulator import EmulatorServer
 from tests.support import OTHER_REGION, REGION
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ["sagemaker_images", "image_versions", "image_versions_warehouse"]
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path) -> Path:
+    """A DAGSTER_HOME of the test's own holding a copy of the repository's dagster.yaml, so
+    the instance is the project's (storage, run queue) but nothing lands in the repository."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
+    return home
 
 
 def free_port() -> int:
@@ -68,13 +81,14 @@ def backfill_all(port: int) -> None:
 def test_dagster_dev_lists_the_assets_and_a_full_backfill_is_one_run(
     server: EmulatorServer,
     sources_file: Path,
+    dagster_home: Path,
     tmp_path: Path,
 ) -> None:
     port = free_port()
     data = tmp_path / "data"
     env = dict(
         os.environ,
-        DAGSTER_HOME=str(ROOT),
+        DAGSTER_HOME=str(dagster_home),
         DAGSTER_STORAGE_DIR=str(tmp_path / "dagster"),
         IMAGE_VERSIONS_CONFIG=str(sources_file),
         IMAGE_VERSIONS_DATA_DIR=str(data),

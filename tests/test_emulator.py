@@ -6,14 +6,11 @@ import http.client
 import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -35,6 +32,7 @@ from pipeline.emulator import (
     random_mutations,
     seed_catalogue,
 )
+from tests.support import assert_conforms, error_code, raw_call
 
 ROOT = Path(__file__).resolve().parents[1]
 START = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -112,11 +110,6 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
 
 
-def error_code(excinfo: pytest.ExceptionInfo[ClientError]) -> str:
-    code: str = excinfo.value.response["Error"]["Code"]
-    return code
-
-
 def versions_of(emulator: Emulator, name: str) -> list[dict[str, Any]]:
     return [v for v in emulator.live_versions() if v["ImageName"] == name]
 
@@ -139,59 +132,7 @@ def all_images(client: Any, page_size: int = 5, **params: Any) -> list[dict[str,
     return [image for page in pages for image in page["Images"]]
 
 
-def raw_call(
-    url: str, target: str, body: bytes | dict[str, Any], headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], dict[str, Any]]:
-    """POST one request without botocore (no client-side validation or signing)."""
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url,
-        data=data,
-        method="POST",
-        headers={
-            "X-Amz-Target": target,
-            "Content-Type": "application/x-amz-json-1.1",
-            **(headers or {}),
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, dict(response.headers), json.load(response)
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, dict(error.headers), json.load(error)
-
-
 # --- protocol and model conformance -------------------------------------------------------
-
-
-def assert_conforms(shape: Any, value: Any, path: str = "$") -> None:
-    """Check a raw JSON value against a botocore shape: members, required, types, patterns."""
-    kind = shape.type_name
-    if kind == "structure":
-        assert isinstance(value, dict), path
-        assert set(value) <= set(shape.members), f"{path}: {set(value) - set(shape.members)}"
-        assert set(shape.required_members) <= set(value), path
-        for name, item in value.items():
-            assert_conforms(shape.members[name], item, f"{path}.{name}")
-    elif kind == "list":
-        assert isinstance(value, list), path
-        for index, item in enumerate(value):
-            assert_conforms(shape.member, item, f"{path}[{index}]")
-    elif kind == "string":
-        assert isinstance(value, str), path
-        assert not shape.enum or value in shape.enum, path
-        pattern = shape.metadata.get("pattern")
-        assert pattern is None or re.fullmatch(pattern, value), f"{path}: {value!r} !~ {pattern}"
-        assert shape.metadata.get("min", 0) <= len(value) <= shape.metadata.get("max", 1 << 30)
-    elif kind == "integer":
-        assert isinstance(value, int) and not isinstance(value, bool), path
-        assert value >= shape.metadata.get("min", value), path
-    elif kind == "boolean":
-        assert isinstance(value, bool), path
-    else:
-        assert kind == "timestamp", path
-        assert isinstance(value, int | float) and round(value, 3) == value, path
 
 
 def test_every_response_conforms_to_the_botocore_model(

@@ -12,7 +12,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ParamValidationError
 
 from pipeline.emulator import Emulator, EmulatorServer, seed_catalogue
-from tests.test_emulator import assert_conforms, error_code, raw_call
+from tests.support import assert_conforms, error_code, raw_call
 
 ROLE = "arn:aws:iam::123456789012:role/r"
 DETAILS = {

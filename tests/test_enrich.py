@@ -15,7 +15,16 @@ from pipeline.config import load_config
 from pipeline.emulator import Emulator, EmulatorServer, random_mutations, seed_catalogue
 from pipeline.state import load_state
 from pipeline.storage import DataDir
-from tests.support import REGION, assert_converged, run_cli, run_sync, truth
+from tests.support import (
+    REGION,
+    SYNC_OP,
+    assert_converged,
+    definitions,
+    run_cli,
+    run_job,
+    run_sync,
+    truth,
+)
 
 ENRICHMENT_CALLS = ("DescribeImageVersion", "ListAliases")
 DETAILS = (
@@ -308,8 +317,6 @@ def test_details_that_cannot_be_written_keep_the_state_behind_them(
 def test_the_dagster_op_enriches_when_its_config_says_so(
     server: EmulatorServer, sources_file: Path, tmp_path: Path
 ) -> None:
-    from tests.test_dagster import SYNC_OP, definitions, run_job
-
     built = definitions(sources_file, tmp_path / "data")
     keys = load_config(str(sources_file)).partition_keys()
     with dg.instance_for_test() as instance:

@@ -6,6 +6,8 @@ import threading
 import urllib.request
 import xml.etree.ElementTree as ElementTree
 
+__all__ = ["CallerAccounts"]
+
 
 class CallerAccounts:
     """The account of an access key, from STS GetCallerIdentity, remembered per key.

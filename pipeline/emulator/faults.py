@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from .validation import ACCESS_DENIED, INTERNAL_FAILURE, THROTTLING, VALIDATION, ApiError
 
+__all__ = ["Faults"]
+
 
 @dataclass
 class Faults:

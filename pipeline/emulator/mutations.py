@@ -8,6 +8,8 @@ from collections.abc import Callable
 from .operations import Emulator
 from .seeding import _FAILURE_REASONS, _create_demo_version, _seconds
 
+__all__ = ["random_mutations"]
+
 _TRANSITIONS = {
     "CREATING": ("CREATED", "CREATED", "CREATE_FAILED"),
     "CREATED": ("DELETE_FAILED",),

@@ -38,6 +38,8 @@ from .validation import (
     _Params,
 )
 
+__all__ = ["DEFAULT_ACCOUNT_ID", "DEFAULT_REGION", "Emulator"]
+
 DEFAULT_ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
 _DEFAULT_LIMIT = 1000

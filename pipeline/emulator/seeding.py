@@ -11,6 +11,8 @@ from typing import Any
 from .operations import Emulator
 from .shapes import _compact
 
+__all__ = ["MIN_SEED_IMAGES", "seed_catalogue"]
+
 MIN_SEED_IMAGES = 3
 """A seeded catalogue holds a big image, an image without versions, and small ones."""
 

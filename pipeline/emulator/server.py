@@ -22,6 +22,8 @@ from .operations import Emulator
 from .seeding import seed_catalogue
 from .validation import ACCESS_DENIED, ApiError
 
+__all__ = ["EmulatorServer", "serve"]
+
 _TARGET_PREFIX = "SageMaker."
 _CONTENT_TYPE = "application/x-amz-json-1.1"
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/")

@@ -11,6 +11,19 @@ from typing import Any
 
 from .shapes import _compact
 
+__all__ = [
+    "ACCESS_DENIED",
+    "INTERNAL_FAILURE",
+    "IN_USE",
+    "LIMIT_EXCEEDED",
+    "NOT_FOUND",
+    "SERIALIZATION",
+    "THROTTLING",
+    "UNKNOWN_OPERATION",
+    "VALIDATION",
+    "ApiError",
+]
+
 NOT_FOUND = "ResourceNotFound"
 VALIDATION = "ValidationException"
 IN_USE = "ResourceInUse"
