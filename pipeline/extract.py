@@ -53,7 +53,7 @@ from .source import (
 from .source import list_images as list_source_images
 from .state import ImageState, StateKey, keep_previous_state, load_state
 from .storage import AUTO_COMPACT_FILES, DataDir
-from .warehouse import described_states, ensure_views, latest_live_rows
+from .warehouse import described_states, ensure_views, latest_live_rows, stored_live_images
 
 __all__ = ["sync"]
 
@@ -475,6 +475,10 @@ def _plan(
         and name not in catalogue.failed
         and (wanted is None or name in wanted)
     ]
+    if options.full_listing and catalogue.complete:
+        gone += _orphans(
+            data_dir, target, catalogue, known, listed.keys() | {s.image_name for s in gone}, wanted
+        )
     for name in sorted((wanted or set()) - listed.keys() - known.keys() - catalogue.failed.keys()):
         report.failures.append(
             Failure(target.source, target.region, name, "no such image in this region")
@@ -503,6 +507,29 @@ def _plan(
         image_described = described.get(name, set()) if options.full_listing else None
         jobs.append(_ImageJob(target, name, state, image_stored, enrich, image_described))
     return jobs, gone
+
+
+def _orphans(
+    data_dir: DataDir,
+    target: SourceTarget,
+    catalogue: _Catalogue,
+    known: dict[str, ImageState],
+    accounted: set[str],
+    wanted: frozenset[str] | None,
+) -> list[ImageState]:
+    """Images with live versions stored but neither listed nor known to the state as live:
+    deleted while their state was lost (a repair drops it). Only a full listing from a complete
+    catalogue looks for them; their versions are then tombstoned like any deleted image's."""
+    accounts = {row["account_id"] for row in catalogue.rows} | {
+        s.account_id for s in known.values()
+    }
+    orphans = []
+    for account in sorted(accounts):
+        for name, arn in sorted(stored_live_images(data_dir, account, target.region).items()):
+            if name in accounted or name in catalogue.failed or (wanted and name not in wanted):
+                continue
+            orphans.append(ImageState(target.source, account, target.region, name, arn))
+    return orphans
 
 
 def _reason(exc: BaseException) -> str:

@@ -549,6 +549,27 @@ def latest_live_rows(
     return result
 
 
+def stored_live_images(data_dir: DataDir, account_id: str, region: str) -> dict[str, str]:
+    """The images of one account and region with a live version stored: name -> image ARN.
+
+    A full listing compares them with the catalogue, so that an image deleted while its state
+    was lost (a repair dropped it) still has its versions tombstoned.
+    """
+    _, rows = _partition_rows(
+        data_dir,
+        data_dir.versions_dir,
+        account_id,
+        region,
+        IMAGE_VERSION_SCHEMA,
+        lambda relation: (
+            f"SELECT image_name, any_value(image_arn) FROM {_latest_states(relation)} "
+            "WHERE NOT is_deleted GROUP BY image_name"
+        ),
+        [],
+    )
+    return {name: arn for name, arn in rows}
+
+
 def described_states(
     data_dir: DataDir, account_id: str, region: str, image_names: Iterable[str]
 ) -> dict[str, set[tuple[int, int]]]:

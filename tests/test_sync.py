@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -13,6 +14,7 @@ import pytest
 
 from pipeline.emulator import EmulatorServer, random_mutations, seed_catalogue
 from pipeline.schema import IMAGE_VERSION_SCHEMA
+from pipeline.state import state_file
 from pipeline.storage import DataDir
 from tests.support import (
     REGION,
@@ -266,4 +268,19 @@ def test_max_rps_holds_across_all_workers(server: EmulatorServer, data_dir: Data
     assert calls > 40
     # A token bucket of 20/s with a one-second burst: no faster than (calls - 20) / 20 seconds.
     assert report.seconds >= (calls - 20) / 20
+    assert_converged(data_dir, server.emulator)
+
+
+def test_a_full_refresh_tombstones_an_image_deleted_while_its_state_was_lost(
+    server: EmulatorServer, data_dir: DataDir
+) -> None:
+    """`verify --repair` drops the state; an image deleted meanwhile is known only from its
+    stored versions, and the full refresh that follows must still take them out of the view."""
+    seed_catalogue(server.emulator, seed=12, images=6)
+    run_sync(data_dir, server)
+    doomed = sorted(server.emulator.image_names(REGION))[1]
+    server.emulator.delete_image(doomed, region=REGION)
+    Path(state_file(data_dir)).unlink()
+    report = run_sync(data_dir, server, full_refresh=True)
+    assert report.ok and report.deleted > 0
     assert_converged(data_dir, server.emulator)
