@@ -53,6 +53,7 @@ __all__ = [
     "refresh_views",
     "run_query",
     "scan_connection",
+    "stored_live_images",
     "versions_relation",
     "views_summary",
 ]
