@@ -32,7 +32,7 @@ from .defaults import (
 from .errors import ConfigError
 from .redact import redact
 from .run import SourceTarget, SyncOptions
-from .schema import ACCOUNT_ID, REGION
+from .schema import ACCOUNT_ID, IMAGE_NAME, REGION
 from .source import AssumeRole, ClientSettings, Organization
 from .storage import DataDir
 
@@ -54,7 +54,6 @@ DEFAULT_DATA_DIR = "data"
 CONFIG_ENV = "IMAGE_VERSIONS_CONFIG"
 CONFIG_FILE = "image-versions.toml"
 DEFAULT_SOURCE = "default"
-IMAGE_NAME = re.compile(r"[a-zA-Z0-9]([-.]?[a-zA-Z0-9]){0,62}\Z")
 SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")
 PARTITION_SEPARATOR = "/"
 _IAM_CHARS = r"A-Za-z0-9_+=,.@\-"
