@@ -53,7 +53,7 @@ from .source import (
 from .source import list_images as list_source_images
 from .state import ImageState, StateKey, keep_previous_state, load_state
 from .storage import AUTO_COMPACT_FILES, DataDir
-from .warehouse import described_states, ensure_views, latest_live_rows, stored_live_images
+from .warehouse import described_states, ensure_views, latest_live_rows
 
 __all__ = ["sync"]
 
@@ -475,10 +475,6 @@ def _plan(
         and name not in catalogue.failed
         and (wanted is None or name in wanted)
     ]
-    if options.full_listing and catalogue.complete:
-        gone += _orphans(
-            data_dir, target, catalogue, known, listed.keys() | {s.image_name for s in gone}, wanted
-        )
     for name in sorted((wanted or set()) - listed.keys() - known.keys() - catalogue.failed.keys()):
         report.failures.append(
             Failure(target.source, target.region, name, "no such image in this region")
@@ -487,11 +483,18 @@ def _plan(
     stored: dict[str, dict[int, Row]] = {}
     described: dict[str, set[tuple[int, int]]] = {}
     if options.full_listing:
-        for account in {row["account_id"] for row in listed.values()}:
-            names = [name for name, row in listed.items() if row["account_id"] == account]
-            stored.update(latest_live_rows(data_dir, account, target.region, names))
+        # Every live image stored, listed or not: the listed ones are compared with what the
+        # listing returns; one neither listed nor known to the state was deleted while its
+        # state was lost (a repair drops it), and is tombstoned like any deleted image.
+        accounts = {row["account_id"] for row in catalogue.rows}
+        accounts |= {state.account_id for state in known.values()}
+        for account in sorted(accounts):
+            stored.update(latest_live_rows(data_dir, account, target.region))
             if enrich:
+                names = [name for name, row in listed.items() if row["account_id"] == account]
                 described.update(described_states(data_dir, account, target.region, names))
+        if catalogue.complete:
+            gone += _orphans(target, stored, listed.keys() | catalogue.failed.keys(), gone, wanted)
     jobs = []
     for name, row in sorted(listed.items()):
         state = known.get(name)
@@ -510,25 +513,23 @@ def _plan(
 
 
 def _orphans(
-    data_dir: DataDir,
     target: SourceTarget,
-    catalogue: _Catalogue,
-    known: dict[str, ImageState],
-    accounted: set[str],
+    stored: Mapping[str, Mapping[int, Row]],
+    listed_or_failed: set[str],
+    gone: list[ImageState],
     wanted: frozenset[str] | None,
 ) -> list[ImageState]:
-    """Images with live versions stored but neither listed nor known to the state as live:
-    deleted while their state was lost (a repair drops it). Only a full listing from a complete
-    catalogue looks for them; their versions are then tombstoned like any deleted image's."""
-    accounts = {row["account_id"] for row in catalogue.rows} | {
-        s.account_id for s in known.values()
-    }
+    """The images of `stored` that nothing accounts for: neither listed (nor failed) nor
+    already gone; a new state for each, for `_tombstone_images`."""
+    accounted = listed_or_failed | {state.image_name for state in gone}
     orphans = []
-    for account in sorted(accounts):
-        for name, arn in sorted(stored_live_images(data_dir, account, target.region).items()):
-            if name in accounted or name in catalogue.failed or (wanted and name not in wanted):
-                continue
-            orphans.append(ImageState(target.source, account, target.region, name, arn))
+    for name, versions in sorted(stored.items()):
+        if name in accounted or not versions or (wanted is not None and name not in wanted):
+            continue
+        some = next(iter(versions.values()))
+        orphans.append(
+            ImageState(target.source, some["account_id"], target.region, name, some["image_arn"])
+        )
     return orphans
 
 

@@ -53,7 +53,6 @@ __all__ = [
     "refresh_views",
     "run_query",
     "scan_connection",
-    "stored_live_images",
     "versions_relation",
     "views_summary",
 ]
@@ -521,17 +520,19 @@ def _partition_rows(
 
 
 def latest_live_rows(
-    data_dir: DataDir, account_id: str, region: str, image_names: Iterable[str]
+    data_dir: DataDir, account_id: str, region: str, image_names: Iterable[str] | None = None
 ) -> dict[str, dict[int, Row]]:
-    """The stored live versions of some images: image -> version -> row (timestamps in ms)."""
-    names = sorted(set(image_names))
-    result: dict[str, dict[int, Row]] = {name: {} for name in names}
-    if not names:
+    """The stored live versions of some images (all of the account and region's when None):
+    image -> version -> row (timestamps in ms)."""
+    names = None if image_names is None else sorted(set(image_names))
+    result: dict[str, dict[int, Row]] = {name: {} for name in names or ()}
+    if names == []:
         return result
     selected = ", ".join(
         f"epoch_ms({f.name}) AS {f.name}" if pa.types.is_timestamp(f.type) else f.name
         for f in IMAGE_VERSION_SCHEMA
     )
+    only_named = "" if names is None else " AND list_contains(?, image_name)"
     columns, rows = _partition_rows(
         data_dir,
         data_dir.versions_dir,
@@ -540,35 +541,14 @@ def latest_live_rows(
         IMAGE_VERSION_SCHEMA,
         lambda relation: (
             f"SELECT {selected} FROM {_latest_states(relation)} WHERE NOT is_deleted "
-            "AND account_id = ? AND region = ? AND list_contains(?, image_name)"
+            f"AND account_id = ? AND region = ?{only_named}"
         ),
-        [account_id, region, names],
+        [account_id, region] + ([] if names is None else [names]),
     )
     for values in rows:
         row = dict(zip(columns, values, strict=True))
-        result[row["image_name"]][row["version"]] = row
+        result.setdefault(row["image_name"], {})[row["version"]] = row
     return result
-
-
-def stored_live_images(data_dir: DataDir, account_id: str, region: str) -> dict[str, str]:
-    """The images of one account and region with a live version stored: name -> image ARN.
-
-    A full listing compares them with the catalogue, so that an image deleted while its state
-    was lost (a repair dropped it) still has its versions tombstoned.
-    """
-    _, rows = _partition_rows(
-        data_dir,
-        data_dir.versions_dir,
-        account_id,
-        region,
-        IMAGE_VERSION_SCHEMA,
-        lambda relation: (
-            f"SELECT image_name, any_value(image_arn) FROM {_latest_states(relation)} "
-            "WHERE NOT is_deleted GROUP BY image_name"
-        ),
-        [],
-    )
-    return {name: arn for name, arn in rows}
 
 
 def described_states(
