@@ -1,30 +1,191 @@
-"""Rendering for people and scripts: text tables, CSV, JSON, and the sync summary."""
+"""Rendering for people and scripts: text tables, CSV, JSON, and the sync summary.
+
+A value has one JSON value (`json_value`), whichever command prints it; a CSV or table cell
+shows that value's text: a string as it is, anything else as its JSON text.
+"""
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from duckdb.sqltypes import DuckDBPyType
+
     from .run import SyncReport
 
-__all__ = ["json_value", "print_records", "print_table", "report_metadata", "summary_line"]
+__all__ = [
+    "json_value",
+    "print_json",
+    "print_records",
+    "print_table",
+    "report_metadata",
+    "summary_line",
+    "timestamp_text",
+]
+
+ToJson = Callable[[Any], Any]
+
+# A double holds every decimal of up to this many significant digits exactly (DBL_DIG).
+_DOUBLE_EXACT_DIGITS = sys.float_info.dig
+# DuckDB's Python client hands over a MAP whose keys are of these types as
+# {"key": [...], "value": [...]}, and any other MAP as a dict.
+_MAP_KEYS_AS_LISTS = frozenset({"list", "array", "struct", "map"})
+# A day to carry a time of day with a zone over into UTC; which day does not matter.
+_ANY_DAY = date(2000, 1, 1)
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
+def _fraction(value: datetime | time) -> str:
+    """Milliseconds, the dataset's precision, unless the value has finer digits."""
+    return "milliseconds" if value.microsecond % 1000 == 0 else "microseconds"
+
+
+def timestamp_text(value: datetime) -> str:
+    """ISO 8601 in UTC with `+00:00`; a timestamp without a zone is taken as UTC already."""
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return utc.isoformat(timespec=_fraction(utc))
+
+
+def _time_text(value: time) -> str:
+    if value.tzinfo is not None:
+        value = datetime.combine(_ANY_DAY, value).astimezone(UTC).timetz()
+    return value.isoformat(timespec=_fraction(value))
+
+
+def _decimal_value(value: Decimal, precision: int) -> int | float | str | None:
+    """A number when a double holds `precision` digits exactly, else the exact digits as text."""
+    if not value.is_finite():
+        return None
+    if precision > _DOUBLE_EXACT_DIGITS:
+        return format(value, "f")
+    exponent = value.as_tuple().exponent
+    return int(value) if isinstance(exponent, int) and exponent >= 0 else float(value)
+
+
+def _plain_value(value: Any) -> Any:
+    """The JSON value of `value`, judged by its Python type alone."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Decimal):
+        return _decimal_value(value, len(value.as_tuple().digits))
     if isinstance(value, datetime):
-        return value.isoformat(sep=" ", timespec="milliseconds")
-    return str(value)
+        return timestamp_text(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, time):
+        return _time_text(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, (list, tuple)):
+        return [_plain_value(item) for item in value]
+    if isinstance(value, dict):
+        return {_text(_plain_value(key)): _plain_value(item) for key, item in value.items()}
+    return str(value)  # a UUID; in a log line, whatever an `extra=` held
 
 
-def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO) -> None:
+def _text(shown: Any) -> str:
+    """The text of a JSON value in a CSV or table cell, or as an object key."""
+    if shown is None:
+        return ""
+    return shown if isinstance(shown, str) else _json_text(shown)
+
+
+def _json_text(shown: Any) -> str:
+    return json.dumps(shown, ensure_ascii=False, allow_nan=False)
+
+
+def _children(column_type: DuckDBPyType) -> dict[str, Any]:
+    return dict(column_type.children)
+
+
+def _nullable(convert: ToJson) -> ToJson:
+    return lambda value: None if value is None else convert(value)
+
+
+def _to_json(column_type: DuckDBPyType | None) -> ToJson:
+    """What maps the values of a column of `column_type` to JSON values, built once a column.
+
+    The type settles what a Python value alone cannot: a decimal's precision, a JSON or a
+    BIGNUM (both arrive as text), the shape of a MAP, and all of these inside nested types.
+    """
+    if column_type is None:
+        return _plain_value
+    kind = column_type.id
+    if kind == "decimal":
+        precision = _children(column_type)["precision"]
+        return _nullable(lambda value: _decimal_value(value, precision))
+    if kind == "bignum":
+        return _nullable(int)
+    if str(column_type) == "JSON":
+        return _nullable(lambda value: _plain_value(json.loads(value)))
+    if kind in ("list", "array"):
+        item = _to_json(_children(column_type)["child"])
+        return _nullable(lambda value: [item(element) for element in value])
+    if kind == "struct":
+        fields = {name: _to_json(field) for name, field in _children(column_type).items()}
+        return _nullable(lambda value: {name: fields[name](v) for name, v in value.items()})
+    if kind == "map":
+        return _nullable(_map_to_json(column_type))
+    return _plain_value
+
+
+def _map_to_json(column_type: DuckDBPyType) -> ToJson:
+    """A MAP becomes an object; a key that is not a string is keyed by its JSON text."""
+    parts = _children(column_type)
+    key_of, value_of = _to_json(parts["key"]), _to_json(parts["value"])
+    keys_as_lists = parts["key"].id in _MAP_KEYS_AS_LISTS
+
+    def convert(value: dict[Any, Any]) -> dict[str, Any]:
+        pairs = zip(value["key"], value["value"], strict=True) if keys_as_lists else value.items()
+        return {_text(key_of(key)): value_of(item) for key, item in pairs}
+
+    return convert
+
+
+def json_value(value: Any, column_type: DuckDBPyType | None = None) -> Any:
+    """The JSON value of a DuckDB result value, or of any plain Python value.
+
+    `column_type` is the column's DuckDB type, when known. No NaN or infinity ever comes out:
+    the mapping of each type is the table in docs/analytics.md.
+    """
+    return _to_json(column_type)(value)
+
+
+def _json_rows(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], types: Sequence[DuckDBPyType] | None
+) -> list[list[Any]]:
+    convert: list[ToJson]
+    if types is None:
+        convert = [_plain_value] * len(columns)
+    else:
+        convert = [_to_json(column_type) for column_type in types]
+    return [[to_json(value) for to_json, value in zip(convert, row, strict=True)] for row in rows]
+
+
+def print_json(value: Any, out: TextIO) -> None:
+    """`value` as one line of strict JSON."""
+    out.write(_json_text(json_value(value)) + "\n")
+
+
+def print_table(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    out: TextIO,
+    types: Sequence[DuckDBPyType] | None = None,
+) -> None:
     """A plain fixed-width text table."""
-    cells = [[_cell(value) for value in row] for row in rows]
+    cells = [[_text(shown) for shown in row] for row in _json_rows(columns, rows, types)]
     widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
     line = "  ".join(name.ljust(width) for name, width in zip(columns, widths, strict=True))
     out.write(line.rstrip() + "\n")
@@ -34,31 +195,26 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: Text
     out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
 
 
-def json_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="milliseconds")
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
 def print_records(
-    columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, out: TextIO
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    fmt: str,
+    out: TextIO,
+    types: Sequence[DuckDBPyType] | None = None,
 ) -> None:
-    """Print rows as a table, CSV, or one JSON array of objects."""
+    """Print query rows, given their DuckDB column types when known, as a table, CSV, or one
+    JSON array of objects."""
     if fmt == "json":
-        records = [
-            {name: json_value(value) for name, value in zip(columns, row, strict=True)}
-            for row in rows
-        ]
-        json.dump(records, out, ensure_ascii=False)
-        out.write("\n")
+        records = [dict(zip(columns, row, strict=True)) for row in _json_rows(columns, rows, types)]
+        out.write(_json_text(records) + "\n")
     elif fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows([[_cell(value) for value in row] for row in rows])
+        writer.writerows(
+            [[_text(shown) for shown in row] for row in _json_rows(columns, rows, types)]
+        )
     else:
-        print_table(columns, rows, out)
+        print_table(columns, rows, out, types)
 
 
 def summary_line(figures: Mapping[str, Any]) -> str:
@@ -72,7 +228,8 @@ def summary_line(figures: Mapping[str, Any]) -> str:
         else ""
     )
     return (
-        f"synced {figures['images']} images in {figures['seconds']:.1f} s: "
+        f"synced {figures['images']} images of {figures['targets']} "
+        f"target{'s' if figures['targets'] != 1 else ''} in {figures['seconds']:.1f} s: "
         f"{figures['versions_new']} new, {figures['versions_changed']} changed, "
         f"{figures['versions_deleted']} deleted versions; {figures['api_calls']} API calls "
         f"({figures['list_images_calls']} ListImages, "
@@ -89,9 +246,10 @@ def report_metadata(report: SyncReport) -> dict[str, int | float | str | None]:
     watermarks = sorted(report.watermarks)
 
     def iso(ms: int | None) -> str | None:
-        return None if ms is None else from_ms(ms).isoformat(timespec="milliseconds")
+        return None if ms is None else timestamp_text(from_ms(ms))
 
     return {
+        "targets": report.targets,
         "images": report.images,
         "versions_new": report.new,
         "versions_changed": report.changed,
