@@ -139,7 +139,8 @@ class Store(ABC):
 
     @abstractmethod
     def lock(self, root: PurePath, timeout_s: float) -> contextlib.AbstractContextManager[None]:
-        """Hold the dataset's writer lock; ConfigError when another writer holds it."""
+        """Hold the writer lock of `root` (the dataset, or one target's directory in it);
+        ConfigError when another writer holds it."""
 
     @abstractmethod
     def is_file(self, path: PurePath) -> bool: ...
@@ -159,6 +160,15 @@ class Store(ABC):
     @abstractmethod
     def files(self, directory: PurePath) -> list[PurePath]:
         """Every file under `directory`, at any depth, sorted (none when it does not exist)."""
+
+    def subdirs(self, directory: PurePath) -> list[PurePath]:
+        """The directories (S3: prefixes) directly under `directory`, sorted."""
+        selector = pafs.FileSelector(str(directory), recursive=False, allow_not_found=True)
+        return sorted(
+            PurePath(info.path)
+            for info in self.filesystem.get_file_info(selector)
+            if info.type == pafs.FileType.Directory
+        )
 
     def glob(self, directory: PurePath, pattern: str) -> list[PurePath]:
         """The files under `directory` whose relative path matches `pattern` part by part."""
@@ -249,6 +259,14 @@ class LocalStore(Store):
 
     def has_entries(self, path: PurePath) -> bool:
         return Path(path).is_dir() and any(Path(path).iterdir())
+
+    def subdirs(self, directory: PurePath) -> list[PurePath]:
+        try:
+            with os.scandir(directory) as listing:
+                found = [Path(e.path) for e in listing if e.is_dir(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(found)
 
     def files(self, directory: PurePath) -> list[PurePath]:
         # A second line of defence after DataDir.refuse_symlinks: a link is never listed, and

@@ -7,7 +7,6 @@ usage errors answer at once.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
@@ -15,6 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from importlib import metadata
 from typing import Any, NoReturn
 
@@ -24,14 +24,17 @@ from .defaults import (
     CONCURRENCY,
     LOOKBACK_MINUTES,
     MAX_ATTEMPTS,
+    MAX_IN_FLIGHT,
     RETRY_MODE,
     RETRY_MODES,
+    TARGET_CONCURRENCY,
 )
 from .errors import ConfigError, UserError
+from .fanout import Shard
 from .guard import Cancelled
 from .logs import TEXT_LOG_FORMAT, JsonLogFormatter
 from .redact import RedactingFilter, redact
-from .render import print_records, report_metadata, summary_line
+from .render import print_json, print_records, report_metadata, summary_line
 
 __all__ = ["main"]
 
@@ -117,8 +120,26 @@ def build_parser() -> argparse.ArgumentParser:
             "(default: $IMAGE_VERSIONS_DATA_DIR, else ./data)",
         )
 
+    def wait_option(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--wait",
+            type=_number(allow_zero=True),
+            default=0.0,
+            metavar="SECONDS",
+            help="wait this long for another writer of the same target (for compact and "
+            "verify: of any target) to finish (default: fail at once)",
+        )
+
     sync = commands.add_parser("sync", help="pull what changed since the last sync")
     data_dir_option(sync)
+    sync.add_argument(
+        "--processes",
+        type=_whole_number(1),
+        default=1,
+        metavar="N",
+        help="share the targets out over N processes, for more than one core (default: 1)",
+    )
+    sync.add_argument("--shard", type=Shard.parse, help=argparse.SUPPRESS)
     sync.add_argument(
         "--region",
         action="append",
@@ -173,13 +194,22 @@ def build_parser() -> argparse.ArgumentParser:
         type=_whole_number(1),
         default=CONCURRENCY,
         metavar="N",
-        help=f"images listed in parallel (default: {CONCURRENCY})",
+        help=f"images of one target listed in parallel (default: {CONCURRENCY})",
+    )
+    sync.add_argument(
+        "--target-concurrency",
+        type=_whole_number(1),
+        default=TARGET_CONCURRENCY,
+        metavar="N",
+        help="targets (source or member account, x region) synced side by side "
+        f"(default: {TARGET_CONCURRENCY}; at most {MAX_IN_FLIGHT} listings in flight in all)",
     )
     sync.add_argument(
         "--max-rps",
         type=_number(allow_zero=False),
         metavar="X",
-        help="cap on API requests per second, retries included (default: none)",
+        help="cap on each target's API requests per second, retries included (default: "
+        "none; the rate adapts to throttling by itself)",
     )
     sync.add_argument(
         "--lookback-minutes",
@@ -218,13 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verbose_option(sync)
     sync.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    sync.add_argument(
-        "--wait",
-        type=_number(allow_zero=True),
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for another writer to finish (default: fail at once)",
-    )
+    wait_option(sync)
 
     status = commands.add_parser("status", help="one row per image: watermark, last sync, counts")
     data_dir_option(status)
@@ -238,12 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
     compact = commands.add_parser("compact", help="merge small Parquet files")
     data_dir_option(compact)
     verbose_option(compact)
+    wait_option(compact)
 
     verify = commands.add_parser(
         "verify", help="check the data dir for damage (exit 1 when something is wrong)"
     )
     data_dir_option(verify)
     verbose_option(verify)
+    wait_option(verify)
     verify.add_argument(
         "--repair",
         action="store_true",
@@ -279,14 +305,13 @@ def _progress_bar() -> Any:
         return None
     from tqdm import tqdm
 
-    bars: dict[str, Any] = {}
+    bar = tqdm(total=0, unit="image", leave=False)
 
-    def update(label: str, done: int, total: int) -> None:
-        bar = bars.get(label)
-        if bar is None:
-            bar = bars[label] = tqdm(total=total, desc=label, unit="image", leave=False)
-        bar.update(done - bar.n)
-        if done == total:
+    def update(progress: Any) -> None:
+        bar.total = progress.images
+        bar.set_description(f"targets {progress.targets_done}/{progress.targets}", refresh=False)
+        bar.update(progress.images_done - bar.n)
+        if progress.targets_done == progress.targets:
             bar.close()
 
     return update
@@ -310,6 +335,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         reconcile=args.reconcile,
         lookback_minutes=args.lookback_minutes,
         concurrency=args.concurrency,
+        target_concurrency=args.target_concurrency,
         lock_timeout_s=args.wait,
         enrich=args.enrich,
         commit_interval_s=args.commit_every,
@@ -328,16 +354,51 @@ def cmd_sync(args: argparse.Namespace) -> int:
         sources=tuple(args.source),
     )
     targets = build_targets(load_config(args.config), access, overrides)
+    if args.processes > 1:
+        return _sync_in_processes(args)
+    options = replace(options, shard=args.shard)
     report = sync(data_dir, targets, options, on_progress=_progress_bar(), cancel=args.cancel)
-    figures = report_metadata(report)
+    failures = [str(failure) for failure in report.failures]
+    return _print_summary(args, report_metadata(report), failures)
+
+
+def _print_summary(args: argparse.Namespace, figures: dict[str, Any], failures: list[str]) -> int:
     if args.json:
-        failures = [str(failure) for failure in report.failures]
-        print(json.dumps({**figures, "ok": report.ok, "failures": failures}))
+        print_json({**figures, "ok": not failures, "failures": failures}, sys.stdout)
     else:
         print(summary_line(figures))
-        for failure in report.failures:
+        for failure in failures:
             print(f"FAILED {failure}")
-    return 0 if report.ok else 1
+    return 0 if not failures else 1
+
+
+def _sync_in_processes(args: argparse.Namespace) -> int:
+    """The same sync as `args.processes` children, each a shard of the targets (fanout.py);
+    their own errors reach stderr as they happen."""
+    from .fanout import run_shards
+
+    argv = _without_option(args.argv[args.argv.index("sync") + 1 :], "--processes")
+    outcome = run_shards(argv, args.processes, args.cancel)
+    if args.cancel.is_set():
+        raise Cancelled()
+    if not outcome.figures:
+        return outcome.code
+    code = _print_summary(args, outcome.figures, outcome.failures)
+    return max(code, outcome.code) if outcome.code != 2 else 2
+
+
+def _without_option(argv: Sequence[str], option: str) -> list[str]:
+    """`argv` less `option` and its value (`--option N` or `--option=N`)."""
+    kept: list[str] = []
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == option:
+            skip = True
+        elif not word.startswith(f"{option}="):
+            kept.append(word)
+    return kept
 
 
 def _readable_data_dir(flag: str | None) -> Any:
@@ -363,7 +424,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         "SELECT source, account_id, region, image_name, watermark, last_synced_at, "
         "version_count, is_deleted, last_error FROM sync_state ORDER BY ALL",
     )
-    print_records(result.columns, result.rows, "json" if args.json else "table", sys.stdout)
+    fmt = "json" if args.json else "table"
+    print_records(result.columns, result.rows, fmt, sys.stdout, result.types)
     return 0
 
 
@@ -372,7 +434,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     data_dir = _readable_data_dir(args.data_dir)
     result = run_query(data_dir, args.sql)
-    print_records(result.columns, result.rows, args.format, sys.stdout)
+    print_records(result.columns, result.rows, args.format, sys.stdout, result.types)
     return 0
 
 
@@ -380,7 +442,8 @@ def cmd_compact(args: argparse.Namespace) -> int:
     from .warehouse import ensure_views
 
     data_dir = _readable_data_dir(args.data_dir)
-    with data_dir.writer_lock():
+    data_dir.check_writable()  # before any lock file is made
+    with data_dir.exclusive(args.wait):
         before, after = data_dir.compact()
         ensure_views(data_dir)
     print(f"compacted {data_dir.location}: {before} files -> {after}")
@@ -392,7 +455,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .warehouse import ensure_views
 
     data_dir = _readable_data_dir(args.data_dir)
-    with data_dir.writer_lock():
+    with data_dir.exclusive(args.wait):
         problems = find_problems(data_dir)
         for problem in problems:
             print(f"PROBLEM {problem}")
@@ -459,6 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit status (0 ok, 1 the run failed, 2 bad usage/config,
     128 + the signal's number when SIGINT or SIGTERM stopped a sync)."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     log_format = getattr(args, "log_format", "text")
     verbosity = max(getattr(args, "verbose", 0), 1 if log_format == "json" else 0)
     if verbosity:

@@ -1,7 +1,9 @@
-"""The committer: rows made durable before the state that covers them, at bounded intervals.
+"""The committer of one target: rows made durable before the state that covers them, at
+bounded intervals, and the target's sync history row with its last commit.
 
 Invariant 2 lives here: a watermark never moves past data that is not durable, so a sync
-killed at any instant re-reads from the old watermark.
+killed at any instant re-reads from the old watermark. The history row is written last, so a
+killed sync leaves no row that claims it succeeded.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import time
 from collections.abc import Iterable
 
 from .defaults import COMMIT_INTERVAL_S
-from .schema import IMAGE_VERSION_DETAILS_SCHEMA, Row, rows_to_table
+from .schema import IMAGE_VERSION_DETAILS_SCHEMA, SYNC_RUNS_SCHEMA, Row, rows_to_table
 from .state import ImageState, StateKey, save_state
 from .storage import DataDir
 
@@ -21,16 +23,19 @@ log = logging.getLogger(__name__)
 
 
 class Committer:
-    """Buffers rows and state updates; makes rows durable before the state that covers them."""
+    """Buffers one target's rows and state updates; makes rows durable before the state that
+    covers them."""
 
     def __init__(
         self,
         data_dir: DataDir,
+        key: str,
         states: dict[StateKey, ImageState],
         flush_rows: int,
         interval_s: float = COMMIT_INTERVAL_S,
     ):
         self.data_dir = data_dir
+        self.key = key
         self.states = states
         self.flush_rows = flush_rows
         self.interval_s = interval_s
@@ -49,7 +54,9 @@ class Committer:
         if overdue or len(self.rows) + len(self.details) >= self.flush_rows:
             self.commit()
 
-    def commit(self) -> None:
+    def commit(self, sync_run: Row | None = None) -> None:
+        """Make what is buffered durable, then the state; then `sync_run`, the target's row of
+        sync history, when this is its last commit."""
         if self.rows:
             log.info("writing %d rows", len(self.rows))
             files = self.data_dir.write_versions(rows_to_table(self.rows))
@@ -68,4 +75,6 @@ class Committer:
             self.pending = []
             save_state(self.data_dir, self.states)
             log.info("state committed")
+        if sync_run is not None:
+            self.data_dir.write_sync_run(self.key, rows_to_table([sync_run], SYNC_RUNS_SCHEMA))
         self._last_commit = time.monotonic()

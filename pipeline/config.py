@@ -28,6 +28,7 @@ from .defaults import (
     MAX_CONCURRENCY,
     RETRY_MODE,
     RETRY_MODES,
+    TARGET_CONCURRENCY,
 )
 from .errors import ConfigError
 from .redact import redact
@@ -211,6 +212,7 @@ def sync_options(
     reconcile: bool = False,
     lookback_minutes: float = LOOKBACK_MINUTES,
     concurrency: int = CONCURRENCY,
+    target_concurrency: int = TARGET_CONCURRENCY,
     lock_timeout_s: float = 0.0,
     enrich: bool = False,
     commit_interval_s: float = COMMIT_INTERVAL_S,
@@ -225,6 +227,7 @@ def sync_options(
         reconcile=reconcile,
         lookback=timedelta(minutes=lookback_minutes),
         concurrency=concurrency,
+        target_concurrency=target_concurrency,
         lock_timeout_s=lock_timeout_s,
         enrich=enrich,
         commit_interval_s=commit_interval_s,

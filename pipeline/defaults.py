@@ -14,15 +14,24 @@ __all__ = [
     "LOOKBACK_MINUTES",
     "MAX_ATTEMPTS",
     "MAX_CONCURRENCY",
+    "MAX_IN_FLIGHT",
+    "ORCHESTRATED_WAIT_S",
     "READ_TIMEOUT_S",
     "RETRY_MODE",
     "RETRY_MODES",
+    "TARGET_CONCURRENCY",
 ]
 
 CONCURRENCY = 16
-"""Images listed in parallel. Listing is latency-bound, so this sets the speed; against an
-account with a low API rate limit, cap the rate (max_rps) rather than lowering this."""
+"""Images of one target listed in parallel. Listing is latency-bound, so this sets the speed;
+the request rate adapts to the account's limits by itself (ratelimit.py)."""
 MAX_CONCURRENCY = 64
+TARGET_CONCURRENCY = 32
+"""Targets (source x region, or member account x region) synced side by side. Each has its
+own API limits and its own rate limiter, so many at once finish near the slowest one's pace."""
+MAX_IN_FLIGHT = 64
+"""Image listings in flight across all targets together: the workers are shared out among the
+targets running (each gets at least one, and at most `CONCURRENCY`)."""
 RETRY_MODES = ("standard", "adaptive")
 RETRY_MODE = "standard"
 MAX_ATTEMPTS = 10
@@ -37,3 +46,7 @@ READ_TIMEOUT_S = 30.0
 """The longest silence within one HTTP attempt; the deadline, not this, bounds a trickle."""
 COMMIT_INTERVAL_S = 30.0
 """A sync commits what it finished at least this often, so an interrupted one keeps it."""
+ORCHESTRATED_WAIT_S = 600.0
+"""How long a Dagster run's sync of a target waits for another run syncing that target (a
+schedule's run over every target beside a backfill of one, say). The CLI fails at once
+unless given --wait."""

@@ -26,6 +26,7 @@ from .decisions import (
     versions_to_describe,
 )
 from .errors import ConfigError, DataError
+from .fanout import in_shard
 from .guard import CallGuard, Cancelled, close_client
 from .redact import redact
 from .run import Failure, SourceTarget, SyncOptions, SyncReport
@@ -51,21 +52,24 @@ from .source import (
     patiently,
 )
 from .source import list_images as list_source_images
-from .state import ImageState, StateKey, keep_previous_state, load_state
+from .state import (
+    ImageState,
+    StateKey,
+    keep_previous_state,
+    legacy_state_file,
+    load_target_state,
+    migrate_legacy_state,
+)
 from .storage import AUTO_COMPACT_FILES, DataDir
 from .warehouse import described_states, ensure_views, latest_live_rows
 
-__all__ = ["sync"]
+__all__ = ["Progress", "ProgressCallback", "sync"]
 
 log = logging.getLogger(__name__)
 _POLL_S = 0.1
 """How often the sync's main thread looks up from waiting to see whether it was cancelled."""
 
 # ---------------------------------------------------------------- the sync
-
-
-ProgressCallback = Callable[[str, int, int], None]
-"""Called as (target label, images done, images in the target) after each image."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,46 @@ def _describe_versions(client: Any, rows: list[Row], observed_at_ms: int) -> tup
     return details, vanished
 
 
+@dataclass
+class Progress:
+    """How far a sync is: targets finished of those to sync, images listed of those planned
+    (the plan grows as targets list their catalogues)."""
+
+    targets_done: int = 0
+    targets: int = 0
+    images_done: int = 0
+    images: int = 0
+
+
+ProgressCallback = Callable[[Progress], None]
+"""Called with a snapshot after each image and each target (from any worker thread, one call
+at a time)."""
+
+
+class _ProgressTracker:
+    def __init__(self, callback: ProgressCallback | None, targets: int) -> None:
+        self._callback = callback
+        self._progress = Progress(targets=targets)
+        self._lock = threading.Lock()
+
+    def add(self, *, targets_done: int = 0, images_done: int = 0, images: int = 0) -> None:
+        with self._lock:
+            self._progress.targets_done += targets_done
+            self._progress.images_done += images_done
+            self._progress.images += images
+            if self._callback is not None:
+                self._callback(replace(self._progress))
+
+
+@dataclass(frozen=True)
+class _Connected:
+    """A target that has a client: its API calls count into `stats`, its own figures."""
+
+    target: SourceTarget
+    client: Any
+    stats: ApiStats
+
+
 def sync(
     data_dir: DataDir,
     targets: list[SourceTarget],
@@ -178,51 +222,180 @@ def sync(
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> SyncReport:
-    """One incremental sync of every target into `data_dir`, holding the writer lock.
+    """One incremental sync of every target into `data_dir`, targets side by side, each
+    holding its own writer lock.
 
     Failures of one image or one target are reported in the result, never raised: everything
     else is committed. ConfigError is raised, before anything is written, when the data dir is
-    not ours or no target can be reached at all. Once `cancel` is set (or the main thread is
-    interrupted), calls in flight are abandoned, what was finished is committed, and Cancelled
-    (or the interrupt) is raised.
+    not ours or no target can be reached at all, and after, when every target is held by
+    another writer. Once `cancel` is set (or the main thread is interrupted), calls in flight
+    are abandoned, what was finished is committed, and Cancelled (or the interrupt) is raised.
     """
     started = time.monotonic()
     cancel = cancel or threading.Event()
     report = SyncReport()
     data_dir.check_ours()
-    clients = _connect(targets, report, cancel)
+    connected = _connect(targets, options, report, cancel)
     _check_cancel(cancel)
     data_dir.prepare()
-    with data_dir.writer_lock(options.lock_timeout_s):
-        data_dir.clean_tmp()
-        data_dir.recover_compaction()
-        states = _load_state_or_empty(data_dir) if options.full_refresh else load_state(data_dir)
-        keep_previous_state(data_dir)
-        observed_at_ms = max([_now_ms(), *((s.last_synced_ms or 0) + 1 for s in states.values())])
-        report.enriched = options.enrich or any(target.enrich for target, _ in clients)
-        committer = Committer(data_dir, states, options.flush_rows, options.commit_interval_s)
+    _migrate(data_dir, options)
+    report.enriched = options.enrich or any(c.target.enrich for c in connected)
+    slots = max(1, min(options.target_concurrency, len(connected)))
+    share = replace(
+        options,
+        concurrency=max(1, min(options.concurrency, options.max_in_flight // slots)),
+        flush_rows=max(1, options.flush_rows // slots),
+    )
+    progress = _ProgressTracker(on_progress, len(connected))
+    busy: list[ConfigError] = []
+
+    def run(member: _Connected) -> SyncReport:
         try:
-            for target, client in clients:
-                _check_cancel(cancel)
-                run = _TargetRun(data_dir, target, client, options, committer, report, cancel)
-                run.sync(observed_at_ms, on_progress)
-        except BaseException:
-            cancel.set()  # workers still in a call stop waiting for it
-            committer.commit()  # what finished whole is kept
-            report.rows_written = committer.rows_written
-            raise
+            return _sync_target(data_dir, member, share, cancel, progress)
+        except ConfigError as exc:  # another writer holds this target
+            busy.append(exc)
+            failed = SyncReport()
+            failed.failures.append(
+                Failure(member.target.source, member.target.region, None, str(exc))
+            )
+            return failed
         finally:
-            for _, client in clients:
-                close_client(client)  # the targets a cancellation never reached
-        committer.commit()
-        report.rows_written = committer.rows_written
-        _check_cancel(cancel)  # committed; compaction and views can wait for the next run
-        if options.compact:
-            data_dir.compact(min_files=AUTO_COMPACT_FILES + 1)
-        ensure_views(data_dir)
+            close_client(member.client)
+            progress.add(targets_done=1)
+
+    pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="target")
+    try:
+        for done in _each_done(pool, run, connected, cancel):
+            report.merge(done)
+    except BaseException:
+        cancel.set()  # every target commits what it finished, then stops
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for member in connected:
+            close_client(member.client)  # the targets a cancellation never reached
+    if busy and len(busy) == len(connected):
+        raise busy[0]
+    _check_cancel(cancel)  # committed; the views can wait for the next run
+    ensure_views(data_dir)
     log.info("sync done")
     report.seconds = time.monotonic() - started
     return report
+
+
+def _each_done(
+    pool: ThreadPoolExecutor,
+    fn: Callable[[_Connected], SyncReport],
+    members: list[_Connected],
+    cancel: threading.Event,
+) -> Iterator[SyncReport]:
+    """`fn` of every member on `pool`, as each finishes; the first exception is raised once
+    every member has stopped (they commit what they finished when `cancel` is set)."""
+    pending = {pool.submit(fn, member) for member in members}
+    error: BaseException | None = None
+    while pending:
+        finished, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+        for future in finished:
+            try:
+                yield future.result()
+            except BaseException as exc:
+                cancel.set()
+                error = error or exc
+    if error is not None:
+        raise error
+
+
+def _migrate(data_dir: DataDir, options: SyncOptions) -> None:
+    """Split an older data dir's single state file into per-target ones, once, holding the
+    dataset lock (older versions of this tool hold it for the whole of their syncs)."""
+    if not data_dir.store.is_file(legacy_state_file(data_dir)):
+        return
+    with data_dir.writer_lock(options.lock_timeout_s):
+        data_dir.recover_compaction()  # an older version's journal lives outside every target
+        try:
+            moved = migrate_legacy_state(data_dir)
+        except DataError:
+            if not options.full_refresh:
+                raise
+            # The repair path, as for a corrupt per-target file: the source rebuilds it.
+            legacy = [legacy_state_file(data_dir, previous=p) for p in (False, True)]
+            data_dir.store.delete(legacy)
+            moved = 0
+    if moved:
+        log.info("moved the state of %d targets into per-target files", moved)
+
+
+def _sync_target(
+    data_dir: DataDir,
+    member: _Connected,
+    options: SyncOptions,
+    cancel: threading.Event,
+    progress: _ProgressTracker,
+) -> SyncReport:
+    """One target, holding its writer lock: its state, its images, its commits, its row of
+    sync history and its compaction. ConfigError when another writer holds the target."""
+    started_ms = _now_ms()
+    target, key = member.target, member.target.key
+    report = SyncReport(targets=1, stats=member.stats)
+    mine = data_dir.for_target(key)
+    with data_dir.target_lock(key, options.lock_timeout_s):
+        data_dir.store.make_dirs([mine.tmp_dir])
+        mine.clean_tmp()
+        mine.recover_compaction()
+        states = (
+            _load_state_or_empty(data_dir, key)
+            if options.full_refresh
+            else load_target_state(data_dir, key)
+        )
+        keep_previous_state(data_dir, key)
+        observed_at_ms = max([started_ms, *((s.last_synced_ms or 0) + 1 for s in states.values())])
+        committer = Committer(mine, key, states, options.flush_rows, options.commit_interval_s)
+        run = _TargetRun(mine, target, member.client, options, committer, report, cancel, progress)
+        try:
+            run.sync(observed_at_ms)
+        except BaseException as exc:
+            committer.commit(_sync_run_row(target, states, report, started_ms, error=exc))
+            raise
+        finally:
+            report.rows_written = committer.rows_written
+        committer.commit(_sync_run_row(target, states, report, started_ms))
+        report.rows_written = committer.rows_written
+        _check_cancel(cancel)
+        if options.compact:
+            regions = {(state.account_id, target.region) for state in states.values()}
+            owners = data_dir.target_partitions(key, regions)
+            mine.compact(min_files=AUTO_COMPACT_FILES + 1, owners=owners)
+    return report
+
+
+def _sync_run_row(
+    target: SourceTarget,
+    states: Mapping[StateKey, ImageState],
+    report: SyncReport,
+    started_ms: int,
+    error: BaseException | None = None,
+) -> Row:
+    """The target's row of `sync_runs`: what it did, and whether it succeeded."""
+    accounts = sorted({state.account_id for state in states.values()})
+    reasons = [str(failure) for failure in report.failures]
+    if error is not None:
+        reasons.insert(0, "interrupted" if isinstance(error, Cancelled) else _reason(error))
+    return {
+        "started_at": from_ms(started_ms),
+        "finished_at": from_ms(_now_ms()),
+        "source": target.source,
+        "account_id": accounts[0] if len(accounts) == 1 else None,
+        "region": target.region,
+        "images": report.images,
+        "versions_new": report.new,
+        "versions_changed": report.changed,
+        "versions_deleted": report.deleted,
+        "api_calls": report.stats.total_calls,
+        "throttled_retries": report.stats.throttled,
+        "seconds": (_now_ms() - started_ms) / 1000,
+        "ok": not reasons,
+        "error": redact("; ".join(reasons))[:2000] if reasons else None,
+    }
 
 
 def _check_cancel(cancel: threading.Event) -> None:
@@ -232,36 +405,55 @@ def _check_cancel(cancel: threading.Event) -> None:
 
 
 def _connect(
-    targets: list[SourceTarget], report: SyncReport, cancel: threading.Event
-) -> list[tuple[SourceTarget, Any]]:
+    targets: list[SourceTarget],
+    options: SyncOptions,
+    report: SyncReport,
+    cancel: threading.Event,
+) -> list[_Connected]:
     """A client per target (per member account of an organization source) that has
-    credentials and a reachable endpoint.
+    credentials and a reachable endpoint, connected side by side.
 
     A target or account that fails is reported; when every one fails the run is misconfigured.
     An organization source's accounts are listed once and reused for each of its regions.
     """
-    clients = []
-    errors = []
+    members: list[SourceTarget] = []
+    errors: list[ConfigError] = []
     listings: dict[str, list[dict[str, Any]] | ConfigError] = {}
     for target in targets:
         _check_cancel(cancel)
         try:
-            for member in _members(target, listings, report.stats, cancel):
-                try:
-                    guard = CallGuard(member.client.call_deadline_s, cancel)
-                    client = make_client(member.client, report.stats, guard)
-                    check_reachable(client)
-                except ConfigError as exc:
-                    errors.append(exc)
-                    report.failures.append(Failure(member.source, member.region, None, str(exc)))
-                    continue
-                clients.append((member, client))
+            members.extend(
+                member
+                for member in _members(target, listings, report.stats, cancel)
+                if in_shard(member.key, options.shard)
+            )
         except ConfigError as exc:
             errors.append(exc)
             report.failures.append(Failure(target.source, target.region, None, str(exc)))
-    if errors and not clients:
+
+    def connect(member: SourceTarget) -> _Connected | ConfigError:
+        stats = ApiStats()
+        try:
+            guard = CallGuard(member.client.call_deadline_s, cancel)
+            client = make_client(member.client, stats, guard)
+            check_reachable(client)
+        except ConfigError as exc:
+            report.stats.add(stats)
+            return exc
+        return _Connected(member, client, stats)
+
+    connected = []
+    workers = max(1, min(options.target_concurrency, len(members)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="connect") as pool:
+        for member, outcome in zip(members, pool.map(connect, members), strict=True):
+            if isinstance(outcome, ConfigError):
+                errors.append(outcome)
+                report.failures.append(Failure(member.source, member.region, None, str(outcome)))
+            else:
+                connected.append(outcome)
+    if errors and not connected:
         raise errors[0]
-    return clients
+    return connected
 
 
 def _members(
@@ -300,10 +492,10 @@ def _members(
         raise ConfigError("; ".join(problems))
 
 
-def _load_state_or_empty(data_dir: DataDir) -> dict[StateKey, ImageState]:
+def _load_state_or_empty(data_dir: DataDir, key: str) -> dict[StateKey, ImageState]:
     """For --full-refresh, the repair path: a corrupt state file is rebuilt from the source."""
     try:
-        return load_state(data_dir)
+        return load_target_state(data_dir, key)
     except DataError:
         return {}
 
@@ -334,10 +526,11 @@ class _TargetRun:
     committer: Committer
     report: SyncReport
     cancel: threading.Event
+    progress: _ProgressTracker
 
-    def sync(self, observed_at_ms: int, on_progress: ProgressCallback | None) -> None:
+    def sync(self, observed_at_ms: int) -> None:
         try:
-            self._sync(observed_at_ms, on_progress)
+            self._sync(observed_at_ms)
         except (Cancelled, DataError):
             raise
         except Exception as exc:
@@ -351,7 +544,7 @@ class _TargetRun:
             Failure(self.target.source, self.target.region, image_name, reason)
         )
 
-    def _sync(self, observed_at_ms: int, on_progress: ProgressCallback | None) -> None:
+    def _sync(self, observed_at_ms: int) -> None:
         target, committer = self.target, self.committer
         catalogue = self._list_catalogue(observed_at_ms)
         known = {
@@ -372,6 +565,7 @@ class _TargetRun:
             self.data_dir.write_images(account, target.region, rows_to_table(mine, IMAGE_SCHEMA))
         jobs, gone = _plan(self.data_dir, target, catalogue, known, self.options, self.report)
         self.report.images += len(jobs)
+        self.progress.add(images=len(jobs))
 
         def fetch(job: _ImageJob) -> _ImageResult:
             return _fetch_image(self.client, job, self.options, observed_at_ms)
@@ -380,12 +574,11 @@ class _TargetRun:
         pool = ThreadPoolExecutor(max_workers=workers)
         try:
             results = _bounded_map(pool, fetch, jobs, 2 * workers, self.cancel)
-            for done, result in enumerate(results, start=1):
+            for result in results:
                 _absorb(result, self.options, committer, self.report, observed_at_ms)
                 if result.gone:
                     gone.append(result.job.state)
-                if on_progress is not None:
-                    on_progress(target.label, done, len(jobs))
+                self.progress.add(images_done=1)
         finally:
             # Not waiting: after a cancellation a worker may still sit in a back-off sleep.
             pool.shutdown(wait=not self.cancel.is_set(), cancel_futures=True)

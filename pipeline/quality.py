@@ -13,7 +13,7 @@ from typing import Any
 import duckdb
 
 from .schema import STATE_COLUMNS, VERSION_KEY
-from .state import local_previous_state_copy, local_state_copy
+from .state import local_previous_state_copies, local_state_copies
 from .storage import DataDir
 from .warehouse import connect, scan_connection, versions_relation
 
@@ -87,8 +87,8 @@ def no_duplicate_live_versions(data_dir: DataDir) -> CheckOutcome:
 
 def watermarks_never_decrease(data_dir: DataDir) -> CheckOutcome:
     """No live image's watermark is lower than it was before the last sync."""
-    current, previous = local_state_copy(data_dir), local_previous_state_copy(data_dir)
-    if not (current.exists() and previous.exists()):
+    current, previous = local_state_copies(data_dir), local_previous_state_copies(data_dir)
+    if not (current and previous):
         return CheckOutcome(True, "fewer than two syncs recorded: nothing to compare")
     with duckdb.connect() as connection:
         rows = _rows(
@@ -99,7 +99,7 @@ def watermarks_never_decrease(data_dir: DataDir) -> CheckOutcome:
             "WHERE NOT c.is_deleted AND NOT p.is_deleted "
             "AND p.watermark IS NOT NULL AND (c.watermark IS NULL OR c.watermark < p.watermark) "
             "ORDER BY ALL LIMIT ?",
-            [str(current), str(previous), SAMPLE_ROWS],
+            [[str(p) for p in current], [str(p) for p in previous], SAMPLE_ROWS],
         )
     return _outcome(
         rows,

@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from .defaults import COMMIT_INTERVAL_S, CONCURRENCY, LOOKBACK_MINUTES
+from .defaults import (
+    COMMIT_INTERVAL_S,
+    CONCURRENCY,
+    LOOKBACK_MINUTES,
+    MAX_IN_FLIGHT,
+    TARGET_CONCURRENCY,
+)
+from .fanout import Shard
 from .redact import redact
 from .source import ApiStats, ClientSettings
 
@@ -29,17 +36,20 @@ class SyncOptions:
     reconcile: bool = False
     lookback: timedelta = timedelta(minutes=LOOKBACK_MINUTES)
     concurrency: int = CONCURRENCY
+    target_concurrency: int = TARGET_CONCURRENCY
+    max_in_flight: int = MAX_IN_FLIGHT
     flush_rows: int = 50_000
+    """Rows buffered before a commit, across all targets running (each gets its share)."""
     commit_interval_s: float = COMMIT_INTERVAL_S
     """Commit what is done at least this often, so an interrupted sync keeps its progress."""
     lock_timeout_s: float = 0.0
+    """How long a target waits for another writer of it to finish."""
     enrich: bool = False
     """Describe new and changed versions (DescribeImageVersion + ListAliases) for every target."""
     compact: bool = True
-    """Compact crowded partitions once the data is committed. Dagster's warehouse asset
-    compacts after every partition's sync, so its syncs leave it that work. (The views are
-    ensured either way: that writes only when their definition changed, and a run whose image
-    failed never reaches the warehouse asset.)"""
+    """Compact each target's crowded partitions once its data is committed."""
+    shard: Shard | None = None
+    """Sync only this shard of the targets (fanout.py: `sync --processes`)."""
 
     @property
     def full_listing(self) -> bool:
@@ -62,6 +72,13 @@ class SourceTarget:
     @property
     def label(self) -> str:
         return f"{self.source}/{self.region}"
+
+    @property
+    def key(self) -> str:
+        """The name of its state directory (state.target_key)."""
+        from .state import target_key
+
+        return target_key(self.source, self.region)
 
 
 @dataclass(frozen=True)
@@ -97,6 +114,8 @@ class Failure:
 class SyncReport:
     """What a sync did: counts, per-image changes, failures and API usage."""
 
+    targets: int = 0
+    """Targets synced, side by side (each source x region, or member account x region)."""
     images: int = 0
     new: int = 0
     changed: int = 0
@@ -114,6 +133,17 @@ class SyncReport:
     @property
     def ok(self) -> bool:
         return not self.failures
+
+    def merge(self, other: SyncReport) -> None:
+        """Add one target's report to this one (the run's)."""
+        for name in ("targets", "images", "new", "changed", "deleted", "rows_written", "described"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.details_vanished += other.details_vanished
+        self.enriched |= other.enriched
+        self.changes += other.changes
+        self.failures += other.failures
+        self.watermarks += other.watermarks
+        self.stats.add(other.stats)
 
     def record(self, target: SourceTarget, image_name: str, result: Classified) -> None:
         self.new += result.new

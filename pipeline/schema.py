@@ -3,7 +3,8 @@
 Every writer and reader derives from the constants here: `IMAGE_VERSION_SCHEMA` for
 `DATA/image_versions/`, `IMAGE_SCHEMA` for `DATA/images/`, `IMAGE_VERSION_DETAILS_SCHEMA` for
 `DATA/image_version_details/`, `STATE_SCHEMA` for `DATA/_state/` (and
-`SYNC_STATE_VIEW_SCHEMA`, what the `sync_state` view shows of it).
+`SYNC_STATE_VIEW_SCHEMA`, what the `sync_state` view shows of it), `SYNC_RUNS_SCHEMA` for
+`DATA/sync_runs/`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "REGION",
     "STATE_COLUMNS",
     "STATE_SCHEMA",
+    "SYNC_RUNS_SCHEMA",
     "SYNC_STATE_VIEW_SCHEMA",
     "VERSION_KEY",
     "MalformedRecord",
@@ -136,6 +138,26 @@ STATE_SCHEMA = pa.schema(
 )
 # The state as the `sync_state` view shows it: without the digests of the window.
 SYNC_STATE_VIEW_SCHEMA = pa.schema([f for f in STATE_SCHEMA if f.name != "window"])
+
+SYNC_RUNS_SCHEMA = pa.schema(
+    [
+        pa.field("started_at", TIMESTAMP, nullable=False),
+        pa.field("finished_at", TIMESTAMP, nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("account_id", pa.string()),
+        pa.field("region", pa.string(), nullable=False),
+        pa.field("images", pa.int64(), nullable=False),
+        pa.field("versions_new", pa.int64(), nullable=False),
+        pa.field("versions_changed", pa.int64(), nullable=False),
+        pa.field("versions_deleted", pa.int64(), nullable=False),
+        pa.field("api_calls", pa.int64(), nullable=False),
+        pa.field("throttled_retries", pa.int64(), nullable=False),
+        pa.field("seconds", pa.float64(), nullable=False),
+        pa.field("ok", pa.bool_(), nullable=False),
+        pa.field("error", pa.string()),
+    ]
+)
+"""One row per target per sync, written with the target's last state commit."""
 
 # DescribeImageVersion's string members -> their columns (Horovod, a boolean, is apart).
 DETAIL_STRING_MEMBERS = {

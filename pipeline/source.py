@@ -1,9 +1,9 @@
 """The SageMaker side: a boto3 client with retries, a shared rate limit and call accounting.
 
-Retries are botocore's own (standard or adaptive mode). The rate limit is a token bucket that
-every HTTP attempt of every worker passes through (botocore's `before-send` event), so
-`max_rps` holds across threads and includes retries. Counters come from botocore events too,
-so they count what really went over the wire.
+Retries are botocore's own (standard or adaptive mode). Every HTTP attempt of every worker
+passes through the client's rate limiter (botocore's `before-send` event), which adapts to
+throttling answers and holds `max_rps` across threads, retries included (ratelimit.py).
+Counters come from botocore events too, so they count what really went over the wire.
 
 Credentials are a profile (or boto3's chain), optionally followed by IAM roles assumed in turn
 through STS, reached by standard endpoint resolution (so `AWS_ENDPOINT_URL_STS` applies); the
@@ -35,7 +35,8 @@ from .defaults import (
     RETRY_MODE,
 )
 from .errors import ConfigError
-from .guard import CallDeadlineExceeded, CallGuard, Cancelled, guard_client, pause
+from .guard import CallDeadlineExceeded, CallGuard, guard_client, pause
+from .ratelimit import AdaptiveRateLimiter
 
 __all__ = [
     "ApiStats",
@@ -129,32 +130,6 @@ class ClientSettings:
     call_deadline_s: float = CALL_DEADLINE_S
 
 
-class RateLimiter:
-    """A thread-safe token bucket: at most `rate` acquisitions per second, bursts of one second."""
-
-    def __init__(self, rate: float) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self._rate = rate
-        self._capacity = max(1.0, rate)
-        self._tokens = self._capacity
-        self._stamp = time.monotonic()
-        self._lock = threading.Lock()
-
-    def acquire(self, cancel: threading.Event) -> None:
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
-                self._stamp = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                wait = (1 - self._tokens) / self._rate
-            if cancel.wait(wait):
-                raise Cancelled()
-
-
 class ApiStats:
     """Thread-safe counts of API calls (per operation), HTTP attempts and throttled attempts."""
 
@@ -180,6 +155,12 @@ class ApiStats:
         with self._lock:
             self.attempts += 1
             self.throttled += throttled
+
+    def add(self, other: ApiStats) -> None:
+        with self._lock:
+            self.calls.update(other.calls)
+            self.attempts += other.attempts
+            self.throttled += other.throttled
 
     @property
     def total_calls(self) -> int:
@@ -229,7 +210,8 @@ class MalformedResponse(Exception):
 
 
 def make_client(settings: ClientSettings, stats: ApiStats, guard: CallGuard) -> Any:
-    """A SageMaker client for one region, counting into `stats`, limited to settings.max_rps,
+    """A SageMaker client for one region, counting into `stats`, its request rate adapted to
+    throttling and capped at settings.max_rps (ratelimit.py),
     every call (and every STS call that refreshes its credentials) bounded by `guard`.
 
     ConfigError when the region is unknown, the profile missing, no credentials are found or a
@@ -251,17 +233,20 @@ def make_client(settings: ClientSettings, stats: ApiStats, guard: CallGuard) -> 
         session.client("sagemaker", endpoint_url=settings.endpoint_url, config=config), guard
     )
     events = client.meta.events
-    limiter = RateLimiter(settings.max_rps) if settings.max_rps else None
+    limiter = AdaptiveRateLimiter(settings.max_rps)
+    sent = threading.local()  # each worker has one attempt in flight at a time
 
     def before_send(**_: Any) -> None:
-        if limiter is not None:
-            limiter.acquire(guard.cancel)
+        sent.at = limiter.acquire(guard.cancel)
 
     def needs_retry(response: Any = None, caught_exception: Any = None, **_: Any) -> None:
         code = None
         if response is not None:
             code = response[1].get("Error", {}).get("Code")
-        stats.count_attempt(code in THROTTLING_CODES)
+        throttled = code in THROTTLING_CODES
+        stats.count_attempt(throttled)
+        if caught_exception is None:
+            limiter.observe(getattr(sent, "at", 0.0), throttled, time.monotonic())
         if caught_exception is not None or (
             response is not None and response[0].status_code >= 400
         ):
@@ -286,6 +271,7 @@ def aws_session(settings: ClientSettings, guard: CallGuard) -> Any:
 
     def session_with(credentials: Any = None) -> tuple[Any, Any]:
         core = botocore.session.get_session()
+        core.register_component("data_loader", _shared_loader())
         parsers = core.get_component("response_parser_factory")
         parsers.set_parser_defaults(timestamp_parser=_utc_timestamp)
         if credentials is not None:
@@ -310,6 +296,15 @@ def aws_session(settings: ClientSettings, guard: CallGuard) -> Any:
     for role in settings.roles:
         credentials = _assumed_role_credentials(core, settings.region, credentials, role, guard)
     return session_with(credentials)[1]
+
+
+@functools.cache
+def _shared_loader() -> Any:
+    """One botocore loader for every session: it caches the service models it parsed, which
+    a session of its own per account (an organization's) would otherwise parse again each."""
+    import botocore.loaders
+
+    return botocore.loaders.create_loader()
 
 
 class _GivenCredentials:

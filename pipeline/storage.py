@@ -7,9 +7,19 @@ Layout under DATA, a local directory or `s3://bucket/prefix` (paths marked * are
     image_versions/*         account_region=<account>.<region>/month=<YYYY-MM>/<name>.parquet
     images/*                 account_region=<account>.<region>/images.parquet
     image_version_details/*  the same layout as image_versions (written only when enriching)
-    _state/                  watermarks (state.py) and the compaction journal
-    _tmp/                    local only: files being written; renamed into place once durable
+    sync_runs/*              target=<target>/month=<YYYY-MM>/<name>.parquet: a row per target
+                             per sync
+    _state/targets/<target>/ one target's watermarks (state.py), its writer lock and its
+                             compaction journal; <target> is `<source>.<region>`, with an
+                             organization member's source `org/123456789012` as `org.123456789012`
+    _tmp/<target>/           local only: a target's files being written; renamed into place
+                             once durable
     warehouse.duckdb*        views (warehouse.py); for S3, in a local cache directory
+
+Each target (a source and region) has its own writer lock and writes only its own account and
+region's partitions, so syncs of disjoint targets run side by side, in one process or several.
+Operations on the whole dataset (`compact`, `verify --repair`) hold the dataset lock `.lock`
+and every target's lock.
 
 Only complete Parquet files ever appear under `image_versions/`, `images/` and
 `image_version_details/` (how each store guarantees it: backends.py). The Hive keys are
@@ -24,6 +34,7 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import TypedDict
@@ -34,7 +45,12 @@ import pyarrow.parquet as pq
 
 from .backends import S3_SCHEME, LocalStore, S3Store, Store, parse_s3_uri
 from .errors import ConfigError, DataError
-from .schema import IMAGE_SCHEMA, IMAGE_VERSION_DETAILS_SCHEMA, IMAGE_VERSION_SCHEMA
+from .schema import (
+    IMAGE_SCHEMA,
+    IMAGE_VERSION_DETAILS_SCHEMA,
+    IMAGE_VERSION_SCHEMA,
+    SYNC_RUNS_SCHEMA,
+)
 
 __all__ = ["AUTO_COMPACT_FILES", "DataDir", "UnreadableFile"]
 
@@ -75,6 +91,8 @@ class DataDir:
 
     root: PurePath
     store: Store = field(default=LOCAL)
+    target: str | None = None
+    """Set (`for_target`): the target whose temporary files and compaction journal these are."""
 
     @classmethod
     def at(cls, location: str) -> DataDir:
@@ -105,12 +123,41 @@ class DataDir:
         return self.root / "images"
 
     @property
+    def sync_runs_dir(self) -> PurePath:
+        return self.root / "sync_runs"
+
+    def sync_runs_partition(self, key: str) -> PurePath:
+        """The partition of one target's sync history."""
+        return self.sync_runs_dir / f"target={_partition_key(key)}"
+
+    @property
     def state_dir(self) -> PurePath:
         return self.root / "_state"
 
     @property
     def tmp_dir(self) -> PurePath:
-        return self.root / "_tmp"
+        """Where files are written before they are renamed into place; each target has its
+        own, so that a target cleaning its leftovers never touches another's files."""
+        tmp = self.root / "_tmp"
+        return tmp if self.target is None else tmp / self.target
+
+    @property
+    def targets_dir(self) -> PurePath:
+        return self.state_dir / "targets"
+
+    def target_dir(self, key: str) -> PurePath:
+        """The directory of one target's state, lock and compaction journal."""
+        return self.targets_dir / _partition_key(key)
+
+    def target_keys(self) -> list[str]:
+        """Every target with a directory of its own, in order."""
+        return sorted(
+            path.name for path in self.store.subdirs(self.targets_dir) if _SAFE_KEY.match(path.name)
+        )
+
+    def for_target(self, key: str) -> DataDir:
+        """This dataset as one target's writer sees it: its own temporary files and journal."""
+        return DataDir(self.root, self.store, _partition_key(key))
 
     @property
     def warehouse_path(self) -> Path:
@@ -118,7 +165,13 @@ class DataDir:
 
     @property
     def journal_path(self) -> PurePath:
-        return self.state_dir / "compaction.json"
+        base = self.state_dir if self.target is None else self.target_dir(self.target)
+        return base / "compaction.json"
+
+    def journal_paths(self) -> list[PurePath]:
+        """Every compaction journal in the dataset: the dataset's own and each target's."""
+        every = [DataDir(self.root, self.store, key) for key in self.target_keys()]
+        return [d.journal_path for d in (DataDir(self.root, self.store), *every)]
 
     def is_ours(self) -> bool:
         return self.store.is_file(self.root / MARKER)
@@ -198,8 +251,30 @@ class DataDir:
             ) from exc
 
     def writer_lock(self, timeout_s: float = 0) -> contextlib.AbstractContextManager[None]:
-        """Hold the dataset's writer lock; ConfigError if another writer holds it."""
+        """Hold the dataset lock; ConfigError if another process holds it.
+
+        Alone it guards what belongs to no target (the move to per-target state); with
+        `every_target_lock` it stands for the whole dataset."""
         return self.store.lock(self.root, timeout_s)
+
+    def target_lock(
+        self, key: str, timeout_s: float = 0
+    ) -> contextlib.AbstractContextManager[None]:
+        """Hold one target's writer lock; ConfigError if another writer holds it."""
+        directory = self.target_dir(key)
+        self.store.make_dirs([directory])
+        return self.store.lock(directory, timeout_s)
+
+    @contextlib.contextmanager
+    def exclusive(self, timeout_s: float = 0) -> Iterator[None]:
+        """The whole dataset: the dataset lock, then every target's, in order (so two such
+        holders cannot deadlock). A target that first appears meanwhile writes only its own
+        new partitions, which nothing holding this touches."""
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self.writer_lock(timeout_s))
+            for key in self.target_keys():
+                stack.enter_context(self.target_lock(key, timeout_s))
+            yield
 
     def clean_tmp(self) -> None:
         """Remove leftovers of writes that a killed process never finished."""
@@ -268,6 +343,17 @@ class DataDir:
             written.append(self.atomic_write(part, directory / f"part-{uuid.uuid4().hex}.parquet"))
         return written
 
+    def target_partitions(
+        self, key: str, account_regions: Iterable[tuple[str, str]]
+    ) -> list[PurePath]:
+        """The partitions one target writes: its accounts' versions and details in its region,
+        and its sync history (for `compact`'s `owners`)."""
+        bases = (self.versions_dir, self.details_dir)
+        return [
+            *(self.account_region_dir(b, a, r) for b in bases for a, r in account_regions),
+            self.sync_runs_partition(key),
+        ]
+
     def version_partition(self, account: str, region: str, month: str) -> PurePath:
         return self._month_partition(self.versions_dir, account, region, month)
 
@@ -288,7 +374,7 @@ class DataDir:
     @staticmethod
     def files_pattern(base: PurePath) -> str:
         """The glob of the Parquet files under `base`, relative to it: partitions by account
-        and region, and for versions and details by month too."""
+        and region (by target for sync history), and but for images by month too."""
         return "*/*.parquet" if base.name == "images" else "*/*/*.parquet"
 
     MONTH_FILES = "*/*.parquet"
@@ -300,6 +386,16 @@ class DataDir:
         relative = directory.relative_to(self.root)
         return str(self.store.local_dir(self.root).resolve() / relative / pattern)
 
+    def write_sync_run(self, key: str, table: pa.Table) -> PurePath:
+        """Add one target's sync history rows as a new file of its partition."""
+        month = table.column("started_at")[0].as_py().strftime("%Y-%m")
+        directory = self.sync_runs_partition(key) / f"month={_partition_key(month)}"
+        final = directory / f"run-{uuid.uuid4().hex}.parquet"
+        return self.atomic_write(table.cast(SYNC_RUNS_SCHEMA), final)
+
+    def sync_run_files(self) -> list[PurePath]:
+        return self.store.glob(self.sync_runs_dir, self.files_pattern(self.sync_runs_dir))
+
     def version_files(self) -> list[PurePath]:
         return self.store.glob(self.versions_dir, self.files_pattern(self.versions_dir))
 
@@ -309,9 +405,12 @@ class DataDir:
     def image_files(self) -> list[PurePath]:
         return self.store.glob(self.images_dir, self.files_pattern(self.images_dir))
 
-    def compact(self, min_files: int = 2) -> tuple[int, int]:
-        """Merge each partition (of versions and of details) holding at least `min_files` files
-        into one file.
+    def compact(
+        self, min_files: int = 2, owners: Iterable[PurePath] | None = None
+    ) -> tuple[int, int]:
+        """Merge each partition (of versions, details and sync history) holding at least
+        `min_files` files into one file; only those under `owners` when given (a target
+        compacts its own: `target_partitions`).
 
         Rows are kept as they are (the views already collapse repeated states), so every view
         returns the same rows before and after. A journal in `_state/` makes the swap of old
@@ -325,17 +424,24 @@ class DataDir:
         datasets = (
             (self.version_files, IMAGE_VERSION_SCHEMA),
             (self.details_files, IMAGE_VERSION_DETAILS_SCHEMA),
+            (self.sync_run_files, SYNC_RUNS_SCHEMA),
         )
         before = after = 0
+        wanted = None if owners is None else set(owners)
+
+        def listed(list_files: Callable[[], list[PurePath]]) -> list[PurePath]:
+            every = list_files()
+            return every if wanted is None else [p for p in every if p.parent.parent in wanted]
+
         for list_files, schema in datasets:
-            files_before = list_files()
+            files_before = listed(list_files)
             partitions: dict[PurePath, list[PurePath]] = {}
             for path in files_before:
                 partitions.setdefault(path.parent, []).append(path)
             for directory, files in sorted(partitions.items()):
                 if len(files) >= min_files:
                     self._merge_partition(directory, files, schema)
-            before, after = before + len(files_before), after + len(list_files())
+            before, after = before + len(files_before), after + len(listed(list_files))
         return before, after
 
     def read_checked(self, path: PurePath, schema: pa.Schema) -> pa.Table:
@@ -344,6 +450,8 @@ class DataDir:
         try:
             with self.store.filesystem.open_input_file(str(path)) as source:
                 table = pq.ParquetFile(source).read()
+        except FileNotFoundError:
+            raise
         except (OSError, pa.ArrowException) as exc:
             raise UnreadableFile(" ".join(str(exc).split())) from exc
         if not table.schema.equals(schema, check_metadata=False):
@@ -360,12 +468,18 @@ class DataDir:
         for path in files:
             try:
                 tables.append(self.read_checked(path, schema))
+            except FileNotFoundError:
+                # Two sources naming one account and region may compact the same partition;
+                # the one that deleted this file merged it already.
+                log.info("%s was compacted meanwhile", path.relative_to(self.root))
+                return
             except UnreadableFile as exc:
                 raise DataError(
                     f"{path.relative_to(self.root)} in {self.location} cannot be compacted "
                     f"({exc}); run `image-versions verify --repair` to move it aside"
                 ) from exc
-        merged = pa.concat_tables(tables).sort_by(ROW_ORDER)
+        order = ROW_ORDER if schema is not SYNC_RUNS_SCHEMA else [("started_at", "ascending")]
+        merged = pa.concat_tables(tables).sort_by(order)
         target = directory / f"compacted-{uuid.uuid4().hex}.parquet"
         journal: _Journal = {
             "new": str(target.relative_to(self.root)),
@@ -373,27 +487,32 @@ class DataDir:
         }
         self._publish_bytes(json.dumps(journal).encode(), self.journal_path)
         self.atomic_write(merged, target)
-        self._finish_journal(journal)
+        self._finish_journal(journal, self.journal_path)
 
-    def _finish_journal(self, journal: _Journal) -> None:
+    def _finish_journal(self, journal: _Journal, path: PurePath) -> None:
         if self.store.is_file(self.root / journal["new"]):
             self.store.delete([self.root / name for name in journal["old"]])
-        self.store.delete([self.journal_path])
+        self.store.delete([path])
 
     def recover_compaction(self) -> None:
-        """Finish (or drop) a compaction that a killed process left half done."""
-        if not self.store.is_file(self.journal_path):
-            return
+        """Finish (or drop) a compaction that a killed process left half done: this target's,
+        or for the whole dataset every one."""
+        paths = [self.journal_path] if self.target is not None else self.journal_paths()
+        for path in paths:
+            if self.store.is_file(path):
+                self._recover_journal(path)
+
+    def _recover_journal(self, path: PurePath) -> None:
         try:
-            journal = json.loads(self.store.read_bytes(self.journal_path))
+            journal = json.loads(self.store.read_bytes(path))
         except (OSError, ValueError) as exc:
-            raise DataError(f"compaction journal {self.journal_path} is unreadable: {exc}") from exc
+            raise DataError(f"compaction journal {path} is unreadable: {exc}") from exc
         if not self._journal_is_sound(journal):
             raise DataError(
-                f"compaction journal {self.store.uri(self.journal_path)} names files outside the "
+                f"compaction journal {self.store.uri(path)} names files outside the "
                 "dataset's Parquet partitions; remove it, then run `image-versions verify`"
             )
-        self._finish_journal(journal)
+        self._finish_journal(journal, path)
 
     def _journal_is_sound(self, journal: object) -> bool:
         """Whether a journal read back names only Parquet files inside the partitions: it is a
@@ -401,7 +520,7 @@ class DataDir:
         if not isinstance(journal, dict) or not isinstance(journal.get("old"), list):
             return False
         names = [journal.get("new"), *journal["old"]]
-        bases = {self.versions_dir.name, self.details_dir.name}
+        bases = {self.versions_dir.name, self.details_dir.name, self.sync_runs_dir.name}
         return all(
             isinstance(name, str)
             and name.endswith(".parquet")

@@ -21,8 +21,9 @@ from .schema import (
     IMAGE_VERSION_DETAILS_SCHEMA,
     IMAGE_VERSION_SCHEMA,
     STATE_SCHEMA,
+    SYNC_RUNS_SCHEMA,
 )
-from .state import previous_state_file, state_file
+from .state import legacy_state_file, previous_state_file, readable_state_files, state_file
 from .storage import DataDir, UnreadableFile
 
 __all__ = ["find_problems", "repair"]
@@ -63,7 +64,14 @@ def _misplaced(data_dir: DataDir) -> list[Problem]:
         Problem("misplaced file", "a file where a directory belongs", directory)
         for directory in data_dir.files_in_layout()
     ]
-    files = (state_file(data_dir), previous_state_file(data_dir), data_dir.journal_path)
+    keys = data_dir.target_keys()
+    files = [
+        *(state_file(data_dir, key) for key in keys),
+        *(previous_state_file(data_dir, key) for key in keys),
+        legacy_state_file(data_dir),
+        legacy_state_file(data_dir, previous=True),
+        *data_dir.journal_paths(),
+    ]
     problems += [
         Problem("misplaced directory", "a directory where a file belongs", path)
         for path in files
@@ -80,6 +88,7 @@ def find_problems(data_dir: DataDir) -> list[Problem]:
     files = [(p, IMAGE_VERSION_SCHEMA) for p in data_dir.version_files()]
     files += [(p, IMAGE_SCHEMA) for p in data_dir.image_files()]
     files += [(p, IMAGE_VERSION_DETAILS_SCHEMA) for p in data_dir.details_files()]
+    files += [(p, SYNC_RUNS_SCHEMA) for p in data_dir.sync_run_files()]
     for path, schema in files:
         reason = _unreadable(data_dir, path, schema)
         if reason:
@@ -91,15 +100,15 @@ def find_problems(data_dir: DataDir) -> list[Problem]:
         if path.suffix != ".parquet"
     ]
     problems += [Problem("stray file", "not a Parquet file", p) for p in strays]
-    state = state_file(data_dir)
-    if store.is_file(state):
+    for state in readable_state_files(data_dir):
         reason = _unreadable(data_dir, state, STATE_SCHEMA)
         if reason:
             problems.append(Problem("corrupt state", reason, state))
-    if store.is_file(data_dir.journal_path):
-        problems.append(
-            Problem("unfinished compaction", "the next sync finishes it", data_dir.journal_path)
-        )
+    problems += [
+        Problem("unfinished compaction", "the next sync finishes it", journal)
+        for journal in data_dir.journal_paths()
+        if store.is_file(journal)
+    ]
     if not problems and data_dir.warehouse_path.exists():
         for check in (
             quality.no_duplicate_live_versions,
@@ -131,8 +140,7 @@ def repair(data_dir: DataDir, problems: list[Problem]) -> list[str]:
         target = move_aside(problem.path)
         moved_data |= any(problem.path.is_relative_to(d) for d in data_dirs)
         actions.append(f"moved {problem.path.relative_to(data_dir.root)} to {store.uri(target)}")
-    state = state_file(data_dir)
-    if moved_data and store.is_file(state):
+    for state in readable_state_files(data_dir) if moved_data else []:
         target = move_aside(state)
         actions.append(
             f"moved the state to {store.uri(target)}: the watermarks covered the moved data"

@@ -2,9 +2,12 @@
 
 The views (and the table macro `image_versions_as_of`) read the Parquet files directly (by
 glob), so new files show up without touching the database file; they are only re-created when
-their definition changes (a new data path, a first file, a new release), and an analyst
-holding the database open never blocks a sync. The file holds nothing else, so an unreadable
-one is deleted and rebuilt.
+their definition changes (a new data path, a first file, a new release). A refresh builds a
+whole new file beside the old one, in the storage format DuckDB 1.1 reads, and renames it into
+place: readers, an analyst's DuckDB session included, keep the file they opened and never
+block a refresh. Refreshes of one file take turns through a lock file beside it; a process
+that finds the views current reads the file and takes no lock. The file holds nothing else,
+so an unreadable one is simply replaced.
 
 `image-versions query` and `status` never open that file: they build the same views as TEMP
 objects on an in-memory connection that accepts only SELECT statements and can read no file
@@ -30,6 +33,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
+from filelock import FileLock, Timeout
 
 from .errors import ConfigError, DataError
 from .schema import (
@@ -37,15 +41,20 @@ from .schema import (
     IMAGE_VERSION_DETAILS_SCHEMA,
     IMAGE_VERSION_SCHEMA,
     STATE_COLUMNS,
+    SYNC_RUNS_SCHEMA,
     SYNC_STATE_VIEW_SCHEMA,
     VERSION_KEY,
     Row,
 )
-from .state import state_file
+from .state import STATE_FILES_PATTERN, legacy_state_file, readable_state_files
 from .storage import DataDir
 
 __all__ = [
+    "AS_OF_MACRO",
+    "REFRESH_LOCK_TIMEOUT_S",
+    "STORAGE_COMPATIBILITY",
     "VIEW_NAMES",
+    "QueryResult",
     "connect",
     "described_states",
     "ensure_views",
@@ -55,6 +64,7 @@ __all__ = [
     "scan_connection",
     "versions_relation",
     "views_summary",
+    "warehouse_statements",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,6 +75,7 @@ VIEW_NAMES = (
     "images",
     "sync_state",
     "image_version_details",
+    "sync_runs",
 )
 SUMMARY_VIEWS = (
     "image_versions",
@@ -72,6 +83,7 @@ SUMMARY_VIEWS = (
     "images",
     "sync_state",
     "image_version_details",
+    "sync_runs",
 )
 """The views whose row counts summaries report (`image_version_changes` costs a window pass)."""
 AS_OF_MACRO = "image_versions_as_of"
@@ -82,13 +94,21 @@ _DUCKDB_TYPES = {
     pa.int32(): "INTEGER",
     pa.int64(): "BIGINT",
     pa.bool_(): "BOOLEAN",
+    pa.float64(): "DOUBLE",
 }
 _LATEST_ORDER = "observed_at DESC, last_modified_time DESC, is_deleted DESC"
 # The Arrow datasets an S3 connection registers: name -> (schema, the files it covers).
 _RAW_VERSIONS, _RAW_IMAGES, _RAW_STATE = "_raw_image_versions", "_raw_images", "_raw_sync_state"
 _RAW_DETAILS = "_raw_image_version_details"
+_RAW_SYNC_RUNS = "_raw_sync_runs"
 # Bytes 8-12 of every DuckDB database file (its main header's magic).
 _DUCKDB_MAGIC_AT, _DUCKDB_MAGIC = slice(8, 12), b"DUCK"
+STORAGE_COMPATIBILITY = "v1.1.0"
+"""The oldest DuckDB release that must open the warehouse file. DuckDB then writes storage
+version 64, which every release since 1.0 reads; the pinned release's default, no 1.x reads."""
+REFRESH_LOCK_TIMEOUT_S = 60.0
+"""How long a refresh waits for another process's refresh of the same file (each takes well
+under a second)."""
 
 
 def _literal(text: str) -> str:
@@ -187,13 +207,14 @@ def _register(
 
 
 def _register_s3_dataset(connection: duckdb.DuckDBPyConnection, data_dir: DataDir) -> None:
-    state = [state_file(data_dir)] if data_dir.store.is_file(state_file(data_dir)) else []
+    state = readable_state_files(data_dir)
     _register(connection, data_dir, _RAW_VERSIONS, data_dir.version_files(), IMAGE_VERSION_SCHEMA)
     _register(connection, data_dir, _RAW_IMAGES, data_dir.image_files(), IMAGE_SCHEMA)
     _register(
         connection, data_dir, _RAW_DETAILS, data_dir.details_files(), IMAGE_VERSION_DETAILS_SCHEMA
     )
     _register(connection, data_dir, _RAW_STATE, state, SYNC_STATE_VIEW_SCHEMA)
+    _register(connection, data_dir, _RAW_SYNC_RUNS, data_dir.sync_run_files(), SYNC_RUNS_SCHEMA)
 
 
 def scan_connection(data_dir: DataDir) -> duckdb.DuckDBPyConnection:
@@ -255,10 +276,12 @@ def _images_and_state_relations(data_dir: DataDir) -> tuple[str, str]:
         IMAGE_SCHEMA,
         bool(data_dir.image_files()),
     )
-    state_path = Path(state_file(data_dir))
-    state = _parquet_relation(
-        str(state_path.resolve()), SYNC_STATE_VIEW_SCHEMA, state_path.exists()
-    )
+    state_files = readable_state_files(data_dir)
+    if state_files == [legacy_state_file(data_dir)]:
+        state_glob = str(Path(state_files[0]).resolve())
+    else:
+        state_glob = data_dir.local_glob(data_dir.targets_dir, STATE_FILES_PATTERN)
+    state = _parquet_relation(state_glob, SYNC_STATE_VIEW_SCHEMA, bool(state_files))
     return images, state
 
 
@@ -286,7 +309,20 @@ def _view_definitions(data_dir: DataDir, versions: str) -> dict[str, str]:
             "USING (account_id, region, image_name)"
         ),
         "image_version_details": _latest_details(data_dir),
+        "sync_runs": f"SELECT * FROM {_sync_runs_relation(data_dir)}",
     }
+
+
+def _sync_runs_relation(data_dir: DataDir) -> str:
+    """Every target's rows of sync history."""
+    if not data_dir.is_local:
+        return _arrow_relation(_RAW_SYNC_RUNS, SYNC_RUNS_SCHEMA)
+    base = data_dir.sync_runs_dir
+    return _parquet_relation(
+        data_dir.local_glob(base, data_dir.files_pattern(base)),
+        SYNC_RUNS_SCHEMA,
+        bool(data_dir.sync_run_files()),
+    )
 
 
 def warehouse_statements(data_dir: DataDir, *, temporary: bool = False) -> list[tuple[str, str]]:
@@ -303,7 +339,9 @@ def warehouse_statements(data_dir: DataDir, *, temporary: bool = False) -> list[
 
 
 def _signature(statements: list[tuple[str, str]]) -> str:
-    text = "\n".join(sql for _, sql in statements)
+    """What the file holds, hashed: its objects and its storage format (so a file written in
+    another format is rebuilt)."""
+    text = "\n".join([STORAGE_COMPATIBILITY, *(sql for _, sql in statements)])
     return "image-versions:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -313,18 +351,31 @@ def connect(data_dir: DataDir, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     For an S3 dataset, extensions are never installed from the network, and the dataset's
     files as they are now are registered for the views to read.
     """
-    if data_dir.is_local:
-        connection = duckdb.connect(str(data_dir.warehouse_path), read_only=read_only)
-    else:
-        data_dir.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
-        connection = duckdb.connect(
-            str(data_dir.warehouse_path),
-            read_only=read_only,
-            config={"autoinstall_known_extensions": False},
-        )
+    return _connect_file(data_dir, data_dir.warehouse_path, read_only=read_only)
+
+
+def _connect_file(
+    data_dir: DataDir, path: Path, *, read_only: bool, new_file: bool = False
+) -> duckdb.DuckDBPyConnection:
+    """`connect`, to the database file at `path`; a `new_file` is written in the format of
+    `STORAGE_COMPATIBILITY`. (Only then: in one process DuckDB refuses a second connection to
+    a file with another configuration than the first's.)"""
+    config: dict[str, str | bool | int | float | list[str]] = {}
+    if new_file:
+        config["storage_compatibility_version"] = STORAGE_COMPATIBILITY
+    if not data_dir.is_local:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        config["autoinstall_known_extensions"] = False
+    connection = duckdb.connect(str(path), read_only=read_only, config=config)
+    if not data_dir.is_local:
         _register_s3_dataset(connection, data_dir)
     connection.execute("SET TimeZone = 'UTC'")
     return connection
+
+
+def _beside(path: Path, suffix: str) -> Path:
+    """A file that belongs with `path`: its write-ahead log, its lock, its replacement."""
+    return path.with_name(path.name + suffix)
 
 
 def _is_lock_conflict(exc: duckdb.Error) -> bool:
@@ -335,8 +386,9 @@ def _is_lock_conflict(exc: duckdb.Error) -> bool:
 def _current_signature(data_dir: DataDir) -> list[tuple[Any, ...]]:
     """The signature the warehouse file's views carry (empty when there is no file).
 
-    An unreadable file (garbage, truncated, not DuckDB's) is deleted with its WAL, logged, and
-    reported as empty: it holds nothing but views, which the caller then rebuilds.
+    An unreadable file (garbage, truncated, not DuckDB's) is logged and reported as empty: it
+    holds nothing but views, which the caller then rebuilds. So is a file that another process
+    holds open for writing (an analyst's read-write session): the rebuilt file replaces it.
     """
     path = data_dir.warehouse_path
     if path.is_dir():
@@ -360,48 +412,90 @@ def _current_signature(data_dir: DataDir) -> list[tuple[Any, ...]]:
                 ).fetchall()
         except duckdb.Error as exc:
             if _is_lock_conflict(exc):
-                raise
+                log.info("replacing the warehouse %s, held open for writing elsewhere", path)
+                return []
             problem = " ".join(str(exc).split())
     log.warning("rebuilding the unreadable warehouse %s: %s", path, problem)
-    for derived in (path, path.with_name(path.name + ".wal")):
-        derived.unlink(missing_ok=True)
     return []
 
 
-def refresh_views(data_dir: DataDir) -> bool:
-    """(Re)create the views and the macro when their definition changed.
+@contextlib.contextmanager
+def _refresh_turn(data_dir: DataDir, timeout_s: float) -> Iterator[None]:
+    """Hold the lock that serialises refreshes of the warehouse file, waiting up to `timeout_s`.
 
-    Returns whether it wrote anything. Every object carries the signature of the whole set as
-    its comment, all written in one transaction; `sync_state`'s is the one checked.
-    Raises duckdb.IOException when another process holds the database open for writing, and
-    DataError when the warehouse path is a directory.
+    Not the dataset's writer lock: syncs of different targets, in separate processes, each
+    finish with a refresh.
     """
-    statements = warehouse_statements(data_dir)
-    signature = _signature(statements)
-    if _current_signature(data_dir) == [(signature,)]:
-        return False
-    with connect(data_dir, read_only=False) as connection:
+    lock = FileLock(_beside(data_dir.warehouse_path, ".lock"), timeout=timeout_s)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise ConfigError(
+            f"another process has been refreshing the views of {data_dir.location} for "
+            f"{timeout_s:g} s; run again once it has finished"
+        ) from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _replace_warehouse(data_dir: DataDir, statements: list[tuple[str, str]]) -> None:
+    """Build a warehouse file holding `statements` beside the current one, then rename it over
+    that one: a reader sees the old file or the new one, whole."""
+    path = data_dir.warehouse_path
+    built = _beside(path, ".new")
+    for leftover in (built, _beside(built, ".wal")):  # from a refresh killed midway
+        leftover.unlink(missing_ok=True)
+    signature = _literal(_signature(statements))
+    with _connect_file(data_dir, built, read_only=False, new_file=True) as connection:
         connection.execute("BEGIN")
         for target, sql in statements:
             connection.execute(sql)
-            connection.execute(f"COMMENT ON {target} IS {_literal(signature)}")
+            connection.execute(f"COMMENT ON {target} IS {signature}")
         connection.execute("COMMIT")
+    # A log the old file left (a writer that crashed) would be replayed into the new one.
+    _beside(path, ".wal").unlink(missing_ok=True)
+    os.replace(built, path)
+
+
+def _is_current(data_dir: DataDir) -> tuple[bool, list[tuple[str, str]]]:
+    """Whether the warehouse file holds the views of the data dir as it is now, and their DDL."""
+    statements = warehouse_statements(data_dir)
+    return _current_signature(data_dir) == [(_signature(statements),)], statements
+
+
+def refresh_views(data_dir: DataDir, *, lock_timeout_s: float = REFRESH_LOCK_TIMEOUT_S) -> bool:
+    """(Re)create the views and the macro when their definition changed.
+
+    Returns whether it wrote anything. Every object carries the signature of the whole set as
+    its comment, all written in one transaction; `sync_state`'s is the one checked. The
+    definition is read again once the refresh lock is held, so the last refresh to run saw
+    every file that the ones before it saw.
+    Raises ConfigError when another refresh holds the lock for `lock_timeout_s`, and
+    DataError when the warehouse path is a directory.
+    """
+    if _is_current(data_dir)[0]:
+        return False
+    with _refresh_turn(data_dir, lock_timeout_s):
+        current, statements = _is_current(data_dir)
+        if current:  # another process refreshed them while this one waited
+            return False
+        _replace_warehouse(data_dir, statements)
     return True
 
 
 def ensure_views(data_dir: DataDir) -> None:
-    """Make sure the views exist and match the data dir, tolerating a reader holding the file."""
-    try:
-        refresh_views(data_dir)
-    except duckdb.IOException:
-        if not data_dir.warehouse_path.exists():
-            raise
+    """Make sure the views exist and match the data dir (`refresh_views`, for callers that do
+    not need to know whether it wrote)."""
+    refresh_views(data_dir)
 
 
 @dataclass(frozen=True)
 class QueryResult:
     columns: list[str]
     rows: list[tuple[Any, ...]]
+    types: list[duckdb.sqltypes.DuckDBPyType]
 
 
 @contextlib.contextmanager
@@ -452,8 +546,8 @@ def run_query(data_dir: DataDir, sql: str) -> QueryResult:
         with _dataset_connection(data_dir) as connection:
             relation = connection.sql(sql)
             if relation is None:
-                return QueryResult([], [])
-            return QueryResult(list(relation.columns), relation.fetchall())
+                return QueryResult([], [], [])
+            return QueryResult(list(relation.columns), relation.fetchall(), list(relation.types))
     except duckdb.Error as exc:
         message = " ".join(str(exc).split())
         if isinstance(exc, duckdb.PermissionException):

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow.parquet as pq
 
+from pipeline.state import load_state
 from tests.fault_harness import Harness, Row, Run, harness
 from tests.hostile import HostileProxy, Misbehaviour, Plan, aimed_at, body, rewrite
 from tests.support import REGION
@@ -85,11 +85,7 @@ def deleted_transitions(h: Harness) -> int:
 
 def watermarks(h: Harness) -> dict[str, Any]:
     """image -> watermark, from the committed state file."""
-    path = h.data.state_dir / "images.parquet"
-    if not path.exists():
-        return {}
-    table = pq.read_table(path, columns=["image_name", "watermark"])
-    return dict(zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True))
+    return {state.image_name: state.watermark_ms for state in load_state(h.data).values()}
 
 
 def _damage_versions(cases: dict[str, tuple[str, Any]]) -> Callable[[dict[str, Any]], None]:

@@ -26,6 +26,7 @@ from typing import Any
 import duckdb
 
 from pipeline.emulator import EmulatorServer, Faults
+from pipeline.state import state_files
 from pipeline.storage import AUTO_COMPACT_FILES
 from tests.fault_harness import Harness, Row, Trial, harness, read_until
 from tests.fault_hostile import HOSTILE_MATRIX
@@ -419,7 +420,7 @@ def corrupt_files(trials: int) -> Row:
                 refused = found.code == 1 and victim.name in found.stdout and fixed.code == 1
                 note = "truncated Parquet: verify, --repair, --full-refresh"
             else:
-                (h.data.state_dir / "images.parquet").write_bytes(b"garbage")
+                Path(state_files(h.data)[0]).write_bytes(b"garbage")
                 first = h.sync()
                 refused = first.code == 2 and "--full-refresh" in first.stderr
                 note = "corrupt state: exit 2, then --full-refresh"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.emulator import EmulatorServer, seed_catalogue
+from pipeline.state import state_files
 from pipeline.storage import DataDir
 from tests.support import assert_converged, run_cli, run_cli_reporting_imports
 
@@ -30,7 +31,7 @@ def test_sync_then_status_query_and_compact(server: EmulatorServer, data_dir: Da
     seed_catalogue(server.emulator, seed=11, images=6)
     first = run_cli(*sync_args(server, data_dir))
     assert first.code == 0, first.stderr
-    assert "synced 6 images" in first.stdout and "API calls" in first.stdout
+    assert "synced 6 images of 1 target" in first.stdout and "API calls" in first.stdout
     assert_converged(data_dir, server.emulator)
 
     status = run_cli("status", "--data-dir", str(data_dir.root), "--json")
@@ -163,20 +164,22 @@ def test_corrupt_state_exits_2_and_full_refresh_repairs_it(
 ) -> None:
     seed_catalogue(server.emulator, seed=13, images=4)
     assert run_cli(*sync_args(server, data_dir)).code == 0
-    (data_dir.state_dir / "images.parquet").write_bytes(b"not parquet at all")
+    Path(state_files(data_dir)[0]).write_bytes(b"not parquet at all")
     assert_usage_error(run_cli(*sync_args(server, data_dir)), "--full-refresh")
     assert run_cli(*sync_args(server, data_dir, "--full-refresh")).code == 0
     assert run_cli(*sync_args(server, data_dir)).code == 0
     assert_converged(data_dir, server.emulator)
 
 
-def test_a_second_writer_is_refused_while_the_lock_is_held(
+def test_writers_are_refused_while_compaction_holds_the_whole_dataset(
     server: EmulatorServer, data_dir: DataDir
 ) -> None:
-    data_dir.prepare()
-    with data_dir.writer_lock():
+    assert run_cli(*sync_args(server, data_dir)).code == 0
+    with data_dir.exclusive():
         result = run_cli(*sync_args(server, data_dir))
+        compact = run_cli("compact", "--data-dir", str(data_dir.root))
     assert_usage_error(result, "another image-versions process is writing")
+    assert_usage_error(compact, "another image-versions process is writing")
 
 
 def test_query_errors_and_missing_data_exit_2(

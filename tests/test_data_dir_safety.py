@@ -15,6 +15,7 @@ import pytest
 from pipeline.backends import LocalStore
 from pipeline.emulator import EmulatorServer, seed_catalogue
 from pipeline.errors import DataError
+from pipeline.state import target_key
 from pipeline.storage import DataDir
 from tests.support import REGION, CliResult, run_cli, run_sync
 
@@ -30,13 +31,15 @@ def dataset(server: EmulatorServer, data_dir: DataDir) -> DataDir:
 
 
 def snapshot(path: Path) -> dict[str, bytes]:
-    """Every file at or under `path` (not following links): relative name -> bytes."""
+    """Every file at or under `path` (not following links): relative name -> bytes. Lock files
+    are left out: taking a lock may create one, and that changes no data."""
     if path.is_file():
         return {path.name: path.read_bytes()}
     return {
         os.path.relpath(os.path.join(folder, name), path): Path(folder, name).read_bytes()
         for folder, _, names in os.walk(path)
         for name in names
+        if not name.endswith(".lock")
     }
 
 
@@ -76,17 +79,19 @@ def link_target(data_dir: DataDir, where: str) -> Path:
     return root / where
 
 
+TARGET_DIR = f"_state/targets/{target_key('default', REGION)}"
 LINKED = [
     "_tmp",
     "_state",
-    "_state/images.parquet",
+    TARGET_DIR,
+    f"{TARGET_DIR}/images.parquet",
     "image_versions",
     "image_versions/account_region",
     "image_versions/month",
     "image_versions/one file",
     "images/account_region",
     "warehouse.duckdb",
-    ".lock",
+    f"{TARGET_DIR}/.lock",
 ]
 
 
@@ -149,7 +154,7 @@ def test_local_listing_never_descends_into_a_symlink(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("broken", ["_state is a file", "_state/images.parquet is a directory"])
+@pytest.mark.parametrize("broken", ["_state is a file", "the state file is a directory"])
 def test_verify_reports_a_broken_state_and_repair_quarantines_it(
     server: EmulatorServer, dataset: DataDir, broken: str
 ) -> None:
@@ -159,10 +164,11 @@ def test_verify_reports_a_broken_state_and_repair_quarantines_it(
         state.write_bytes(b"not a directory")
         moved, kind = state, "misplaced file"
     else:
-        (state / "images.parquet").unlink()
-        (state / "images.parquet").mkdir()
-        (state / "images.parquet" / "inside").write_bytes(b"kept")
-        moved, kind = state / "images.parquet", "misplaced directory"
+        state_file = root / TARGET_DIR / "images.parquet"
+        state_file.unlink()
+        state_file.mkdir()
+        (state_file / "inside").write_bytes(b"kept")
+        moved, kind = state_file, "misplaced directory"
     before = snapshot(moved)
     data = ["--data-dir", str(root)]
 
@@ -182,7 +188,7 @@ def test_verify_reports_a_broken_state_and_repair_quarantines_it(
     assert run_cli("verify", *data).code == 0
 
 
-@pytest.mark.parametrize("blocked", ["_tmp", "_state", "image_versions", ".lock"])
+@pytest.mark.parametrize("blocked", ["_tmp", "_state", "image_versions", f"{TARGET_DIR}/.lock"])
 def test_an_unwritable_data_dir_stops_sync_and_compact_with_one_line(
     server: EmulatorServer, dataset: DataDir, blocked: str
 ) -> None:

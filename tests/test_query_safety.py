@@ -137,10 +137,10 @@ def test_query_and_status_ignore_a_garbage_warehouse_and_take_no_lock(
     synced(server, data_dir)
     garbage = b"this is not a duckdb file\x00\xff" * 200
     data_dir.warehouse_path.write_bytes(garbage)
-    before = snapshot(data_dir.root)
     root = str(data_dir.root)
 
-    with data_dir.writer_lock():
+    with data_dir.exclusive():
+        before = snapshot(data_dir.root)
         status = run_cli("status", "--data-dir", root, "--json")
         count = query_json(data_dir, "SELECT count(*) AS n FROM image_versions")
 

@@ -4,7 +4,7 @@ version rows read back are exactly the rows the source's versions normalise to."
 from __future__ import annotations
 
 import re
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,14 +12,17 @@ import pyarrow.parquet as pq
 
 from pipeline.emulator import EmulatorServer, seed_catalogue
 from pipeline.schema import IMAGE_VERSION_SCHEMA, arn_account_region, rows_to_table, version_row
+from pipeline.state import target_key
 from pipeline.storage import DataDir
 from tests.support import REGION, run_sync
 
-# A version file's name is random (`part-<uuid4 hex>.parquet`); everything else is fixed.
-PART = re.compile(
-    r"(image_versions/account_region=[^/]+/month=\d{4}-\d{2})/part-[0-9a-f]{32}\.parquet"
-)
+# A data file's name is random (`part-<uuid4 hex>.parquet`, `run-<...>`); the rest is fixed.
+PART = re.compile(r"/(part|run)-[0-9a-f]{32}\.parquet")
 PART_NAME = "part-<hex>.parquet"
+RUN_NAME = "run-<hex>.parquet"
+KEY = target_key("default", REGION)
+TARGET = f"_state/targets/{KEY}"
+THIS_MONTH = datetime.now(UTC).strftime("%Y-%m")
 ORDER = [("image_name", "ascending"), ("version", "ascending"), ("observed_at", "ascending")]
 
 
@@ -27,7 +30,7 @@ def written_files(data_dir: DataDir) -> list[str]:
     """Every file under the data dir, relative to it, the random part of names masked."""
     root = Path(data_dir.root)
     relative = (path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file())
-    return sorted(PART.sub(rf"\1/{PART_NAME}", name) for name in relative)
+    return sorted(PART.sub(r"/\1-<hex>.parquet", name) for name in relative)
 
 
 def read_versions(data_dir: DataDir) -> pa.Table:
@@ -59,13 +62,15 @@ def test_a_first_sync_writes_exactly_the_layout_and_reads_back_the_source(
     assert len(months) >= 2  # the seeded history spans months: more than one partition
     expected_files = [
         ".image-versions",  # the marker: the directory is ours
-        ".lock",  # the writer lock (a local OS lock file; it stays)
-        "_state/images.parquet",  # the watermarks
-        # no _state/images.previous.parquet: a sync keeps the state it starts from, and a
-        # first sync starts from none
+        f"{TARGET}/.lock",  # the target's writer lock (a local OS lock file; it stays)
+        f"{TARGET}/images.parquet",  # the target's watermarks
+        # no images.previous.parquet: a sync keeps the state it starts from, and a first
+        # sync starts from none
+        f"sync_runs/target={KEY}/month={THIS_MONTH}/{RUN_NAME}",  # the sync's history row
         *(f"images/account_region={a}.{r}/images.parquet" for a, r in partitions),
         *(f"image_versions/account_region={a}.{r}/month={m}/{PART_NAME}" for a, r, m in months),
         "warehouse.duckdb",  # the views (no .wal: closed cleanly)
+        "warehouse.duckdb.lock",  # refreshes of the views take turns (an OS lock file; it stays)
     ]
     assert written_files(data_dir) == sorted(expected_files)
 
@@ -89,5 +94,8 @@ def test_a_first_sync_writes_exactly_the_layout_and_reads_back_the_source(
     # started from as the previous state.
     again = run_sync(data_dir, server, commit_interval_s=3600)
     assert again.ok and again.new == again.changed == again.deleted == again.rows_written == 0
-    assert written_files(data_dir) == sorted([*expected_files, "_state/images.previous.parquet"])
+    runs = [f"sync_runs/target={KEY}/month={THIS_MONTH}/{RUN_NAME}"] * 2
+    assert written_files(data_dir) == sorted(
+        [*expected_files, *runs[1:], f"{TARGET}/images.previous.parquet"]
+    )
     assert read_versions(data_dir).equals(stored)

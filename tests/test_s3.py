@@ -30,6 +30,7 @@ from pipeline.emulator import EmulatorServer, random_mutations, seed_catalogue
 from pipeline.errors import ConfigError
 from pipeline.s3lock import LockLost
 from pipeline.schema import IMAGE_SCHEMA
+from pipeline.state import target_key
 from pipeline.storage import DataDir
 from pipeline.warehouse import connect
 from tests.support import OTHER_REGION, REGION, kill_mid_run, run_cli, run_sync, truth
@@ -83,10 +84,12 @@ def history(data_dir: DataDir) -> list[tuple[Any, ...]]:
     )
 
 
-def assert_s3_converged(data_dir: DataDir, server: EmulatorServer) -> None:
+def assert_s3_converged(
+    data_dir: DataDir, server: EmulatorServer, regions: tuple[str, ...] = (REGION,)
+) -> None:
     rows = live(data_dir)
     assert len(rows) == len(set(rows)), "duplicate live versions"
-    assert set(rows) == truth(server.emulator)
+    assert set(rows) == truth(server.emulator, regions)
     states = history(data_dir)
     assert len(states) == len(set(states)), "duplicate states in the history"
 
@@ -97,6 +100,11 @@ def objects(client: Any, data_dir: DataDir, under: str = "") -> list[str]:
         Bucket=bucket, Prefix=f"{prefix}/{under}"
     )
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def leases(client: Any, data_dir: DataDir) -> list[str]:
+    """The writer leases held in the dataset (the dataset's own, each target's)."""
+    return [key for key in objects(client, data_dir) if key.endswith("/.lock")]
 
 
 def sync_args(data_dir: DataDir, server: EmulatorServer, *extra: str) -> list[str]:
@@ -172,19 +180,24 @@ def test_status_query_compact_verify_on_s3_without_duckdb_extensions(
     assert_s3_converged(s3_dir, server)
 
 
-def test_a_second_writer_is_refused_while_the_lock_is_held(
+def test_a_second_writer_of_a_target_is_refused_while_its_lease_is_held(
     server: EmulatorServer, s3_dir: DataDir, s3_client: Any
 ) -> None:
     seed_catalogue(server.emulator, seed=43, images=3)
+    seed_catalogue(server.emulator, seed=45, images=3, region=OTHER_REGION)
     assert run_sync(s3_dir, server).ok
-    with s3_dir.writer_lock():
+    with s3_dir.target_lock(target_key("default", REGION)):
         # Held well past its lease: the heartbeat keeps it fresh.
         time.sleep(LOCK_TTL_S * 1.5)
         second = run_cli(*sync_args(s3_dir, server))
         assert second.code == 2
         assert "another image-versions process is writing" in second.stderr
-    assert not objects(s3_client, s3_dir, ".lock"), "released on exit"
+        # A writer of another target goes ahead meanwhile, into the same dataset.
+        other = run_cli(*sync_args(s3_dir, server, "--region", OTHER_REGION))
+        assert other.code == 0, other.stderr
+    assert not leases(s3_client, s3_dir), "released on exit"
     assert run_cli(*sync_args(s3_dir, server)).code == 0
+    assert_s3_converged(s3_dir, server, (REGION, OTHER_REGION))
 
 
 def test_a_writer_whose_lock_was_taken_over_stops_writing(s3_dir: DataDir, s3_client: Any) -> None:
@@ -213,7 +226,7 @@ def _start_sync(data_dir: DataDir, server: EmulatorServer) -> subprocess.Popen[b
 
 def _wait_for_lock(client: Any, data_dir: DataDir, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
-    while not objects(client, data_dir, ".lock"):
+    while not leases(client, data_dir):
         assert process.poll() is None and time.monotonic() < deadline, "the lock never appeared"
         time.sleep(0.02)
 
@@ -227,7 +240,7 @@ def test_a_sigkilled_writers_lock_goes_stale_and_is_taken_over(
         _wait_for_lock(s3_client, s3_dir, process)
         process.send_signal(signal.SIGKILL)
         assert process.wait(timeout=30) == -signal.SIGKILL
-    assert objects(s3_client, s3_dir, ".lock"), "a killed writer leaves its lock behind"
+    assert leases(s3_client, s3_dir), "a killed writer leaves its lock behind"
     refused = run_cli(*sync_args(s3_dir, server))
     assert refused.code == 2, "a fresh lock is respected"
     server.emulator.faults.latency_s = 0.0
@@ -235,7 +248,7 @@ def test_a_sigkilled_writers_lock_goes_stale_and_is_taken_over(
     recovered = run_cli(*sync_args(s3_dir, server, "--wait", str(LOCK_TTL_S * 5)))
     assert recovered.code == 0, recovered.stderr
     assert time.monotonic() - started < LOCK_TTL_S * 5
-    assert not objects(s3_client, s3_dir, ".lock")
+    assert not leases(s3_client, s3_dir)
     assert_s3_converged(s3_dir, server)
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.emulator import EmulatorServer, random_mutations, seed_catalogue
 from pipeline.schema import IMAGE_VERSION_SCHEMA
-from pipeline.state import state_file
+from pipeline.state import state_files
 from pipeline.storage import DataDir
 from tests.support import (
     REGION,
@@ -203,8 +203,12 @@ def test_compaction_keeps_every_view_equal(server: EmulatorServer, data_dir: Dat
             return {v: sorted(map(repr, con.sql(f"SELECT * FROM {v}").fetchall())) for v in views}
 
     before = snapshot()
-    files_before = len(data_dir.version_files())
-    assert data_dir.compact() == (files_before, len(data_dir.version_files()))
+
+    def files() -> int:
+        return len(data_dir.version_files()) + len(data_dir.sync_run_files())
+
+    files_before = files()
+    assert data_dir.compact() == (files_before, files())
     assert len(data_dir.version_files()) < files_before
     assert snapshot() == before
     assert history_duplicates(data_dir) == 0
@@ -280,7 +284,8 @@ def test_a_full_refresh_tombstones_an_image_deleted_while_its_state_was_lost(
     run_sync(data_dir, server)
     doomed = sorted(server.emulator.image_names(REGION))[1]
     server.emulator.delete_image(doomed, region=REGION)
-    Path(state_file(data_dir)).unlink()
+    for path in state_files(data_dir):
+        Path(path).unlink()
     report = run_sync(data_dir, server, full_refresh=True)
     assert report.ok and report.deleted > 0
     assert_converged(data_dir, server.emulator)

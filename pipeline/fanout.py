@@ -1,0 +1,129 @@
+"""`sync --processes N`: the targets shared out over N child processes, for more than one core.
+
+One process's interpreter lock caps it near one core: botocore's work per call, not the
+network, is the floor of a large organisation's sync. Targets are independent (each has its own
+state and writer lock), so N children of this same command each take every N-th target
+(`--shard I/N`, a stable hash of the target's key, so an organisation's member accounts spread
+too) and write into the one data dir side by side. The parent adds up their JSON summaries.
+
+A process pool of the CLI's own, rather than Dagster's executors, because it serves the CLI
+and Dagster alike (the sync op runs the same command's core) and needs no run launcher; in
+Dagster, fanning partitions out over runs or pods does the same across machines.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Shard", "ShardOutcome", "in_shard", "merge_figures", "run_shards"]
+
+_POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process syncs the targets whose key hashes to `index` of `count`."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        index, _, count = text.partition("/")
+        shard = cls(int(index), int(count))
+        if not 0 <= shard.index < shard.count:
+            raise ValueError(f"shard {text!r}: want I/N with 0 <= I < N")
+        return shard
+
+
+def in_shard(key: str, shard: Shard | None) -> bool:
+    """Whether the target `key` is this process's to sync."""
+    return shard is None or zlib.crc32(key.encode()) % shard.count == shard.index
+
+
+@dataclass
+class ShardOutcome:
+    figures: dict[str, Any]
+    failures: list[str]
+    code: int
+    """The worst exit status of the children (2 before 1 before 0)."""
+
+
+def merge_figures(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One sync summary from the children's: counts added up, the wall time the longest,
+    the watermarks' range the widest."""
+    merged: dict[str, Any] = {}
+    for summary in summaries:
+        for name, value in summary.items():
+            if name in ("ok", "failures"):
+                continue
+            before = merged.get(name)
+            if before is None:
+                merged[name] = value
+            elif name == "seconds":
+                merged[name] = max(before, value)
+            elif name == "watermark_min":
+                merged[name] = min(before, value) if value is not None else before
+            elif name == "watermark_max":
+                merged[name] = max(before, value) if value is not None else before
+            elif isinstance(value, bool):
+                merged[name] = before or value
+            elif isinstance(value, int | float):
+                merged[name] = before + value
+    return merged
+
+
+def run_shards(argv: Sequence[str], processes: int, cancel: threading.Event) -> ShardOutcome:
+    """Run `image-versions sync ARGV` as `processes` children, one shard each, and wait for
+    them all; once `cancel` is set they are sent SIGTERM (each commits what it finished)."""
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipeline",
+                "sync",
+                *argv,
+                "--json",
+                "--shard",
+                f"{i}/{processes}",
+            ],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        for i in range(processes)
+    ]
+    outputs: list[str] = [""] * processes
+
+    def collect(i: int) -> None:
+        outputs[i] = children[i].communicate()[0]
+
+    readers = [threading.Thread(target=collect, args=(i,), daemon=True) for i in range(processes)]
+    for reader in readers:
+        reader.start()
+    signalled = False
+    while any(reader.is_alive() for reader in readers):
+        if cancel.is_set() and not signalled:
+            for child in children:
+                child.terminate()
+            signalled = True
+        for reader in readers:
+            reader.join(timeout=_POLL_S / processes)
+    summaries, failures, codes = [], [], []
+    for child, output in zip(children, outputs, strict=True):
+        codes.append(child.returncode)
+        line = output.strip().splitlines()[-1] if output.strip() else ""
+        if line.startswith("{"):
+            summary = json.loads(line)
+            summaries.append(summary)
+            failures += summary.get("failures", [])
+    worst = max(codes, key=lambda code: (code == 2, code != 0, code))
+    return ShardOutcome(merge_figures(summaries), failures, worst)

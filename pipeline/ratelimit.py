@@ -1,0 +1,123 @@
+"""The request rate of one target: adaptive by default (AIMD on throttling), capped on request.
+
+Each target (an account and region) has its own API limits, which a user rarely knows, so each
+target's client has a limiter of its own, shared by that target's workers, that finds the rate
+the service accepts:
+
+- **Slow start.** It begins at `INITIAL_RPS` and doubles every `DOUBLING_S` for as long as
+  workers are waiting on it, until the first throttling answer. An endpoint that never throttles
+  is soon limited only by the workers.
+- **Multiplicative decrease.** A throttling answer to a request sent after the last decrease
+  sets the rate to `DECREASE` x the lower of the current rate and the rate of accepted answers
+  over the last second (what the service demonstrably allows). Throttles of requests sent
+  before that decrease say nothing new and are ignored, so one burst counts once; and there
+  is at most one decrease every `DECREASE_INTERVAL_S`.
+- **Additive increase.** After the first throttle the rate grows by `INCREASE_PER_S` of itself
+  each second while workers wait on it, probing slowly for spare capacity.
+
+`max_rps` (`--max-rps`) caps the rate on top. Requests are spaced evenly (a burst of at most
+`BURST_S` of the rate), so the service's own bucket refills between them.
+
+The arithmetic (`reserve`, `observe`) takes the time as an argument, so it is tested against a
+simulated service without sleeping; `acquire` is the same on the real clock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from .guard import Cancelled
+
+__all__ = ["AdaptiveRateLimiter"]
+
+INITIAL_RPS = 50.0
+DOUBLING_S = 0.03
+DECREASE = 0.9
+INCREASE_PER_S = 0.02
+MIN_RPS = 1.0
+DECREASE_INTERVAL_S = 0.5
+"""At most one decrease per interval: throttles that do not come from a rate limit (a
+service-side blip) would otherwise drive the rate down answer after answer."""
+BURST_S = 0.05
+_WINDOW_S = 1.0
+
+
+class AdaptiveRateLimiter:
+    """A thread-safe request pacer for one target (see the module docstring)."""
+
+    def __init__(self, max_rps: float | None = None, *, adaptive: bool = True) -> None:
+        if max_rps is not None and max_rps <= 0:
+            raise ValueError("max_rps must be positive")
+        self.max_rps = max_rps
+        self.adaptive = adaptive
+        self._rate = INITIAL_RPS if adaptive else None
+        self._throttled_once = False
+        self._next_at = 0.0  # when the next request may go (GCRA's theoretical arrival time)
+        self._grown_at: float | None = None
+        self._decreased_at = float("-inf")
+        self._accepted: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    @property
+    def rate(self) -> float | None:
+        """The requests per second allowed now; None when nothing limits them."""
+        rates = [r for r in (self._rate, self.max_rps) if r is not None]
+        return min(rates) if rates else None
+
+    def reserve(self, now: float) -> float:
+        """Take a request slot now (0.0), or say how long to wait before asking again.
+
+        Nothing is booked ahead: a waiting worker asks again, so a rate that rose meanwhile
+        serves it at once."""
+        with self._lock:
+            rate = self.rate
+            if rate is None:
+                return 0.0
+            wait = self._next_at - BURST_S - now
+            self._grow(now if wait > 0 else None)
+            rate = self.rate or rate
+            if wait > 0:
+                return min(wait, 1.0 / rate)
+            self._next_at = max(self._next_at, now) + 1.0 / rate
+            return 0.0
+
+    def _grow(self, waiting_since: float | None) -> None:
+        """Raise the adaptive rate for the time workers have been waiting on it."""
+        if waiting_since is None or self._rate is None:
+            self._grown_at = None
+            return
+        if self._grown_at is not None:
+            elapsed = waiting_since - self._grown_at
+            if self._throttled_once:
+                self._rate *= 1.0 + INCREASE_PER_S * elapsed
+            else:
+                self._rate *= 2.0 ** (elapsed / DOUBLING_S)
+            if self.max_rps is not None:
+                self._rate = min(self._rate, self.max_rps * 2)
+        self._grown_at = waiting_since
+
+    def observe(self, sent_at: float, throttled: bool, now: float) -> None:
+        """Learn from one answer to a request sent at `sent_at`."""
+        with self._lock:
+            while self._accepted and self._accepted[0] < now - _WINDOW_S:
+                self._accepted.popleft()
+            if not throttled:
+                self._accepted.append(now)
+                return
+            stale = sent_at < self._decreased_at or now < self._decreased_at + DECREASE_INTERVAL_S
+            if not self.adaptive or self._rate is None or stale:
+                return
+            accepted_rate = len(self._accepted) / _WINDOW_S
+            self._rate = max(MIN_RPS, DECREASE * min(self._rate, max(accepted_rate, MIN_RPS)))
+            self._throttled_once = True
+            self._decreased_at = now
+            self._grown_at = None
+
+    def acquire(self, cancel: threading.Event) -> float:
+        """Wait for a slot on the real clock (Cancelled once `cancel` is set); the send time."""
+        while (delay := self.reserve(time.monotonic())) > 0:
+            if cancel.wait(delay):
+                raise Cancelled()
+        return time.monotonic()

@@ -1,0 +1,199 @@
+"""Targets are independent: per-target state and locks, writers side by side, the move from the
+single state file, and the sync history (`sync_runs`) each target writes with its last commit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.emulator import EmulatorServer, seed_catalogue
+from pipeline.schema import STATE_SCHEMA
+from pipeline.state import legacy_state_file, load_state, state_files, target_key
+from pipeline.storage import DataDir
+from pipeline.warehouse import run_query
+
+from .support import OTHER_REGION, REGION, assert_converged, live_rows, run_cli, run_sync, truth
+
+
+def _cli_sync(data_dir: DataDir, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "sync", "--data-dir", str(data_dir.root), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def test_two_processes_sync_disjoint_targets_into_one_data_dir(
+    server: EmulatorServer, data_dir: DataDir, sources_file: Path
+) -> None:
+    server.emulator.faults.latency_s = 0.05  # long enough for the two runs to overlap
+    first = _cli_sync(data_dir, "--config", str(sources_file), "--region", REGION)
+    second = _cli_sync(data_dir, "--config", str(sources_file), "--region", OTHER_REGION)
+    outcomes = [process.communicate(timeout=120) for process in (first, second)]
+    assert (first.returncode, second.returncode) == (0, 0), outcomes
+    regions = (REGION, OTHER_REGION)
+    assert set(live_rows(data_dir, regions)) == truth(server.emulator, regions)
+    assert [Path(p).parent.name for p in state_files(data_dir)] == sorted(
+        target_key("emu", region) for region in regions
+    )
+
+
+def test_a_second_writer_of_the_same_target_is_refused_or_waits(
+    server: EmulatorServer, data_dir: DataDir
+) -> None:
+    seed_catalogue(server.emulator, seed=3, images=4)
+    run_sync(data_dir, server)
+    endpoint = ("--endpoint-url", server.url, "--region", REGION)
+    with data_dir.target_lock(target_key("default", REGION)):
+        refused = run_cli("sync", "--data-dir", str(data_dir.root), *endpoint)
+        # Another target of the same data dir is not held up by that lock.
+        other = run_cli(
+            "sync",
+            "--data-dir",
+            str(data_dir.root),
+            "--endpoint-url",
+            server.url,
+            "--region",
+            OTHER_REGION,
+        )
+    assert refused.code == 2, refused.stderr
+    assert "another image-versions process is writing" in refused.stderr
+    assert other.code == 0, other.stderr
+    key = target_key("default", REGION)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom pipeline.storage import DataDir\n"
+            f"with DataDir.at({str(data_dir.root)!r}).target_lock({key!r}):\n"
+            "    print('held', flush=True); time.sleep(1.5)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    waited = run_cli("sync", "--data-dir", str(data_dir.root), *endpoint, "--wait", "30")
+    holder.communicate(timeout=30)
+    assert waited.code == 0, waited.stderr
+
+
+def _write_legacy_state(data_dir: DataDir) -> None:
+    """Turn a data dir into what versions before per-target state left: one state file."""
+    paths = state_files(data_dir)
+    table = pa.concat_tables([pq.read_table(path, schema=STATE_SCHEMA) for path in paths])
+    pq.write_table(table, Path(legacy_state_file(data_dir)))
+    for key in data_dir.target_keys():
+        for file in Path(data_dir.target_dir(key)).iterdir():
+            file.unlink()
+        Path(data_dir.target_dir(key)).rmdir()
+
+
+def test_an_older_data_dir_moves_to_per_target_state_without_a_new_listing(
+    server: EmulatorServer, data_dir: DataDir
+) -> None:
+    seed_catalogue(server.emulator, seed=5, images=5)
+    run_sync(data_dir, server)
+    before = load_state(data_dir)
+    _write_legacy_state(data_dir)
+    assert load_state(data_dir) == before  # readers see the old file until a sync moves it
+    calls_before = len(server.emulator.requests())
+    report = run_sync(data_dir, server)
+    assert report.ok and (report.new, report.changed, report.deleted) == (0, 0, 0)
+    # A no-change sync: one ListImageVersions per image, from the old watermarks.
+    requests = server.emulator.requests()[calls_before:]
+    assert sum(op == "ListImageVersions" for op, _ in requests) == len(before)
+    assert not Path(legacy_state_file(data_dir)).exists()
+    assert {k: s.watermark_ms for k, s in load_state(data_dir).items()} == {
+        k: s.watermark_ms for k, s in before.items()
+    }
+    assert_converged(data_dir, server.emulator)
+
+
+def _sync_runs(data_dir: DataDir) -> list[tuple[object, ...]]:
+    return run_query(
+        data_dir,
+        "SELECT source, region, images, versions_new, api_calls, ok, error "
+        "FROM sync_runs ORDER BY started_at",
+    ).rows
+
+
+def test_each_target_records_its_sync_in_sync_runs(
+    server: EmulatorServer, data_dir: DataDir, sources_file: Path
+) -> None:
+    result = run_cli("sync", "--data-dir", str(data_dir.root), "--config", str(sources_file))
+    assert result.code == 0, result.stderr
+    rows = _sync_runs(data_dir)
+    assert sorted((r[0], r[1], r[2], r[5], r[6]) for r in rows) == [
+        ("emu", OTHER_REGION, 4, True, None),
+        ("emu", REGION, 6, True, None),
+    ]
+    expected_new = {
+        region: sum(1 for row in truth(server.emulator, (region,))) for region in (REGION,)
+    }
+    assert {r[1]: r[3] for r in rows}[REGION] == expected_new[REGION]
+    with duckdb.connect(str(data_dir.warehouse_path), read_only=True) as connection:
+        per_day = connection.sql(
+            "SELECT source, sum(api_calls) FROM sync_runs GROUP BY source, started_at::DATE"
+        ).fetchall()
+    assert per_day == [("emu", sum(r[4] for r in rows))]
+
+
+def test_a_killed_sync_leaves_no_row_claiming_success(
+    server: EmulatorServer, data_dir: DataDir
+) -> None:
+    seed_catalogue(server.emulator, seed=9, images=30)
+    server.emulator.faults.latency_s = 0.1
+    args = ("--endpoint-url", server.url, "--region", REGION, "--concurrency", "2")
+    killed = _cli_sync(data_dir, *args, "--commit-every", "0.01")
+    deadline = time.monotonic() + 60
+    while not state_files(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)  # killed only once it committed something
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate(timeout=30)
+    state = Path(state_files(data_dir)[0])
+    committed = state.stat().st_mtime_ns
+    interrupted = _cli_sync(data_dir, *args, "--commit-every", "0.01")
+    while state.stat().st_mtime_ns == committed and time.monotonic() < deadline:
+        time.sleep(0.05)  # interrupted once it is at work on the target
+    interrupted.send_signal(signal.SIGINT)
+    interrupted.communicate(timeout=30)
+    assert interrupted.returncode == 128 + signal.SIGINT
+    rows = _sync_runs(data_dir)
+    assert [(r[5], r[6]) for r in rows] == [(False, "interrupted")]
+    server.emulator.faults.latency_s = 0
+    assert run_cli("sync", "--data-dir", str(data_dir.root), *args).code == 0
+    assert [r[5] for r in _sync_runs(data_dir)] == [False, True]
+    assert_converged(data_dir, server.emulator)
+
+
+def test_target_keys_read_back_unambiguously() -> None:
+    assert target_key("prod", "us-east-1") == "prod.us-east-1"
+    assert target_key("org/123456789012", "eu-west-1") == "org.123456789012.eu-west-1"
+    assert os.sep not in target_key("org/123456789012", "eu-west-1")
+
+
+def test_processes_share_the_targets_out_and_add_up_their_figures(
+    server: EmulatorServer, data_dir: DataDir, sources_file: Path
+) -> None:
+    result = run_cli(
+        "sync", "--data-dir", str(data_dir.root), "--config", str(sources_file),
+        "--processes", "2", "--json",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["targets"], summary["images"], summary["ok"]) == (2, 10, True)
+    regions = (REGION, OTHER_REGION)
+    assert set(live_rows(data_dir, regions)) == truth(server.emulator, regions)
+    # Each target was synced by exactly one of the two processes.
+    assert sorted(row[1] for row in _sync_runs(data_dir)) == sorted(regions)
