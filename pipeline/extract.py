@@ -28,6 +28,7 @@ from .decisions import (
 from .errors import ConfigError, DataError
 from .fanout import in_shard
 from .guard import CallGuard, Cancelled, close_client
+from .ratelimit import AdaptiveRateLimiter
 from .redact import redact
 from .run import Failure, SourceTarget, SyncOptions, SyncReport
 from .schema import (
@@ -57,8 +58,10 @@ from .state import (
     StateKey,
     keep_previous_state,
     legacy_state_file,
+    load_rate_hint,
     load_target_state,
     migrate_legacy_state,
+    save_rate_hint,
 )
 from .storage import AUTO_COMPACT_FILES, DataDir
 from .warehouse import described_states, ensure_views, latest_live_rows
@@ -212,6 +215,7 @@ class _Connected:
     target: SourceTarget
     client: Any
     stats: ApiStats
+    limiter: AdaptiveRateLimiter
 
 
 def sync(
@@ -235,7 +239,7 @@ def sync(
     cancel = cancel or threading.Event()
     report = SyncReport()
     data_dir.check_ours()
-    connected = _connect(targets, options, report, cancel)
+    connected = _connect(data_dir, targets, options, report, cancel)
     _check_cancel(cancel)
     data_dir.prepare()
     _migrate(data_dir, options)
@@ -353,6 +357,7 @@ def _sync_target(
         run = _TargetRun(mine, target, member.client, options, committer, report, cancel, progress)
         try:
             run.sync(observed_at_ms)
+            save_rate_hint(data_dir, key, member.limiter.learned_rps)
         except BaseException as exc:
             committer.commit(_sync_run_row(target, states, report, started_ms, error=exc))
             raise
@@ -405,6 +410,7 @@ def _check_cancel(cancel: threading.Event) -> None:
 
 
 def _connect(
+    data_dir: DataDir,
     targets: list[SourceTarget],
     options: SyncOptions,
     report: SyncReport,
@@ -433,14 +439,16 @@ def _connect(
 
     def connect(member: SourceTarget) -> _Connected | ConfigError:
         stats = ApiStats()
+        hint = load_rate_hint(data_dir, member.key)
+        limiter = AdaptiveRateLimiter(member.client.max_rps, ssthresh=hint)
         try:
             guard = CallGuard(member.client.call_deadline_s, cancel)
-            client = make_client(member.client, stats, guard)
+            client = make_client(member.client, stats, guard, limiter)
             check_reachable(client)
         except ConfigError as exc:
             report.stats.add(stats)
             return exc
-        return _Connected(member, client, stats)
+        return _Connected(member, client, stats, limiter)
 
     connected = []
     workers = max(1, min(options.target_concurrency, len(members)))

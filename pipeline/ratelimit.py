@@ -5,15 +5,19 @@ target's client has a limiter of its own, shared by that target's workers, that 
 the service accepts:
 
 - **Slow start.** It begins at `INITIAL_RPS` and doubles every `DOUBLING_S` for as long as
-  workers are waiting on it, until the first throttling answer. An endpoint that never throttles
-  is soon limited only by the workers.
+  workers are waiting on it, until the first throttling answer. An endpoint that never
+  throttles is soon limited only by the workers. When the target's last sync was throttled,
+  this one starts at the rate that sync ended at (`ssthresh`, kept in the target's state
+  directory) and doubles only every `HINT_DOUBLING_S` until its first throttle: a scheduled
+  sync of a rate-limited account starts near its limit, and a limit that was raised meanwhile
+  is found within seconds.
 - **Multiplicative decrease.** A throttling answer to a request sent after the last decrease
   sets the rate to `DECREASE` x the lower of the current rate and the rate of accepted answers
   over the last second (what the service demonstrably allows). Throttles of requests sent
   before that decrease say nothing new and are ignored, so one burst counts once; and there
   is at most one decrease every `DECREASE_INTERVAL_S`.
-- **Additive increase.** After the first throttle the rate grows by `INCREASE_PER_S` of itself
-  each second while workers wait on it, probing slowly for spare capacity.
+- **Additive increase.** After a throttle the rate grows by `INCREASE_PER_S` of itself each
+  second while workers wait on it, probing slowly for spare capacity.
 
 `max_rps` (`--max-rps`) caps the rate on top. Requests are spaced evenly (a burst of at most
 `BURST_S` of the rate), so the service's own bucket refills between them.
@@ -34,6 +38,7 @@ __all__ = ["AdaptiveRateLimiter"]
 
 INITIAL_RPS = 50.0
 DOUBLING_S = 0.03
+HINT_DOUBLING_S = 5.0
 DECREASE = 0.9
 INCREASE_PER_S = 0.02
 MIN_RPS = 1.0
@@ -47,18 +52,28 @@ _WINDOW_S = 1.0
 class AdaptiveRateLimiter:
     """A thread-safe request pacer for one target (see the module docstring)."""
 
-    def __init__(self, max_rps: float | None = None, *, adaptive: bool = True) -> None:
+    def __init__(
+        self, max_rps: float | None = None, *, adaptive: bool = True, ssthresh: float | None = None
+    ) -> None:
         if max_rps is not None and max_rps <= 0:
             raise ValueError("max_rps must be positive")
         self.max_rps = max_rps
         self.adaptive = adaptive
-        self._rate = INITIAL_RPS if adaptive else None
-        self._throttled_once = False
+        self.ssthresh = ssthresh
+        """The rate of the last decrease, this sync's or (given) the target's last sync's."""
+        self._throttled = False
+        self._rate = (ssthresh or INITIAL_RPS) if adaptive else None
         self._next_at = 0.0  # when the next request may go (GCRA's theoretical arrival time)
         self._grown_at: float | None = None
         self._decreased_at = float("-inf")
         self._accepted: deque[float] = deque()
         self._lock = threading.Lock()
+
+    @property
+    def learned_rps(self) -> float | None:
+        """The rate to start the target's next sync from: where this one ended, when it was
+        ever throttled (now or in an earlier sync); None when nothing was learned."""
+        return None if self.ssthresh is None else self._rate
 
     @property
     def rate(self) -> float | None:
@@ -90,10 +105,11 @@ class AdaptiveRateLimiter:
             return
         if self._grown_at is not None:
             elapsed = waiting_since - self._grown_at
-            if self._throttled_once:
+            if self._throttled:
                 self._rate *= 1.0 + INCREASE_PER_S * elapsed
             else:
-                self._rate *= 2.0 ** (elapsed / DOUBLING_S)
+                doubling = DOUBLING_S if self.ssthresh is None else HINT_DOUBLING_S
+                self._rate *= 2.0 ** (elapsed / doubling)
             if self.max_rps is not None:
                 self._rate = min(self._rate, self.max_rps * 2)
         self._grown_at = waiting_since
@@ -111,7 +127,8 @@ class AdaptiveRateLimiter:
                 return
             accepted_rate = len(self._accepted) / _WINDOW_S
             self._rate = max(MIN_RPS, DECREASE * min(self._rate, max(accepted_rate, MIN_RPS)))
-            self._throttled_once = True
+            self.ssthresh = self._rate
+            self._throttled = True
             self._decreased_at = now
             self._grown_at = None
 

@@ -209,7 +209,12 @@ class MalformedResponse(Exception):
     """A 200 answer that is not the API's: no JSON, no result key, a NextToken seen before."""
 
 
-def make_client(settings: ClientSettings, stats: ApiStats, guard: CallGuard) -> Any:
+def make_client(
+    settings: ClientSettings,
+    stats: ApiStats,
+    guard: CallGuard,
+    limiter: AdaptiveRateLimiter | None = None,
+) -> Any:
     """A SageMaker client for one region, counting into `stats`, its request rate adapted to
     throttling and capped at settings.max_rps (ratelimit.py),
     every call (and every STS call that refreshes its credentials) bounded by `guard`.
@@ -233,7 +238,7 @@ def make_client(settings: ClientSettings, stats: ApiStats, guard: CallGuard) -> 
         session.client("sagemaker", endpoint_url=settings.endpoint_url, config=config), guard
     )
     events = client.meta.events
-    limiter = AdaptiveRateLimiter(settings.max_rps)
+    limiter = limiter or AdaptiveRateLimiter(settings.max_rps)
     sent = threading.local()  # each worker has one attempt in flight at a time
 
     def before_send(**_: Any) -> None:

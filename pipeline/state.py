@@ -11,7 +11,9 @@ sync that finds it splits it into the per-target files (`migrate_legacy_state`).
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -28,6 +30,7 @@ __all__ = [
     "StateKey",
     "keep_previous_state",
     "legacy_state_file",
+    "load_rate_hint",
     "load_state",
     "load_target_state",
     "local_previous_state_copies",
@@ -35,6 +38,7 @@ __all__ = [
     "migrate_legacy_state",
     "previous_state_file",
     "readable_state_files",
+    "save_rate_hint",
     "save_state",
     "state_file",
     "state_files",
@@ -43,6 +47,9 @@ __all__ = [
 
 STATE_FILE = "images.parquet"
 PREVIOUS_STATE_FILE = "images.previous.parquet"
+RATE_HINT_FILE = "rate.json"
+RATE_HINT_MAX_AGE_S = 24 * 3600
+"""Older than this, what a sync learned of a target's API limit is not trusted any more."""
 STATE_FILES_PATTERN = f"*/{STATE_FILE}"
 """The glob of every target's state file under `DataDir.targets_dir`."""
 
@@ -243,3 +250,28 @@ def migrate_legacy_state(data_dir: DataDir) -> int:
     for previous in (True, False):
         data_dir.store.delete([legacy_state_file(data_dir, previous=previous)])
     return moved
+
+
+def load_rate_hint(data_dir: DataDir, key: str) -> float | None:
+    """The request rate the target's last throttled sync ended at (ratelimit.py's ssthresh),
+    when it is recent; None otherwise, or when the file cannot be read."""
+    path = data_dir.target_dir(key) / RATE_HINT_FILE
+    try:
+        if not data_dir.store.is_file(path):
+            return None
+        hint = json.loads(data_dir.store.read_bytes(path))
+        rps, saved_at = float(hint["rps"]), float(hint["saved_at"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None  # a hint, never a reason to fail
+    fresh = 0 <= time.time() - saved_at <= RATE_HINT_MAX_AGE_S
+    return rps if fresh and rps > 0 and rps == rps else None
+
+
+def save_rate_hint(data_dir: DataDir, key: str, rps: float | None) -> None:
+    """Keep (or, with None, drop) the rate the target's next sync starts from."""
+    path = data_dir.target_dir(key) / RATE_HINT_FILE
+    if rps is None:
+        data_dir.store.delete([path])
+        return
+    body = json.dumps({"rps": round(rps, 3), "saved_at": round(time.time(), 3)}).encode()
+    data_dir.publish_bytes(body, path)

@@ -298,7 +298,9 @@ class DataDir:
         self.store.publish(final_path, write, self.tmp_dir)
         return final_path
 
-    def _publish_bytes(self, data: bytes, final_path: PurePath) -> None:
+    def publish_bytes(self, data: bytes, final_path: PurePath) -> None:
+        """Write `data` to `final_path` so that it appears complete or not at all."""
+
         def write(sink: pa.NativeFile) -> None:
             sink.write(data)
 
@@ -306,7 +308,7 @@ class DataDir:
 
     def atomic_copy(self, source: PurePath, final_path: PurePath) -> PurePath:
         """Copy a file so that the copy appears complete or not at all."""
-        self._publish_bytes(self.store.read_bytes(source), final_path)
+        self.publish_bytes(self.store.read_bytes(source), final_path)
         return final_path
 
     def write_versions(self, table: pa.Table) -> list[PurePath]:
@@ -485,7 +487,7 @@ class DataDir:
             "new": str(target.relative_to(self.root)),
             "old": [str(path.relative_to(self.root)) for path in files],
         }
-        self._publish_bytes(json.dumps(journal).encode(), self.journal_path)
+        self.publish_bytes(json.dumps(journal).encode(), self.journal_path)
         self.atomic_write(merged, target)
         self._finish_journal(journal, self.journal_path)
 

@@ -4,18 +4,22 @@ like the emulator's, on a simulated clock), and against a real emulator through 
 from __future__ import annotations
 
 import heapq
+import json
 import random
 import threading
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from pipeline.emulator import EmulatorServer, seed_catalogue
 from pipeline.guard import Cancelled
 from pipeline.ratelimit import AdaptiveRateLimiter
+from pipeline.state import load_rate_hint, save_rate_hint, target_key
 from pipeline.storage import DataDir
 
-from .support import assert_converged, run_sync
+from .support import REGION, assert_converged, run_sync
 
 
 @dataclass
@@ -115,10 +119,32 @@ def test_a_waiting_worker_is_cancelled() -> None:
 def test_a_sync_against_a_rate_limited_emulator_stays_correct_and_rarely_throttled(
     server: EmulatorServer, data_dir: DataDir
 ) -> None:
-    seed_catalogue(server.emulator, seed=21, images=60)
-    server.emulator.faults.rate_limit_rps = 50
+    seed_catalogue(server.emulator, seed=21, images=40)
+    server.emulator.faults.rate_limit_rps = 20
     report = run_sync(data_dir, server)
     assert report.ok
     # The probe at the start costs a few throttled attempts, once; then the rate holds.
     assert report.stats.throttled <= 15, report.stats.throttled
     assert_converged(data_dir, server.emulator)
+    key = target_key("default", REGION)
+    learned = load_rate_hint(data_dir, key)
+    assert learned is not None and 10 <= learned <= 30, learned
+    # The next (scheduled) sync starts from what this one learned: no probe, no burst.
+    again = run_sync(data_dir, server)
+    assert again.ok and again.stats.throttled <= 2, again.stats.throttled
+
+
+def test_a_rate_hint_that_is_old_or_unreadable_is_ignored(data_dir: DataDir) -> None:
+    key = target_key("default", REGION)
+    data_dir.prepare()
+    hint = Path(data_dir.target_dir(key)) / "rate.json"
+    hint.parent.mkdir(parents=True)
+    for body in ("not json", '{"rps": "fast"}', '{"rps": -3, "saved_at": 1e18}', "[]"):
+        hint.write_text(body)
+        assert load_rate_hint(data_dir, key) is None
+    hint.write_text(json.dumps({"rps": 20.0, "saved_at": time.time() - 2 * 24 * 3600}))
+    assert load_rate_hint(data_dir, key) is None
+    save_rate_hint(data_dir, key, 20.0)
+    assert load_rate_hint(data_dir, key) == 20.0
+    save_rate_hint(data_dir, key, None)
+    assert not hint.exists()
