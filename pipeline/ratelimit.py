@@ -13,11 +13,14 @@ the service accepts:
   is found within seconds.
 - **Multiplicative decrease.** A throttling answer to a request sent after the last decrease
   sets the rate to `DECREASE` x the lower of the current rate and the rate of accepted answers
-  over the last second (what the service demonstrably allows). Throttles of requests sent
+  over the last second (what the service demonstrably allows, once there are `MIN_EVIDENCE`
+  of them). Throttles of requests sent
   before that decrease say nothing new and are ignored, so one burst counts once; and there
   is at most one decrease every `DECREASE_INTERVAL_S`.
 - **Additive increase.** After a throttle the rate grows by `INCREASE_PER_S` of itself each
-  second while workers wait on it, probing slowly for spare capacity.
+  second while workers wait on it, probing slowly for spare capacity; after `QUIET_S` without
+  a throttle it doubles every `RECOVERY_DOUBLING_S` instead, so a burst of throttles that
+  had nothing to do with this client's rate costs seconds, not the rest of the sync.
 
 `max_rps` (`--max-rps`) caps the rate on top. Requests are spaced evenly (a burst of at most
 `BURST_S` of the rate), so the service's own bucket refills between them.
@@ -36,10 +39,12 @@ from .guard import Cancelled
 
 __all__ = ["AdaptiveRateLimiter"]
 
-INITIAL_RPS = 50.0
-DOUBLING_S = 0.03
+INITIAL_RPS = 100.0
+DOUBLING_S = 0.06
 HINT_DOUBLING_S = 5.0
 DECREASE = 0.9
+QUIET_S = 10.0
+RECOVERY_DOUBLING_S = 2.0
 INCREASE_PER_S = 0.02
 MIN_RPS = 1.0
 DECREASE_INTERVAL_S = 0.5
@@ -47,6 +52,9 @@ DECREASE_INTERVAL_S = 0.5
 service-side blip) would otherwise drive the rate down answer after answer."""
 BURST_S = 0.05
 _WINDOW_S = 1.0
+MIN_EVIDENCE = 5
+"""Accepted answers in the last second needed before their rate is taken as the limit (at
+the start of a sync, or in a burst of throttles, there are none to go by)."""
 
 
 class AdaptiveRateLimiter:
@@ -91,7 +99,8 @@ class AdaptiveRateLimiter:
             if rate is None:
                 return 0.0
             wait = self._next_at - BURST_S - now
-            self._grow(now if wait > 0 else None)
+            # Saturated: a worker waits, or takes a slot that freed less than one interval ago.
+            self._grow(now if wait > -1.0 / rate else None)
             rate = self.rate or rate
             if wait > 0:
                 return min(wait, 1.0 / rate)
@@ -105,8 +114,11 @@ class AdaptiveRateLimiter:
             return
         if self._grown_at is not None:
             elapsed = waiting_since - self._grown_at
-            if self._throttled:
+            quiet = waiting_since - self._decreased_at >= QUIET_S
+            if self._throttled and not quiet:
                 self._rate *= 1.0 + INCREASE_PER_S * elapsed
+            elif self._throttled:
+                self._rate *= 2.0 ** (elapsed / RECOVERY_DOUBLING_S)
             else:
                 doubling = DOUBLING_S if self.ssthresh is None else HINT_DOUBLING_S
                 self._rate *= 2.0 ** (elapsed / doubling)
@@ -125,8 +137,10 @@ class AdaptiveRateLimiter:
             stale = sent_at < self._decreased_at or now < self._decreased_at + DECREASE_INTERVAL_S
             if not self.adaptive or self._rate is None or stale:
                 return
-            accepted_rate = len(self._accepted) / _WINDOW_S
-            self._rate = max(MIN_RPS, DECREASE * min(self._rate, max(accepted_rate, MIN_RPS)))
+            base = self._rate
+            if len(self._accepted) >= MIN_EVIDENCE:
+                base = min(base, len(self._accepted) / _WINDOW_S)
+            self._rate = max(MIN_RPS, DECREASE * base)
             self.ssthresh = self._rate
             self._throttled = True
             self._decreased_at = now

@@ -32,11 +32,18 @@ class Outcome:
 
 
 def simulate(
-    calls: int, *, workers: int, latency_s: float, limit_rps: float | None, max_rps: float | None
+    calls: int,
+    *,
+    workers: int,
+    latency_s: float,
+    limit_rps: float | None,
+    max_rps: float | None,
+    burst: int = 0,
 ) -> Outcome:
     """`calls` requests by `workers` workers through one limiter to a service that accepts
-    `limit_rps` a second (a bucket of one second of requests) and answers after `latency_s`;
-    a throttled request is retried after a back-off of up to a second, as botocore does."""
+    `limit_rps` a second (a bucket of one second of requests), after throttling its first
+    `burst` requests whatever the rate, and answers after `latency_s`; a throttled request
+    is retried after a back-off of up to a second, as botocore does."""
     rng = random.Random(7)
     limiter = AdaptiveRateLimiter(max_rps)
     tokens, refilled = limit_rps or 0.0, 0.0
@@ -57,7 +64,9 @@ def simulate(
                 continue
             attempts += 1
             accepted = True
-            if limit_rps is not None:
+            if burst > 0:
+                burst, accepted = burst - 1, False
+            elif limit_rps is not None:
                 tokens = min(limit_rps, tokens + (now - refilled) * limit_rps)
                 refilled = now
                 accepted = tokens >= 1
@@ -99,6 +108,15 @@ def test_an_unthrottled_endpoint_is_limited_only_by_the_workers() -> None:
     outcome = simulate(calls, workers=workers, latency_s=latency, limit_rps=None, max_rps=None)
     assert outcome.throttled == 0
     assert outcome.seconds <= 1.1 * calls * latency / workers
+
+
+def test_a_burst_of_throttles_costs_seconds_not_the_rest_of_the_sync() -> None:
+    """50 throttles in a row that have nothing to do with the rate (another client hogging the
+    account): the rate backs off, then recovers once they stop."""
+    outcome = simulate(400, workers=8, latency_s=0.01, limit_rps=None, max_rps=None, burst=50)
+    assert outcome.throttled == 50
+    assert outcome.seconds <= 20
+    assert outcome.rates[-1][1] >= 20
 
 
 def test_max_rps_caps_the_rate() -> None:
