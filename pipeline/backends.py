@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from filelock import FileLock, Timeout
 
-from .errors import ConfigError
+from .errors import ConfigError, WriterBusy
 
 __all__ = ["S3_SCHEME", "LocalStore", "S3Store", "Store", "parse_s3_uri"]
 
@@ -49,8 +49,8 @@ Writer = Callable[[Any], None]
 """Writes a file's bytes to the pyarrow output stream it is given."""
 
 
-def _busy(location: str) -> ConfigError:
-    return ConfigError(
+def _busy(location: str) -> WriterBusy:
+    return WriterBusy(
         f"another image-versions process is writing to {location}; "
         "wait for it to finish and run again"
     )

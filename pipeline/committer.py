@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from pathlib import PurePath
 
 from .defaults import COMMIT_INTERVAL_S
 from .schema import IMAGE_VERSION_DETAILS_SCHEMA, SYNC_RUNS_SCHEMA, Row, rows_to_table
@@ -43,6 +44,9 @@ class Committer:
         self.details: list[Row] = []
         self.pending: list[ImageState] = []
         self.rows_written = 0
+        self.partitions_written: set[PurePath] = set()
+        """The account_region= (or target=) partitions it added files to: what may need
+        compacting."""
         self._last_commit = time.monotonic()
 
     def add(self, rows: list[Row], state: ImageState, details: Iterable[Row] = ()) -> None:
@@ -60,6 +64,7 @@ class Committer:
         if self.rows:
             log.info("writing %d rows", len(self.rows))
             files = self.data_dir.write_versions(rows_to_table(self.rows))
+            self.partitions_written.update(path.parent.parent for path in files)
             log.info("data durable in %d file(s); committing state", len(files))
             self.rows_written += len(self.rows)
             self.rows = []
@@ -67,7 +72,8 @@ class Committer:
             # Details are data too: durable before the state that stops them being re-fetched.
             log.info("writing %d details rows", len(self.details))
             table = rows_to_table(self.details, IMAGE_VERSION_DETAILS_SCHEMA)
-            self.data_dir.write_details(table)
+            files = self.data_dir.write_details(table)
+            self.partitions_written.update(path.parent.parent for path in files)
             self.details = []
         if self.pending:
             for state in self.pending:
@@ -76,5 +82,6 @@ class Committer:
             save_state(self.data_dir, self.states)
             log.info("state committed")
         if sync_run is not None:
-            self.data_dir.write_sync_run(self.key, rows_to_table([sync_run], SYNC_RUNS_SCHEMA))
+            table = rows_to_table([sync_run], SYNC_RUNS_SCHEMA)
+            self.partitions_written.add(self.data_dir.write_sync_run(self.key, table).parent.parent)
         self._last_commit = time.monotonic()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .redact import redact
 
-__all__ = ["ConfigError", "DataError", "UserError"]
+__all__ = ["ConfigError", "DataError", "UserError", "WriterBusy"]
 
 
 class UserError(Exception):
@@ -26,3 +26,7 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """Files in the data dir are corrupt, unreadable or misplaced; the message names the repair."""
+
+
+class WriterBusy(ConfigError):
+    """Another process holds the writer lock (of a target, or of the whole dataset)."""

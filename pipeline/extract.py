@@ -25,7 +25,7 @@ from .decisions import (
     listing_start_ms,
     versions_to_describe,
 )
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, WriterBusy
 from .fanout import in_shard
 from .guard import CallGuard, Cancelled, close_client
 from .ratelimit import AdaptiveRateLimiter
@@ -227,7 +227,7 @@ def sync(
     cancel: threading.Event | None = None,
 ) -> SyncReport:
     """One incremental sync of every target into `data_dir`, targets side by side, each
-    holding its own writer lock.
+    connected when its turn comes and holding its own writer lock.
 
     Failures of one image or one target are reported in the result, never raised: everything
     else is committed. ConfigError is raised, before anything is written, when the data dir is
@@ -239,58 +239,94 @@ def sync(
     cancel = cancel or threading.Event()
     report = SyncReport()
     data_dir.check_ours()
-    connected = _connect(data_dir, targets, options, report, cancel)
-    _check_cancel(cancel)
-    data_dir.prepare()
-    _migrate(data_dir, options)
-    report.enriched = options.enrich or any(c.target.enrich for c in connected)
-    slots = max(1, min(options.target_concurrency, len(connected)))
+    members, errors = _expand(targets, options, report, cancel)
+    report.enriched = options.enrich or any(member.enrich for member in members)
+    slots = max(1, min(options.target_concurrency, len(members)))
     share = replace(
         options,
         concurrency=max(1, min(options.concurrency, options.max_in_flight // slots)),
         flush_rows=max(1, options.flush_rows // slots),
     )
-    progress = _ProgressTracker(on_progress, len(connected))
-    busy: list[ConfigError] = []
+    progress = _ProgressTracker(on_progress, len(members))
+    ready = _Once(lambda: _prepare(data_dir, options))
+    unreachable: list[ConfigError] = []
+    busy: list[WriterBusy] = []
 
-    def run(member: _Connected) -> SyncReport:
+    def run(member: SourceTarget) -> SyncReport:
+        failed = SyncReport()
         try:
-            return _sync_target(data_dir, member, share, cancel, progress)
-        except ConfigError as exc:  # another writer holds this target
+            connected = _connect(data_dir, member, cancel)
+        except _Unreachable as exc:
+            unreachable.append(exc)
+            failed.failures.append(Failure(member.source, member.region, None, str(exc)))
+            failed.stats.add(exc.stats)
+            progress.add(targets_done=1)
+            return failed
+        try:
+            ready()  # the data dir is made only once a target could be reached
+            return _sync_target(data_dir, connected, share, cancel, progress)
+        except WriterBusy as exc:  # another writer holds this target
             busy.append(exc)
-            failed = SyncReport()
-            failed.failures.append(
-                Failure(member.target.source, member.target.region, None, str(exc))
-            )
+            failed.failures.append(Failure(member.source, member.region, None, str(exc)))
             return failed
         finally:
-            close_client(member.client)
+            close_client(connected.client)
             progress.add(targets_done=1)
 
     pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="target")
     try:
-        for done in _each_done(pool, run, connected, cancel):
+        for done in _each_done(pool, run, members, cancel):
             report.merge(done)
     except BaseException:
         cancel.set()  # every target commits what it finished, then stops
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        for member in connected:
-            close_client(member.client)  # the targets a cancellation never reached
-    if busy and len(busy) == len(connected):
+    errors += unreachable
+    if errors and len(unreachable) == len(members):
+        raise errors[0]
+    if busy and len(busy) + len(unreachable) == len(members):
         raise busy[0]
     _check_cancel(cancel)  # committed; the views can wait for the next run
-    ensure_views(data_dir)
+    if ready.done:  # else nothing was written, and the data dir may not even exist
+        ensure_views(data_dir)
     log.info("sync done")
     report.seconds = time.monotonic() - started
     return report
 
 
+class _Once:
+    """Calls `fn` once, the first time it is called from any thread; later calls wait for it
+    and raise what it raised."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self._fn = fn
+        self._lock = threading.Lock()
+        self.done = False
+        self._error: BaseException | None = None
+
+    def __call__(self) -> None:
+        with self._lock:
+            if self._error is not None:
+                raise self._error
+            if not self.done:
+                try:
+                    self._fn()
+                except BaseException as exc:
+                    self._error = exc
+                    raise
+                self.done = True
+
+
+def _prepare(data_dir: DataDir, options: SyncOptions) -> None:
+    data_dir.prepare()
+    _migrate(data_dir, options)
+
+
 def _each_done(
     pool: ThreadPoolExecutor,
-    fn: Callable[[_Connected], SyncReport],
-    members: list[_Connected],
+    fn: Callable[[SourceTarget], SyncReport],
+    members: list[SourceTarget],
     cancel: threading.Event,
 ) -> Iterator[SyncReport]:
     """`fn` of every member on `pool`, as each finishes; the first exception is raised once
@@ -366,10 +402,8 @@ def _sync_target(
         committer.commit(_sync_run_row(target, states, report, started_ms))
         report.rows_written = committer.rows_written
         _check_cancel(cancel)
-        if options.compact:
-            regions = {(state.account_id, target.region) for state in states.values()}
-            owners = data_dir.target_partitions(key, regions)
-            mine.compact(min_files=AUTO_COMPACT_FILES + 1, owners=owners)
+        if options.compact:  # only where this sync added files: a partition grows no other way
+            mine.compact(min_files=AUTO_COMPACT_FILES + 1, owners=committer.partitions_written)
     return report
 
 
@@ -409,19 +443,23 @@ def _check_cancel(cancel: threading.Event) -> None:
         raise Cancelled()
 
 
-def _connect(
-    data_dir: DataDir,
+class _Unreachable(ConfigError):
+    """A target that cannot be connected to, with the calls that found it out."""
+
+    def __init__(self, message: str, stats: ApiStats) -> None:
+        super().__init__(message)
+        self.stats = stats
+
+
+def _expand(
     targets: list[SourceTarget],
     options: SyncOptions,
     report: SyncReport,
     cancel: threading.Event,
-) -> list[_Connected]:
-    """A client per target (per member account of an organization source) that has
-    credentials and a reachable endpoint, connected side by side.
-
-    A target or account that fails is reported; when every one fails the run is misconfigured.
-    An organization source's accounts are listed once and reused for each of its regions.
-    """
+) -> tuple[list[SourceTarget], list[ConfigError]]:
+    """Every target to sync: each plain one, and one per member account of an organization
+    source (its accounts listed once and reused for each of its regions), in this process's
+    shard. A source whose accounts cannot be listed is reported (and returned as an error)."""
     members: list[SourceTarget] = []
     errors: list[ConfigError] = []
     listings: dict[str, list[dict[str, Any]] | ConfigError] = {}
@@ -436,32 +474,22 @@ def _connect(
         except ConfigError as exc:
             errors.append(exc)
             report.failures.append(Failure(target.source, target.region, None, str(exc)))
+    return members, errors
 
-    def connect(member: SourceTarget) -> _Connected | ConfigError:
-        stats = ApiStats()
-        hint = load_rate_hint(data_dir, member.key)
-        limiter = AdaptiveRateLimiter(member.client.max_rps, ssthresh=hint)
-        try:
-            guard = CallGuard(member.client.call_deadline_s, cancel)
-            client = make_client(member.client, stats, guard, limiter)
-            check_reachable(client)
-        except ConfigError as exc:
-            report.stats.add(stats)
-            return exc
-        return _Connected(member, client, stats, limiter)
 
-    connected = []
-    workers = max(1, min(options.target_concurrency, len(members)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="connect") as pool:
-        for member, outcome in zip(members, pool.map(connect, members), strict=True):
-            if isinstance(outcome, ConfigError):
-                errors.append(outcome)
-                report.failures.append(Failure(member.source, member.region, None, str(outcome)))
-            else:
-                connected.append(outcome)
-    if errors and not connected:
-        raise errors[0]
-    return connected
+def _connect(data_dir: DataDir, member: SourceTarget, cancel: threading.Event) -> _Connected:
+    """A client for one target that has credentials and a reachable endpoint, its request
+    rate starting from what its last sync learned; _Unreachable when it has not."""
+    stats = ApiStats()
+    hint = load_rate_hint(data_dir, member.key)
+    limiter = AdaptiveRateLimiter(member.client.max_rps, ssthresh=hint)
+    try:
+        guard = CallGuard(member.client.call_deadline_s, cancel)
+        client = make_client(member.client, stats, guard, limiter)
+        check_reachable(client)
+    except ConfigError as exc:
+        raise _Unreachable(str(exc), stats) from exc
+    return _Connected(member, client, stats, limiter)
 
 
 def _members(

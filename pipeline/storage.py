@@ -34,7 +34,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import TypedDict
@@ -345,17 +345,6 @@ class DataDir:
             written.append(self.atomic_write(part, directory / f"part-{uuid.uuid4().hex}.parquet"))
         return written
 
-    def target_partitions(
-        self, key: str, account_regions: Iterable[tuple[str, str]]
-    ) -> list[PurePath]:
-        """The partitions one target writes: its accounts' versions and details in its region,
-        and its sync history (for `compact`'s `owners`)."""
-        bases = (self.versions_dir, self.details_dir)
-        return [
-            *(self.account_region_dir(b, a, r) for b in bases for a, r in account_regions),
-            self.sync_runs_partition(key),
-        ]
-
     def version_partition(self, account: str, region: str, month: str) -> PurePath:
         return self._month_partition(self.versions_dir, account, region, month)
 
@@ -411,39 +400,40 @@ class DataDir:
         self, min_files: int = 2, owners: Iterable[PurePath] | None = None
     ) -> tuple[int, int]:
         """Merge each partition (of versions, details and sync history) holding at least
-        `min_files` files into one file; only those under `owners` when given (a target
-        compacts its own: `target_partitions`).
+        `min_files` files into one file; only those under `owners` when given (a sync compacts
+        the account_region= and target= partitions it wrote to, listing nothing else).
 
         Rows are kept as they are (the views already collapse repeated states), so every view
-        returns the same rows before and after. A journal in `_state/` makes the swap of old
-        files for the merged one safe against a kill at any instant. Returns (files before,
-        files after). DataError, before anything is deleted, when a file cannot be merged;
-        ConfigError for a link inside the data dir (every caller, the Dagster asset included).
+        returns the same rows before and after. A journal makes the swap of old files for the
+        merged one safe against a kill at any instant. Returns (files before, files after).
+        DataError, before anything is deleted, when a file cannot be merged. The whole
+        dataset's compaction first refuses links (ConfigError) and a broken layout; a sync has
+        checked both before it compacts its own.
         """
-        self.refuse_symlinks()
-        self.check_writable()
-        self.recover_compaction()
-        datasets = (
-            (self.version_files, IMAGE_VERSION_SCHEMA),
-            (self.details_files, IMAGE_VERSION_DETAILS_SCHEMA),
-            (self.sync_run_files, SYNC_RUNS_SCHEMA),
-        )
+        schemas = {
+            self.versions_dir: IMAGE_VERSION_SCHEMA,
+            self.details_dir: IMAGE_VERSION_DETAILS_SCHEMA,
+            self.sync_runs_dir: SYNC_RUNS_SCHEMA,
+        }
+        if owners is None:
+            self.refuse_symlinks()
+            self.check_writable()
+            self.recover_compaction()
+            listings = [(base, self.files_pattern(base)) for base in schemas]
+        else:
+            listings = [(owner, self.MONTH_FILES) for owner in sorted(set(owners))]
         before = after = 0
-        wanted = None if owners is None else set(owners)
-
-        def listed(list_files: Callable[[], list[PurePath]]) -> list[PurePath]:
-            every = list_files()
-            return every if wanted is None else [p for p in every if p.parent.parent in wanted]
-
-        for list_files, schema in datasets:
-            files_before = listed(list_files)
+        for directory, pattern in listings:
+            schema = schemas[directory if owners is None else directory.parent]
+            files_before = self.store.glob(directory, pattern)
             partitions: dict[PurePath, list[PurePath]] = {}
             for path in files_before:
                 partitions.setdefault(path.parent, []).append(path)
-            for directory, files in sorted(partitions.items()):
+            for partition, files in sorted(partitions.items()):
                 if len(files) >= min_files:
-                    self._merge_partition(directory, files, schema)
-            before, after = before + len(files_before), after + len(listed(list_files))
+                    self._merge_partition(partition, files, schema)
+            before += len(files_before)
+            after += len(self.store.glob(directory, pattern))
         return before, after
 
     def read_checked(self, path: PurePath, schema: pa.Schema) -> pa.Table:
