@@ -1,4 +1,8 @@
-"""Asset checks on the whole dataset (unpartitioned), each a wrapper of pipeline.quality."""
+"""Asset checks on `image_versions`, each a wrapper of pipeline.quality over the whole dataset.
+
+The two that find bad data block the warehouse refresh when they fail; the watermark check
+reports a fault of the core without blocking; the per-source freshness check warns.
+"""
 
 from collections.abc import Callable
 from datetime import timedelta
@@ -10,34 +14,46 @@ from pipeline.storage import DataDir
 
 from .resources import DataDirResource
 
-__all__ = ["build_checks"]
+__all__ = ["CHECKED_ASSET", "build_checks"]
 
-
-def _to_result(outcome: quality.CheckOutcome) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        passed=outcome.passed,
-        description=outcome.description,
-        metadata={key: dg.MetadataValue.json(value) for key, value in outcome.details.items()},
-    )
+CHECKED_ASSET = "image_versions"
 
 
 def _check(
-    name: str, description: str, run: Callable[[DataDir], quality.CheckOutcome]
+    name: str,
+    description: str,
+    run: Callable[[DataDir], quality.CheckOutcome],
+    *,
+    blocking: bool = False,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
 ) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset="image_versions_warehouse", name=name, description=description)
+    @dg.asset_check(asset=CHECKED_ASSET, name=name, description=description, blocking=blocking)
     def check(data: DataDirResource) -> dg.AssetCheckResult:
-        return _to_result(run(data.data_dir()))
+        outcome = run(data.data_dir())
+        return dg.AssetCheckResult(
+            passed=outcome.passed,
+            severity=severity,
+            description=outcome.description,
+            metadata={key: dg.MetadataValue.json(value) for key, value in outcome.details.items()},
+        )
 
     return check
 
 
 def build_checks(freshness: timedelta) -> list[dg.AssetChecksDefinition]:
-    """The four dataset checks; `freshness` is two intervals of the sync schedule."""
+    """The four dataset checks; `freshness` is how recent every source's sync must be."""
     return [
         _check(
             "no_duplicate_live_versions",
-            "Each (account, region, image, version) appears once in image_versions.",
+            "Each (account, region, image, version) has one state at its latest observation.",
             quality.no_duplicate_live_versions,
+            blocking=True,
+        ),
+        _check(
+            "values_match_the_api_model",
+            "Statuses, ARNs and account ids are valid against SageMaker's API model.",
+            quality.values_match_the_api_model,
+            blocking=True,
         ),
         _check(
             "watermarks_never_decrease",
@@ -45,13 +61,10 @@ def build_checks(freshness: timedelta) -> list[dg.AssetChecksDefinition]:
             quality.watermarks_never_decrease,
         ),
         _check(
-            "values_match_the_api_model",
-            "Statuses, ARNs and account ids are valid against SageMaker's API model.",
-            quality.values_match_the_api_model,
-        ),
-        _check(
             "sources_are_fresh",
-            f"Every source was synced within {freshness} (two schedule intervals).",
+            f"Every source (partition) was synced within {freshness}; the asset's freshness "
+            "policy covers the asset as a whole.",
             lambda data_dir: quality.sources_are_fresh(data_dir, freshness),
+            severity=dg.AssetCheckSeverity.WARN,
         ),
     ]

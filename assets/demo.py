@@ -29,10 +29,8 @@ def dagster_runner(sources_file: Path, data_dir: DataDir) -> SyncRunner:
     config = load_config(str(sources_file))
     definitions = build_definitions(
         config,
-        resources={
-            "sagemaker": SageMakerResource(config_path=str(sources_file)),
-            "data": DataDirResource(path=str(data_dir.root)),
-        },
+        SageMakerResource(config_path=str(sources_file)),
+        DataDirResource(path=str(data_dir.root)),
     )
     job = definitions.resolve_job_def(JOB_NAME)
     instance = dg.DagsterInstance.ephemeral()

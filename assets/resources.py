@@ -1,4 +1,5 @@
-"""Dagster resources: SageMaker access settings and the dataset directory.
+"""Dagster resources: SageMaker access settings, the dataset directory, and read-only SQL over
+the warehouse views for downstream assets.
 
 No `from __future__ import annotations` here: Dagster reads these annotations at runtime.
 """
@@ -10,8 +11,9 @@ import dagster as dg
 from pipeline.config import AccessSettings, ProjectConfig, load_config, resolve_data_dir
 from pipeline.defaults import CALL_DEADLINE_S, CONCURRENCY, MAX_ATTEMPTS, RETRY_MODE
 from pipeline.storage import DataDir
+from pipeline.warehouse import QueryResult, run_query
 
-__all__ = ["DataDirResource", "SageMakerResource"]
+__all__ = ["DataDirResource", "SageMakerResource", "WarehouseResource"]
 
 
 class SageMakerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -48,3 +50,23 @@ class DataDirResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def data_dir(self) -> DataDir:
         return resolve_data_dir(self.path)
+
+    def data_dir_at_load(self) -> DataDir:
+        """The dataset as the definitions see it when the code location loads: an `EnvVar`
+        read from the environment then (unset: the default, as the CLI's)."""
+        path = self.path
+        return resolve_data_dir(path.get_value() if isinstance(path, dg.EnvVar) else path)
+
+
+class WarehouseResource(DataDirResource):
+    """Read-only SQL over the warehouse views of the dataset at `path`, for assets downstream
+    of `image_versions_warehouse`.
+
+    Each query runs on a private in-memory DuckDB connection holding the same views (never
+    the warehouse file, so it takes no lock); it accepts SELECT statements only and reads no
+    file outside the dataset.
+    """
+
+    def query(self, sql: str) -> QueryResult:
+        """The columns and rows of `sql` (e.g. `SELECT ... FROM image_versions`)."""
+        return run_query(self.data_dir(), sql)

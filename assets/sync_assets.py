@@ -1,25 +1,26 @@
-"""The assets: the catalogue and the versions (one op, one ListImages), then the warehouse."""
+"""The catalogue and the versions: one op (one ListImages per target) materialises both, for
+the partitions (source x region targets) of its run."""
 
-import warnings
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
 from pipeline.config import build_targets, sync_options
-from pipeline.defaults import LOOKBACK_MINUTES
+from pipeline.defaults import LOOKBACK_MINUTES, ORCHESTRATED_WAIT_S
 from pipeline.errors import UserError
 from pipeline.extract import sync
 from pipeline.render import report_metadata
 from pipeline.run import SyncReport
-from pipeline.schema import IMAGE_SCHEMA, IMAGE_VERSION_SCHEMA
-from pipeline.storage import AUTO_COMPACT_FILES
-from pipeline.warehouse import ensure_views, views_summary
+from pipeline.storage import DataDir
+from pipeline.warehouse import views_summary
 
+from .catalog import IMAGES, VERSIONS
 from .resources import DataDirResource, SageMakerResource
 
-__all__ = ["SYNC_OP", "build_sync_assets", "build_warehouse_asset", "changes_from_metadata"]
+__all__ = ["GROUP", "SYNC_OP", "build_sync_assets", "changes_from_metadata"]
 
 GROUP = "sagemaker"
 SYNC_OP = "sync_sagemaker_sources"
@@ -39,19 +40,9 @@ class SyncConfig(dg.Config):
         description="Describe new and changed versions (DescribeImageVersion + ListAliases); "
         "with reconcile or full_refresh, every version that lacks details.",
     )
-
-
-def column_schema(schema: Any) -> dg.TableSchema:
-    """Dagster's column schema from one of the project's Arrow schemas."""
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(
-                name=f.name,
-                type=str(f.type),
-                constraints=dg.TableColumnConstraints(nullable=f.nullable),
-            )
-            for f in schema
-        ]
+    wait_seconds: float = Field(
+        default=ORCHESTRATED_WAIT_S,
+        description="How long each target waits for another run that is syncing it.",
     )
 
 
@@ -87,8 +78,43 @@ def changes_from_metadata(metadata: Mapping[str, dg.MetadataValue]) -> list[tupl
     return [tuple(record.data[column] for column in CHANGES_COLUMNS) for record in table.records]
 
 
-def build_sync_assets(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    """`sagemaker_images` and `image_versions`, computed together, partitioned by source."""
+def _sync(
+    context: dg.AssetExecutionContext,
+    config: SyncConfig,
+    sagemaker: SageMakerResource,
+    data_dir: DataDir,
+) -> SyncReport:
+    """The core's sync of the run's partitions; a usage or configuration error fails the run
+    without retries."""
+    try:
+        targets = build_targets(
+            sagemaker.project(), sagemaker.access(), partition_keys=context.partition_keys
+        )
+        options = sync_options(
+            image_names=config.image_names,
+            full_refresh=config.full_refresh,
+            reconcile=config.reconcile,
+            lookback_minutes=config.lookback_minutes,
+            concurrency=sagemaker.concurrency,
+            lock_timeout_s=config.wait_seconds,
+            enrich=config.enrich,
+        )
+        return sync(data_dir, targets, options)
+    except UserError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+
+def build_sync_assets(
+    partitions_def: dg.PartitionsDefinition,
+    backfill_policy: dg.BackfillPolicy,
+    data_dir: DataDir,
+    freshness: timedelta,
+) -> dg.AssetsDefinition:
+    """`sagemaker_images` and `image_versions`, computed together, partitioned by target.
+
+    `data_dir` is the dataset as the location sees it at load (for the catalog's kinds and
+    paths); `image_versions` fails its freshness policy when older than `freshness`.
+    """
 
     @dg.multi_asset(
         name=SYNC_OP,
@@ -97,18 +123,21 @@ def build_sync_assets(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefin
                 "sagemaker_images",
                 group_name=GROUP,
                 description="The image catalogue from ListImages (DATA/images/).",
-                metadata={"dagster/column_schema": column_schema(IMAGE_SCHEMA)},
+                kinds=IMAGES.kinds(data_dir),
+                metadata=IMAGES.definition_metadata(data_dir),
             ),
             dg.AssetSpec(
                 "image_versions",
                 group_name=GROUP,
                 description="Every observed state of every image version, per image "
                 "incremental with tombstones (DATA/image_versions/).",
-                metadata={"dagster/column_schema": column_schema(IMAGE_VERSION_SCHEMA)},
+                kinds=VERSIONS.kinds(data_dir),
+                metadata=VERSIONS.definition_metadata(data_dir),
+                freshness_policy=dg.FreshnessPolicy.time_window(fail_window=freshness),
             ),
         ],
         partitions_def=partitions_def,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=backfill_policy,
     )
     def sync_sagemaker_sources(
         context: dg.AssetExecutionContext,
@@ -116,39 +145,23 @@ def build_sync_assets(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefin
         sagemaker: SageMakerResource,
         data: DataDirResource,
     ) -> Iterator[dg.MaterializeResult[None]]:
-        try:
-            targets = build_targets(
-                sagemaker.project(), sagemaker.access(), partition_keys=context.partition_keys
-            )
-            options = sync_options(
-                image_names=config.image_names,
-                full_refresh=config.full_refresh,
-                reconcile=config.reconcile,
-                lookback_minutes=config.lookback_minutes,
-                concurrency=sagemaker.concurrency,
-                enrich=config.enrich,
-                compact=False,  # image_versions_warehouse compacts, once per run
-            )
-            data_dir = data.data_dir()
-            report = sync(data_dir, targets, options)
-        except UserError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from exc
-        context.log.info(" ".join(f"{k}={v}" for k, v in report_metadata(report).items()))
-        counts = views_summary(data_dir, ["images", "image_versions"])
-        metadata = {**report_metadata(report), "changed_images": _changed_images_table(report)}
+        data_dir = data.data_dir()
+        report = _sync(context, config, sagemaker, data_dir)
+        figures = report_metadata(report)
+        context.log.info(" ".join(f"{key}={value}" for key, value in figures.items()))
+        counts = views_summary(data_dir, ["images", "image_version_history", "image_versions"])
         yield dg.MaterializeResult(
             asset_key="sagemaker_images",
-            metadata={
-                "dagster/row_count": counts["images"],
-                "dagster/column_schema": column_schema(IMAGE_SCHEMA),
-            },
+            metadata={"dagster/row_count": counts["images"], **IMAGES.location(data_dir)},
         )
         yield dg.MaterializeResult(
             asset_key="image_versions",
             metadata={
-                "dagster/row_count": counts["image_versions"],
-                "dagster/column_schema": column_schema(IMAGE_VERSION_SCHEMA),
-                **metadata,
+                "dagster/row_count": counts["image_version_history"],
+                "live_versions": counts["image_versions"],
+                **VERSIONS.location(data_dir),
+                **figures,
+                "changed_images": _changed_images_table(report),
             },
         )
         if not report.ok:
@@ -164,42 +177,3 @@ def build_sync_assets(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefin
             )
 
     return sync_sagemaker_sources
-
-
-def build_warehouse_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    """`image_versions_warehouse`: compaction and the DuckDB views of the whole dataset.
-
-    It shares the sources' partitions and single-run policy only so that a backfill of every
-    asset stays one run; its work always covers the whole data dir.
-    """
-
-    with warnings.catch_warnings():
-        # backfill_policy on a single @asset is "beta" in dagster 1.13; it is deliberate here.
-        warnings.simplefilter("ignore", dg.BetaWarning)
-        decorate = dg.asset(
-            name="image_versions_warehouse",
-            deps=["image_versions", "sagemaker_images"],
-            group_name=GROUP,
-            partitions_def=partitions_def,
-            backfill_policy=dg.BackfillPolicy.single_run(),
-            description="DuckDB views over the dataset (DATA/warehouse.duckdb), after compaction.",
-        )
-
-    @decorate
-    def image_versions_warehouse(data: DataDirResource) -> dg.MaterializeResult[None]:
-        data_dir = data.data_dir()
-        with data_dir.writer_lock(timeout_s=60):
-            before, after = data_dir.compact(min_files=AUTO_COMPACT_FILES + 1)
-            ensure_views(data_dir)
-        counts = views_summary(data_dir)
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": counts["image_versions"],
-                **{f"rows_{name}": count for name, count in counts.items()},
-                "parquet_files": after,
-                "files_compacted": before - after,
-                "path": dg.MetadataValue.path(str(data_dir.warehouse_path)),
-            }
-        )
-
-    return image_versions_warehouse

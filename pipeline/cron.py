@@ -1,5 +1,5 @@
-"""Which cron strings Dagster's schedules accept, decided without Dagster (pipeline/ must not
-import it).
+"""Which cron strings Dagster's schedules accept, and how far apart their ticks can be,
+decided without Dagster (pipeline/ must not import it).
 
 Standard cron only: one of the @ macros, or five fields (minute hour day-of-month month
 day-of-week), each a comma list of `*`, `N` or `N-M`, each optionally `/STEP`, months and
@@ -13,12 +13,21 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date, timedelta
+from itertools import pairwise
 
-__all__ = ["cron_problem"]
+__all__ = ["cron_problem", "longest_interval"]
 
-MACROS = frozenset(
-    {"@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually"}
-)
+_MACRO_FIELDS = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+MACROS = frozenset(_MACRO_FIELDS)
 _TERM = re.compile(
     r"(?:(?P<star>\*)|(?P<start>[0-9]+|[a-z]+)(?:-(?P<end>[0-9]+|[a-z]+))?)(?:/(?P<step>[0-9]+))?\Z"
 )
@@ -96,7 +105,10 @@ _FIELDS = (
     _Field("month", 1, 12, {name: n for n, name in enumerate(_MONTHS, start=1)}),
     _Field("day-of-week", 0, 6, {name: n for n, name in enumerate(_WEEKDAYS)}, top_alias=7),
 )
-_DAY, _MONTH = 2, 3
+_DAY, _MONTH, _WEEKDAY = 2, 3, 4
+_LEAP_CYCLE = date(2000, 1, 1), date(2008, 1, 1)
+"""Eight years from a leap century year: long enough to meet the longest gap any cron has
+(February 29th's four years; a weekday rule repeats every week)."""
 
 
 def cron_problem(cron: str) -> str | None:
@@ -117,3 +129,34 @@ def cron_problem(cron: str) -> str | None:
     if expanded[_MONTH] == {FEBRUARY} and expanded[_DAY] in ({30}, {31}):
         return "February has no 30th or 31st"
     return None
+
+
+def longest_interval(cron: str) -> timedelta:
+    """The longest time between two consecutive ticks of `cron` (valid: see `cron_problem`)
+    in a time zone without daylight saving, as Dagster runs it in UTC.
+
+    Days match as croniter counts them: when both day-of-month and day-of-week are restricted,
+    a day matching either one matches. ValueError when the cron never ticks twice (a day that
+    no month has, such as April 31).
+    """
+    fields = _MACRO_FIELDS.get(cron.lower(), cron.lower()).split()
+    minute, hour, day, month, weekday = (
+        spec.values(text) for spec, text in zip(_FIELDS, fields, strict=True)
+    )
+    either_day = fields[_DAY] != "*" and fields[_WEEKDAY] != "*"
+    first, end = _LEAP_CYCLE
+    days = []
+    for offset in range((end - first).days):
+        when = first + timedelta(days=offset)
+        by_date, by_weekday = when.day in day, when.isoweekday() % 7 in weekday
+        if when.month in month and (
+            (by_date or by_weekday) if either_day else (by_date and by_weekday)
+        ):
+            days.append(offset)
+    if len(days) < 2:
+        raise ValueError(f"{cron!r} never ticks twice")
+    in_day = sorted(h * 60 + m for h in hour for m in minute)
+    gaps = [later - earlier for earlier, later in pairwise(in_day)]
+    overnight = in_day[0] + 1440 - in_day[-1]
+    gaps += [(later - earlier - 1) * 1440 + overnight for earlier, later in pairwise(days)]
+    return timedelta(minutes=max(gaps))

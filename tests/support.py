@@ -178,10 +178,8 @@ def definitions(sources_file: Path, data_root: Path) -> dg.Definitions:
 
     return build_definitions(
         load_config(str(sources_file)),
-        resources={
-            "sagemaker": SageMakerResource(config_path=str(sources_file)),
-            "data": DataDirResource(path=str(data_root)),
-        },
+        SageMakerResource(config_path=str(sources_file)),
+        DataDirResource(path=str(data_root)),
     )
 
 

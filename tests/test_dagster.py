@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,15 +12,26 @@ import dagster as dg
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from assets.definitions import defs
+from assets.resources import WarehouseResource
 from assets.schedules import JOB_NAME, RANGE_END, RANGE_START
 from pipeline.config import load_config
 from pipeline.emulator import EmulatorServer
-from pipeline.schema import IMAGE_VERSION_SCHEMA
 from pipeline.state import load_state, save_state
 from pipeline.storage import DataDir
-from tests.support import OTHER_REGION, REGION, SYNC_OP, definitions, run_cli, run_job
+from tests.support import (
+    OTHER_REGION,
+    REGION,
+    SYNC_OP,
+    definitions,
+    run_cli,
+    run_job,
+    run_sync,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -52,6 +65,7 @@ def test_definitions_load_from_the_sources_file(
     }
     job = loaded.resolve_job_def(JOB_NAME)
     assert job.partitions_def.get_partition_keys() == [f"emu/{REGION}", f"emu/{OTHER_REGION}"]
+    assert set(loaded.resources or {}) == {"sagemaker", "data", "warehouse"}
     assert {s.name for s in loaded.schedules} == {
         "sync_image_versions_hourly",
         "reconcile_image_versions_daily",
@@ -81,17 +95,22 @@ def test_one_run_over_all_sources_equals_a_cli_sync(
     versions = [m for m in materializations if m.asset_key.to_user_string() == "image_versions"]
     assert sorted(m.partition for m in versions) == sorted(keys)
     metadata = versions[0].metadata
-    assert metadata["dagster/row_count"].value == len(from_dagster)
+    (history,) = view(tmp_path / "dagster-data", "SELECT count(*) FROM image_version_history")
+    assert metadata["dagster/row_count"].value == history[0]
+    assert metadata["live_versions"].value == len(from_dagster)
     assert metadata["versions_new"].value == len(from_dagster)
     assert metadata["list_images_calls"].value == 2
     assert metadata["watermark_max"].value is not None
-    columns = [c.name for c in metadata["dagster/column_schema"].value.columns]
-    assert columns == IMAGE_VERSION_SCHEMA.names
+    assert metadata["dagster/uri"].value == str(tmp_path / "dagster-data/image_versions")
     assert len(metadata["changed_images"].value.records) <= 50
     checks = result.get_asset_check_evaluations()
+    assert {c.asset_key.to_user_string() for c in checks} == {"image_versions"}
     assert len(checks) == 4 and all(c.passed for c in checks), [
         (c.check_name, c.description) for c in checks if not c.passed
     ]
+    warehouse = result.asset_materializations_for_node("image_versions_warehouse")
+    assert sorted(m.partition for m in warehouse) == sorted(keys)
+    assert {m.metadata["dagster/row_count"].value for m in warehouse} == {len(from_dagster)}
 
 
 def test_chosen_images_are_resynced_through_run_config(
@@ -147,7 +166,7 @@ def test_checks_fail_on_seeded_bad_data(
     victim.watermark_ms -= 60_000
     save_state(data_dir, states)
 
-    evaluations = check_evaluations(built, instance)
+    evaluations = {name: c.passed for name, c in check_evaluations(built, instance).items()}
     assert evaluations == {
         "no_duplicate_live_versions": False,
         "watermarks_never_decrease": False,
@@ -155,17 +174,26 @@ def test_checks_fail_on_seeded_bad_data(
         "sources_are_fresh": True,
     }
 
+    # The duplicate is bad data: a sync's run stops before it refreshes the warehouse.
+    blocked = run_job(built, instance, keys)
+    assert not blocked.success
+    assert blocked.asset_materializations_for_node("image_versions_warehouse") == []
+    failed = {c.check_name for c in blocked.get_asset_check_evaluations() if not c.passed}
+    assert failed == {"no_duplicate_live_versions"}
 
-def check_evaluations(built: dg.Definitions, instance: dg.DagsterInstance) -> dict[str, bool]:
+
+def check_evaluations(
+    built: dg.Definitions, instance: dg.DagsterInstance
+) -> dict[str, dg.AssetCheckEvaluation]:
     """Run only the asset checks, as a user would from the UI."""
     result = dg.materialize(
         [*built.assets, *built.asset_checks],
         instance=instance,
         resources=built.resources,
-        selection=dg.AssetSelection.checks_for_assets("image_versions_warehouse"),
+        selection=dg.AssetSelection.checks_for_assets("image_versions"),
         raise_on_error=False,
     )
-    return {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    return {c.check_name: c for c in result.get_asset_check_evaluations()}
 
 
 def test_freshness_and_model_checks_fail_when_they_should(
@@ -173,7 +201,7 @@ def test_freshness_and_model_checks_fail_when_they_should(
 ) -> None:
     root = tmp_path / "data"
     built = definitions(sources_file, root)
-    assert not check_evaluations(built, instance)["sources_are_fresh"]  # nothing synced yet
+    assert not check_evaluations(built, instance)["sources_are_fresh"].passed  # nothing synced
     keys = load_config(str(sources_file)).partition_keys()
     assert run_job(built, instance, keys).success
     data_dir = DataDir(root)
@@ -186,8 +214,10 @@ def test_freshness_and_model_checks_fail_when_they_should(
     odd = row.set_column(row.schema.get_field_index("status"), "status", [["EXPLODED"]])
     data_dir.atomic_write(odd, some_file.parent / "part-odd.parquet")
     evaluations = check_evaluations(built, instance)
-    assert evaluations["sources_are_fresh"] is False
-    assert evaluations["values_match_the_api_model"] is False
+    assert not evaluations["sources_are_fresh"].passed
+    assert evaluations["sources_are_fresh"].severity == dg.AssetCheckSeverity.WARN
+    assert not evaluations["values_match_the_api_model"].passed
+    assert evaluations["values_match_the_api_model"].severity == dg.AssetCheckSeverity.ERROR
 
 
 def test_schedules_request_one_run_over_every_source(sources_file: Path, tmp_path: Path) -> None:
@@ -206,3 +236,56 @@ def test_schedules_request_one_run_over_every_source(sources_file: Path, tmp_pat
         request = requests[0]
         assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (keys[0], keys[-1])
         assert request.run_config["ops"][SYNC_OP]["config"]["reconcile"] is reconcile
+
+
+def test_a_downstream_asset_queries_the_views_through_the_warehouse_resource(
+    server: EmulatorServer, sources_file: Path, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    root = tmp_path / "data"
+    assert run_sync(DataDir(root), server).ok
+
+    @dg.asset(deps=["image_versions_warehouse"])
+    def versions_by_status(warehouse: WarehouseResource) -> dict[str, int]:
+        result = warehouse.query("SELECT status, count(*) FROM image_versions GROUP BY 1")
+        return dict(result.rows)
+
+    resources = definitions(sources_file, root).resources
+    result = dg.materialize([versions_by_status], instance=instance, resources=resources)
+    assert result.success
+    truth = Counter(v["ImageVersionStatus"] for v in server.emulator.live_versions(REGION))
+    assert result.output_for_node("versions_by_status") == dict(truth)
+
+    @dg.asset
+    def writes(warehouse: WarehouseResource) -> None:
+        warehouse.query("CREATE TABLE sneaky AS SELECT 1")
+
+    refused = dg.materialize([writes], instance=instance, resources=resources, raise_on_error=False)
+    assert not refused.success  # read-only: SELECT statements only
+
+
+def test_the_core_warnings_reach_the_run_event_log(
+    server: EmulatorServer, sources_file: Path, tmp_path: Path
+) -> None:
+    """With the repository's dagster.yaml `python_logs`, a `pipeline.*` warning during a
+    materialisation is in the run's event log."""
+    python_logs = yaml.safe_load((ROOT / "dagster.yaml").read_text())["python_logs"]
+    root = tmp_path / "data"
+    assert run_sync(DataDir(root), server).ok
+    (root / "warehouse.duckdb").write_bytes(b"not a database")  # the core rebuilds it, warning
+    built = definitions(sources_file, root)
+    keys = load_config(str(sources_file)).partition_keys()
+    with dg.instance_for_test(overrides={"python_logs": python_logs}) as instance:
+        result = dg.materialize(
+            list(built.assets or ()),
+            selection=["image_versions_warehouse"],
+            partition_key=keys[0],
+            instance=instance,
+            resources=built.resources,
+        )
+        assert result.success
+        warnings = [
+            entry.user_message
+            for entry in instance.all_logs(result.run_id)
+            if entry.level == logging.WARNING
+        ]
+    assert any("rebuilding the unreadable warehouse" in message for message in warnings), warnings
