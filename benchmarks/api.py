@@ -11,6 +11,7 @@ from typing import Any
 from pipeline.config import AccessSettings
 from pipeline.defaults import CONCURRENCY
 
+from . import yardstick
 from .baseline import run_baseline
 from .catalogue import CatalogueSpec, floor_calls, image_name, pages
 from .emulator_proc import EmulatorHandle, open_emulator
@@ -192,7 +193,8 @@ def _b2_runs(ctx: Context) -> dict[str, Any]:
         ]
         product = _full_then_no_change(ctx, emulator, measure_product, sizes.latency_repeats)
         baseline = _full_then_no_change(ctx, emulator, measure_baseline, sizes.slow_repeats)
-    return {"startup": startup, "product": product, "baseline": baseline}
+        processes = yardstick.measure(ctx, emulator, LATENCY_S)
+    return {"startup": startup, "product": product, "baseline": baseline, "processes": processes}
 
 
 def _full_then_no_change(
@@ -227,6 +229,7 @@ def b2(ctx: Context) -> Outcome:
     )
     for step in ("full", "no-change"):
         outcome.add(*_b2_rows(step, runs, startup, pages(ctx.sizes.api_images)))
+    outcome.add(*yardstick.rows(runs["processes"], LATENCY_S, WORKERS))
     return outcome
 
 

@@ -30,10 +30,8 @@ def main() -> None:
     config = load_config(args.config)
     definitions = build_definitions(
         config,
-        resources={
-            "sagemaker": SageMakerResource(config_path=args.config),
-            "data": DataDirResource(path=args.data_dir),
-        },
+        SageMakerResource(config_path=args.config),
+        DataDirResource(path=args.data_dir),
     )
     job = definitions.resolve_job_def(JOB_NAME)
     instance = dg.DagsterInstance.ephemeral()

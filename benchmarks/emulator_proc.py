@@ -2,11 +2,14 @@
 
 Both handles expose the same commands (fill, change, faults, request counts, CPU time). The
 child answers one JSON line per command line on stdin; run alone it is
-``python -m benchmarks.emulator_proc``.
+``python -m benchmarks.emulator_proc [--sts-endpoint-url URL ACCOUNT...]``: with STS, one
+server stands for several accounts (the default one and each ACCOUNT), each with its own
+catalogue and its own faults (so its own rate limit).
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import subprocess
@@ -15,6 +18,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -24,28 +28,35 @@ from .catalogue import CatalogueSpec, change, fill
 
 
 class Controller:
-    """The commands, run against one emulator."""
+    """The commands, run against one server's emulators (one per account it serves)."""
 
-    def __init__(self, emulator: Emulator) -> None:
-        self.emulator = emulator
-        self.errors: Counter[str] = Counter()
+    def __init__(self, server: EmulatorServer) -> None:
+        self.emulator = server.emulator
+        self.accounts = server.accounts
+        self.errors: Counter[tuple[str, str]] = Counter()
+        """Error replies per (account, error code)."""
         self._lock = threading.Lock()
+        for account, emulator in self.accounts.items():
+            self._count_errors(account, emulator)
+
+    def _count_errors(self, account: str, emulator: Emulator) -> None:
         serve = emulator.handle_request
 
         def counting(operation: str, body: bytes, region: str) -> tuple[int, dict[str, Any]]:
             status, payload = serve(operation, body, region)
             if status != 200:
                 with self._lock:
-                    self.errors[str(payload.get("__type"))] += 1
+                    self.errors[account, str(payload.get("__type"))] += 1
             return status, payload
 
         # The HTTP handler looks the method up on the instance: error replies get counted.
         emulator.handle_request = counting  # type: ignore[method-assign]
 
-    def fill(self, spec: dict[str, Any]) -> list[int]:
-        """Fill the catalogue, then exempt it from garbage collection: a full collection
-        over a million versions would stall every request in flight for a second."""
-        counts = fill(self.emulator, CatalogueSpec(**spec))
+    def fill(self, spec: dict[str, Any], account: str | None = None) -> list[int]:
+        """Fill one account's catalogue (the default account's unless named), then exempt it
+        from garbage collection: a full collection over a million versions would stall every
+        request in flight for a second."""
+        counts = fill(self.accounts[account] if account else self.emulator, CatalogueSpec(**spec))
         gc.collect()
         gc.freeze()
         return counts
@@ -54,28 +65,42 @@ class Controller:
         return change(self.emulator, count, seed, advance_s)
 
     def faults(self, latency_s: float, rate_limit_rps: float | None) -> None:
-        self.emulator.faults.latency_s = latency_s
-        self.emulator.faults.rate_limit_rps = rate_limit_rps
+        """The same faults for every account; each account keeps its own rate-limit bucket."""
+        for emulator in self.accounts.values():
+            emulator.faults.latency_s = latency_s
+            emulator.faults.rate_limit_rps = rate_limit_rps
 
     def counts(self) -> dict[str, Any]:
         """Requests received per operation, ListImageVersions requests per image, and error
-        replies per error code (throttling among them)."""
-        requests = self.emulator.requests()
+        replies per error code (throttling among them), summed over accounts; and per account,
+        its requests and error replies."""
+        served = {account: e.requests() for account, e in self.accounts.items()}
+        every = [request for requests in served.values() for request in requests]
         per_image = Counter(
-            params.get("ImageName") for op, params in requests if op == "ListImageVersions"
+            params.get("ImageName") for op, params in every if op == "ListImageVersions"
         )
+        errors: Counter[str] = Counter()
+        errors_of: Counter[str] = Counter()
+        for (account, code), n in self._errors().items():
+            errors[code] += n
+            errors_of[account] += n
         return {
-            "operations": dict(Counter(op for op, _ in requests)),
+            "operations": dict(Counter(op for op, _ in every)),
             "per_image": {str(name): n for name, n in per_image.items()},
-            "errors": self._errors(),
+            "errors": dict(errors),
+            "accounts": {
+                account: {"requests": len(requests), "errors": errors_of[account]}
+                for account, requests in served.items()
+            },
         }
 
-    def _errors(self) -> dict[str, int]:
+    def _errors(self) -> dict[tuple[str, str], int]:
         with self._lock:
             return dict(self.errors)
 
     def clear(self) -> None:
-        self.emulator.clear_requests()
+        for emulator in self.accounts.values():
+            emulator.clear_requests()
         with self._lock:
             self.errors.clear()
 
@@ -96,8 +121,8 @@ class EmulatorHandle(ABC):
     def close(self) -> None:
         """Stop serving."""
 
-    def fill(self, spec: CatalogueSpec) -> list[int]:
-        counts: list[int] = self.call("fill", spec=asdict(spec))
+    def fill(self, spec: CatalogueSpec, account: str | None = None) -> list[int]:
+        counts: list[int] = self.call("fill", spec=asdict(spec), account=account)
         return counts
 
     def change(self, count: int, seed: int, advance_s: float = 86_400.0) -> dict[str, int]:
@@ -129,7 +154,7 @@ class LocalEmulator(EmulatorHandle):
 
     def __init__(self) -> None:
         self._server = EmulatorServer().start()
-        self._controller = Controller(self._server.emulator)
+        self._controller = Controller(self._server)
         self.url = self._server.url
 
     def call(self, command: str, **args: Any) -> Any:
@@ -140,11 +165,14 @@ class LocalEmulator(EmulatorHandle):
 
 
 class ProcessEmulator(EmulatorHandle):
-    """The emulator in a child process: its own interpreter, so its own GIL and core."""
+    """The emulator in a child process: its own interpreter, so its own GIL and core.
 
-    def __init__(self) -> None:
+    With `sts_endpoint_url`, it also serves each of `accounts` (see the module's doc)."""
+
+    def __init__(self, accounts: Sequence[str] = (), sts_endpoint_url: str | None = None) -> None:
+        sts = [] if sts_endpoint_url is None else ["--sts-endpoint-url", sts_endpoint_url]
         self._child = subprocess.Popen(
-            [sys.executable, "-m", __name__],
+            [sys.executable, "-m", __name__, *sts, *accounts],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -180,8 +208,15 @@ def open_emulator(in_process: bool = False) -> EmulatorHandle:
 
 def _serve_commands() -> None:
     """The child: serve HTTP, answer commands until stdin closes."""
-    with EmulatorServer() as server:
-        controller = Controller(server.emulator)
+    parser = argparse.ArgumentParser(prog=f"python -m {__name__}", description=__doc__)
+    parser.add_argument("--sts-endpoint-url", help="resolves access keys to accounts")
+    parser.add_argument("accounts", nargs="*", metavar="ACCOUNT", help="more accounts to serve")
+    args = parser.parse_args()
+    if args.accounts and not args.sts_endpoint_url:
+        parser.error("serving more accounts needs --sts-endpoint-url")
+    others = [Emulator(account_id=account) for account in args.accounts]
+    with EmulatorServer(other_accounts=others, sts_endpoint_url=args.sts_endpoint_url) as server:
+        controller = Controller(server)
         print(json.dumps({"url": server.url}), flush=True)
         for line in sys.stdin:
             request = json.loads(line)

@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -141,11 +141,24 @@ class Sizes:
     file_images: int = 50
     file_versions: int = 40
     load_seconds: float = 4.0
+    org_targets: int = 100
+    """ORG: the organization's accounts (the management account among them), one target each."""
+    org_images: int = 50
     repeats: int = 3
     latency_repeats: int = 5
     """For B2's product syncs: a few seconds each, and noisier than the rest."""
     slow_repeats: int = 1
-    """For runs over ~20 s (the latency-bound baseline, the 1M-version syncs)."""
+    """For runs over ~20 s (the latency-bound baseline, the 1M-version syncs, ORG's syncs)."""
+
+    def overridden(self, assignments: Sequence[str]) -> Sizes:
+        """These sizes with `NAME=VALUE` assignments applied; ValueError for a bad one."""
+        sizes = asdict(self)
+        for assignment in assignments:
+            name, _, value = assignment.partition("=")
+            if name not in sizes:
+                raise ValueError(f"no size {name!r} (in {assignment!r}); sizes: {', '.join(sizes)}")
+            sizes[name] = type(sizes[name])(value)
+        return Sizes(**sizes)
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -156,6 +169,8 @@ class Sizes:
             file_syncs=30,
             file_images=20,
             load_seconds=2.0,
+            org_targets=10,
+            org_images=50,
             repeats=1,
             latency_repeats=1,
         )

@@ -18,7 +18,7 @@ from dataclasses import asdict, astuple
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import api, bulk, ceiling, files, scale, startup
+from . import api, bulk, ceiling, files, organization, scale, startup
 from .harness import Context, Outcome, Row, Sizes, isolate_aws_env
 
 Scenario = Callable[[Context, frozenset[str]], dict[str, Outcome]]
@@ -37,6 +37,7 @@ SCENARIOS: list[tuple[tuple[str, ...], Scenario]] = [
     (("B1",), _single("B1", api.b1)),
     (("B2",), _single("B2", api.b2)),
     (("B3",), _single("B3", api.b3)),
+    (("ORG",), _single("ORG", organization.org)),
     (("B4", "B5"), bulk.b4_b5),
     (("B6",), _single("B6", files.b6)),
     (("B7",), _single("B7", startup.b7)),
@@ -54,7 +55,18 @@ def _parse_args() -> argparse.Namespace:
         "--only", metavar="B1,B2", help=f"comma-separated scenarios of {', '.join(ALL)}"
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latest.json"))
+    parser.add_argument(
+        "--size",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one workload size of harness.Sizes, e.g. org_targets=30 (repeatable)",
+    )
     args = parser.parse_args()
+    try:
+        args.sizes = (Sizes.quick() if args.quick else Sizes()).overridden(args.size)
+    except ValueError as exc:
+        parser.error(str(exc))
     wanted = {name.strip().upper() for name in (args.only or ",".join(ALL)).split(",")}
     unknown = wanted - set(ALL)
     if unknown:
@@ -75,7 +87,7 @@ def print_table(rows: list[Row]) -> None:
 
 def main() -> int:
     args = _parse_args()
-    ctx = Context.create(Sizes.quick() if args.quick else Sizes())
+    ctx = Context.create(args.sizes)
     isolate_aws_env(ctx.scratch)
     started_at, started = datetime.now(UTC), time.perf_counter()
     outcomes: dict[str, Outcome] = {}

@@ -1,0 +1,129 @@
+"""Commands run as whole processes and measured from outside: wall seconds, CPU seconds (user +
+system, the kernel's accounting of that one child, so a server it talks to is never counted)
+and peak RSS; the CPU time of a long-lived process (a server) by its pid; the machine's load.
+
+Peak RSS is the child's VmHWM, polled while it runs: its `ru_maxrss` (from wait4, or its own
+getrusage) starts from the RSS of the process that spawned it, so a child smaller than this
+runner would report the runner's size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ProcessRun:
+    """One finished child process."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    started_at: float
+    """Epoch seconds just before the spawn, to line the child's log stamps up with."""
+    seconds: float
+    cpu_seconds: float
+    peak_rss_mb: float
+
+    def last_json(self) -> dict[str, Any]:
+        """The last line of its stdout, as a JSON object."""
+        document: dict[str, Any] = json.loads(self.stdout.strip().splitlines()[-1])
+        return document
+
+    def figures(self) -> dict[str, float]:
+        return {
+            "seconds": self.seconds,
+            "cpu_seconds": self.cpu_seconds,
+            "peak_rss_mb": self.peak_rss_mb,
+        }
+
+
+def run_measured(
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 600.0,
+    ok_codes: tuple[int, ...] = (0,),
+) -> ProcessRun:
+    """Run `args` to completion (killed after `timeout` seconds); RuntimeError unless it
+    exits with one of `ok_codes`."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started_at, started = time.time(), time.perf_counter()
+        process = subprocess.Popen(
+            list(args), stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env
+        )
+        killer = threading.Timer(timeout, process.kill)
+        killer.start()
+        high_water = _HighWater(process.pid)
+        try:
+            # wait4, not wait: the CPU of this child alone.
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            killer.cancel()
+            high_water.stop()
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait
+        out.seek(0)
+        err.seek(0)
+        run = ProcessRun(
+            returncode=process.returncode,
+            stdout=out.read().decode(errors="replace"),
+            stderr=err.read().decode(errors="replace"),
+            started_at=started_at,
+            seconds=seconds,
+            cpu_seconds=usage.ru_utime + usage.ru_stime,
+            peak_rss_mb=high_water.peak_kb / 1024,
+        )
+    if run.returncode not in ok_codes:
+        raise RuntimeError(f"{list(args)[:4]} exited {run.returncode}: {run.stderr[-2000:]}")
+    return run
+
+
+class _HighWater:
+    """Polls a running process's peak RSS (VmHWM, which only grows) until stopped."""
+
+    POLL_S = 0.02
+
+    def __init__(self, pid: int) -> None:
+        self.status = Path(f"/proc/{pid}/status")
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                text = self.status.read_text()
+            except OSError:  # reaped
+                return
+            for line in text.splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+            self._stop.wait(self.POLL_S)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def cpu_seconds_of(pid: int) -> float:
+    """User + system CPU seconds a running process has used so far (Linux /proc)."""
+    # The command name (field 2) may hold spaces: the fields after its ")" are fixed.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    user_ticks, system_ticks = int(fields[11]), int(fields[12])
+    return (user_ticks + system_ticks) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> list[float]:
+    """The machine's 1, 5 and 15-minute load averages (the other work sharing its cores)."""
+    return [round(load, 2) for load in os.getloadavg()]
