@@ -171,11 +171,15 @@ class ApiStats:
 def known_regions() -> frozenset[str]:
     """Every region in which botocore knows a SageMaker endpoint, across partitions.
 
-    Cached: it reads botocore's endpoint data (about 65 ms), and every target asks.
+    Cached: it reads botocore's endpoint data, and every target asks; through the shared
+    loader, which every session then reuses.
     """
     import boto3
+    import botocore.session
 
-    session = boto3.session.Session()
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _shared_loader())
+    session = boto3.session.Session(botocore_session=core)
     return frozenset(
         region
         for partition in session.get_available_partitions()

@@ -32,7 +32,6 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
 from filelock import FileLock, Timeout
 
 from .errors import ConfigError, DataError
@@ -197,6 +196,8 @@ def _register(
     schema: pa.Schema,
 ) -> None:
     """Register `files` (read through pyarrow's filesystem layer) on `connection` as `name`."""
+    import pyarrow.dataset as ds  # here: it imports pandas, which only S3 datasets need
+
     dataset = ds.dataset(
         [str(path) for path in files],
         schema=schema,

@@ -290,10 +290,8 @@ def test_the_dagster_job_writes_an_s3_dataset(
     project = load_config(str(sources_file))
     built = build_definitions(
         project,
-        resources={
-            "sagemaker": SageMakerResource(config_path=str(sources_file)),
-            "data": DataDirResource(path=s3_dir.location),
-        },
+        SageMakerResource(config_path=str(sources_file)),
+        DataDirResource(path=s3_dir.location),
     )
     keys = project.partition_keys()
     with dg.instance_for_test() as instance:
