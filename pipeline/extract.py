@@ -289,6 +289,7 @@ def sync(
         raise busy[0]
     _check_cancel(cancel)  # committed; the views can wait for the next run
     if ready.done:  # else nothing was written, and the data dir may not even exist
+        log.info("every target done; checking the views")
         ensure_views(data_dir)
     log.info("sync done")
     report.seconds = time.monotonic() - started
@@ -404,6 +405,9 @@ def _sync_target(
         _check_cancel(cancel)
         if options.compact:  # only where this sync added files: a partition grows no other way
             mine.compact(min_files=AUTO_COMPACT_FILES + 1, owners=committer.partitions_written)
+    log.info(
+        "%s done: %d images, %d API calls", target.label, report.images, report.stats.total_calls
+    )
     return report
 
 
