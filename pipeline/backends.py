@@ -23,6 +23,7 @@ import errno
 import fnmatch
 import os
 import re
+import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -321,6 +322,11 @@ class S3Store(Store):
     endpoint_url: str | None = None
     lock_ttl_s: float = DEFAULT_LOCK_TTL_S
     _leases: list[Any] = field(default_factory=list, compare=False, repr=False)
+    _filesystem: dict[Any, pafs.FileSystem] = field(default_factory=dict, compare=False, repr=False)
+    """The S3 filesystem made for the credentials it holds (one entry at a time)."""
+    _filesystem_lock: threading.Lock = field(
+        default_factory=threading.Lock, compare=False, repr=False
+    )
 
     @classmethod
     def from_env(cls) -> S3Store:
@@ -336,19 +342,28 @@ class S3Store(Store):
     def client(self) -> Any:
         return self._session.client("s3", endpoint_url=self.endpoint_url)
 
-    @cached_property
+    @property
     def filesystem(self) -> pafs.FileSystem:
+        """pyarrow's S3 filesystem with the chain's current credentials.
+
+        pyarrow is handed keys, not the chain: temporary ones (a role, SSO) would expire under
+        a long run. boto3 refreshes them before they expire, and a new filesystem is made
+        whenever they changed."""
         credentials = self._session.get_credentials()
         if credentials is None:
             raise ConfigError("no AWS credentials found for S3 (see boto3's credential chain)")
-        frozen = credentials.get_frozen_credentials()
-        return pafs.S3FileSystem(
-            access_key=frozen.access_key,
-            secret_key=frozen.secret_key,
-            session_token=frozen.token,
-            region=self.client.meta.region_name,
-            endpoint_override=self.endpoint_url,
-        )
+        frozen = credentials.get_frozen_credentials()  # refreshed first when about to expire
+        with self._filesystem_lock:
+            if frozen not in self._filesystem:
+                self._filesystem.clear()
+                self._filesystem[frozen] = pafs.S3FileSystem(
+                    access_key=frozen.access_key,
+                    secret_key=frozen.secret_key,
+                    session_token=frozen.token,
+                    region=self.client.meta.region_name,
+                    endpoint_override=self.endpoint_url,
+                )
+            return self._filesystem[frozen]
 
     def uri(self, root: PurePath) -> str:
         return S3_SCHEME + str(root)

@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from moto.server import ThreadedMotoServer
 from assets.definitions import build_definitions
 from assets.resources import DataDirResource, SageMakerResource
 from assets.schedules import JOB_NAME, RANGE_END, RANGE_START
+from pipeline.backends import S3Store
 from pipeline.config import load_config
 from pipeline.emulator import EmulatorServer, random_mutations, seed_catalogue
 from pipeline.errors import ConfigError
@@ -322,3 +324,40 @@ def test_bad_s3_locations_are_configuration_errors(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         DataDir.at(location).check_ours()
+
+
+def test_pyarrow_is_handed_fresh_credentials_when_boto3_refreshes_them(s3_dir: DataDir) -> None:
+    """A long run on temporary credentials (a role, SSO): pyarrow's S3 filesystem must not keep
+    the keys it was first given once boto3 has refreshed them."""
+    import botocore.credentials
+    import botocore.session
+
+    keys = iter(["FIRST", "SECOND"])
+
+    def fetch() -> dict[str, str]:
+        expiry = datetime.now(UTC) + timedelta(hours=1)
+        return {
+            "access_key": next(keys),
+            "secret_key": "secret",
+            "token": "token",
+            "expiry_time": expiry.isoformat(),
+        }
+
+    credentials = botocore.credentials.RefreshableCredentials.create_from_metadata(
+        fetch(), fetch, "sts-assume-role"
+    )
+    core = botocore.session.get_session()
+    core._credentials = credentials  # what a role or SSO profile resolves to
+    store = s3_dir.store
+    assert isinstance(store, S3Store)
+    store.__dict__["_session"] = boto3.session.Session(botocore_session=core)
+
+    def access_key() -> str:
+        return str(store.filesystem.__reduce__()[1][0]["access_key"])
+
+    assert access_key() == "FIRST"
+    assert store.filesystem is store.filesystem  # unchanged credentials: the same filesystem
+    credentials._expiry_time = datetime.now(UTC)  # the hour has passed
+    assert access_key() == "SECOND"
+    s3_dir.prepare()  # and the dataset is still reached through it
+    assert s3_dir.is_ours()
