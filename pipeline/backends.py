@@ -321,7 +321,9 @@ class S3Store(Store):
 
     endpoint_url: str | None = None
     lock_ttl_s: float = DEFAULT_LOCK_TTL_S
-    _leases: list[Any] = field(default_factory=list, compare=False, repr=False)
+    _leases: dict[int, list[Any]] = field(default_factory=dict, compare=False, repr=False)
+    """The leases held, per thread: a target's writes (all on its own thread) answer to its
+    lease alone, so one target's lost lease never stops another's writes."""
     _filesystem: dict[Any, pafs.FileSystem] = field(default_factory=dict, compare=False, repr=False)
     """The S3 filesystem made for the credentials it holds (one entry at a time)."""
     _filesystem_lock: threading.Lock = field(
@@ -408,8 +410,8 @@ class S3Store(Store):
         return str(response["ETag"])
 
     def _check_leases(self) -> None:
-        """Refuse to change the dataset once a lease this process holds was taken over."""
-        for lease in self._leases:
+        """Refuse to change the dataset once a lease this thread holds was taken over."""
+        for lease in self._leases.get(threading.get_ident(), []):
             lease.check()
 
     def publish(self, final: PurePath, write: Writer, tmp_dir: PurePath) -> None:
@@ -425,11 +427,12 @@ class S3Store(Store):
         lease = S3Lease(self.client, *_split(root / ".lock"), ttl_s=self.lock_ttl_s)
         if not lease.acquire(timeout_s):
             raise _busy(self.uri(root))
-        self._leases.append(lease)
+        mine = self._leases.setdefault(threading.get_ident(), [])
+        mine.append(lease)
         try:
             yield
         finally:
-            self._leases.remove(lease)
+            mine.remove(lease)
             lease.release()
 
     def is_file(self, path: PurePath) -> bool:

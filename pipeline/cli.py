@@ -36,13 +36,18 @@ from .logs import TEXT_LOG_FORMAT, JsonLogFormatter
 from .redact import RedactingFilter, redact
 from .render import print_json, print_records, report_metadata, summary_line
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 PROG = "image-versions"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with usage errors as one line on stderr and exit status 2."""
+    """argparse, with usage errors as one line on stderr and exit status 2, and no shortened
+    option names (`--proc` for `--processes` would escape what `sync --processes` strips
+    before handing its arguments to its children)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -355,6 +360,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     )
     targets = build_targets(load_config(args.config), access, overrides)
     if args.processes > 1:
+        if args.shard is not None:
+            raise ConfigError("--processes and --shard do not go together")
         return _sync_in_processes(args)
     options = replace(options, shard=args.shard)
     report = sync(data_dir, targets, options, on_progress=_progress_bar(), cancel=args.cancel)
@@ -381,10 +388,12 @@ def _sync_in_processes(args: argparse.Namespace) -> int:
     outcome = run_shards(argv, args.processes, args.cancel)
     if args.cancel.is_set():
         raise Cancelled()
-    if not outcome.figures:
-        return outcome.code
-    code = _print_summary(args, outcome.figures, outcome.failures)
-    return max(code, outcome.code) if outcome.code != 2 else 2
+    if outcome.figures:
+        _print_summary(args, outcome.figures, outcome.failures)
+    else:
+        for failure in outcome.failures:
+            print(f"FAILED {failure}")
+    return outcome.code
 
 
 def _without_option(argv: Sequence[str], option: str) -> list[str]:

@@ -70,6 +70,8 @@ __all__ = ["Progress", "ProgressCallback", "sync"]
 
 log = logging.getLogger(__name__)
 _POLL_S = 0.1
+MIGRATION_WAIT_S = 60.0
+"""How long the first sync after an upgrade waits for another process's move of the state."""
 """How often the sync's main thread looks up from waiting to see whether it was cancelled."""
 
 # ---------------------------------------------------------------- the sync
@@ -251,6 +253,7 @@ def sync(
     ready = _Once(lambda: _prepare(data_dir, options))
     unreachable: list[ConfigError] = []
     busy: list[WriterBusy] = []
+    damaged: list[DataError | OSError] = []
 
     def run(member: SourceTarget) -> SyncReport:
         failed = SyncReport()
@@ -268,6 +271,13 @@ def sync(
         except WriterBusy as exc:  # another writer holds this target
             busy.append(exc)
             failed.failures.append(Failure(member.source, member.region, None, str(exc)))
+            return failed
+        except (DataError, OSError) as exc:  # this target's files or writes: the others go on
+            if not ready.done:
+                raise  # the data dir itself could not be made
+            damaged.append(exc)
+            reason = str(exc) if isinstance(exc, DataError) else _reason(exc)
+            failed.failures.append(Failure(member.source, member.region, None, reason))
             return failed
         finally:
             close_client(connected.client)
@@ -287,6 +297,8 @@ def sync(
         raise errors[0]
     if busy and len(busy) + len(unreachable) == len(members):
         raise busy[0]
+    if damaged and len(damaged) + len(busy) + len(unreachable) == len(members):
+        raise damaged[0]  # nothing was synced: exit 2 (a damaged file) or 1 (an I/O error)
     _check_cancel(cancel)  # committed; the views can wait for the next run
     if ready.done:  # else nothing was written, and the data dir may not even exist
         log.info("every target done; checking the views")
@@ -351,8 +363,9 @@ def _migrate(data_dir: DataDir, options: SyncOptions) -> None:
     dataset lock (older versions of this tool hold it for the whole of their syncs)."""
     if not data_dir.store.is_file(legacy_state_file(data_dir)):
         return
-    with data_dir.writer_lock(options.lock_timeout_s):
-        data_dir.recover_compaction()  # an older version's journal lives outside every target
+    # Every process of the first sync after an upgrade gets here at once: they take turns.
+    with data_dir.writer_lock(max(options.lock_timeout_s, MIGRATION_WAIT_S)):
+        data_dir.recover_compaction()  # an older version's journal: the dataset's own
         try:
             moved = migrate_legacy_state(data_dir)
         except DataError:
@@ -375,11 +388,12 @@ def _sync_target(
 ) -> SyncReport:
     """One target, holding its writer lock: its state, its images, its commits, its row of
     sync history and its compaction. ConfigError when another writer holds the target."""
+    _check_cancel(cancel)  # a target still queued when the run was stopped never starts
     started_ms = _now_ms()
     target, key = member.target, member.target.key
     report = SyncReport(targets=1, stats=member.stats)
     mine = data_dir.for_target(key)
-    with data_dir.target_lock(key, options.lock_timeout_s):
+    with data_dir.target_lock(key, options.lock_timeout_s, cancel):
         data_dir.store.make_dirs([mine.tmp_dir])
         mine.clean_tmp()
         mine.recover_compaction()
@@ -388,13 +402,13 @@ def _sync_target(
             if options.full_refresh
             else load_target_state(data_dir, key)
         )
-        keep_previous_state(data_dir, key)
+        keep_previous_state(mine, key)
         observed_at_ms = max([started_ms, *((s.last_synced_ms or 0) + 1 for s in states.values())])
         committer = Committer(mine, key, states, options.flush_rows, options.commit_interval_s)
         run = _TargetRun(mine, target, member.client, options, committer, report, cancel, progress)
         try:
             run.sync(observed_at_ms)
-            save_rate_hint(data_dir, key, member.limiter.learned_rps)
+            save_rate_hint(mine, key, member.limiter.learned_rps)
         except BaseException as exc:
             committer.commit(_sync_run_row(target, states, report, started_ms, error=exc))
             raise

@@ -118,12 +118,27 @@ def run_shards(argv: Sequence[str], processes: int, cancel: threading.Event) -> 
         for reader in readers:
             reader.join(timeout=_POLL_S / processes)
     summaries, failures, codes = [], [], []
-    for child, output in zip(children, outputs, strict=True):
-        codes.append(child.returncode)
+    for index, (child, output) in enumerate(zip(children, outputs, strict=True)):
         line = output.strip().splitlines()[-1] if output.strip() else ""
-        if line.startswith("{"):
-            summary = json.loads(line)
+        summary = json.loads(line) if line.startswith("{") else None
+        if summary is not None:
             summaries.append(summary)
             failures += summary.get("failures", [])
-    worst = max(codes, key=lambda code: (code == 2, code != 0, code))
-    return ShardOutcome(merge_figures(summaries), failures, worst)
+        code = child.returncode
+        if code < 0 or (code != 2 and summary is None):
+            # Killed (the OOM killer), or stopped before its summary: its targets are unknown.
+            failures.append(f"shard {index + 1} of {processes} stopped with status {code}")
+            code = 1
+        codes.append(code)
+    return ShardOutcome(merge_figures(summaries), failures, _combined(codes))
+
+
+def _combined(codes: Sequence[int]) -> int:
+    """The parent's status: 2 only when every shard was refused (as one process would be),
+    128 + a signal when one was stopped by it, else 1 when any shard failed."""
+    if all(code == 2 for code in codes):
+        return 2
+    stopped = [code for code in codes if code > 128]
+    if stopped:
+        return stopped[0]
+    return 1 if any(codes) else 0

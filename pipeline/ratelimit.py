@@ -14,7 +14,9 @@ the service accepts:
 - **Multiplicative decrease.** A throttling answer to a request sent after the last decrease
   sets the rate to `DECREASE` x the lower of the current rate and the rate of accepted answers
   over the last second (what the service demonstrably allows, once there are `MIN_EVIDENCE`
-  of them). Throttles of requests sent
+  of them). At high rates (`STRAY_EVIDENCE` accepted answers a second) a throttle cuts only
+  when at least `THROTTLED_SHARE` of the last second's answers were throttles; and no cut goes
+  below `PEAK_FLOOR` of the most answers accepted in one second so far. Throttles of requests sent
   before that decrease say nothing new and are ignored, so one burst counts once; and there
   is at most one decrease every `DECREASE_INTERVAL_S`.
 - **Additive increase.** After a throttle the rate grows by `INCREASE_PER_S` of itself each
@@ -53,6 +55,15 @@ service-side blip) would otherwise drive the rate down answer after answer."""
 BURST_S = 0.05
 _WINDOW_S = 1.0
 MIN_EVIDENCE = 5
+PEAK_FLOOR = 0.25
+"""Cuts stop at this share of the most answers ever accepted in one second of the sync: a
+service that throttles a steady share of requests whatever the rate would otherwise drive the
+rate to a crawl."""
+THROTTLED_SHARE = 0.05
+STRAY_EVIDENCE = 50
+"""With this many accepted answers in the last second, only a throttled share of them of at
+least `THROTTLED_SHARE` cuts the rate: at a high rate, a stray throttle (a blip, another
+client's burst) says nothing of it. At low rates, where limits bite, every throttle counts."""
 """Accepted answers in the last second needed before their rate is taken as the limit (at
 the start of a sync, or in a burst of throttles, there are none to go by)."""
 
@@ -75,6 +86,8 @@ class AdaptiveRateLimiter:
         self._grown_at: float | None = None
         self._decreased_at = float("-inf")
         self._accepted: deque[float] = deque()
+        self._refused: deque[float] = deque()
+        self._peak_accepted = 0.0
         self._lock = threading.Lock()
 
     @property
@@ -129,18 +142,22 @@ class AdaptiveRateLimiter:
     def observe(self, sent_at: float, throttled: bool, now: float) -> None:
         """Learn from one answer to a request sent at `sent_at`."""
         with self._lock:
-            while self._accepted and self._accepted[0] < now - _WINDOW_S:
-                self._accepted.popleft()
-            if not throttled:
-                self._accepted.append(now)
-                return
+            for answers in (self._accepted, self._refused):
+                while answers and answers[0] < now - _WINDOW_S:
+                    answers.popleft()
+            (self._refused if throttled else self._accepted).append(now)
+            self._peak_accepted = max(self._peak_accepted, len(self._accepted) / _WINDOW_S)
             stale = sent_at < self._decreased_at or now < self._decreased_at + DECREASE_INTERVAL_S
-            if not self.adaptive or self._rate is None or stale:
+            if not throttled or not self.adaptive or self._rate is None or stale:
                 return
+            accepted, refused = len(self._accepted), len(self._refused)
+            if accepted >= STRAY_EVIDENCE and refused / (accepted + refused) < THROTTLED_SHARE:
+                return  # a stray throttle among many accepted answers says nothing of the rate
             base = self._rate
-            if len(self._accepted) >= MIN_EVIDENCE:
-                base = min(base, len(self._accepted) / _WINDOW_S)
-            self._rate = max(MIN_RPS, DECREASE * base)
+            if accepted >= MIN_EVIDENCE:
+                base = min(base, accepted / _WINDOW_S)
+            floor = max(MIN_RPS, PEAK_FLOOR * self._peak_accepted)
+            self._rate = max(floor, DECREASE * base)
             self.ssthresh = self._rate
             self._throttled = True
             self._decreased_at = now

@@ -33,6 +33,8 @@ import contextlib
 import json
 import logging
 import re
+import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -44,7 +46,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .backends import S3_SCHEME, LocalStore, S3Store, Store, parse_s3_uri
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, WriterBusy
+from .guard import Cancelled
 from .schema import (
     IMAGE_SCHEMA,
     IMAGE_VERSION_DETAILS_SCHEMA,
@@ -63,6 +66,8 @@ AUTO_COMPACT_FILES = 16
 ROW_ORDER = [("image_name", "ascending"), ("version", "ascending"), ("observed_at", "ascending")]
 _SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 LOCAL = LocalStore()
+LOCK_POLL_S = 0.2
+"""How often a writer waiting for a target's lock looks whether it was cancelled."""
 
 
 def _partition_key(value: str) -> str:
@@ -70,6 +75,19 @@ def _partition_key(value: str) -> str:
     if not _SAFE_KEY.match(value):
         raise ValueError(f"refusing to use {value!r} in a partition path")
     return value
+
+
+def _allow_open_files(wanted: int) -> None:
+    """Raise this process's limit of open files towards `wanted`, as far as the hard limit
+    lets it (a large organisation's every target lock is held at once)."""
+    try:
+        import resource
+    except ImportError:  # not a Unix
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
 
 
 class UnreadableFile(Exception):
@@ -257,23 +275,40 @@ class DataDir:
         `every_target_lock` it stands for the whole dataset."""
         return self.store.lock(self.root, timeout_s)
 
+    @contextlib.contextmanager
     def target_lock(
-        self, key: str, timeout_s: float = 0
-    ) -> contextlib.AbstractContextManager[None]:
-        """Hold one target's writer lock; ConfigError if another writer holds it."""
+        self, key: str, timeout_s: float = 0, cancel: threading.Event | None = None
+    ) -> Iterator[None]:
+        """Hold one target's writer lock, waiting up to `timeout_s` for another writer of it;
+        WriterBusy after that, Cancelled as soon as `cancel` is set."""
         directory = self.target_dir(key)
         self.store.make_dirs([directory])
-        return self.store.lock(directory, timeout_s)
+        deadline = time.monotonic() + timeout_s
+        with contextlib.ExitStack() as held:
+            while True:
+                step = min(LOCK_POLL_S, max(0.0, deadline - time.monotonic()))
+                try:
+                    held.enter_context(self.store.lock(directory, step))
+                    break
+                except WriterBusy:
+                    if time.monotonic() >= deadline:
+                        raise
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled()
+            yield
 
     @contextlib.contextmanager
     def exclusive(self, timeout_s: float = 0) -> Iterator[None]:
         """The whole dataset: the dataset lock, then every target's, in order (so two such
         holders cannot deadlock). A target that first appears meanwhile writes only its own
         new partitions, which nothing holding this touches."""
+        keys = self.target_keys()
+        _allow_open_files(len(keys) + 256)  # one open lock file per target
         with contextlib.ExitStack() as stack:
             stack.enter_context(self.writer_lock(timeout_s))
-            for key in self.target_keys():
+            for key in keys:
                 stack.enter_context(self.target_lock(key, timeout_s))
+            self.clean_tmp()  # every target's leftovers, and those of whole-dataset writes
             yield
 
     def clean_tmp(self) -> None:
@@ -418,7 +453,7 @@ class DataDir:
         if owners is None:
             self.refuse_symlinks()
             self.check_writable()
-            self.recover_compaction()
+            self.recover_compaction(every=True)
             listings = [(base, self.files_pattern(base)) for base in schemas]
         else:
             listings = [(owner, self.MONTH_FILES) for owner in sorted(set(owners))]
@@ -486,11 +521,10 @@ class DataDir:
             self.store.delete([self.root / name for name in journal["old"]])
         self.store.delete([path])
 
-    def recover_compaction(self) -> None:
-        """Finish (or drop) a compaction that a killed process left half done: this target's,
-        or for the whole dataset every one."""
-        paths = [self.journal_path] if self.target is not None else self.journal_paths()
-        for path in paths:
+    def recover_compaction(self, *, every: bool = False) -> None:
+        """Finish (or drop) a compaction that a killed process left half done: this target's
+        (or the dataset's own), or with `every` (holding every target's lock) all of them."""
+        for path in self.journal_paths() if every else [self.journal_path]:
             if self.store.is_file(path):
                 self._recover_journal(path)
 

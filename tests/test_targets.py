@@ -197,3 +197,85 @@ def test_processes_share_the_targets_out_and_add_up_their_figures(
     assert set(live_rows(data_dir, regions)) == truth(server.emulator, regions)
     # Each target was synced by exactly one of the two processes.
     assert sorted(row[1] for row in _sync_runs(data_dir)) == sorted(regions)
+
+
+def _child_with(argument: str, deadline: float) -> int:
+    """The pid of a running process whose command line holds `argument`."""
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            try:
+                words = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argument.encode() in words:
+                return int(entry.name)
+        time.sleep(0.05)
+    raise AssertionError(f"no process with {argument}")
+
+
+def test_a_killed_shard_fails_the_run_and_options_are_never_shortened(
+    server: EmulatorServer, data_dir: DataDir, sources_file: Path
+) -> None:
+    server.emulator.faults.latency_s = 0.2
+    parent = _cli_sync(data_dir, "--config", str(sources_file), "--processes", "2")
+    os.kill(_child_with("1/2", time.monotonic() + 30), signal.SIGKILL)  # the OOM killer, say
+    out, _ = parent.communicate(timeout=120)
+    assert parent.returncode == 1, out
+    assert "shard 2 of 2 stopped with status -9" in out
+    shortened = run_cli("sync", "--data-dir", str(data_dir.root), "--proc", "2")
+    assert shortened.code == 2 and "unrecognized arguments: --proc" in shortened.stderr
+
+
+def test_a_damaged_target_fails_alone(
+    server: EmulatorServer, data_dir: DataDir, sources_file: Path
+) -> None:
+    config = ("--config", str(sources_file))
+    assert run_cli("sync", "--data-dir", str(data_dir.root), *config).code == 0
+    damaged = Path(data_dir.target_dir(target_key("emu", REGION))) / "images.parquet"
+    damaged.write_bytes(b"not parquet")
+    server.emulator.faults.latency_s = 0.0
+    result = run_cli("sync", "--data-dir", str(data_dir.root), *config)
+    assert result.code == 1, result.stderr
+    assert "--full-refresh" in result.stdout and f"emu/{REGION}" in result.stdout
+    rows = _sync_runs(data_dir)
+    assert [(r[1], r[5]) for r in rows[-1:]] == [(OTHER_REGION, True)]  # the other went on
+
+
+def test_every_process_of_the_first_sync_after_an_upgrade_succeeds(
+    server: EmulatorServer, data_dir: DataDir, sources_file: Path
+) -> None:
+    config = ("--config", str(sources_file))
+    assert run_cli("sync", "--data-dir", str(data_dir.root), *config).code == 0
+    _write_legacy_state(data_dir)
+    processes = [
+        _cli_sync(data_dir, *config, "--region", region) for region in (REGION, OTHER_REGION)
+    ]
+    for process in processes:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+    assert not Path(legacy_state_file(data_dir)).exists()
+    assert len(state_files(data_dir)) == 2
+
+
+def test_a_stop_signal_ends_a_wait_for_a_targets_lock(
+    server: EmulatorServer, data_dir: DataDir
+) -> None:
+    seed_catalogue(server.emulator, seed=3, images=3)
+    run_sync(data_dir, server)
+    endpoint = ("--endpoint-url", server.url, "--region", REGION)
+    with data_dir.target_lock(target_key("default", REGION)):
+        waiting = _cli_sync(data_dir, *endpoint, "--wait", "60")
+        time.sleep(2.0)  # started, connected, and waiting for the lock
+        stopped = time.monotonic()
+        waiting.send_signal(signal.SIGTERM)
+        waiting.communicate(timeout=30)
+        assert time.monotonic() - stopped < 5
+    assert waiting.returncode == 128 + signal.SIGTERM
+
+
+def test_compact_removes_leftovers_of_killed_writes(data_dir: DataDir) -> None:
+    data_dir.prepare()
+    leftover = Path(data_dir.tmp_dir) / "0123abcd.tmp"
+    leftover.write_bytes(b"half a partition")
+    assert run_cli("compact", "--data-dir", str(data_dir.root)).code == 0
+    assert not leftover.exists()
