@@ -118,7 +118,9 @@ def test(args: list[str]) -> None:
     run(BIN / "ruff", "check", ".")
     run(BIN / "ruff", "format", "--check", ".")
     run(BIN / "mypy")
-    run(BIN / "pytest", *args)
+    # Over the machine's cores (up to 4): the suite waits on processes and sockets as much
+    # as it computes. `python3 dev.py test -n 0` runs it in one process.
+    run(BIN / "pytest", "-n", "auto", "--maxprocesses", "4", *args)
 
 
 def lock(args: list[str]) -> None:

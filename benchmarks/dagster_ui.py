@@ -148,23 +148,6 @@ class DagsterDev:
         worker = (run["endTime"] or 0) - (run["startTime"] or 0)
         return RunTiming(run_id, run["status"], wall, worker)
 
-    def launch_backfill(self, assets: list[str]) -> str:
-        """A backfill of every partition of `assets`, as the UI's "Materialize all" sends it."""
-        launched = self.graphql(
-            "mutation($params: LaunchBackfillParams!) { launchPartitionBackfill("
-            "backfillParams: $params) { __typename ... on LaunchBackfillSuccess { backfillId }"
-            " ... on PythonError { message } } }",
-            {
-                "params": {
-                    "assetSelection": [{"path": [name]} for name in assets],
-                    "allPartitions": True,
-                }
-            },
-        )["launchPartitionBackfill"]
-        if launched["__typename"] != "LaunchBackfillSuccess":
-            raise RuntimeError(f"launchPartitionBackfill failed: {launched}")
-        return str(launched["backfillId"])
-
     def launched_at(self, run_id: str) -> float:
         """When the queue handed the run to the launcher (its RUN_STARTING event), in s."""
         events = self.graphql(

@@ -669,7 +669,7 @@ MATRIX: list[tuple[str, RowFactory, int, int]] = [
     ("bad_input", bad_input, 1, 1),
     ("secrets", planted_secrets, 1, 3),
     ("safe_defaults", safe_defaults, 1, 1),
-    ("soak", soak, 25, 300),
+    ("soak", soak, 10, 300),
     *HOSTILE_MATRIX,
 ]
 
