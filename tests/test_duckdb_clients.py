@@ -61,7 +61,10 @@ def _install_client() -> Path:
     if (CLIENT_CACHE / "duckdb" / "__init__.py").exists():
         return CLIENT_CACHE
     aside = CLIENT_CACHE.with_name(f"{CLIENT_CACHE.name}.{uuid.uuid4().hex}.tmp")
-    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(aside)]
+    # The interpreter the venv was made from: uv makes venvs without pip, and the quick start
+    # asks for a Python with pip.
+    python = getattr(sys, "_base_executable", sys.executable)
+    pip = [python, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(aside)]
     subprocess.run(
         [*pip, *CLIENT_PACKAGES],
         check=True,
