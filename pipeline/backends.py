@@ -98,6 +98,16 @@ def _glob_match(relative: PurePath, pattern: str) -> bool:
     )
 
 
+def _listed(
+    filesystem: pafs.FileSystem, directory: PurePath, kind: pafs.FileType, *, recursive: bool
+) -> list[PurePath]:
+    """The entries of `kind` under `directory` (none when it does not exist), sorted."""
+    selector = pafs.FileSelector(str(directory), recursive=recursive, allow_not_found=True)
+    return sorted(
+        PurePath(info.path) for info in filesystem.get_file_info(selector) if info.type == kind
+    )
+
+
 class Store(ABC):
     """The filesystem primitives a dataset needs; `DataDir` holds the logic above them."""
 
@@ -164,12 +174,7 @@ class Store(ABC):
 
     def subdirs(self, directory: PurePath) -> list[PurePath]:
         """The directories (S3: prefixes) directly under `directory`, sorted."""
-        selector = pafs.FileSelector(str(directory), recursive=False, allow_not_found=True)
-        return sorted(
-            PurePath(info.path)
-            for info in self.filesystem.get_file_info(selector)
-            if info.type == pafs.FileType.Directory
-        )
+        return _listed(self.filesystem, directory, pafs.FileType.Directory, recursive=False)
 
     def glob(self, directory: PurePath, pattern: str) -> list[PurePath]:
         """The files under `directory` whose relative path matches `pattern` part by part."""
@@ -447,12 +452,7 @@ class S3Store(Store):
         return bool(self.filesystem.get_file_info(selector))
 
     def files(self, directory: PurePath) -> list[PurePath]:
-        selector = pafs.FileSelector(str(directory), recursive=True, allow_not_found=True)
-        return sorted(
-            PurePath(info.path)
-            for info in self.filesystem.get_file_info(selector)
-            if info.type == pafs.FileType.File
-        )
+        return _listed(self.filesystem, directory, pafs.FileType.File, recursive=True)
 
     def read_bytes(self, path: PurePath) -> bytes:
         with self.filesystem.open_input_stream(str(path)) as stream:
