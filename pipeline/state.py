@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from .errors import DataError
 from .schema import STATE_SCHEMA, table_to_rows
-from .storage import DataDir
+from .storage import DataDir, UnreadableFile
 
 __all__ = [
     "STATE_FILES_PATTERN",
@@ -150,8 +150,8 @@ def keep_previous_state(data_dir: DataDir, key: str) -> None:
 
 def _read_states(data_dir: DataDir, path: PurePath) -> dict[StateKey, ImageState]:
     try:
-        table = data_dir.read_table([path], schema=STATE_SCHEMA)
-    except (OSError, pa.ArrowException) as exc:
+        table = data_dir.read_checked(path, STATE_SCHEMA)
+    except (OSError, UnreadableFile) as exc:
         raise DataError(
             f"state file {data_dir.store.uri(path)} is corrupt ({exc}); run "
             "`image-versions sync --full-refresh` to rebuild it from the source"

@@ -315,15 +315,6 @@ class DataDir:
         """Remove leftovers of writes that a killed process never finished."""
         self.store.delete(self.store.files(self.tmp_dir))
 
-    def read_table(self, paths: list[PurePath], schema: pa.Schema | None = None) -> pa.Table:
-        """Read Parquet files of this dataset (through pyarrow's filesystem layer)."""
-        return pq.read_table(
-            [str(path) for path in paths],
-            schema=schema,
-            partitioning=None,  # the Hive keys are in the rows already
-            filesystem=self.store.filesystem,
-        )
-
     def atomic_write(self, table: pa.Table, final_path: PurePath) -> PurePath:
         """Write `table` to `final_path` so that it appears complete or not at all."""
 
@@ -473,7 +464,10 @@ class DataDir:
 
     def read_checked(self, path: PurePath, schema: pa.Schema) -> pa.Table:
         """One Parquet file of this dataset, which must hold exactly `schema`; UnreadableFile
-        (why, on one line) when it cannot be read or holds something else."""
+        (why, on one line) when it cannot be read or holds something else.
+
+        One file, not `pq.read_table`: that goes through pyarrow.dataset, whose import pulls
+        in pandas (a quarter of a second of every sync's start-up)."""
         try:
             with self.store.filesystem.open_input_file(str(path)) as source:
                 table = pq.ParquetFile(source).read()
