@@ -1,6 +1,6 @@
 """Where a sync's CPU time goes: API + parse, normalise, write (B4).
 
-`install()` wraps a few functions of `pipeline.extract` and `pipeline.storage` (at page, image
+`install()` wraps a few functions of the sync's modules and `pipeline.storage` (at page, image
 or file granularity, never per row, so the overhead stays in microseconds per page) with
 per-thread CPU clocks. A thread waiting for the GIL or for a response uses no CPU, so the
 stages add up to the process's CPU time less what runs outside them ("other": the thread pool,
@@ -24,16 +24,17 @@ from typing import Any
 
 import pipeline.committer as committer
 import pipeline.extract as extract
+import pipeline.target_run as target_run
 from pipeline.storage import DataDir
 
-# Functions of pipeline.extract and pipeline.committer (as each names them) -> their stage.
+# Functions of the sync's modules (as each names them) -> their stage.
 FUNCTION_STAGES = {
-    extract: {
+    target_run: {
         "_fetch_image": "fetch",
         "list_source_images": "api_images",
         **dict.fromkeys(("advance_state", "rows_to_table"), "normalise"),
-        **dict.fromkeys(("load_state", "keep_previous_state", "ensure_views"), "write"),
     },
+    extract: dict.fromkeys(("load_target_state", "keep_previous_state", "ensure_views"), "write"),
     committer: {"rows_to_table": "normalise", "save_state": "write"},
 }
 PAGE_STAGES = {"list_image_versions": "api_versions"}
@@ -103,7 +104,7 @@ def install() -> StageClock:
         for name, stage in stages.items():
             setattr(module, name, clock.timed(stage, getattr(module, name)))
     for name, stage in PAGE_STAGES.items():
-        setattr(extract, name, clock.timed_pages(stage, getattr(extract, name)))
+        setattr(target_run, name, clock.timed_pages(stage, getattr(target_run, name)))
     for name in WRITE_METHODS:
         setattr(DataDir, name, clock.timed("write", getattr(DataDir, name)))
     return clock

@@ -1,0 +1,493 @@
+"""One target's run: its catalogue, then every image's versions (classified, described when
+enriching), then the tombstones of deleted images, committed through the target's committer.
+
+`extract.sync` runs the targets side by side; what happens inside one is here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from itertools import islice
+from typing import Any
+
+from .committer import Committer
+from .decisions import (
+    Classified,
+    advance_state,
+    classify,
+    deleted_image_state,
+    listing_start_ms,
+    versions_to_describe,
+)
+from .errors import DataError
+from .guard import Cancelled, close_client
+from .redact import redact
+from .run import Failure, SourceTarget, SyncOptions, SyncReport
+from .schema import (
+    IMAGE_SCHEMA,
+    MalformedRecord,
+    Row,
+    details_row,
+    from_ms,
+    image_name_of,
+    image_row,
+    rows_to_table,
+    version_row,
+)
+from .source import list_aliases, list_image_versions, patiently
+from .source import list_images as list_source_images
+from .state import ImageState
+from .storage import DataDir
+from .warehouse import described_states, latest_live_rows
+
+__all__ = [
+    "POLL_S",
+    "Progress",
+    "ProgressCallback",
+    "ProgressTracker",
+    "TargetRun",
+    "check_cancel",
+    "failure_reason",
+    "now_ms",
+]
+
+log = logging.getLogger(__name__)
+
+
+POLL_S = 0.1
+"""How often a thread waiting on others looks up to see whether the sync was cancelled."""
+
+
+@dataclass(frozen=True)
+class _ImageJob:
+    target: SourceTarget
+    name: str
+    state: ImageState
+    stored: Mapping[int, Row] | None
+    enrich: bool = False
+    described: set[tuple[int, int]] | None = None
+    """For a backfill: the (version, last_modified_time) states that have details already."""
+
+
+@dataclass
+class _ImageResult:
+    job: _ImageJob
+    listed: list[Row]
+    error: str | None = None
+    gone: bool = False
+    classified: Classified = field(default_factory=Classified)
+    details: list[Row] = field(default_factory=list)
+    vanished: int = 0
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _fetch_image(
+    client: Any, job: _ImageJob, options: SyncOptions, observed_at_ms: int
+) -> _ImageResult:
+    """List one image's versions, classify them and, when enriching, describe the new and
+    changed ones (the only part that runs on worker threads)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    log.debug("listing versions of %s/%s", job.target.label, job.name)
+    start = listing_start_ms(
+        job.state, int(options.lookback.total_seconds() * 1000), options.full_listing
+    )
+    account_region = (job.state.account_id, job.target.region)
+    listed: list[Row] = []
+    try:
+        for page in list_image_versions(
+            client, job.name, None if start is None else from_ms(start)
+        ):
+            listed.extend(
+                version_row(
+                    job.name,
+                    item,
+                    observed_at_ms=observed_at_ms,
+                    image_account_region=account_region,
+                )
+                for item in page
+            )
+        classified = classify(listed, job.state, job.stored, observed_at_ms=observed_at_ms)
+        details: list[Row] = []
+        vanished = 0
+        if job.enrich:
+            wanted = versions_to_describe(classified, listed, job.described)
+            details, vanished = _describe_versions(client, wanted, observed_at_ms)
+    except Cancelled:
+        raise
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFound":
+            return _ImageResult(job, [], "deleted while the sync ran (tombstoned)", gone=True)
+        return _ImageResult(job, [], failure_reason(exc))
+    except Exception as exc:  # bad data or a broken answer fails this image, never the run
+        if not isinstance(exc, BotoCoreError | MalformedRecord):
+            log.debug("%s/%s failed", job.target.label, job.name, exc_info=True)
+        return _ImageResult(job, [], failure_reason(exc))
+    return _ImageResult(job, listed, classified=classified, details=details, vanished=vanished)
+
+
+def _describe_versions(client: Any, rows: list[Row], observed_at_ms: int) -> tuple[list[Row], int]:
+    """Details rows of listed versions (DescribeImageVersion, then every page of ListAliases),
+    and how many vanished first.
+
+    A version deleted since it was listed (ResourceNotFound) has no details to record: it is
+    skipped and logged, and the next reconcile tombstones it. Any other error fails the image,
+    so that no state is written without its details.
+    """
+    from botocore.exceptions import ClientError
+
+    details: list[Row] = []
+    vanished = 0
+    for row in rows:
+        name, version = row["image_name"], row["version"]
+        try:
+            described = patiently(client.describe_image_version, ImageName=name, Version=version)
+            aliases = list_aliases(client, name, version)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceNotFound":
+                raise
+            log.info(
+                "%s version %d was deleted before it could be described; no details recorded",
+                name,
+                version,
+            )
+            vanished += 1
+            continue
+        details.append(details_row(row, described, aliases, observed_at_ms=observed_at_ms))
+    return details, vanished
+
+
+@dataclass
+class Progress:
+    """How far a sync is: targets finished of those to sync, images listed of those planned
+    (the plan grows as targets list their catalogues)."""
+
+    targets_done: int = 0
+    targets: int = 0
+    images_done: int = 0
+    images: int = 0
+
+
+ProgressCallback = Callable[[Progress], None]
+"""Called with a snapshot after each image and each target (from any worker thread, one call
+at a time)."""
+
+
+class ProgressTracker:
+    def __init__(self, callback: ProgressCallback | None, targets: int) -> None:
+        self._callback = callback
+        self._progress = Progress(targets=targets)
+        self._lock = threading.Lock()
+
+    def add(self, *, targets_done: int = 0, images_done: int = 0, images: int = 0) -> None:
+        with self._lock:
+            self._progress.targets_done += targets_done
+            self._progress.images_done += images_done
+            self._progress.images += images
+            if self._callback is not None:
+                self._callback(replace(self._progress))
+
+
+def check_cancel(cancel: threading.Event) -> None:
+    """Cancelled once the run was asked to stop: checked between the phases of a sync."""
+    if cancel.is_set():
+        raise Cancelled()
+
+
+@dataclass
+class _Catalogue:
+    """A region's ListImages as rows, and what could not be read of it."""
+
+    rows: list[Row]
+    failed: dict[str, str]
+    """Images whose record is malformed -> why: failed this run, never taken as deleted."""
+    complete: bool
+    """Every record named a valid image: only then can an absent image be taken as deleted."""
+
+
+@dataclass
+class TargetRun:
+    """One (source, region): the catalogue, then every image's versions, then tombstones.
+
+    Whatever goes wrong with the target's answers fails the target (or one image of it), never
+    the run: only cancellation and a damaged data dir (DataError) get past it.
+    """
+
+    data_dir: DataDir
+    target: SourceTarget
+    client: Any
+    options: SyncOptions
+    committer: Committer
+    report: SyncReport
+    cancel: threading.Event
+    progress: ProgressTracker
+
+    def sync(self, observed_at_ms: int) -> None:
+        try:
+            self._sync(observed_at_ms)
+        except (Cancelled, DataError):
+            raise
+        except Exception as exc:
+            log.debug("%s failed", self.target.label, exc_info=True)
+            self._fail(None, failure_reason(exc))
+        finally:
+            close_client(self.client)  # its sender threads end here, not at the run's end
+
+    def _fail(self, image_name: str | None, reason: str) -> None:
+        self.report.failures.append(
+            Failure(self.target.source, self.target.region, image_name, reason)
+        )
+
+    def _sync(self, observed_at_ms: int) -> None:
+        target, committer = self.target, self.committer
+        catalogue = self._list_catalogue(observed_at_ms)
+        known = {
+            key[2]: state
+            for key, state in committer.states.items()
+            if key[:2] == (target.source, target.region)
+        }
+        wanted = self.options.image_names
+        for name, reason in sorted(catalogue.failed.items()):
+            if wanted is None or name in wanted:
+                self._fail(name, reason)
+                if name in known:
+                    committer.add([], replace(known[name], last_error=redact(reason)))
+        rows = catalogue.rows
+        accounts = {row["account_id"] for row in rows} | {s.account_id for s in known.values()}
+        for account in sorted(accounts):
+            mine = [row for row in rows if row["account_id"] == account]
+            self.data_dir.write_images(account, target.region, rows_to_table(mine, IMAGE_SCHEMA))
+        jobs, gone = _plan(self.data_dir, target, catalogue, known, self.options, self.report)
+        self.report.images += len(jobs)
+        self.progress.add(images=len(jobs))
+
+        def fetch(job: _ImageJob) -> _ImageResult:
+            return _fetch_image(self.client, job, self.options, observed_at_ms)
+
+        workers = max(1, self.options.concurrency)
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
+            results = _bounded_map(pool, fetch, jobs, 2 * workers, self.cancel)
+            for result in results:
+                _absorb(result, self.options, committer, self.report, observed_at_ms)
+                if result.gone:
+                    gone.append(result.job.state)
+                self.progress.add(images_done=1)
+        finally:
+            # Not waiting: after a cancellation a worker may still sit in a back-off sleep.
+            pool.shutdown(wait=not self.cancel.is_set(), cancel_futures=True)
+        _tombstone_images(self.data_dir, target, gone, committer, self.report, observed_at_ms)
+
+    def _list_catalogue(self, observed_at_ms: int) -> _Catalogue:
+        """The region's images, as far as their records can be read.
+
+        A malformed record fails its image alone; one that names no valid image makes the
+        listing incomplete, so that no image of the region is taken as deleted this run.
+        """
+        log.info("listing images of %s", self.target.label)
+        catalogue = _Catalogue([], {}, complete=True)
+        for item in list_source_images(self.client):
+            name = image_name_of(item) if isinstance(item, Mapping) else None
+            try:
+                if not isinstance(item, Mapping):
+                    raise MalformedRecord(f"not an Image record: {type(item).__name__}")
+                catalogue.rows.append(
+                    image_row(item, observed_at_ms=observed_at_ms, region=self.target.region)
+                )
+            except MalformedRecord as exc:
+                if name is None:
+                    catalogue.complete = False
+                    self._fail(None, f"a ListImages record that names no valid image: {exc}")
+                else:
+                    catalogue.failed[name] = f"{type(exc).__name__}: {exc}"
+        if not catalogue.complete:
+            log.warning(
+                "%s: the image listing is incomplete; no image is taken as deleted",
+                self.target.label,
+            )
+        return catalogue
+
+
+def _bounded_map(
+    pool: ThreadPoolExecutor,
+    fn: Callable[[_ImageJob], _ImageResult],
+    jobs: list[_ImageJob],
+    ahead: int,
+    cancel: threading.Event,
+) -> Iterator[_ImageResult]:
+    """`fn` over `jobs` on `pool`, in completion order, with at most `ahead` in flight.
+
+    Unlike submitting everything at once, a finished image's rows are released as soon as
+    they are absorbed, so memory holds a few images, not the whole region. Cancelled once
+    `cancel` is set: the jobs not started never start.
+    """
+    queue = iter(jobs)
+    pending: set[Future[_ImageResult]] = {pool.submit(fn, job) for job in islice(queue, ahead)}
+    while pending:
+        if cancel.is_set():
+            raise Cancelled()
+        finished, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+        for future in finished:
+            pending.update(pool.submit(fn, job) for job in islice(queue, 1))
+            yield future.result()
+
+
+def _plan(
+    data_dir: DataDir,
+    target: SourceTarget,
+    catalogue: _Catalogue,
+    known: dict[str, ImageState],
+    options: SyncOptions,
+    report: SyncReport,
+) -> tuple[list[_ImageJob], list[ImageState]]:
+    """The images to list (with their state, and stored rows for a full listing), and the
+    known images that are gone from the catalogue.
+
+    An image whose catalogue record is malformed fails (its state keeps the error); it is
+    neither listed nor taken as deleted.
+    """
+    wanted = options.image_names
+    listed = {
+        row["image_name"]: row
+        for row in catalogue.rows
+        if (wanted is None or row["image_name"] in wanted)
+        and row["image_name"] not in catalogue.failed
+    }
+    gone = [
+        state
+        for name, state in known.items()
+        if catalogue.complete
+        and not state.is_deleted
+        and name not in listed
+        and name not in catalogue.failed
+        and (wanted is None or name in wanted)
+    ]
+    for name in sorted((wanted or set()) - listed.keys() - known.keys() - catalogue.failed.keys()):
+        report.failures.append(
+            Failure(target.source, target.region, name, "no such image in this region")
+        )
+    enrich = options.enrich or target.enrich
+    stored: dict[str, dict[int, Row]] = {}
+    described: dict[str, set[tuple[int, int]]] = {}
+    if options.full_listing:
+        # Every live image stored, listed or not: the listed ones are compared with what the
+        # listing returns; one neither listed nor known to the state was deleted while its
+        # state was lost (a repair drops it), and is tombstoned like any deleted image.
+        accounts = {row["account_id"] for row in catalogue.rows}
+        accounts |= {state.account_id for state in known.values()}
+        for account in sorted(accounts):
+            stored.update(latest_live_rows(data_dir, account, target.region))
+            if enrich:
+                names = [name for name, row in listed.items() if row["account_id"] == account]
+                described.update(described_states(data_dir, account, target.region, names))
+        if catalogue.complete:
+            gone += _orphans(target, stored, listed.keys() | catalogue.failed.keys(), gone, wanted)
+    jobs = []
+    for name, row in sorted(listed.items()):
+        state = known.get(name)
+        if state is None or state.is_deleted:
+            state = ImageState(
+                source=target.source,
+                account_id=row["account_id"],
+                region=target.region,
+                image_name=name,
+                image_arn=row["image_arn"],
+            )
+        image_stored = stored.get(name, {}) if options.full_listing else None
+        image_described = described.get(name, set()) if options.full_listing else None
+        jobs.append(_ImageJob(target, name, state, image_stored, enrich, image_described))
+    return jobs, gone
+
+
+def _orphans(
+    target: SourceTarget,
+    stored: Mapping[str, Mapping[int, Row]],
+    listed_or_failed: set[str],
+    gone: list[ImageState],
+    wanted: frozenset[str] | None,
+) -> list[ImageState]:
+    """The images of `stored` that nothing accounts for: neither listed (nor failed) nor
+    already gone; a new state for each, for `_tombstone_images`."""
+    accounted = listed_or_failed | {state.image_name for state in gone}
+    orphans = []
+    for name, versions in sorted(stored.items()):
+        if name in accounted or not versions or (wanted is not None and name not in wanted):
+            continue
+        some = next(iter(versions.values()))
+        orphans.append(
+            ImageState(target.source, some["account_id"], target.region, name, some["image_arn"])
+        )
+    return orphans
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Why a call or a record failed, in one line, without credentials."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        error = response.get("Error", {})
+        text = f"{error.get('Code')}: {error.get('Message')}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return redact(" ".join(text.split()))
+
+
+def _absorb(
+    result: _ImageResult,
+    options: SyncOptions,
+    committer: Committer,
+    report: SyncReport,
+    observed_at_ms: int,
+) -> None:
+    job = result.job
+    if result.error is not None:
+        report.failures.append(
+            Failure(job.target.source, job.target.region, job.name, result.error)
+        )
+        if not result.gone:
+            committer.add([], replace(job.state, last_error=result.error))
+        return
+    classified = result.classified
+    report.record(job.target, job.name, classified)
+    report.described += len(result.details)
+    report.details_vanished += result.vanished
+    lookback_ms = int(options.lookback.total_seconds() * 1000)
+    new_state = advance_state(
+        job.state,
+        result.listed,
+        lookback_ms=lookback_ms,
+        full_listing=options.full_listing,
+        synced_at_ms=observed_at_ms,
+    )
+    if new_state.watermark_ms is not None:
+        report.watermarks.append(new_state.watermark_ms)
+    committer.add(classified.to_write, new_state, result.details)
+
+
+def _tombstone_images(
+    data_dir: DataDir,
+    target: SourceTarget,
+    gone: list[ImageState],
+    committer: Committer,
+    report: SyncReport,
+    observed_at_ms: int,
+) -> None:
+    """Turn every stored live version of deleted images into tombstones."""
+    by_account: dict[str, list[ImageState]] = {}
+    for state in gone:
+        by_account.setdefault(state.account_id, []).append(state)
+    for account, states in sorted(by_account.items()):
+        stored = latest_live_rows(data_dir, account, target.region, [s.image_name for s in states])
+        for state in states:
+            result = classify(
+                [], state, stored.get(state.image_name, {}), observed_at_ms=observed_at_ms
+            )
+            report.record(target, state.image_name, result)
+            committer.add(result.to_write, deleted_image_state(state, synced_at_ms=observed_at_ms))
