@@ -1,11 +1,14 @@
 """One sync: every target (source x region, or member account x region) side by side, each
-connected when its turn comes, holding its own writer lock, committing its own state and its
-row of sync history; the data dir made once some target is reachable, and migrated from the
-single state file of older releases. Inside one target: target_run.py.
+connected when its turn comes and holding its own writer lock; once its catalogue names its
+account, holding that account and region's lock too, so that one owner at a time writes an
+account's partitions and state whichever sources reach it. Each target commits its row of
+sync history; the data dir is made once some target is reachable, and migrated from the state
+files of older releases. Inside one target: target_run.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -35,12 +38,15 @@ from .source import (
 from .state import (
     ImageState,
     StateKey,
+    drop_older_state,
     keep_previous_state,
-    legacy_state_file,
+    load_account_state,
     load_rate_hint,
-    load_target_state,
-    migrate_legacy_state,
+    load_target_account,
+    migrate_state,
+    needs_migration,
     save_rate_hint,
+    save_target_account,
 )
 from .storage import AUTO_COMPACT_FILES, DataDir
 from .target_run import (
@@ -105,6 +111,7 @@ def sync(
     )
     progress = ProgressTracker(on_progress, len(members))
     ready = _Once(lambda: _prepare(data_dir, options))
+    owners = _Owners()
     unreachable: list[ConfigError] = []
     busy: list[WriterBusy] = []
     damaged: list[DataError | OSError] = []
@@ -121,7 +128,7 @@ def sync(
             return failed
         try:
             ready()  # the data dir is made only once a target could be reached
-            return _sync_target(data_dir, connected, share, cancel, progress)
+            return _sync_target(data_dir, connected, share, cancel, progress, owners)
         except WriterBusy as exc:  # another writer holds this target
             busy.append(exc)
             failed.failures.append(Failure(member.source, member.region, None, str(exc)))
@@ -213,24 +220,38 @@ def _each_done(
 
 
 def _migrate(data_dir: DataDir, options: SyncOptions) -> None:
-    """Split an older data dir's single state file into per-target ones, once, holding the
-    dataset lock (older versions of this tool hold it for the whole of their syncs)."""
-    if not data_dir.store.is_file(legacy_state_file(data_dir)):
+    """Merge an older data dir's state files (per target, or its single one) into per-account
+    files, once, holding the whole dataset (older releases hold the dataset lock for the whole
+    of their syncs, or their target's lock)."""
+    if not needs_migration(data_dir):
         return
     # Every process of the first sync after an upgrade gets here at once: they take turns.
-    with data_dir.writer_lock(max(options.lock_timeout_s, MIGRATION_WAIT_S)):
-        data_dir.recover_compaction()  # an older version's journal: the dataset's own
+    with data_dir.exclusive(max(options.lock_timeout_s, MIGRATION_WAIT_S)):
+        data_dir.recover_compaction(every=True)  # an older release's journals
         try:
-            moved = migrate_legacy_state(data_dir)
+            moved = migrate_state(data_dir)
         except DataError:
             if not options.full_refresh:
                 raise
-            # The repair path, as for a corrupt per-target file: the source rebuilds it.
-            legacy = [legacy_state_file(data_dir, previous=p) for p in (False, True)]
-            data_dir.store.delete(legacy)
+            drop_older_state(data_dir)  # the repair path: the source rebuilds it
             moved = 0
     if moved:
-        log.info("moved the state of %d targets into per-target files", moved)
+        log.info("moved the state of %d accounts and regions into per-account files", moved)
+
+
+class _Owners:
+    """The accounts and regions this run has synced (or is syncing), and through which
+    target: a second source that reaches one of them has nothing left to do."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by: dict[str, str] = {}
+
+    def claim(self, account: str, label: str) -> str | None:
+        """None when `label` is the first to claim `account`; else the first's label."""
+        with self._lock:
+            first = self._by.setdefault(account, label)
+        return None if first == label else first
 
 
 def _sync_target(
@@ -239,9 +260,11 @@ def _sync_target(
     options: SyncOptions,
     cancel: threading.Event,
     progress: ProgressTracker,
+    owners: _Owners,
 ) -> SyncReport:
-    """One target, holding its writer lock: its state, its images, its commits, its row of
-    sync history and its compaction. ConfigError when another writer holds the target."""
+    """One target, holding its writer lock: its catalogue; then, holding its account's lock,
+    that account's state, images, commits and compaction; and its row of sync history.
+    WriterBusy when another writer holds the target or its account too long."""
     check_cancel(cancel)  # a target still queued when the run was stopped never starts
     started_ms = now_ms()
     target, key = member.target, member.target.key
@@ -250,44 +273,83 @@ def _sync_target(
     with data_dir.target_lock(key, options.lock_timeout_s, cancel):
         data_dir.store.make_dirs([mine.tmp_dir])
         mine.clean_tmp()
-        mine.recover_compaction()
-        states = (
-            _load_state_or_empty(data_dir, key)
-            if options.full_refresh
-            else load_target_state(data_dir, key)
-        )
-        keep_previous_state(mine, key)
-        observed_at_ms = max([started_ms, *((s.last_synced_ms or 0) + 1 for s in states.values())])
-        committer = Committer(mine, key, states, options.flush_rows, options.commit_interval_s)
-        run = TargetRun(mine, target, member.client, options, committer, report, cancel, progress)
-        try:
-            run.sync(observed_at_ms)
-            save_rate_hint(mine, key, member.limiter.learned_rps)
-        except BaseException as exc:
-            committer.commit(_sync_run_row(target, states, report, started_ms, error=exc))
-            raise
-        finally:
+        mine.recover_compaction()  # an older release's journal of this target
+        run = TargetRun(data_dir, target, member.client, options, report, cancel, progress)
+        committer = Committer(mine, key, {}, options.flush_rows)  # history alone, until owning
+        with contextlib.ExitStack() as owning:
+            try:
+                account = None
+                catalogue = run.list_catalogue()
+                if catalogue is not None:
+                    account = catalogue.account(load_target_account(mine, key))
+                first = None if account is None else owners.claim(account, target.label)
+                if first is not None:
+                    log.warning(
+                        "%s and %s both reach account and region %s: synced once, as %s",
+                        first,
+                        target.label,
+                        account,
+                        first,
+                    )
+                elif catalogue is not None and account is None:
+                    run.sync(catalogue, committer, started_ms)  # no image, ever: nothing to own
+                elif catalogue is not None and account is not None:
+                    owning.enter_context(
+                        data_dir.account_lock(account, options.lock_timeout_s, cancel)
+                    )
+                    committer = _owner_committer(data_dir, account, key, options)
+                    run.sync(catalogue, committer, _observed_at(started_ms, committer.states))
+                    save_target_account(mine, key, account)
+                save_rate_hint(mine, key, member.limiter.learned_rps)
+            except BaseException as exc:
+                committer.commit(_sync_run_row(target, account, report, started_ms, exc))
+                raise
+            finally:
+                report.rows_written = committer.rows_written
+            committer.commit(_sync_run_row(target, account, report, started_ms))
             report.rows_written = committer.rows_written
-        committer.commit(_sync_run_row(target, states, report, started_ms))
-        report.rows_written = committer.rows_written
-        check_cancel(cancel)
-        if options.compact:  # only where this sync added files: a partition grows no other way
-            mine.compact(min_files=AUTO_COMPACT_FILES + 1, owners=committer.partitions_written)
+            check_cancel(cancel)
+            if options.compact:  # only where this sync added files: a partition grows no other way
+                committer.data_dir.compact(
+                    min_files=AUTO_COMPACT_FILES + 1, owners=committer.partitions_written
+                )
     log.info(
         "%s done: %d images, %d API calls", target.label, report.images, report.stats.total_calls
     )
     return report
 
 
+def _owner_committer(data_dir: DataDir, account: str, key: str, options: SyncOptions) -> Committer:
+    """The committer of an account and region whose lock is held: its state loaded (empty for
+    --full-refresh over a corrupt one, the repair path), the state kept aside first."""
+    owned = data_dir.for_account(account)
+    data_dir.store.make_dirs([owned.tmp_dir])
+    owned.clean_tmp()
+    owned.recover_compaction()
+    try:
+        states = load_account_state(data_dir, account)
+    except DataError:
+        if not options.full_refresh:
+            raise
+        states = {}
+    keep_previous_state(owned, account)
+    return Committer(owned, key, states, options.flush_rows, options.commit_interval_s)
+
+
+def _observed_at(started_ms: int, states: Mapping[StateKey, ImageState]) -> int:
+    """When this sync saw what it lists: never before an earlier sync of the account did."""
+    return max([started_ms, *((s.last_synced_ms or 0) + 1 for s in states.values())])
+
+
 def _sync_run_row(
     target: SourceTarget,
-    states: Mapping[StateKey, ImageState],
+    account: str | None,
     report: SyncReport,
     started_ms: int,
     error: BaseException | None = None,
 ) -> Row:
-    """The target's row of `sync_runs`: what it did, and whether it succeeded."""
-    accounts = sorted({state.account_id for state in states.values()})
+    """The target's row of `sync_runs`: what it did, and whether it succeeded; the account
+    (`account_key`) its listing reached, when it did."""
     reasons = [str(failure) for failure in report.failures]
     if error is not None:
         reasons.insert(0, "interrupted" if isinstance(error, Cancelled) else failure_reason(error))
@@ -295,7 +357,7 @@ def _sync_run_row(
         "started_at": from_ms(started_ms),
         "finished_at": from_ms(now_ms()),
         "source": target.source,
-        "account_id": accounts[0] if len(accounts) == 1 else None,
+        "account_id": None if account is None else account.split(".", 1)[0],
         "region": target.region,
         "images": report.images,
         "versions_new": report.new,
@@ -392,11 +454,3 @@ def _members(
             yield SourceTarget(f"{target.source}/{member.account_id}", member.settings)
     if problems:
         raise ConfigError("; ".join(problems))
-
-
-def _load_state_or_empty(data_dir: DataDir, key: str) -> dict[StateKey, ImageState]:
-    """For --full-refresh, the repair path: a corrupt state file is rebuilt from the source."""
-    try:
-        return load_target_state(data_dir, key)
-    except DataError:
-        return {}

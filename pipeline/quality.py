@@ -21,6 +21,7 @@ __all__ = [
     "CheckOutcome",
     "no_duplicate_live_versions",
     "sources_are_fresh",
+    "states_stored_once",
     "values_match_the_api_model",
     "watermarks_never_decrease",
 ]
@@ -93,9 +94,9 @@ def watermarks_never_decrease(data_dir: DataDir) -> CheckOutcome:
     with duckdb.connect() as connection:
         rows = _rows(
             connection,
-            "SELECT c.source, c.region, c.image_name, p.watermark, c.watermark "
+            "SELECT c.account_id, c.region, c.image_name, p.watermark, c.watermark "
             "FROM read_parquet(?) AS c JOIN read_parquet(?) AS p "
-            "USING (source, region, image_name) "
+            "USING (account_id, region, image_name) "
             "WHERE NOT c.is_deleted AND NOT p.is_deleted "
             "AND p.watermark IS NOT NULL AND (c.watermark IS NULL OR c.watermark < p.watermark) "
             "ORDER BY ALL LIMIT ?",
@@ -105,7 +106,7 @@ def watermarks_never_decrease(data_dir: DataDir) -> CheckOutcome:
         rows,
         "no watermark went back",
         "image watermarks went back",
-        lambda s, r, i, before, after: f"{s}/{r}/{i}: {before} -> {after}",
+        lambda a, r, i, before, after: f"{a}/{r}/{i}: {before} -> {after}",
     )
 
 
@@ -156,4 +157,45 @@ def sources_are_fresh(
         False,
         f"{len(stale)} source(s) not synced within {max_age}",
         {"stale": [f"{s}/{r}: last synced {last}" for s, r, last in stale[:SAMPLE_ROWS]]},
+    )
+
+
+def states_stored_once(data_dir: DataDir) -> CheckOutcome:
+    """No stored row repeats another in every column (invariant 14).
+
+    The views cannot show such copies, but each one is read by every query and merged again by
+    every compaction. Where the sync history shows several sources reaching the account and
+    region, they are named: releases before one owner per account let each store its own.
+    """
+    if not data_dir.warehouse_path.exists():
+        return NO_WAREHOUSE
+    key = "account_id, region"
+    with connect(data_dir, read_only=True) as connection:
+        rows = _rows(
+            connection,
+            f"WITH raw AS (SELECT * FROM {versions_relation(data_dir)}), "
+            f"copies AS (SELECT {key}, count(*) - count(DISTINCT raw) AS n FROM raw "
+            "GROUP BY ALL HAVING n > 0), "
+            f"sources AS (SELECT {key}, string_agg(DISTINCT source, ' and ' ORDER BY source) "
+            "AS names, count(DISTINCT source) AS k FROM sync_runs GROUP BY ALL) "
+            f"SELECT {key}, n, CASE WHEN k > 1 THEN names END FROM copies "
+            f"LEFT JOIN sources USING ({key}) ORDER BY ALL LIMIT ?",
+            [SAMPLE_ROWS],
+        )
+
+    def example(account: str, region: str, copies: int, sources: str | None) -> str:
+        cause = (
+            f"sources {sources} both synced it before it had one owner"
+            if sources
+            else "a file copied by hand, or two compactions at once"
+        )
+        return (
+            f"{account}/{region}: {copies} copies ({cause}); `image-versions compact` removes them"
+        )
+
+    return _outcome(
+        rows,
+        "every state is stored once",
+        "accounts and regions store copies of states",
+        example,
     )

@@ -1,12 +1,18 @@
-"""Per-image sync state (watermarks): one Parquet file per target under `DATA/_state/targets/`.
+"""Per-image sync state (watermarks): one Parquet file per account and region under
+`DATA/_state/accounts/`.
 
-Each target's state is written atomically, and only after the data it covers is durable, so a
-watermark never moves past rows that were not committed. Each target owns its file, so syncs of
-disjoint targets never write the same one. Because it is Parquet, the `sync_state` view reads
-every target's file directly (by glob: a new target needs no rewrite).
+The state belongs to the account and region, not to the source that reached it: two sources
+naming one account, or a source renamed, carry on from the same state instead of storing every
+version again. An account's state is written atomically, only after the data it covers is
+durable, and only by the one writer holding that account's lock. Because it is Parquet, the
+`sync_state` view reads every account's file directly (by glob: a new one needs no rewrite).
 
-Data dirs written before per-target state kept one file, `_state/images.parquet`; the first
-sync that finds it splits it into the per-target files (`migrate_legacy_state`).
+Each target (a source in a region) keeps its own small files under `DATA/_state/targets/`: the
+rate its last sync learned, and the account it last reached.
+
+Older data dirs kept the state per target (`_state/targets/*/images.parquet`), or in one file
+(`_state/images.parquet`); the first sync that finds either merges it into the per-account
+files (`migrate_state`).
 """
 
 from __future__ import annotations
@@ -28,33 +34,41 @@ __all__ = [
     "STATE_FILES_PATTERN",
     "ImageState",
     "StateKey",
+    "account_key",
+    "drop_older_state",
     "keep_previous_state",
     "legacy_state_file",
+    "load_account_state",
     "load_rate_hint",
     "load_state",
-    "load_target_state",
+    "load_target_account",
     "local_previous_state_copies",
     "local_state_copies",
-    "migrate_legacy_state",
+    "migrate_state",
+    "needs_migration",
     "previous_state_file",
     "readable_state_files",
     "save_rate_hint",
     "save_state",
+    "save_target_account",
     "state_file",
     "state_files",
+    "state_paths",
     "target_key",
 ]
 
 STATE_FILE = "images.parquet"
 PREVIOUS_STATE_FILE = "images.previous.parquet"
 RATE_HINT_FILE = "rate.json"
+ACCOUNT_FILE = "account.json"
+"""In a target's directory: the account and region its last listing reached."""
 RATE_HINT_MAX_AGE_S = 24 * 3600
 """Older than this, what a sync learned of a target's API limit is not trusted any more."""
 STATE_FILES_PATTERN = f"*/{STATE_FILE}"
-"""The glob of every target's state file under `DataDir.targets_dir`."""
+"""The glob of every account's state file under `DataDir.accounts_dir`."""
 
 StateKey = tuple[str, str, str]
-"""(source, region, image_name)."""
+"""(account_id, region, image_name)."""
 
 
 def target_key(source: str, region: str) -> str:
@@ -64,11 +78,17 @@ def target_key(source: str, region: str) -> str:
     return f"{source.replace('/', '.')}.{region}"
 
 
+def account_key(account_id: str, region: str) -> str:
+    """The name of an account and region's state directory: `123456789012.us-east-1`."""
+    return f"{account_id}.{region}"
+
+
 @dataclass
 class ImageState:
     """What the last successful syncs established about one image."""
 
     source: str
+    """The source whose sync last wrote this state (any source reaching the account may)."""
     account_id: str
     region: str
     image_name: str
@@ -83,17 +103,46 @@ class ImageState:
 
     @property
     def key(self) -> StateKey:
-        return (self.source, self.region, self.image_name)
+        return (self.account_id, self.region, self.image_name)
+
+    @property
+    def account(self) -> str:
+        """Its account and region's key (`account_key`)."""
+        return account_key(self.account_id, self.region)
 
 
 def state_file(data_dir: DataDir, key: str) -> PurePath:
-    """One target's state file."""
-    return data_dir.target_dir(key) / STATE_FILE
+    """One account and region's state file."""
+    return data_dir.account_dir(key) / STATE_FILE
 
 
 def previous_state_file(data_dir: DataDir, key: str) -> PurePath:
-    """A target's state as its last sync found it (for the watermark-regression check)."""
-    return data_dir.target_dir(key) / PREVIOUS_STATE_FILE
+    """An account's state as its last sync found it (for the watermark-regression check)."""
+    return data_dir.account_dir(key) / PREVIOUS_STATE_FILE
+
+
+def _per_target_state_paths(data_dir: DataDir, *, previous: bool = False) -> list[PurePath]:
+    """Where releases before one owner per account kept each target's state."""
+    name = PREVIOUS_STATE_FILE if previous else STATE_FILE
+    return [data_dir.target_dir(key) / name for key in data_dir.target_keys()]
+
+
+def _per_target_state_files(data_dir: DataDir, *, previous: bool = False) -> list[PurePath]:
+    """The per-target state files of releases before one owner per account."""
+    paths = _per_target_state_paths(data_dir, previous=previous)
+    return [path for path in paths if data_dir.store.is_file(path)]
+
+
+def state_paths(data_dir: DataDir) -> list[PurePath]:
+    """Every path where a state file belongs, whether or not one is there: each account's
+    current and previous, and those of older releases (for the misplaced-entry check)."""
+    accounts = data_dir.account_keys()
+    return [
+        *(state_file(data_dir, key) for key in accounts),
+        *(previous_state_file(data_dir, key) for key in accounts),
+        *(path for p in (False, True) for path in _per_target_state_paths(data_dir, previous=p)),
+        *(legacy_state_file(data_dir, previous=p) for p in (False, True)),
+    ]
 
 
 def legacy_state_file(data_dir: DataDir, *, previous: bool = False) -> PurePath:
@@ -102,20 +151,28 @@ def legacy_state_file(data_dir: DataDir, *, previous: bool = False) -> PurePath:
 
 
 def state_files(data_dir: DataDir, *, previous: bool = False) -> list[PurePath]:
-    """Every target's state file that exists (or previous state file), in target order."""
+    """Every account's state file that exists (or previous state file), in key order."""
     name = previous_state_file if previous else state_file
-    paths = [name(data_dir, key) for key in data_dir.target_keys()]
+    paths = [name(data_dir, key) for key in data_dir.account_keys()]
     return [path for path in paths if data_dir.store.is_file(path)]
 
 
+def _older_state_files(data_dir: DataDir, *, previous: bool = False) -> list[PurePath]:
+    """The state files of older releases: per target, and the single legacy file."""
+    legacy = legacy_state_file(data_dir, previous=previous)
+    single = [legacy] if data_dir.store.is_file(legacy) else []
+    return _per_target_state_files(data_dir, previous=previous) + single
+
+
+def needs_migration(data_dir: DataDir) -> bool:
+    """Whether an older release's state files are still there for `migrate_state`."""
+    return bool(_older_state_files(data_dir) or _older_state_files(data_dir, previous=True))
+
+
 def readable_state_files(data_dir: DataDir) -> list[PurePath]:
-    """What readers read as the state: every target's file, or in a data dir that no sync of
-    this version has touched yet, its single legacy file."""
-    legacy = legacy_state_file(data_dir)
-    per_target = state_files(data_dir)
-    if per_target or not data_dir.store.is_file(legacy):
-        return per_target
-    return [legacy]
+    """What readers read as the state: every account's file, or in a data dir that no sync of
+    this version has touched yet, an older release's files."""
+    return state_files(data_dir) or _older_state_files(data_dir)
 
 
 def _local_copy(data_dir: DataDir, path: PurePath) -> Path:
@@ -142,7 +199,7 @@ def local_previous_state_copies(data_dir: DataDir) -> list[Path]:
 
 
 def keep_previous_state(data_dir: DataDir, key: str) -> None:
-    """Copy a target's current state aside before a sync changes it."""
+    """Copy an account's current state aside before a sync changes it."""
     current = state_file(data_dir, key)
     if data_dir.store.is_file(current):
         data_dir.atomic_copy(current, previous_state_file(data_dir, key))
@@ -179,31 +236,45 @@ def _read_states(data_dir: DataDir, path: PurePath) -> dict[StateKey, ImageState
     return states
 
 
-def load_target_state(data_dir: DataDir, key: str) -> dict[StateKey, ImageState]:
-    """One target's state; an empty mapping when it has none yet."""
+def load_account_state(data_dir: DataDir, key: str) -> dict[StateKey, ImageState]:
+    """One account and region's state; an empty mapping when it has none yet."""
     path = state_file(data_dir, key)
     return _read_states(data_dir, path) if data_dir.store.is_file(path) else {}
 
 
 def load_state(data_dir: DataDir) -> dict[StateKey, ImageState]:
-    """Every target's state (a data dir not migrated yet: its single legacy file)."""
-    legacy = legacy_state_file(data_dir)
-    states = _read_states(data_dir, legacy) if data_dir.store.is_file(legacy) else {}
-    for path in state_files(data_dir):
-        states.update(_read_states(data_dir, path))
+    """Every account's state, as readers see it (`readable_state_files`)."""
+    return _merged(_read_states(data_dir, path) for path in readable_state_files(data_dir))
+
+
+def _merged(
+    parts: Iterable[Mapping[StateKey, ImageState]],
+) -> dict[StateKey, ImageState]:
+    """One state per image: where several files hold one (two sources that reached one
+    account, before it had one owner), the one synced last, which covers the most."""
+    states: dict[StateKey, ImageState] = {}
+    for part in parts:
+        for key, state in part.items():
+            held = states.get(key)
+            if held is None or _recency(state) > _recency(held):
+                states[key] = state
     return states
 
 
-def _by_target(states: Iterable[ImageState]) -> dict[str, list[ImageState]]:
+def _recency(state: ImageState) -> tuple[int, int]:
+    return (state.last_synced_ms or 0, state.watermark_ms or 0)
+
+
+def _by_account(states: Iterable[ImageState]) -> dict[str, list[ImageState]]:
     grouped: dict[str, list[ImageState]] = {}
     for state in states:
-        grouped.setdefault(target_key(state.source, state.region), []).append(state)
+        grouped.setdefault(state.account, []).append(state)
     return grouped
 
 
 def save_state(data_dir: DataDir, states: Mapping[StateKey, ImageState]) -> None:
-    """Replace the state file of each target in `states` atomically with its states."""
-    for key, mine in sorted(_by_target(states.values()).items()):
+    """Replace the state file of each account in `states` atomically with its states."""
+    for key, mine in sorted(_by_account(states.values()).items()):
         _write_states(data_dir, state_file(data_dir, key), mine)
 
 
@@ -230,26 +301,61 @@ def _write_states(data_dir: DataDir, path: PurePath, states: list[ImageState]) -
     data_dir.atomic_write(pa.Table.from_pylist(rows, schema=STATE_SCHEMA), path)
 
 
-def migrate_legacy_state(data_dir: DataDir) -> int:
-    """Split the single state file of an older data dir into per-target files; how many
-    targets it held. Call it holding the dataset lock.
+def migrate_state(data_dir: DataDir) -> int:
+    """Merge an older release's state files (per target, or the single one) into per-account
+    files; how many accounts and regions they held. Call it holding the whole dataset
+    (`DataDir.exclusive`).
 
-    Idempotent against a kill at any instant: a target's file is written (whole) only when it
-    has none yet, and the old files are deleted last, so a re-run finishes the move."""
+    Where two targets held one image (two sources reaching one account), the state synced
+    last wins: it covers the most. Idempotent against a kill at any instant: every account's
+    file is written whole, merged with what it holds already, and the old files are deleted
+    last, so a re-run finishes the move."""
     moved = 0
     for previous in (True, False):
-        legacy = legacy_state_file(data_dir, previous=previous)
-        if not data_dir.store.is_file(legacy):
+        older = _older_state_files(data_dir, previous=previous)
+        if not older:
             continue
         name = previous_state_file if previous else state_file
-        for key, mine in sorted(_by_target(_read_states(data_dir, legacy).values()).items()):
-            if not data_dir.store.is_file(name(data_dir, key)):
-                data_dir.store.make_dirs([data_dir.target_dir(key)])
-                _write_states(data_dir, name(data_dir, key), mine)
+        merged = _merged(_read_states(data_dir, path) for path in older)
+        for key, mine in sorted(_by_account(merged.values()).items()):
+            path = name(data_dir, key)
+            held = _read_states(data_dir, path) if data_dir.store.is_file(path) else {}
+            data_dir.store.make_dirs([data_dir.account_dir(key)])
+            _write_states(data_dir, path, list(_merged([{s.key: s for s in mine}, held]).values()))
             moved += not previous
-    for previous in (True, False):
-        data_dir.store.delete([legacy_state_file(data_dir, previous=previous)])
+    drop_older_state(data_dir)
     return moved
+
+
+def drop_older_state(data_dir: DataDir) -> None:
+    """Delete an older release's state files (the end of `migrate_state`, or the repair of
+    a corrupt one by --full-refresh, which rebuilds from the source)."""
+    for previous in (True, False):
+        data_dir.store.delete(_older_state_files(data_dir, previous=previous))
+
+
+def load_target_account(data_dir: DataDir, key: str) -> str | None:
+    """The account and region (`account_key`) the target's last listing reached, if known:
+    what a listing that names no image is about (its images may all have been deleted)."""
+    path = data_dir.target_dir(key) / ACCOUNT_FILE
+    try:
+        if not data_dir.store.is_file(path):
+            return None
+        account = json.loads(data_dir.store.read_bytes(path))["account"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None  # as if never known: an empty listing then tombstones nothing
+    return account if isinstance(account, str) and _is_account_key(account) else None
+
+
+def _is_account_key(value: str) -> bool:
+    account, _, region = value.partition(".")
+    return account.isdigit() and len(account) == 12 and bool(region)
+
+
+def save_target_account(data_dir: DataDir, key: str, account: str) -> None:
+    """Remember which account and region the target reached (`load_target_account`)."""
+    path = data_dir.target_dir(key) / ACCOUNT_FILE
+    data_dir.publish_bytes(json.dumps({"account": account}).encode(), path)
 
 
 def load_rate_hint(data_dir: DataDir, key: str) -> float | None:

@@ -90,6 +90,16 @@ def _allow_open_files(wanted: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
 
 
+def _distinct_rows(table: pa.Table) -> pa.Table:
+    """`table` without rows that repeat another in every column: copies that no view can tell
+    apart (two compactions of one partition at once, a file copied by hand), which would
+    otherwise be merged and copied again. Tables with nested columns (details) are kept as
+    they are: Arrow cannot group by them, and their copies are bounded by one owner."""
+    if any(pa.types.is_nested(field.type) for field in table.schema):
+        return table
+    return table.group_by(table.schema.names, use_threads=False).aggregate([]).cast(table.schema)
+
+
 class UnreadableFile(Exception):
     """A dataset file that cannot be read back with the schema it should hold."""
 
@@ -109,8 +119,9 @@ class DataDir:
 
     root: PurePath
     store: Store = field(default=LOCAL)
-    target: str | None = None
-    """Set (`for_target`): the target whose temporary files and compaction journal these are."""
+    scope: str | None = None
+    """Set (`for_target`, `for_account`): `targets/KEY` or `accounts/KEY`, the one writer
+    whose temporary files and compaction journal these are."""
 
     @classmethod
     def at(cls, location: str) -> DataDir:
@@ -157,25 +168,45 @@ class DataDir:
         """Where files are written before they are renamed into place; each target has its
         own, so that a target cleaning its leftovers never touches another's files."""
         tmp = self.root / "_tmp"
-        return tmp if self.target is None else tmp / self.target
+        return tmp if self.scope is None else tmp / self.scope
 
     @property
     def targets_dir(self) -> PurePath:
         return self.state_dir / "targets"
 
+    @property
+    def accounts_dir(self) -> PurePath:
+        return self.state_dir / "accounts"
+
     def target_dir(self, key: str) -> PurePath:
-        """The directory of one target's state, lock and compaction journal."""
+        """The directory of one target's lock, rate hint and account (a source in a region)."""
         return self.targets_dir / _partition_key(key)
+
+    def account_dir(self, key: str) -> PurePath:
+        """The directory of one account and region's state, lock and compaction journal: what
+        its one owner at a time writes, whichever source reached it."""
+        return self.accounts_dir / _partition_key(key)
 
     def target_keys(self) -> list[str]:
         """Every target with a directory of its own, in order."""
+        return self._keys(self.targets_dir)
+
+    def account_keys(self) -> list[str]:
+        """Every account and region with a directory of its own, in order."""
+        return self._keys(self.accounts_dir)
+
+    def _keys(self, directory: PurePath) -> list[str]:
         return sorted(
-            path.name for path in self.store.subdirs(self.targets_dir) if _SAFE_KEY.match(path.name)
+            path.name for path in self.store.subdirs(directory) if _SAFE_KEY.match(path.name)
         )
 
     def for_target(self, key: str) -> DataDir:
         """This dataset as one target's writer sees it: its own temporary files and journal."""
-        return DataDir(self.root, self.store, _partition_key(key))
+        return DataDir(self.root, self.store, f"{self.targets_dir.name}/{_partition_key(key)}")
+
+    def for_account(self, key: str) -> DataDir:
+        """This dataset as the owner of one account and region sees it."""
+        return DataDir(self.root, self.store, f"{self.accounts_dir.name}/{_partition_key(key)}")
 
     @property
     def warehouse_path(self) -> Path:
@@ -183,12 +214,14 @@ class DataDir:
 
     @property
     def journal_path(self) -> PurePath:
-        base = self.state_dir if self.target is None else self.target_dir(self.target)
+        base = self.state_dir if self.scope is None else self.state_dir / self.scope
         return base / "compaction.json"
 
     def journal_paths(self) -> list[PurePath]:
-        """Every compaction journal in the dataset: the dataset's own and each target's."""
-        every = [DataDir(self.root, self.store, key) for key in self.target_keys()]
+        """Every compaction journal in the dataset: the dataset's own, each account's, and
+        each target's (where releases before one owner per account kept theirs)."""
+        every = [self.for_account(key) for key in self.account_keys()]
+        every += [self.for_target(key) for key in self.target_keys()]
         return [d.journal_path for d in (DataDir(self.root, self.store), *every)]
 
     def is_ours(self) -> bool:
@@ -275,13 +308,24 @@ class DataDir:
         `every_target_lock` it stands for the whole dataset."""
         return self.store.lock(self.root, timeout_s)
 
-    @contextlib.contextmanager
     def target_lock(
         self, key: str, timeout_s: float = 0, cancel: threading.Event | None = None
-    ) -> Iterator[None]:
+    ) -> contextlib.AbstractContextManager[None]:
         """Hold one target's writer lock, waiting up to `timeout_s` for another writer of it;
         WriterBusy after that, Cancelled as soon as `cancel` is set."""
-        directory = self.target_dir(key)
+        return self._lock_in(self.target_dir(key), timeout_s, cancel)
+
+    def account_lock(
+        self, key: str, timeout_s: float = 0, cancel: threading.Event | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        """Hold one account and region's lock, as `target_lock`: the one owner that writes its
+        partitions, state and compactions, whichever source reached it."""
+        return self._lock_in(self.account_dir(key), timeout_s, cancel)
+
+    @contextlib.contextmanager
+    def _lock_in(
+        self, directory: PurePath, timeout_s: float, cancel: threading.Event | None
+    ) -> Iterator[None]:
         self.store.make_dirs([directory])
         deadline = time.monotonic() + timeout_s
         with contextlib.ExitStack() as held:
@@ -299,15 +343,18 @@ class DataDir:
 
     @contextlib.contextmanager
     def exclusive(self, timeout_s: float = 0) -> Iterator[None]:
-        """The whole dataset: the dataset lock, then every target's, in order (so two such
-        holders cannot deadlock). A target that first appears meanwhile writes only its own
-        new partitions, which nothing holding this touches."""
-        keys = self.target_keys()
-        _allow_open_files(len(keys) + 256)  # one open lock file per target
+        """The whole dataset: the dataset lock, then every target's, then every account's, in
+        order (a sync takes its target's before its account's, so no two holders deadlock).
+        An account that first appears meanwhile writes only its own new partitions, which
+        nothing holding this touches."""
+        targets, accounts = self.target_keys(), self.account_keys()
+        _allow_open_files(len(targets) + len(accounts) + 256)  # one open lock file each
         with contextlib.ExitStack() as stack:
             stack.enter_context(self.writer_lock(timeout_s))
-            for key in keys:
+            for key in targets:
                 stack.enter_context(self.target_lock(key, timeout_s))
+            for key in accounts:
+                stack.enter_context(self.account_lock(key, timeout_s))
             self.clean_tmp()  # every target's leftovers, and those of whole-dataset writes
             yield
 
@@ -500,7 +547,7 @@ class DataDir:
                     f"({exc}); run `image-versions verify --repair` to move it aside"
                 ) from exc
         order = ROW_ORDER if schema is not SYNC_RUNS_SCHEMA else [("started_at", "ascending")]
-        merged = pa.concat_tables(tables).sort_by(order)
+        merged = _distinct_rows(pa.concat_tables(tables)).sort_by(order)
         target = directory / f"compacted-{uuid.uuid4().hex}.parquet"
         journal: _Journal = {
             "new": str(target.relative_to(self.root)),

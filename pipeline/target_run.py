@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -41,7 +42,7 @@ from .schema import (
 )
 from .source import list_aliases, list_image_versions, patiently
 from .source import list_images as list_source_images
-from .state import ImageState
+from .state import ImageState, account_key
 from .storage import DataDir
 from .warehouse import described_states, latest_live_rows
 
@@ -212,6 +213,28 @@ class _Catalogue:
     complete: bool
     """Every record named a valid image: only then can an absent image be taken as deleted."""
 
+    def account(self, last_known: str | None) -> str | None:
+        """The account and region (`account_key`) this listing is of: the one its images
+        name, else (no image listed) the one the target reached last time, whose images may
+        all have been deleted; None when neither is known."""
+        named = Counter(account_key(row["account_id"], row["region"]) for row in self.rows)
+        if not named:
+            return last_known
+        return max(sorted(named), key=lambda key: named[key])
+
+    def keep_account(self) -> None:
+        """Fail the images whose ARN names another account than the listing's (`account`):
+        one target's state and partitions are one account's."""
+        owner = self.account(None)
+        for row in [
+            row for row in self.rows if account_key(row["account_id"], row["region"]) != owner
+        ]:
+            self.rows.remove(row)
+            self.failed[row["image_name"]] = (
+                f"MalformedRecord: ImageArn names account {row['account_id']}, but this "
+                f"listing is of {owner}"
+            )
+
 
 @dataclass
 class TargetRun:
@@ -225,14 +248,27 @@ class TargetRun:
     target: SourceTarget
     client: Any
     options: SyncOptions
-    committer: Committer
     report: SyncReport
     cancel: threading.Event
     progress: ProgressTracker
 
-    def sync(self, observed_at_ms: int) -> None:
+    def list_catalogue(self) -> _Catalogue | None:
+        """The region's images; None when they could not be listed (the target failed)."""
         try:
-            self._sync(observed_at_ms)
+            return self._list_catalogue()
+        except (Cancelled, DataError):
+            raise
+        except Exception as exc:
+            log.debug("%s failed", self.target.label, exc_info=True)
+            self._fail(None, failure_reason(exc))
+            close_client(self.client)
+            return None
+
+    def sync(self, catalogue: _Catalogue, committer: Committer, observed_at_ms: int) -> None:
+        """Every image of `catalogue` (all of one account), committed through `committer`,
+        which holds that account's state."""
+        try:
+            self._sync(catalogue, committer, observed_at_ms)
         except (Cancelled, DataError):
             raise
         except Exception as exc:
@@ -246,13 +282,14 @@ class TargetRun:
             Failure(self.target.source, self.target.region, image_name, reason)
         )
 
-    def _sync(self, observed_at_ms: int) -> None:
-        target, committer = self.target, self.committer
-        catalogue = self._list_catalogue(observed_at_ms)
+    def _sync(self, catalogue: _Catalogue, committer: Committer, observed_at_ms: int) -> None:
+        target = self.target
+        catalogue.keep_account()
+        for row in catalogue.rows:
+            row["observed_at"] = observed_at_ms
         known = {
-            key[2]: state
-            for key, state in committer.states.items()
-            if key[:2] == (target.source, target.region)
+            name: replace(state, source=target.source)
+            for (_, _, name), state in committer.states.items()
         }
         wanted = self.options.image_names
         for name, reason in sorted(catalogue.failed.items()):
@@ -286,8 +323,9 @@ class TargetRun:
             pool.shutdown(wait=not self.cancel.is_set(), cancel_futures=True)
         _tombstone_images(self.data_dir, target, gone, committer, self.report, observed_at_ms)
 
-    def _list_catalogue(self, observed_at_ms: int) -> _Catalogue:
-        """The region's images, as far as their records can be read.
+    def _list_catalogue(self) -> _Catalogue:
+        """The region's images, as far as their records can be read (stamped when the
+        sync's observation time is known, `_sync`).
 
         A malformed record fails its image alone; one that names no valid image makes the
         listing incomplete, so that no image of the region is taken as deleted this run.
@@ -299,9 +337,7 @@ class TargetRun:
             try:
                 if not isinstance(item, Mapping):
                     raise MalformedRecord(f"not an Image record: {type(item).__name__}")
-                catalogue.rows.append(
-                    image_row(item, observed_at_ms=observed_at_ms, region=self.target.region)
-                )
+                catalogue.rows.append(image_row(item, observed_at_ms=0, region=self.target.region))
             except MalformedRecord as exc:
                 if name is None:
                     catalogue.complete = False

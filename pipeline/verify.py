@@ -23,7 +23,7 @@ from .schema import (
     STATE_SCHEMA,
     SYNC_RUNS_SCHEMA,
 )
-from .state import legacy_state_file, previous_state_file, readable_state_files, state_file
+from .state import readable_state_files, state_paths
 from .storage import DataDir, UnreadableFile
 
 __all__ = ["find_problems", "repair"]
@@ -64,14 +64,7 @@ def _misplaced(data_dir: DataDir) -> list[Problem]:
         Problem("misplaced file", "a file where a directory belongs", directory)
         for directory in data_dir.files_in_layout()
     ]
-    keys = data_dir.target_keys()
-    files = [
-        *(state_file(data_dir, key) for key in keys),
-        *(previous_state_file(data_dir, key) for key in keys),
-        legacy_state_file(data_dir),
-        legacy_state_file(data_dir, previous=True),
-        *data_dir.journal_paths(),
-    ]
+    files = [*state_paths(data_dir), *data_dir.journal_paths()]
     problems += [
         Problem("misplaced directory", "a directory where a file belongs", path)
         for path in files
@@ -114,10 +107,15 @@ def find_problems(data_dir: DataDir) -> list[Problem]:
             quality.no_duplicate_live_versions,
             quality.values_match_the_api_model,
             quality.watermarks_never_decrease,
+            quality.states_stored_once,
         ):
             outcome = check(data_dir)
             if not outcome.passed:
-                problems.append(Problem(check.__name__, outcome.description))
+                examples = "; ".join(outcome.details.get("examples", []))
+                described = (
+                    f"{outcome.description}: {examples}" if examples else outcome.description
+                )
+                problems.append(Problem(check.__name__, described))
     return problems
 
 

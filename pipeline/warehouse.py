@@ -45,7 +45,8 @@ from .schema import (
     VERSION_KEY,
     Row,
 )
-from .state import STATE_FILES_PATTERN, legacy_state_file, readable_state_files
+from .state import STATE_FILES_PATTERN, readable_state_files
+from .state import state_files as state_files_of
 from .storage import DataDir
 
 __all__ = [
@@ -127,12 +128,18 @@ def _columns(schema: pa.Schema) -> str:
     return ", ".join(schema.names)
 
 
-def _parquet_relation(files_glob: str, schema: pa.Schema, has_files: bool) -> str:
-    """A relation with exactly `schema`'s columns: the files, or an empty typed relation."""
+def _parquet_relation(files: str | list[str], schema: pa.Schema, has_files: bool) -> str:
+    """A relation with exactly `schema`'s columns: the files (a glob, or a list of paths), or
+    an empty typed relation."""
     if not has_files:
         typed = ", ".join(f"NULL::{_duckdb_type(f.type)} AS {f.name}" for f in schema)
         return f"(SELECT {typed} WHERE false)"
-    return f"(SELECT {_columns(schema)} FROM read_parquet({_literal(files_glob)}))"
+    named = (
+        _literal(files)
+        if isinstance(files, str)
+        else "[" + ", ".join(_literal(path) for path in files) + "]"
+    )
+    return f"(SELECT {_columns(schema)} FROM read_parquet({named}))"
 
 
 def _latest_states(relation: str) -> str:
@@ -277,12 +284,15 @@ def _images_and_state_relations(data_dir: DataDir) -> tuple[str, str]:
         IMAGE_SCHEMA,
         bool(data_dir.image_files()),
     )
-    state_files = readable_state_files(data_dir)
-    if state_files == [legacy_state_file(data_dir)]:
-        state_glob = str(Path(state_files[0]).resolve())
-    else:
-        state_glob = data_dir.local_glob(data_dir.targets_dir, STATE_FILES_PATTERN)
-    state = _parquet_relation(state_glob, SYNC_STATE_VIEW_SCHEMA, bool(state_files))
+    readable = readable_state_files(data_dir)
+    # By glob, so that an account's first sync needs no new view; an older release's files
+    # (until the next sync moves them) by name.
+    state_files: str | list[str] = (
+        data_dir.local_glob(data_dir.accounts_dir, STATE_FILES_PATTERN)
+        if readable == state_files_of(data_dir)
+        else [str(Path(path).resolve()) for path in readable]
+    )
+    state = _parquet_relation(state_files, SYNC_STATE_VIEW_SCHEMA, bool(readable))
     return images, state
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,9 +16,16 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.emulator import EmulatorServer, seed_catalogue
+from pipeline.emulator import DEFAULT_ACCOUNT_ID, EmulatorServer, seed_catalogue
 from pipeline.schema import STATE_SCHEMA
-from pipeline.state import legacy_state_file, load_state, state_files, target_key
+from pipeline.state import (
+    account_key,
+    legacy_state_file,
+    load_state,
+    state_file,
+    state_files,
+    target_key,
+)
 from pipeline.storage import DataDir
 from pipeline.warehouse import run_query
 
@@ -45,7 +53,7 @@ def test_two_processes_sync_disjoint_targets_into_one_data_dir(
     regions = (REGION, OTHER_REGION)
     assert set(live_rows(data_dir, regions)) == truth(server.emulator, regions)
     assert [Path(p).parent.name for p in state_files(data_dir)] == sorted(
-        target_key("emu", region) for region in regions
+        account_key(DEFAULT_ACCOUNT_ID, region) for region in regions
     )
 
 
@@ -93,10 +101,8 @@ def _write_legacy_state(data_dir: DataDir) -> None:
     paths = state_files(data_dir)
     table = pa.concat_tables([pq.read_table(path, schema=STATE_SCHEMA) for path in paths])
     pq.write_table(table, Path(legacy_state_file(data_dir)))
-    for key in data_dir.target_keys():
-        for file in Path(data_dir.target_dir(key)).iterdir():
-            file.unlink()
-        Path(data_dir.target_dir(key)).rmdir()
+    for key in data_dir.account_keys():
+        shutil.rmtree(Path(data_dir.account_dir(key)))
 
 
 def test_an_older_data_dir_moves_to_per_target_state_without_a_new_listing(
@@ -231,14 +237,15 @@ def test_a_damaged_target_fails_alone(
 ) -> None:
     config = ("--config", str(sources_file))
     assert run_cli("sync", "--data-dir", str(data_dir.root), *config).code == 0
-    damaged = Path(data_dir.target_dir(target_key("emu", REGION))) / "images.parquet"
+    damaged = Path(state_file(data_dir, account_key(DEFAULT_ACCOUNT_ID, REGION)))
     damaged.write_bytes(b"not parquet")
     server.emulator.faults.latency_s = 0.0
     result = run_cli("sync", "--data-dir", str(data_dir.root), *config)
     assert result.code == 1, result.stderr
     assert "--full-refresh" in result.stdout and f"emu/{REGION}" in result.stdout
     rows = _sync_runs(data_dir)
-    assert [(r[1], r[5]) for r in rows[-1:]] == [(OTHER_REGION, True)]  # the other went on
+    last = {row[1]: row[5] for row in rows}  # each region's last run
+    assert last == {REGION: False, OTHER_REGION: True}  # the other went on
 
 
 def test_every_process_of_the_first_sync_after_an_upgrade_succeeds(
