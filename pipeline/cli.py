@@ -269,6 +269,21 @@ def build_parser() -> argparse.ArgumentParser:
     verbose_option(compact)
     wait_option(compact)
 
+    retire = commands.add_parser(
+        "retire",
+        help="forget a source that left the sources file: its files, and the state of the "
+        "accounts no other source reaches",
+    )
+    retire.add_argument("source", metavar="SOURCE")
+    data_dir_option(retire)
+    verbose_option(retire)
+    wait_option(retire)
+    retire.add_argument(
+        "--purge",
+        action="store_true",
+        help="also delete the stored versions, details and catalogue of those accounts",
+    )
+
     verify = commands.add_parser(
         "verify", help="check the data dir for damage (exit 1 when something is wrong)"
     )
@@ -459,6 +474,22 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retire(args: argparse.Namespace) -> int:
+    from .retire import retire
+    from .warehouse import ensure_views
+
+    data_dir = _readable_data_dir(args.data_dir)
+    data_dir.check_writable()  # before any lock file is made
+    with data_dir.exclusive(args.wait):
+        retired = retire(data_dir, args.source, purge=args.purge)
+        ensure_views(data_dir)
+    print(f"retired {', '.join(retired.targets)} in {data_dir.location}")
+    for account in retired.accounts:
+        kept = "deleted" if args.purge else "kept (use --purge to delete it)"
+        print(f"  {account}: state dropped, stored history {kept}")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from .verify import find_problems, repair
     from .warehouse import ensure_views
@@ -499,6 +530,7 @@ COMMANDS = {
     "status": cmd_status,
     "query": cmd_query,
     "compact": cmd_compact,
+    "retire": cmd_retire,
     "verify": cmd_verify,
     "demo": cmd_demo,
     "emulator": cmd_emulator,

@@ -284,6 +284,7 @@ def _sync_target(
                     account = catalogue.account(load_target_account(mine, key))
                 first = None if account is None else owners.claim(account, target.label)
                 if first is not None:
+                    save_target_account(mine, key, account)  # it reaches it all the same
                     log.warning(
                         "%s and %s both reach account and region %s: synced once, as %s",
                         first,

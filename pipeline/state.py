@@ -31,6 +31,8 @@ from .schema import STATE_SCHEMA, table_to_rows
 from .storage import DataDir, UnreadableFile
 
 __all__ = [
+    "ACCOUNT_FILE",
+    "RATE_HINT_FILE",
     "STATE_FILES_PATTERN",
     "ImageState",
     "StateKey",

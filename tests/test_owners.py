@@ -174,3 +174,28 @@ def test_a_data_dir_of_overlapping_sources_moves_to_one_owner_and_compacts_its_c
     assert _raw_and_distinct(data_dir) == (raw, distinct)
     assert run_cli("verify", "--data-dir", str(data_dir.root)).code == 0
     assert_converged(data_dir, server.emulator)
+
+
+def test_retiring_a_source_forgets_its_accounts_unless_another_source_reaches_them(
+    server: EmulatorServer, data_dir: DataDir, tmp_path: Path
+) -> None:
+    seed_catalogue(server.emulator, seed=45, images=4)
+    _sync(data_dir, _sources(tmp_path / "both.toml", server, ["keep", "leave"]))
+    root = ("--data-dir", str(data_dir.root))
+    retired = run_cli("retire", "leave", *root)
+    assert retired.code == 0, retired.stderr
+    assert state_files(data_dir), "`keep` still reaches the account: its state stays"
+
+    unknown = run_cli("retire", "nosuch", *root)
+    assert unknown.code == 2 and "no target of source 'nosuch'" in unknown.stderr
+
+    with duckdb.connect(str(data_dir.warehouse_path), read_only=True) as connection:
+        live = connection.execute("SELECT count(*) FROM image_versions").fetchone()
+    purged = run_cli("retire", "keep", *root, "--purge")
+    assert purged.code == 0, purged.stderr
+    assert f"{ACCOUNT}: state dropped, stored history deleted" in purged.stdout
+    assert state_files(data_dir) == []
+    with duckdb.connect(str(data_dir.warehouse_path), read_only=True) as connection:
+        left = connection.execute("SELECT count(*) FROM image_versions").fetchone()
+        state = connection.execute("SELECT count(*) FROM sync_state").fetchone()
+    assert live is not None and live[0] > 0 and left == (0,) and state == (0,)
