@@ -278,29 +278,25 @@ def _sync_target(
         committer = Committer(mine, key, {}, options.flush_rows)  # history alone, until owning
         with contextlib.ExitStack() as owning:
             try:
-                account = None
+                account: str | None = None
                 catalogue = run.list_catalogue()
                 if catalogue is not None:
                     account = catalogue.account(load_target_account(mine, key))
-                first = None if account is None else owners.claim(account, target.label)
-                if first is not None:
-                    save_target_account(mine, key, account)  # it reaches it all the same
-                    log.warning(
-                        "%s and %s both reach account and region %s: synced once, as %s",
-                        first,
-                        target.label,
-                        account,
-                        first,
-                    )
-                elif catalogue is not None and account is None:
-                    run.sync(catalogue, committer, started_ms)  # no image, ever: nothing to own
-                elif catalogue is not None and account is not None:
-                    owning.enter_context(
-                        data_dir.account_lock(account, options.lock_timeout_s, cancel)
-                    )
-                    committer = _owner_committer(data_dir, account, key, options)
-                    run.sync(catalogue, committer, _observed_at(started_ms, committer.states))
-                    save_target_account(mine, key, account)
+                    if account is None:
+                        run.sync(catalogue, committer, started_ms)  # no image, ever: no owner
+                    elif (first := owners.claim(account, target.label)) is not None:
+                        log.warning(
+                            "%s and %s both reach account and region %s: synced once, as %s",
+                            *(first, target.label, account, first),
+                        )
+                    else:
+                        owning.enter_context(
+                            data_dir.account_lock(account, options.lock_timeout_s, cancel)
+                        )
+                        committer = _owner_committer(data_dir, account, key, options)
+                        run.sync(catalogue, committer, _observed_at(started_ms, committer.states))
+                    if account is not None:
+                        save_target_account(mine, key, account)
                 save_rate_hint(mine, key, member.limiter.learned_rps)
             except BaseException as exc:
                 committer.commit(_sync_run_row(target, account, report, started_ms, exc))

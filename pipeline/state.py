@@ -325,6 +325,10 @@ def migrate_state(data_dir: DataDir) -> int:
             data_dir.store.make_dirs([data_dir.account_dir(key)])
             _write_states(data_dir, path, list(_merged([{s.key: s for s in mine}, held]).values()))
             moved += not previous
+    for path in _per_target_state_files(data_dir):
+        accounts = {state.account for state in _read_states(data_dir, path).values()}
+        if len(accounts) == 1:  # what an empty listing of this target is about from now on
+            save_target_account(data_dir, path.parent.name, accounts.pop())
     drop_older_state(data_dir)
     return moved
 

@@ -461,6 +461,43 @@ def concurrent_writers(trials: int) -> Row:
     )
 
 
+def overlapping_sources(trials: int) -> Row:
+    """Four sources naming one account, synced over and over, two processes at once and
+    SIGKILLs in between: every observed state stays stored once (invariant 14)."""
+    results = []
+    with harness(17) as h:
+        h.seed(images=16)
+        config = h.workdir / "overlapping.toml"
+        config.write_text(
+            "".join(
+                f'[sources.s{n}]\nendpoint_url = "{h.endpoint}"\nregions = ["{REGION}"]\n'
+                for n in range(4)
+            )
+        )
+        args = ["sync", "--data-dir", str(h.data.root), "--config", str(config), "--wait", "120"]
+        for index in range(trials):
+            h.mutate(5)
+            if index % 3 == 1:
+                h.kill_at(args, PHASE_MARKERS["parquet write"], h.rng.uniform(0, 0.02))
+            with h.started(args):  # a second process of the same sources, killed at the end
+                run = h.cli(*args)
+            run = h.cli(*args)
+            trial = h.trial(run, note=f"sync {index}")
+            trial.duplicates += stored_copies(h)
+            results.append(trial)
+    return Row("four sources naming one account; two processes; kills", results)
+
+
+def stored_copies(h: Harness) -> int:
+    """Stored version rows beyond the distinct observed states (must be 0)."""
+    glob = str(h.data.versions_dir / "**" / "*.parquet")
+    with duckdb.connect(str(h.data.warehouse_path), read_only=True) as connection:
+        distinct = connection.execute("SELECT count(*) FROM image_version_history").fetchone()
+        raw = connection.execute(f"SELECT count(*) FROM read_parquet('{glob}')").fetchone()
+    assert raw is not None and distinct is not None
+    return int(raw[0]) - int(distinct[0])
+
+
 BAD_INPUTS: list[list[str]] = [
     ["--concurrency", "0"],
     ["--concurrency", "x"],
@@ -666,6 +703,7 @@ MATRIX: list[tuple[str, RowFactory, int, int]] = [
     ("disk_full", disk_full, 1, 3),
     ("corrupt", corrupt_files, 2, 6),
     ("concurrency", concurrent_writers, 1, 5),
+    ("overlapping_sources", overlapping_sources, 2, 30),
     ("bad_input", bad_input, 1, 1),
     ("secrets", planted_secrets, 1, 3),
     ("safe_defaults", safe_defaults, 1, 1),
