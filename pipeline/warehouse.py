@@ -63,6 +63,7 @@ __all__ = [
     "scan_connection",
     "versions_relation",
     "views_summary",
+    "views_summary_by_source",
     "warehouse_statements",
 ]
 
@@ -679,3 +680,24 @@ def views_summary(data_dir: DataDir, names: Sequence[str] = SUMMARY_VIEWS) -> di
             name: int(connection.execute(f"SELECT count(*) FROM {name}").fetchone()[0])  # type: ignore[index]
             for name in names
         }
+
+
+def views_summary_by_source(
+    data_dir: DataDir, names: Sequence[str]
+) -> dict[tuple[str, str], dict[str, int]]:
+    """Row count of each view per (source as the sources file names it, region): a Dagster
+    partition's own. An account and region's rows count for the source that syncs it, as
+    `sync_state` says (a member account's source is `SOURCE/ACCOUNT`)."""
+    owners = (
+        "SELECT DISTINCT split_part(source, '/', 1) AS source, account_id, region FROM sync_state"
+    )
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    with _dataset_connection(data_dir) as connection:
+        for name in names:
+            found = connection.execute(
+                f"SELECT o.source, o.region, count(*) FROM {name} "
+                f"JOIN ({owners}) AS o USING (account_id, region) GROUP BY ALL"
+            ).fetchall()
+            for source, region, count in found:
+                counts.setdefault((source, region), dict.fromkeys(names, 0))[name] = int(count)
+    return counts
