@@ -685,19 +685,16 @@ def views_summary(data_dir: DataDir, names: Sequence[str] = SUMMARY_VIEWS) -> di
 def views_summary_by_source(
     data_dir: DataDir, names: Sequence[str]
 ) -> dict[tuple[str, str], dict[str, int]]:
-    """Row count of each view per (source as the sources file names it, region): a Dagster
-    partition's own. An account and region's rows count for the source that syncs it, as
-    `sync_state` says (a member account's source is `SOURCE/ACCOUNT`)."""
-    owners = (
-        "SELECT DISTINCT split_part(source, '/', 1) AS source, account_id, region FROM sync_state"
-    )
+    """Row count of each view per (source as the sources file names it, region), a Dagster
+    partition's own: an account and region count for the source whose `sync_state` has them
+    (a member account's source is `SOURCE/ACCOUNT`)."""
     counts: dict[tuple[str, str], dict[str, int]] = {}
     with _dataset_connection(data_dir) as connection:
         for name in names:
-            found = connection.execute(
-                f"SELECT o.source, o.region, count(*) FROM {name} "
-                f"JOIN ({owners}) AS o USING (account_id, region) GROUP BY ALL"
-            ).fetchall()
-            for source, region, count in found:
+            for source, region, count in connection.execute(
+                f"SELECT split_part(s.source, '/', 1), region, count(*) FROM {name} JOIN "
+                "(SELECT DISTINCT source, account_id, region FROM sync_state) AS s "
+                "USING (account_id, region) GROUP BY ALL"
+            ).fetchall():
                 counts.setdefault((source, region), dict.fromkeys(names, 0))[name] = int(count)
     return counts
