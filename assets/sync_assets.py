@@ -1,7 +1,8 @@
 """The catalogue and the versions: one op (one ListImages per target) materialises both, for
-the partitions (source x region targets) of its run."""
+the partitions (source x region targets) of its run: each partition whose target succeeded,
+with its own target's figures; a failed target's partition is left failed, and fails the run."""
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -13,9 +14,9 @@ from pipeline.defaults import LOOKBACK_MINUTES, ORCHESTRATED_WAIT_S
 from pipeline.errors import UserError
 from pipeline.extract import sync
 from pipeline.render import report_metadata
-from pipeline.run import SyncReport
+from pipeline.run import SourceTarget, SyncReport
 from pipeline.storage import DataDir
-from pipeline.warehouse import views_summary
+from pipeline.warehouse import views_summary_by_source
 
 from .catalog import IMAGES, VERSIONS
 from .resources import DataDirResource, SageMakerResource
@@ -26,6 +27,7 @@ GROUP = "sagemaker"
 SYNC_OP = "sync_sagemaker_sources"
 CHANGES_COLUMNS = ("image", "new", "changed", "deleted")
 CHANGED_IMAGES_ROWS = 50
+SUMMARY_VIEWS = ("images", "image_version_history", "image_versions")
 
 
 class SyncConfig(dg.Config):
@@ -83,13 +85,15 @@ def _sync(
     config: SyncConfig,
     sagemaker: SageMakerResource,
     data_dir: DataDir,
-) -> SyncReport:
-    """The core's sync of the run's partitions; a usage or configuration error fails the run
-    without retries."""
+) -> tuple[dict[str, SourceTarget], SyncReport]:
+    """The target of each partition of the run, and the core's sync of them; a usage or
+    configuration error fails the run without retries (and materializes nothing)."""
     try:
-        targets = build_targets(
-            sagemaker.project(), sagemaker.access(), partition_keys=context.partition_keys
-        )
+        project, access = sagemaker.project(), sagemaker.access()
+        targets = {
+            key: build_targets(project, access, partition_keys=[key])[0]
+            for key in context.partition_keys
+        }
         options = sync_options(
             image_names=config.image_names,
             full_refresh=config.full_refresh,
@@ -99,9 +103,44 @@ def _sync(
             lock_timeout_s=config.wait_seconds,
             enrich=config.enrich,
         )
-        return sync(data_dir, targets, options)
+        return targets, sync(data_dir, list(targets.values()), options)
     except UserError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+
+def _partition_metadata(
+    data_dir: DataDir, shares: Mapping[str, tuple[SourceTarget, SyncReport]]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """asset -> partition -> its materialization's metadata: the figures of its own target(s),
+    as their rows of `sync_runs` say, and its own rows of the views."""
+    counts = views_summary_by_source(data_dir, SUMMARY_VIEWS)
+    images: dict[str, dict[str, Any]] = {}
+    versions: dict[str, dict[str, Any]] = {}
+    for key, (target, share) in shares.items():
+        rows = counts.get(target.configured, dict.fromkeys(SUMMARY_VIEWS, 0))
+        images[key] = {"dagster/row_count": rows["images"], **IMAGES.location(data_dir)}
+        versions[key] = {
+            "dagster/row_count": rows["image_version_history"],
+            "live_versions": rows["image_versions"],
+            **VERSIONS.location(data_dir),
+            **report_metadata(share),
+            "changed_images": _changed_images_table(share),
+        }
+    return {"sagemaker_images": images, "image_versions": versions}
+
+
+def _failure(report: SyncReport, failed: Sequence[str]) -> dg.Failure:
+    """The run's failure: which partitions failed, and why; the others are materialized."""
+    reasons = [str(failure) for failure in report.failures]
+    return dg.Failure(
+        description=f"{len(failed)} partition(s) failed and are not materialized "
+        f"({', '.join(failed)}); everything else is committed. First failure: {reasons[0]}",
+        metadata={
+            "failed_partitions": dg.MetadataValue.json(list(failed)),
+            "failures": dg.MetadataValue.md("\n".join(f"- {reason}" for reason in reasons[:100])),
+        },
+        allow_retries=False,
+    )
 
 
 def build_sync_assets(
@@ -144,36 +183,24 @@ def build_sync_assets(
         config: SyncConfig,
         sagemaker: SageMakerResource,
         data: DataDirResource,
-    ) -> Iterator[dg.MaterializeResult[None]]:
+    ) -> Iterator[dg.MaterializeResult[None] | dg.AssetMaterialization]:
         data_dir = data.data_dir()
-        report = _sync(context, config, sagemaker, data_dir)
-        figures = report_metadata(report)
-        context.log.info(" ".join(f"{key}={value}" for key, value in figures.items()))
-        counts = views_summary(data_dir, ["images", "image_version_history", "image_versions"])
-        yield dg.MaterializeResult(
-            asset_key="sagemaker_images",
-            metadata={"dagster/row_count": counts["images"], **IMAGES.location(data_dir)},
-        )
-        yield dg.MaterializeResult(
-            asset_key="image_versions",
-            metadata={
-                "dagster/row_count": counts["image_version_history"],
-                "live_versions": counts["image_versions"],
-                **VERSIONS.location(data_dir),
-                **figures,
-                "changed_images": _changed_images_table(report),
-            },
-        )
-        if not report.ok:
-            raise dg.Failure(
-                description=f"{len(report.failures)} image(s) or source(s) failed; "
-                "everything else is committed",
-                metadata={
-                    "failures": dg.MetadataValue.md(
-                        "\n".join(f"- {failure}" for failure in report.failures[:100])
-                    )
-                },
-                allow_retries=False,
-            )
+        targets, report = _sync(context, config, sagemaker, data_dir)
+        context.log.info(" ".join(f"{k}={v}" for k, v in report_metadata(report).items()))
+        shares = {key: (t, report.of_source(*t.configured)) for key, t in targets.items()}
+        metadata = _partition_metadata(data_dir, shares)
+        failed = [key for key, (_, share) in shares.items() if not share.ok]
+        if report.ok:
+            for asset, by_partition in metadata.items():
+                for key, values in by_partition.items():
+                    context.add_asset_metadata(values, asset_key=asset, partition_key=key)
+                yield dg.MaterializeResult(asset_key=asset)
+            return
+        # An output would materialize every partition of the run: record the good ones alone.
+        for asset, by_partition in metadata.items():
+            for key, values in by_partition.items():
+                if key not in failed:
+                    yield dg.AssetMaterialization(asset_key=asset, partition=key, metadata=values)
+        raise _failure(report, failed)
 
     return sync_sagemaker_sources

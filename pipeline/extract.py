@@ -117,7 +117,7 @@ def sync(
     damaged: list[DataError | OSError] = []
 
     def run(member: SourceTarget) -> SyncReport:
-        failed = SyncReport()
+        failed = SyncReport(target=member)
         try:
             connected = _connect(data_dir, member, cancel)
         except _Unreachable as exc:
@@ -268,7 +268,8 @@ def _sync_target(
     check_cancel(cancel)  # a target still queued when the run was stopped never starts
     started_ms = now_ms()
     target, key = member.target, member.target.key
-    report = SyncReport(targets=1, stats=member.stats)
+    enriched = options.enrich or target.enrich
+    report = SyncReport(targets=1, stats=member.stats, target=target, enriched=enriched)
     mine = data_dir.for_target(key)
     with data_dir.target_lock(key, options.lock_timeout_s, cancel):
         data_dir.store.make_dirs([mine.tmp_dir])
@@ -346,13 +347,16 @@ def _sync_run_row(
     error: BaseException | None = None,
 ) -> Row:
     """The target's row of `sync_runs`: what it did, and whether it succeeded; the account
-    (`account_key`) its listing reached, when it did."""
+    (`account_key`) its listing reached, when it did. Its time is the report's `seconds`
+    too, so that the report's figures are the row's."""
+    finished_ms = now_ms()
+    report.seconds = (finished_ms - started_ms) / 1000
     reasons = [str(failure) for failure in report.failures]
     if error is not None:
         reasons.insert(0, "interrupted" if isinstance(error, Cancelled) else failure_reason(error))
     return {
         "started_at": from_ms(started_ms),
-        "finished_at": from_ms(now_ms()),
+        "finished_at": from_ms(finished_ms),
         "source": target.source,
         "account_id": None if account is None else account.split(".", 1)[0],
         "region": target.region,
@@ -362,7 +366,7 @@ def _sync_run_row(
         "versions_deleted": report.deleted,
         "api_calls": report.stats.total_calls,
         "throttled_retries": report.stats.throttled,
-        "seconds": (now_ms() - started_ms) / 1000,
+        "seconds": report.seconds,
         "ok": not reasons,
         "error": redact("; ".join(reasons))[:2000] if reasons else None,
     }

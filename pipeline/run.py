@@ -80,6 +80,17 @@ class SourceTarget:
 
         return target_key(self.source, self.region)
 
+    @property
+    def configured(self) -> tuple[str, str]:
+        """(source as the sources file names it, region): what a Dagster partition names."""
+        return (_configured_source(self.source), self.region)
+
+
+def _configured_source(source: str) -> str:
+    """The sources file's name of a target's source: a member account's target is named
+    `SOURCE/ACCOUNT` (source names hold no slash)."""
+    return source.partition("/")[0]
+
 
 @dataclass(frozen=True)
 class ImageChange:
@@ -100,6 +111,11 @@ class Failure:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reason", redact(self.reason))
+
+    @property
+    def configured(self) -> tuple[str, str]:
+        """The (source, region) of the sources file it is filed under (SourceTarget.configured)."""
+        return (_configured_source(self.source), self.region)
 
     def __str__(self) -> str:
         where = f"{self.source}/{self.region}"
@@ -128,7 +144,12 @@ class SyncReport:
     failures: list[Failure] = field(default_factory=list)
     stats: ApiStats = field(default_factory=ApiStats)
     seconds: float = 0.0
+    """A whole sync's wall time; a target's time from its start to its row of `sync_runs`."""
     watermarks: list[int] = field(default_factory=list)
+    target: SourceTarget | None = None
+    """The target these figures are of; None for a whole sync's."""
+    per_target: list[SyncReport] = field(default_factory=list)
+    """A whole sync's targets' own reports, as merged into it."""
 
     @property
     def ok(self) -> bool:
@@ -144,6 +165,20 @@ class SyncReport:
         self.failures += other.failures
         self.watermarks += other.watermarks
         self.stats.add(other.stats)
+        self.per_target += other.per_target if other.target is None else [other]
+
+    def of_source(self, source: str, region: str) -> SyncReport:
+        """One (source, region) of the sources file's share of a whole sync: its target's
+        figures, or the sum of its member accounts' targets for an organization source (their
+        `seconds` added up), and every failure filed under it, the source's own included (its
+        accounts could not be listed). Its figures are those of its rows of `sync_runs`."""
+        share = SyncReport()
+        for one in self.per_target:
+            if one.target is not None and one.target.configured == (source, region):
+                share.merge(one)
+                share.seconds += one.seconds
+        share.failures = [f for f in self.failures if f.configured == (source, region)]
+        return share
 
     def record(self, target: SourceTarget, image_name: str, result: Classified) -> None:
         self.new += result.new

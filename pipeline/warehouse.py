@@ -64,6 +64,7 @@ __all__ = [
     "scan_connection",
     "versions_relation",
     "views_summary",
+    "views_summary_by_source",
     "warehouse_statements",
 ]
 
@@ -689,3 +690,21 @@ def views_summary(data_dir: DataDir, names: Sequence[str] = SUMMARY_VIEWS) -> di
             name: int(connection.execute(f"SELECT count(*) FROM {name}").fetchone()[0])  # type: ignore[index]
             for name in names
         }
+
+
+def views_summary_by_source(
+    data_dir: DataDir, names: Sequence[str]
+) -> dict[tuple[str, str], dict[str, int]]:
+    """Row count of each view per (source as the sources file names it, region), a Dagster
+    partition's own: an account and region count for the source whose `sync_state` has them
+    (a member account's source is `SOURCE/ACCOUNT`)."""
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    with _dataset_connection(data_dir) as connection:
+        for name in names:
+            for source, region, count in connection.execute(
+                f"SELECT split_part(s.source, '/', 1), region, count(*) FROM {name} JOIN "
+                "(SELECT DISTINCT source, account_id, region FROM sync_state) AS s "
+                "USING (account_id, region) GROUP BY ALL"
+            ).fetchall():
+                counts.setdefault((source, region), dict.fromkeys(names, 0))[name] = int(count)
+    return counts

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ import duckdb
 from pipeline.emulator import EmulatorServer, Faults
 from pipeline.state import state_files
 from pipeline.storage import AUTO_COMPACT_FILES
+from tests.fault_dagster import DAGSTER_MATRIX
 from tests.fault_harness import Harness, Row, Trial, harness, read_until
 from tests.fault_hostile import HOSTILE_MATRIX
 from tests.support import OTHER_REGION, REGION
@@ -78,45 +78,6 @@ def sigkill(trials: int) -> Row:
     row = Row("SIGKILL mid-run, then a normal re-run", results)
     row.details["instants"] = {p: phases.count(p) for p in KILL_PHASES}
     return row
-
-
-def sigkill_dagster(trials: int) -> Row:
-    """SIGKILL of a process running the Dagster job, at random instants, then a CLI re-run."""
-    results = []
-    with harness(2) as h:
-        h.seed(images=30)
-        sources = h.workdir / "image-versions.toml"
-        sources.write_text(
-            f'[sources.f]\nregions = ["{REGION}"]\nendpoint_url = "{h.server.url}"\n'
-        )
-        script = (
-            "import sys, dagster as dg\n"
-            "from assets.definitions import build_definitions\n"
-            "from assets.resources import DataDirResource, SageMakerResource\n"
-            "from assets.schedules import JOB_NAME, range_tags\n"
-            "from pipeline.config import load_config\n"
-            "config = load_config(sys.argv[1])\n"
-            "defs = build_definitions(config, resources={'sagemaker': SageMakerResource("
-            "config_path=sys.argv[1]), 'data': DataDirResource(path=sys.argv[2])})\n"
-            "defs.resolve_job_def(JOB_NAME).execute_in_process(instance=dg.DagsterInstance"
-            ".ephemeral(), tags=range_tags(config.partition_keys()))\n"
-        )
-        for _ in range(trials):
-            h.mutate(6)
-            with subprocess.Popen(
-                [sys.executable, "-c", script, str(sources), str(h.data.root)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                env=h.env,
-                cwd=ROOT,
-            ) as process:
-                instant = h.rng.uniform(0.5, 4.0)
-                time.sleep(instant)
-                killed = process.poll() is None
-                process.kill()
-            run = h.sync()
-            results.append(h.trial(run, note=f"at {instant:.2f} s, killed={killed}"))
-    return Row("SIGKILL during a Dagster run", results)
 
 
 def faulty_source(name: str, setup: Callable[[Harness], None], *extra: str) -> Callable[[int], Row]:
@@ -651,7 +612,7 @@ RowFactory = Callable[[int], "Row | list[Row]"]
 MATRIX: list[tuple[str, RowFactory, int, int]] = [
     # key, factory, quick trials, full trials
     ("sigkill", sigkill, 4, 40),
-    ("sigkill_dagster", sigkill_dagster, 1, 10),
+    *DAGSTER_MATRIX,
     (
         "throttle_30",
         faulty_source(

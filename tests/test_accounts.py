@@ -30,7 +30,7 @@ from pipeline.emulator import DEFAULT_ACCOUNT_ID, Clock, Emulator, EmulatorServe
 from pipeline.extract import sync
 from pipeline.schema import to_ms
 from pipeline.storage import DataDir
-from tests.support import OTHER_REGION, REGION, START, run_cli
+from tests.support import OTHER_REGION, REGION, START, SYNC_OP, definitions, run_cli, run_job
 
 MEMBER_ROLE = "SageMakerReadOnly"
 
@@ -232,6 +232,50 @@ def test_an_organization_source_syncs_every_active_member_and_isolates_a_denied_
     again = run_cli("sync", "--config", str(sources), "--data-dir", str(data))
     assert again.code == 0, again.stderr
     assert stored(data) == before
+
+
+def test_an_organization_partition_is_materialized_with_its_members_figures_summed(
+    tmp_path: Path, accounts: EmulatorServer, aws: Organization
+) -> None:
+    """One partition covers every member account of the source in its region: failed while
+    one member is denied, then materialized with the sum of the members' `sync_runs` rows."""
+    import dagster as dg
+
+    text = (
+        f'[sources.org]\nendpoint_url = "{accounts.url}"\nregions = ["{REGION}"]\n'
+        f'organization = {{ member_role = "{MEMBER_ROLE}" }}\n'
+    )
+    sources = write_sources(tmp_path, text)
+    data = tmp_path / "data"
+    key = f"org/{REGION}"
+    with dg.instance_for_test() as instance:
+        denied = run_job(definitions(sources, data), instance, [key])
+        assert not denied.success
+        assert denied.asset_materializations_for_node(SYNC_OP) == []
+
+        write_sources(tmp_path, text.replace("}", f', exclude = ["{aws.unhosted}"] }}'))
+        result = run_job(definitions(sources, data), instance, [key])
+        assert result.success
+        [versions] = [
+            m
+            for m in result.asset_materializations_for_node(SYNC_OP)
+            if m.asset_key == dg.AssetKey("image_versions")
+        ]
+    assert versions.partition == key
+    figures = ("images", "versions_new", "api_calls", "throttled_retries", "seconds")
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as connection:
+        rows = connection.execute(  # each member's latest row: the second run's
+            f"SELECT count(*), {', '.join(f'sum({name})' for name in figures)} FROM "
+            "(FROM sync_runs QUALIFY row_number() OVER (PARTITION BY source "
+            "ORDER BY started_at DESC) = 1) WHERE source LIKE 'org/%' AND ok"
+        ).fetchone()
+    assert rows is not None
+    members = len(accounts.accounts)
+    assert rows[0] == versions.metadata["targets"].value == members
+    assert {name: versions.metadata[name].value for name in figures} == pytest.approx(
+        dict(zip(figures, rows[1:], strict=True)), abs=0.001
+    )
+    assert versions.metadata["live_versions"].value == len(stored(data))
 
 
 def test_an_allow_listed_account_that_is_not_active_fails_alone(

@@ -17,7 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.emulator import DEFAULT_ACCOUNT_ID, EmulatorServer, seed_catalogue
+from pipeline.run import Failure, SourceTarget, SyncReport
 from pipeline.schema import STATE_SCHEMA
+from pipeline.source import ClientSettings
 from pipeline.state import (
     account_key,
     legacy_state_file,
@@ -286,3 +288,29 @@ def test_compact_removes_leftovers_of_killed_writes(data_dir: DataDir) -> None:
     leftover.write_bytes(b"half a partition")
     assert run_cli("compact", "--data-dir", str(data_dir.root)).code == 0
     assert not leftover.exists()
+
+
+def test_a_sources_share_of_a_sync_sums_its_member_accounts_and_keeps_its_failures() -> None:
+    """What a Dagster partition reports: one (source, region) of the sources file, whose
+    targets are its member accounts for an organization source."""
+
+    def target(source: str, region: str = REGION) -> SourceTarget:
+        return SourceTarget(source, ClientSettings(region))
+
+    run = SyncReport()
+    for source, images in (("org/111111111111", 2), ("org/222222222222", 3), ("prod", 5)):
+        one = SyncReport(targets=1, images=images, seconds=1.5, target=target(source))
+        one.stats.count_call("ListImages")
+        run.merge(one)
+    denied = Failure("org/333333333333", OTHER_REGION, None, "AccessDenied")
+    run.merge(SyncReport(failures=[denied], target=target(denied.source, OTHER_REGION)))
+    run.failures.append(Failure("org", "eu-central-1", None, "its accounts cannot be listed"))
+
+    org = run.of_source("org", REGION)
+    assert (org.targets, org.images, org.seconds, org.stats.total_calls) == (2, 5, 3.0, 2)
+    assert org.ok and run.of_source("prod", REGION).images == 5
+    assert run.of_source("org", OTHER_REGION).failures == [denied]
+    assert [str(f) for f in run.of_source("org", "eu-central-1").failures] == [
+        "org/eu-central-1: its accounts cannot be listed"
+    ]
+    assert (run.targets, run.images, len(run.failures)) == (3, 10, 2)
