@@ -6,16 +6,19 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from pipeline.backends import LocalStore
-from pipeline.emulator import EmulatorServer, seed_catalogue
+from pipeline.emulator import DEFAULT_ACCOUNT_ID, EmulatorServer, seed_catalogue
 from pipeline.errors import DataError
-from pipeline.state import target_key
+from pipeline.schema import IMAGE_VERSION_SCHEMA
+from pipeline.state import account_key, target_key
 from pipeline.storage import DataDir
 from tests.support import REGION, CliResult, run_cli, run_sync
 
@@ -26,7 +29,14 @@ def dataset(server: EmulatorServer, data_dir: DataDir) -> DataDir:
     seed_catalogue(server.emulator, seed=41, images=4)
     run_sync(data_dir, server)
     first = Path(data_dir.version_files()[0])
-    shutil.copyfile(first, first.with_name("part-copy.parquet"))
+    table = pq.read_table(first, schema=IMAGE_VERSION_SCHEMA)
+    later = pc.add(table.column("observed_at"), pa.scalar(timedelta(milliseconds=1)))
+    # Observed again a moment later: a second file, but no copy (verify would report one).
+    index = table.schema.get_field_index("observed_at")
+    pq.write_table(
+        table.set_column(index, "observed_at", later).cast(IMAGE_VERSION_SCHEMA),
+        first.with_name("part-again.parquet"),
+    )
     return data_dir
 
 
@@ -80,11 +90,14 @@ def link_target(data_dir: DataDir, where: str) -> Path:
 
 
 TARGET_DIR = f"_state/targets/{target_key('default', REGION)}"
+ACCOUNT_DIR = f"_state/accounts/{account_key(DEFAULT_ACCOUNT_ID, REGION)}"
 LINKED = [
     "_tmp",
     "_state",
     TARGET_DIR,
-    f"{TARGET_DIR}/images.parquet",
+    ACCOUNT_DIR,
+    f"{ACCOUNT_DIR}/images.parquet",
+    f"{ACCOUNT_DIR}/.lock",
     "image_versions",
     "image_versions/account_region",
     "image_versions/month",
@@ -164,7 +177,7 @@ def test_verify_reports_a_broken_state_and_repair_quarantines_it(
         state.write_bytes(b"not a directory")
         moved, kind = state, "misplaced file"
     else:
-        state_file = root / TARGET_DIR / "images.parquet"
+        state_file = root / ACCOUNT_DIR / "images.parquet"
         state_file.unlink()
         state_file.mkdir()
         (state_file / "inside").write_bytes(b"kept")
@@ -213,7 +226,7 @@ def foreign_parquet(path: Path) -> None:
 
 
 def truncated_parquet(path: Path) -> None:
-    path.write_bytes(path.with_name("part-copy.parquet").read_bytes()[:300])
+    path.write_bytes(path.with_name("part-again.parquet").read_bytes()[:300])
 
 
 @pytest.mark.parametrize("damage", [truncated_parquet, foreign_parquet])
