@@ -195,6 +195,10 @@ def to_ms(value: datetime) -> int:
     return delta.days * 86_400_000 + delta.seconds * 1000 + (delta.microseconds + 500) // 1000
 
 
+MAX_MS = to_ms(datetime(9999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC))
+"""The last millisecond a datetime (and a `YYYY-MM` partition) can hold."""
+
+
 def from_ms(ms: int) -> datetime:
     """The UTC datetime of `ms` milliseconds since the epoch."""
     return EPOCH + timedelta(milliseconds=ms)
@@ -238,11 +242,17 @@ def _required_string(item: Mapping[str, Any], key: str) -> str:
 
 
 def _timestamp_ms(item: Mapping[str, Any], key: str) -> int:
+    """A timestamp member in epoch milliseconds. One that rounds to the millisecond beyond
+    9999-12-31T23:59:59.999 (epoch seconds 253402300799.9999) is malformed: no datetime can
+    hold it, and it would be written to partition `month=10000-01`."""
     value = _required(item, key)
     if not isinstance(value, datetime):
         raw = value.raw if isinstance(value, Unparsed) else value
         raise MalformedRecord(f"{key} is not a timestamp: {shown(raw)}")
-    return to_ms(value)
+    ms = to_ms(value)
+    if ms > MAX_MS:
+        raise MalformedRecord(f"{key} {value.isoformat()} is after year 9999 to the millisecond")
+    return ms
 
 
 @functools.lru_cache(maxsize=8192)

@@ -200,7 +200,8 @@ def _utc_timestamp(value: Any) -> datetime | Unparsed:
     botocore's default parser converts every timestamp to the local zone through dateutil,
     which costs more than the rest of parsing an ImageVersion; the epoch seconds that JSON
     services send take a fast path here, strings botocore's own parser. Anything else (a
-    boolean, an object, NaN, a year beyond 9999) is left for the record's validation to reject,
+    boolean, an object, NaN, a year beyond 9999) is left for the record's validation to reject
+    (as is a time that rounds to a millisecond beyond 9999, schema.MAX_MS),
     so that it fails that record's image and not the page.
     """
     import botocore.utils

@@ -163,3 +163,44 @@ def test_verify_finds_stored_arns_that_name_another_row(
     found = run_cli("verify", "--data-dir", str(data.root))
     assert found.code == 1, (found.stdout, found.stderr)
     assert "PROBLEM values_match_the_api_model:" in found.stdout
+
+
+@pytest.mark.parametrize("field", ["CreationTime", "LastModifiedTime"])
+@pytest.mark.parametrize(
+    "seconds",
+    [253402300799.9999, float("nan"), float("inf"), -62135596800.5],
+    ids=["rounds-to-year-10000", "nan", "inf", "before-year-1"],
+)
+def test_a_timestamp_no_month_can_hold_fails_only_its_image(
+    server: EmulatorServer, tmp_path: Path, field: str, seconds: float
+) -> None:
+    seed(server.emulator)
+    plant(server.emulator, "x", lambda r: r.update({field: seconds}))
+    data = tmp_path / "data"
+    code, summary, _ = sync(server, data)
+    assert code == 1
+    [failure] = summary["failures"]
+    assert failure.startswith(f"default/{REGION} image x: MalformedRecord: {field} ")
+    assert stored(data) == expected(server.emulator, but="x")
+    months = {path.name for path in (data / "image_versions").glob("*/*")}
+    assert months and all(len(month) == len("month=2026-03") for month in months), months
+
+
+def test_the_last_millisecond_of_year_9999_is_kept(server: EmulatorServer, tmp_path: Path) -> None:
+    seed(server.emulator)
+
+    def last_millisecond(record: dict[str, Any]) -> None:
+        record.update(Version=7, LastModifiedTime=253402300799.999)
+        record["ImageVersionArn"] = record["ImageVersionArn"].rsplit("/", 1)[0] + "/7"
+
+    plant(server.emulator, "x", last_millisecond)
+    data = tmp_path / "data"
+    code, summary, stderr = sync(server, data)
+    assert code == 0, (summary, stderr)
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as connection:
+        kept = connection.execute(
+            "SELECT strftime(last_modified_time, '%Y-%m-%d %H:%M:%S.%g') FROM image_versions "
+            "WHERE image_name = 'x' AND version = 7"
+        ).fetchall()
+    assert kept == [("9999-12-31 23:59:59.999",)]
+    assert list((data / "image_versions").glob("*/month=9999-12/*.parquet"))
