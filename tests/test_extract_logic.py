@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
-from pipeline.decisions import advance_state, classify, deleted_image_state, listing_start_ms
+from pipeline.decisions import (
+    advance_state,
+    classify,
+    deleted_image_state,
+    latest_per_image,
+    listing_start_ms,
+)
 from pipeline.schema import (
     IMAGE_VERSION_SCHEMA,
     MalformedRecord,
@@ -312,3 +318,21 @@ def test_an_image_whose_every_stamp_is_far_ahead_is_not_rewritten_on_each_sync()
 )
 def test_to_ms_rounds_half_up_to_the_millisecond(when: datetime, expected: int) -> None:
     assert to_ms(when) == expected
+
+
+def test_the_catalogue_keeps_one_row_per_image_its_latest() -> None:
+    def image(name: str, modified_ms: int, label: str) -> dict:
+        return {"image_name": name, "last_modified_time": modified_ms, "label": label}
+
+    rows, repeated = latest_per_image(
+        [
+            image("a", T0 + 5, "a first"),
+            image("b", T0, "b"),
+            image("a", T0 + 1, "a older"),
+            image("c", T0, "c first"),
+            image("a", T0 + 5, "a again, as late"),
+            image("c", T0 + 9, "c later"),
+        ]
+    )
+    assert [row["label"] for row in rows] == ["a again, as late", "b", "c later"]
+    assert repeated == ["a", "c"]

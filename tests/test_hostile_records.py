@@ -204,3 +204,40 @@ def test_the_last_millisecond_of_year_9999_is_kept(server: EmulatorServer, tmp_p
         ).fetchall()
     assert kept == [("9999-12-31 23:59:59.999",)]
     assert list((data / "image_versions").glob("*/month=9999-12/*.parquet"))
+
+
+def test_an_image_listed_on_two_pages_is_one_row_of_the_catalogue(
+    server: EmulatorServer, tmp_path: Path
+) -> None:
+    """ListImages repeats an image on its last page, modified a minute later: `images` keeps
+    the later record only, and the sync says so."""
+    seed(server.emulator)
+    for number in range(100):  # two pages of ListImages
+        server.emulator.create_image(f"empty-{number:03}", region=REGION)
+    first_page: list[dict[str, Any]] = []
+
+    def repeat(operation: str, response: dict[str, Any]) -> dict[str, Any]:
+        if operation == "ListImages" and "NextToken" in response:
+            first_page[:] = response["Images"][:1]
+        elif operation == "ListImages" and first_page:
+            again = dict(first_page[0], DisplayName="listed again")
+            again["LastModifiedTime"] += 60
+            response["Images"].append(again)
+        return response
+
+    server.emulator.rewrite_response = repeat
+    data = tmp_path / "data"
+    args = ("sync", "--data-dir", str(data), "--endpoint-url", server.url, "-v")
+    result = run_cli(*args)
+    assert result.code == 0, result.stderr
+    [repeated] = first_page
+    name = repeated["ImageName"]
+
+    query = "SELECT image_name, display_name FROM images ORDER BY image_name"
+    listed = run_cli("query", query, "--data-dir", str(data), "--format", "json")
+    rows = json.loads(listed.stdout)
+    assert len(rows) == len(server.emulator.image_names(REGION)) == 103
+    assert len({row["image_name"] for row in rows}) == len(rows)
+    assert {"image_name": name, "display_name": "listed again"} in rows
+    assert stored(data) == expected(server.emulator)
+    assert f"ListImages listed {name} more than once; kept its latest record" in result.stderr
