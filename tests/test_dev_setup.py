@@ -143,3 +143,14 @@ def test_a_tasks_help_lists_the_options_of_the_tool_behind_it(task: str, tool: l
     assert set(OPTION.findall(dev.task_help(task))) == set(OPTION.findall(shown.stdout)) - {
         "--help"
     }
+
+
+def test_readme_says_how_to_run_image_versions_after_the_quick_start() -> None:
+    readme = (ROOT / "README.md").read_text()
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert "`.venv/bin/image-versions`" in quick_start
+    assert "`source .venv/bin/activate`" in quick_start
+    # What it names is there: the environment dev.py made is the one the tests run in.
+    command = Path(sys.executable).parent / "image-versions"
+    shown = subprocess.run([command, "--version"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and shown.stdout.startswith("image-versions "), shown.stderr
