@@ -1,13 +1,8 @@
 #!/usr/bin/env python3
 """Project tasks that need nothing but Python 3.11+ and pip.
 
-    python3 dev.py demo    set up .venv (runtime dependencies), then run the demo on the emulator
-    python3 dev.py test    set up .venv (with the dev extra), then run ruff, mypy and pytest
-    python3 dev.py dev     set up .venv (with the dev extra), then start the seeded emulator and
-                           `dagster dev` (add --aws to use your AWS environment instead)
-    python3 dev.py faults  the long fault matrix (kills, throttling, bad data...): table + JSON
-    python3 dev.py bench   the benchmarks: table + JSON under benchmarks/results/
-    python3 dev.py lock    re-resolve pyproject.toml into uv.lock (`uv lock`; pass e.g. --upgrade)
+usage: python3 dev.py TASK [ARGUMENTS...]
+       python3 dev.py TASK --help     what TASK does and its options; sets nothing up
 
 Every task first runs `uv sync` against uv.lock (exact versions): a no-op when .venv already
 matches. uv is the version pyproject.toml pins: the `uv` on PATH when it is that version, else a
@@ -18,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import os
 import shutil
 import subprocess
@@ -109,11 +105,33 @@ def sync_venv(*, dev: bool, exact: bool = False) -> None:
 
 
 def demo(args: list[str]) -> None:
+    """Set up .venv (runtime dependencies), then run the demo on the bundled emulator.
+
+    usage: python3 dev.py demo [--data-dir DIR]
+
+    Starts the project's SageMaker emulator on loopback and runs the Dagster job
+    sync_image_versions against it on a temporary instance: a full sync, changes to the
+    catalogue, an incremental sync, a reconciliation and a DuckDB query, printing what changed
+    at each step. Then `.venv/bin/image-versions` is installed (see README's quick start).
+
+    options:
+      --data-dir DIR  dataset directory (default: a new temporary directory)
+    """
     sync_venv(dev=False)
     run(BIN / "image-versions", "demo", *args)
 
 
 def test(args: list[str]) -> None:
+    """Set up .venv (exactly the lock, with the dev extra), then run ruff, mypy and pytest.
+
+    usage: python3 dev.py test [PYTEST ARGUMENTS...]
+
+    ruff check, ruff format --check, mypy (strict), then the test suite over the machine's
+    cores (up to 4).
+
+    arguments:
+      PYTEST ARGUMENTS  passed to pytest: `-n 0` (one process), `-k EXPR`, tests/test_sync.py
+    """
     sync_venv(dev=True, exact=True)
     run(BIN / "ruff", "check", ".")
     run(BIN / "ruff", "format", "--check", ".")
@@ -124,12 +142,33 @@ def test(args: list[str]) -> None:
 
 
 def lock(args: list[str]) -> None:
-    """`uv lock`: keeps locked versions that still fit; `--upgrade` takes the newest of all."""
+    """Re-resolve pyproject.toml into uv.lock (`uv lock`); .venv is left as it is.
+
+    usage: python3 dev.py lock [UV LOCK ARGUMENTS...]
+
+    Keeps every locked version that still fits pyproject.toml.
+
+    arguments:
+      UV LOCK ARGUMENTS  passed to `uv lock`: `--upgrade` takes the newest of everything,
+                         `--upgrade-package NAME` of one package
+    """
     run(uv(), "lock", "--python", sys.executable, *args)
 
 
 def dev(args: list[str]) -> None:
-    """`dagster dev` on 127.0.0.1:3000 with this repository's dagster.yaml as the instance."""
+    """Set up .venv (with the dev extra), then start the seeded emulator and `dagster dev`.
+
+    usage: python3 dev.py dev [--aws]
+
+    The emulator serves 40 images on 127.0.0.1:8765 and `dagster dev` its UI on
+    http://127.0.0.1:3000, with DAGSTER_HOME in .dagster/ (a copy of this repository's
+    dagster.yaml, and the instance's storage) and the data dir .dagster/emulator-data/.
+    Ctrl-C stops both.
+
+    options:
+      --aws  no emulator: use your AWS environment (profile, region, or the sources file)
+             and write to $IMAGE_VERSIONS_DATA_DIR, else ./data
+    """
     sync_venv(dev=True)
     storage = ROOT / ".dagster"
     storage.mkdir(exist_ok=True)
@@ -168,11 +207,33 @@ def dev(args: list[str]) -> None:
 
 
 def faults(args: list[str]) -> None:
+    """Set up .venv (with the dev extra), then run the long fault matrix: table + JSON.
+
+    usage: python3 dev.py faults [--quick] [--only KEYS] [--out FILE]
+
+    Kills, throttling, bad data and more, against real image-versions processes and the
+    emulator, counting rows lost and duplicated (about ten minutes).
+
+    options (those of `python -m tests.fault_matrix`):
+      --quick      the test suite's trial counts
+      --only KEYS  comma-separated row keys
+      --out FILE   the JSON (default: benchmarks/results/faults.json)
+    """
     sync_venv(dev=True)
     run(BIN / "python", "-m", "tests.fault_matrix", *args)
 
 
 def bench(args: list[str]) -> None:
+    """Set up .venv (with the dev extra), then run the benchmarks: table + JSON.
+
+    usage: python3 dev.py bench [--quick] [--only B1,B2] [--size NAME=VALUE]... [--out FILE]
+
+    options (those of `python -m benchmarks.run`):
+      --quick            smaller sizes (under 2 minutes)
+      --only B1,B2       comma-separated scenarios
+      --size NAME=VALUE  override one workload size of benchmarks/harness.py (repeatable)
+      --out FILE         the JSON (default: benchmarks/results/latest.json)
+    """
     sync_venv(dev=True)
     run(BIN / "python", "-m", "benchmarks.run", *args)
 
@@ -186,12 +247,39 @@ TASKS = {
     "lock": lock,
 }
 
+HELP = frozenset({"-h", "--help"})
+
+
+def overview() -> str:
+    """The module's usage, and each task's first line."""
+    tasks = (f"  {name:<7} {task_help(name).splitlines()[0]}" for name in TASKS)
+    return f"{inspect.cleandoc(__doc__ or '')}\n\ntasks:\n" + "\n".join(tasks)
+
+
+def task_help(name: str) -> str:
+    """What a task does and its options: its docstring."""
+    return inspect.cleandoc(TASKS[name].__doc__ or "")
+
+
+def main(argv: list[str]) -> None:
+    """Run the task `argv` names; with -h or --help among its arguments, print what it does
+    instead, setting nothing up (the tools behind it have their own --help, in .venv/bin)."""
+    if argv[:1] and argv[0] in HELP:
+        print(overview())
+        return
+    if not argv or argv[0] not in TASKS:
+        sys.exit(overview())
+    name, args = argv[0], argv[1:]
+    if HELP.intersection(args):
+        print(task_help(name))
+        return
+    try:
+        TASKS[name](args)
+    except subprocess.CalledProcessError as exc:
+        sys.exit(exc.returncode)
+
+
 if __name__ == "__main__":
     if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may run on an older python3
         sys.exit(f"Python 3.11 or newer is needed, this is {sys.version.split()[0]}")
-    if len(sys.argv) < 2 or sys.argv[1] not in TASKS:
-        sys.exit(__doc__)
-    try:
-        TASKS[sys.argv[1]](sys.argv[2:])
-    except subprocess.CalledProcessError as exc:
-        sys.exit(exc.returncode)
+    main(sys.argv[1:])

@@ -51,7 +51,8 @@ def build_checks(freshness: timedelta) -> list[dg.AssetChecksDefinition]:
         ),
         _check(
             "values_match_the_api_model",
-            "Statuses, ARNs and account ids are valid against SageMaker's API model.",
+            "Statuses, ARNs and account ids are valid against SageMaker's API model, and each "
+            "row's ARNs name its own image, version, account and region.",
             quality.values_match_the_api_model,
             blocking=True,
         ),

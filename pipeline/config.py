@@ -34,7 +34,7 @@ from .errors import ConfigError
 from .redact import redact
 from .run import SourceTarget, SyncOptions
 from .schema import ACCOUNT_ID, IMAGE_NAME, REGION
-from .source import AssumeRole, ClientSettings, Organization
+from .source import AssumeRole, ClientSettings, Organization, check_profile
 from .storage import DataDir
 
 __all__ = [
@@ -393,19 +393,27 @@ def _parse_roles(table: Mapping[str, Any]) -> tuple[AssumeRole | None, Organizat
 # ------------------------------------------------------------------ targets
 
 
-def default_region(profile: str | None) -> str | None:
+def default_region(profile: str | None, source: str) -> str | None:
     """boto3's region (AWS_DEFAULT_REGION, the profile's config), else AWS_REGION.
 
-    botocore itself ignores AWS_REGION, which most other AWS SDKs and tools read.
+    botocore itself ignores AWS_REGION, which most other AWS SDKs and tools read. A profile
+    that is not configured is left for the source's connection to report (it fails that
+    source alone), unless the region was to come from it: then the source's targets cannot
+    even be named, and its ConfigError is raised here.
     """
-    import boto3
-    import botocore.exceptions
+    import botocore.session
 
+    core = botocore.session.get_session()
+    if profile is not None:
+        core.set_config_variable("profile", profile)
     try:
-        region = boto3.session.Session(profile_name=profile).region_name
-    except botocore.exceptions.ProfileNotFound as exc:
-        raise ConfigError(f"AWS profile {profile!r} is not configured") from exc
-    return region or os.environ.get("AWS_REGION") or None
+        check_profile(core, profile, source)
+    except ConfigError:
+        region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+        if not region:
+            raise
+        return region
+    return core.get_config_variable("region") or os.environ.get("AWS_REGION") or None
 
 
 @dataclass(frozen=True)
@@ -459,7 +467,7 @@ def build_targets(
     targets = []
     for source, maybe_region in pairs:
         profile = overrides.profile or source.profile
-        region = maybe_region or default_region(profile)
+        region = maybe_region or default_region(profile, source.name)
         if not region:
             raise ConfigError(
                 "no AWS region: pass --region, set AWS_REGION, or list regions in the sources file"
@@ -468,6 +476,7 @@ def build_targets(
             region=region,
             endpoint_url=overrides.endpoint_url or source.endpoint_url,
             profile=profile,
+            source=source.name,
             roles=() if source.role is None else (source.role,),
             organization=source.organization,
             retry_mode=access.retry_mode,

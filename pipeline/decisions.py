@@ -17,6 +17,7 @@ __all__ = [
     "advance_state",
     "classify",
     "deleted_image_state",
+    "latest_per_image",
     "listing_start_ms",
     "versions_to_describe",
 ]
@@ -49,6 +50,27 @@ def latest_per_version(listed: Iterable[Row]) -> dict[int, Row]:
         if kept is None or row["last_modified_time"] >= kept["last_modified_time"]:
             latest[row["version"]] = row
     return latest
+
+
+def latest_per_image(rows: Iterable[Row]) -> tuple[list[Row], list[str]]:
+    """One catalogue row per image name, in the order first listed, and the names that were
+    listed more than once.
+
+    ListImages pages are not a snapshot: an image modified (or a listing restarted) while its
+    pages are fetched can be listed twice. The row with the latest last_modified_time is
+    kept, the later listed of equal ones, as `latest_per_version` does for versions.
+    """
+    latest: dict[str, Row] = {}
+    repeated: dict[str, None] = {}
+    for row in rows:
+        name = row["image_name"]
+        kept = latest.get(name)
+        if kept is not None:
+            repeated[name] = None
+            if row["last_modified_time"] < kept["last_modified_time"]:
+                continue
+        latest[name] = row
+    return list(latest.values()), list(repeated)
 
 
 def classify(

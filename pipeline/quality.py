@@ -35,6 +35,25 @@ VERSION_ARN_PATTERN = (
 SAMPLE_ROWS = 10
 
 
+def _names_another(column: str, resource: str) -> str:
+    """SQL: the ARN in `column` is not that of `resource` in the row's account and region (in
+    any partition). Compared without regard to case, as schema.version_row does on the way
+    in: ImageVersionArn lower-cases the image name, and ImageArn may."""
+    partition = f"regexp_extract({column}, '^arn:([^:]+):', 1)"
+    expected = f"'arn:' || {partition} || ':sagemaker:' || region || ':' || account_id || ':'"
+    return f"lower({column}) <> lower({expected} || {resource})"
+
+
+ARN_NAMES_ANOTHER_ROW = (
+    _names_another("image_arn", "'image/' || image_name")
+    + " OR (image_version_arn <> 'None' AND "
+    + _names_another("image_version_arn", "'image-version/' || image_name || '/' || version")
+    + ")"
+)
+"""SQL: a row whose ImageArn or ImageVersionArn names another image, version, account or
+region than the row itself."""
+
+
 @dataclass(frozen=True)
 class CheckOutcome:
     passed: bool
@@ -111,7 +130,8 @@ def watermarks_never_decrease(data_dir: DataDir) -> CheckOutcome:
 
 
 def values_match_the_api_model(data_dir: DataDir) -> CheckOutcome:
-    """Statuses, ARNs, account ids and versions are valid against the API's model."""
+    """Statuses, ARNs, account ids and versions are valid against the API's model, and each
+    row's ARNs name the row's own image, version, account and region."""
     statuses = list(VERSION_STATUSES)
     if not data_dir.warehouse_path.exists():
         return NO_WAREHOUSE
@@ -123,7 +143,7 @@ def values_match_the_api_model(data_dir: DataDir) -> CheckOutcome:
             "OR NOT regexp_full_match(image_arn, ?) "
             "OR NOT regexp_full_match(image_version_arn, ?) "
             "OR NOT regexp_full_match(account_id, '[0-9]{12}') OR version < 0 "
-            "ORDER BY ALL LIMIT ?",
+            f"OR {ARN_NAMES_ANOTHER_ROW} ORDER BY ALL LIMIT ?",
             [statuses, IMAGE_ARN_PATTERN, VERSION_ARN_PATTERN, SAMPLE_ROWS],
         )
     return _outcome(

@@ -195,6 +195,10 @@ def to_ms(value: datetime) -> int:
     return delta.days * 86_400_000 + delta.seconds * 1000 + (delta.microseconds + 500) // 1000
 
 
+MAX_MS = to_ms(datetime(9999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC))
+"""The last millisecond a datetime (and a `YYYY-MM` partition) can hold."""
+
+
 def from_ms(ms: int) -> datetime:
     """The UTC datetime of `ms` milliseconds since the epoch."""
     return EPOCH + timedelta(milliseconds=ms)
@@ -238,11 +242,33 @@ def _required_string(item: Mapping[str, Any], key: str) -> str:
 
 
 def _timestamp_ms(item: Mapping[str, Any], key: str) -> int:
+    """A timestamp member in epoch milliseconds. One that rounds to the millisecond beyond
+    9999-12-31T23:59:59.999 (epoch seconds 253402300799.9999) is malformed: no datetime can
+    hold it, and it would be written to partition `month=10000-01`."""
     value = _required(item, key)
     if not isinstance(value, datetime):
         raw = value.raw if isinstance(value, Unparsed) else value
         raise MalformedRecord(f"{key} is not a timestamp: {shown(raw)}")
-    return to_ms(value)
+    ms = to_ms(value)
+    if ms > MAX_MS:
+        raise MalformedRecord(f"{key} {value.isoformat()} is after year 9999 to the millisecond")
+    return ms
+
+
+@functools.lru_cache(maxsize=8192)
+def _version_arn_prefix(image_arn: str, image_name: str) -> str | None:
+    """The ImageVersionArn of `image_name`'s versions, lower-cased, less the version number
+    (`arn:aws:sagemaker:REGION:ACCOUNT:image-version/NAME/`), when `image_arn` (an ARN that
+    `arn_account_region` accepts) names that image; else None.
+
+    Image names compare without regard to case: ImageVersionArn lower-cases the name, and
+    whether ImageArn keeps its case is undocumented; either answer is accepted, another
+    name never is.
+    """
+    parts = image_arn.split(":", 5)
+    if parts[5].lower() != f"image/{image_name.lower()}":
+        return None
+    return f"{':'.join(parts[:5])}:image-version/{image_name}/".lower()
 
 
 def _image_arn_account_region(item: Mapping[str, Any]) -> tuple[str, str]:
@@ -266,9 +292,10 @@ def version_row(
 
     Timestamps are kept as epoch milliseconds until the batch becomes an Arrow table.
     Unknown statuses are kept as they come; extra fields are ignored; values of the wrong JSON
-    type are rejected, never coerced. The record's ImageArn must name the account and region
-    of its image (`image_account_region`, from the catalogue). An `ImageVersionArn` of "None"
-    (which the API model allows) is kept as is.
+    type are rejected, never coerced. The record's ImageArn must name its image, in the
+    account and region of the image (`image_account_region`, from the catalogue), and its
+    ImageVersionArn this version of that image; an `ImageVersionArn` of "None" (which the API
+    model allows) is kept as is.
     """
     version = _required(item, "Version")
     if type(version) is not int:
@@ -282,13 +309,24 @@ def version_row(
             f"ImageArn names account {account_region[0]} in {account_region[1]}, but the image "
             f"is in account {image_account_region[0]} in {image_account_region[1]}"
         )
+    image_arn = item["ImageArn"]
+    prefix = _version_arn_prefix(image_arn, image_name)
+    if prefix is None:
+        raise MalformedRecord(f"ImageArn {shown(image_arn)} does not name image {image_name}")
+    version_arn = _required_string(item, "ImageVersionArn")
+    expected = prefix + str(version)
+    if version_arn != expected and version_arn != "None" and version_arn.lower() != expected:
+        raise MalformedRecord(
+            f"ImageVersionArn {shown(version_arn)} does not name version {version} of image "
+            f"{image_name} in account {account_region[0]} in {account_region[1]}"
+        )
     return {
         "account_id": account_region[0],
         "region": account_region[1],
         "image_name": image_name,
         "version": version,
-        "image_arn": item["ImageArn"],
-        "image_version_arn": _required_string(item, "ImageVersionArn"),
+        "image_arn": image_arn,
+        "image_version_arn": version_arn,
         "status": _required_string(item, "ImageVersionStatus"),
         "failure_reason": _string(item, "FailureReason", required=False),
         "creation_time": _timestamp_ms(item, "CreationTime"),
@@ -308,7 +346,8 @@ def image_row(item: Mapping[str, Any], *, observed_at_ms: int, region: str) -> R
     """Normalise one `Image` record from `ListImages` of `region` to a row of `IMAGE_SCHEMA`.
 
     The image's account and region (from its ARN) become partition paths, so both are checked
-    (and the region must be the one listed), as is the name against the API's pattern.
+    (and the region must be the one listed), as is the name against the API's pattern and
+    the name the ARN gives (without regard to case, as in `version_row`).
     """
     name = _required_string(item, "ImageName")
     if not IMAGE_NAME.match(name):
@@ -316,6 +355,8 @@ def image_row(item: Mapping[str, Any], *, observed_at_ms: int, region: str) -> R
     account, arn_region = _image_arn_account_region(item)
     if arn_region != region:
         raise MalformedRecord(f"ImageArn names region {arn_region}, but {region} was listed")
+    if _version_arn_prefix(item["ImageArn"], name) is None:
+        raise MalformedRecord(f"ImageArn {shown(item['ImageArn'])} does not name image {name}")
     return {
         "account_id": account,
         "region": arn_region,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import random
 import socket
 import threading
@@ -43,6 +44,7 @@ __all__ = [
     "AssumeRole",
     "ClientSettings",
     "Organization",
+    "check_profile",
     "check_reachable",
     "list_aliases",
     "list_image_versions",
@@ -74,6 +76,8 @@ THROTTLING_CODES = frozenset(
 )
 
 
+PROFILE_VARS = ("AWS_DEFAULT_PROFILE", "AWS_PROFILE")
+"""Where botocore finds the profile when none is named, in its order."""
 DEFAULT_SESSION_NAME = "image-versions"
 DEFAULT_ROLE_SECONDS = 3600  # STS's own default for AssumeRole
 
@@ -117,6 +121,9 @@ class ClientSettings:
     region: str
     endpoint_url: str | None = None
     profile: str | None = None
+    """None: boto3's chain (AWS_DEFAULT_PROFILE, AWS_PROFILE, else no profile)."""
+    source: str = "default"
+    """The source these settings reach, named in messages about its credentials."""
     roles: tuple[AssumeRole, ...] = ()
     """Assumed in order after the profile's credentials (a role chain)."""
     organization: Organization | None = None
@@ -193,7 +200,8 @@ def _utc_timestamp(value: Any) -> datetime | Unparsed:
     botocore's default parser converts every timestamp to the local zone through dateutil,
     which costs more than the rest of parsing an ImageVersion; the epoch seconds that JSON
     services send take a fast path here, strings botocore's own parser. Anything else (a
-    boolean, an object, NaN, a year beyond 9999) is left for the record's validation to reject,
+    boolean, an object, NaN, a year beyond 9999) is left for the record's validation to reject
+    (as is a time that rounds to a millisecond beyond 9999, schema.MAX_MS),
     so that it fails that record's image and not the page.
     """
     import botocore.utils
@@ -285,16 +293,21 @@ def aws_session(settings: ClientSettings, guard: CallGuard) -> Any:
         parsers.set_parser_defaults(timestamp_parser=_utc_timestamp)
         if credentials is not None:
             core.register_component("credential_provider", _GivenCredentials(credentials))
-        try:
-            session = boto3.session.Session(
-                botocore_session=core, profile_name=settings.profile, region_name=settings.region
-            )
-        except botocore.exceptions.ProfileNotFound as exc:
-            raise ConfigError(f"AWS profile {settings.profile!r} is not configured: {exc}") from exc
+        session = boto3.session.Session(
+            botocore_session=core, profile_name=settings.profile, region_name=settings.region
+        )
         return core, session
 
-    core, base = session_with()
-    credentials = base.get_credentials()
+    try:
+        core, base = session_with()
+        check_profile(core, settings.profile, settings.source)
+        credentials = base.get_credentials()
+    except botocore.exceptions.BotoCoreError as exc:
+        # A profile's source_profile missing, an unreadable config file, an expired SSO
+        # session, a failing credential_process: botocore raises them from deep inside.
+        raise ConfigError(
+            f"cannot load the AWS credentials of source {settings.source!r}: {exc}"
+        ) from exc
     if credentials is None:
         raise ConfigError(
             "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
@@ -305,6 +318,37 @@ def aws_session(settings: ClientSettings, guard: CallGuard) -> Any:
     for role in settings.roles:
         credentials = _assumed_role_credentials(core, settings.region, credentials, role, guard)
     return session_with(credentials)[1]
+
+
+def check_profile(core: Any, profile: str | None, source: str) -> None:
+    """ConfigError naming the profile, where it came from, the source and the files looked
+    in, when botocore session `core`'s profile is in neither its config nor its credentials
+    file; or naming the file that botocore cannot parse.
+
+    `profile` is the one the settings name (the sources file's, or --profile); None leaves it
+    to AWS_DEFAULT_PROFILE or AWS_PROFILE, as botocore does. botocore itself would raise
+    ProfileNotFound late, from inside credential or region resolution, naming neither.
+    """
+    import botocore.exceptions
+
+    try:  # botocore reads them for any profile, `default` included
+        profiles = core.available_profiles
+    except botocore.exceptions.ConfigParseError as exc:
+        raise ConfigError(f"cannot read the AWS profiles of source {source!r}: {exc}") from exc
+    name = core.get_config_variable("profile")
+    if name is None or name in profiles:
+        return
+    origin = ""
+    if profile is None:
+        origin = next((f" ({var})" for var in PROFILE_VARS if os.environ.get(var) == name), "")
+    config, credentials = (
+        os.path.expanduser(core.get_config_variable(file))
+        for file in ("config_file", "credentials_file")
+    )
+    raise ConfigError(
+        f"AWS profile {name!r}{origin} of source {source!r} is not configured: it is in neither "
+        f"{config} nor {credentials}; correct the name or add the profile"
+    )
 
 
 @functools.cache

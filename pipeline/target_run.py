@@ -22,6 +22,7 @@ from .decisions import (
     advance_state,
     classify,
     deleted_image_state,
+    latest_per_image,
     listing_start_ms,
     versions_to_describe,
 )
@@ -344,6 +345,13 @@ class TargetRun:
                     self._fail(None, f"a ListImages record that names no valid image: {exc}")
                 else:
                     catalogue.failed[name] = f"{type(exc).__name__}: {exc}"
+        catalogue.rows, repeated = latest_per_image(catalogue.rows)
+        for name in repeated:
+            log.warning(
+                "%s: ListImages listed %s more than once; kept its latest record",
+                self.target.label,
+                name,
+            )
         if not catalogue.complete:
             log.warning(
                 "%s: the image listing is incomplete; no image is taken as deleted",

@@ -250,11 +250,18 @@ MALFORMED_CASES: dict[str, Callable[[dict[str, Any]], None]] = {
     "extra unknown fields": lambda v: v.update(Shiny={"a": [1, 2]}, Other="x"),
     "FailureReason of 1,024 chars": lambda v: v.update(FailureReason="é" + "x" * 1023),
     "FailureReason non-ASCII": lambda v: v.update(FailureReason="échec: 镜像构建失败 ✗"),
-    "Version 0": lambda v: v.update(Version=0),
+    "Version 0": lambda v: v.update(
+        Version=0, ImageVersionArn=v["ImageVersionArn"].rsplit("/", 1)[0] + "/0"
+    ),
     "Version 2**31 (beyond int32)": lambda v: v.update(Version=2**31),
     "ImageVersionArn 'None'": lambda v: v.update(ImageVersionArn="None"),
+    "ImageArn of another image": lambda v: v.update(ImageArn=v["ImageArn"] + "-other"),
 }
-REJECTED = {"missing required field (ImageArn)", "Version 2**31 (beyond int32)"}
+REJECTED = {
+    "missing required field (ImageArn)",
+    "Version 2**31 (beyond int32)",
+    "ImageArn of another image",
+}
 
 
 def malformed(trials: int) -> list[Row]:

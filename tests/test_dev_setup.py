@@ -3,6 +3,11 @@ says, and dev.py runs the pinned uv, from PATH or its private copy, without inst
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
+import sys
 import tomllib
 from importlib.metadata import version
 from pathlib import Path
@@ -28,9 +33,11 @@ def locked_versions() -> dict[str, str]:
     return {package["name"]: package["version"] for package in lock["package"]}
 
 
-def fake_uv(path: Path, says: str) -> Path:
+def fake_uv(path: Path, says: str, calls: Path | None = None) -> Path:
+    """A `uv` that prints `says`, and appends its arguments to `calls` when given."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"#!/bin/sh\necho '{says}'\n")
+    record = f'echo "$@" >> {calls}\n' if calls else ""
+    path.write_text(f"#!/bin/sh\n{record}echo '{says}'\n")
     path.chmod(0o755)
     return path
 
@@ -74,3 +81,76 @@ def test_another_uv_on_path_gives_way_to_the_private_copy(
     monkeypatch.setattr(dev, "TOOLS", tmp_path / "tools")
     monkeypatch.setattr(dev, "install_uv", refuse_install)
     assert dev.uv() == str(private)
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+@pytest.mark.parametrize(
+    "task", [[name] for name in dev.TASKS] + [["dev", "--aws"], ["test", "-k", "sync"]]
+)
+def test_a_tasks_help_says_what_it_does_and_sets_nothing_up(
+    tmp_path: Path, task: list[str], flag: str
+) -> None:
+    """In a clone without .venv, with a uv on PATH that records being run: only the help."""
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    for name in ("dev.py", "pyproject.toml", "uv.lock"):
+        shutil.copy(ROOT / name, clone / name)
+    calls = tmp_path / "uv-calls"
+    uv = fake_uv(tmp_path / "bin" / "uv", f"uv {dev.pinned_uv_version()}", calls)
+    result = subprocess.run(
+        [sys.executable, "dev.py", *task, flag],
+        cwd=clone,
+        env={**os.environ, "PATH": f"{uv.parent}{os.pathsep}{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == dev.task_help(task[0]) + "\n"
+    assert f"usage: python3 dev.py {task[0]}" in result.stdout
+    assert not [line for line in result.stdout.splitlines() if line.startswith("+ ")]
+    assert not calls.exists(), calls.read_text()
+    assert sorted(path.name for path in clone.iterdir()) == ["dev.py", "pyproject.toml", "uv.lock"]
+
+
+def test_without_a_task_or_with_help_dev_py_lists_every_task() -> None:
+    shown = subprocess.run(
+        [sys.executable, "dev.py", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert shown.returncode == 0
+    for name in dev.TASKS:
+        assert f"  {name:<7} {dev.task_help(name).splitlines()[0]}" in shown.stdout
+    missing = subprocess.run([sys.executable, "dev.py"], cwd=ROOT, capture_output=True, text=True)
+    assert missing.returncode == 1 and missing.stderr == shown.stdout
+
+
+OPTION = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
+
+
+@pytest.mark.parametrize(
+    ("task", "tool"),
+    [
+        ("demo", ["-m", "pipeline", "demo"]),
+        ("faults", ["-m", "tests.fault_matrix"]),
+        ("bench", ["-m", "benchmarks.run"]),
+    ],
+)
+def test_a_tasks_help_lists_the_options_of_the_tool_behind_it(task: str, tool: list[str]) -> None:
+    shown = subprocess.run(
+        [sys.executable, *tool, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert set(OPTION.findall(dev.task_help(task))) == set(OPTION.findall(shown.stdout)) - {
+        "--help"
+    }
+
+
+def test_readme_says_how_to_run_image_versions_after_the_quick_start() -> None:
+    readme = (ROOT / "README.md").read_text()
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert "`.venv/bin/image-versions`" in quick_start
+    assert "`source .venv/bin/activate`" in quick_start
+    # What it names is there: the environment dev.py made is the one the tests run in.
+    command = Path(sys.executable).parent / "image-versions"
+    shown = subprocess.run([command, "--version"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and shown.stdout.startswith("image-versions "), shown.stderr

@@ -7,12 +7,19 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
-from pipeline.decisions import advance_state, classify, deleted_image_state, listing_start_ms
+from pipeline.decisions import (
+    advance_state,
+    classify,
+    deleted_image_state,
+    latest_per_image,
+    listing_start_ms,
+)
 from pipeline.schema import (
     IMAGE_VERSION_SCHEMA,
     MalformedRecord,
     fingerprint,
     from_ms,
+    image_row,
     rows_to_table,
     table_to_rows,
     to_ms,
@@ -170,8 +177,88 @@ def test_version_row_rejects_a_missing_required_field(field: str) -> None:
     del broken[field]
     with pytest.raises(MalformedRecord, match=field):
         version_row(
-            "x", broken, observed_at_ms=0, image_account_region=("012345678901", "us-east-1")
+            "Custom.R-4",
+            broken,
+            observed_at_ms=0,
+            image_account_region=("012345678901", "us-east-1"),
         )
+
+
+OTHER_REGION_ARN = "arn:aws:sagemaker:eu-west-1:012345678901:image"
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"ImageArn": f"{ARN[:-10]}other"}, "ImageArn .* does not name image Custom.R-4"),
+        ({"ImageArn": f"{ARN}-5"}, "ImageArn .* does not name image Custom.R-4"),
+        ({"ImageArn": f"{OTHER_REGION_ARN}/Custom.R-4"}, "ImageArn names account .* eu-west-1"),
+        ({"ImageVersionArn": f"{VERSION_ARN[:-10]}other/7"}, "does not name version 7 of"),
+        ({"ImageVersionArn": f"{VERSION_ARN}/8"}, "does not name version 7 of"),
+        ({"ImageVersionArn": f"{VERSION_ARN}/07"}, "does not name version 7 of"),
+        ({"ImageVersionArn": f"{VERSION_ARN}"}, "does not name version 7 of"),
+        ({"ImageVersionArn": "garbage"}, "does not name version 7 of"),
+        ({"ImageVersionArn": VERSION_ARN.replace("012345678901", "999999999999") + "/7"}, "of"),
+        (
+            {"ImageVersionArn": f"{OTHER_REGION_ARN}-version/custom.r-4/7"},
+            "ImageVersionArn .* does not name version 7 of image Custom.R-4 in account "
+            "012345678901 in us-east-1",
+        ),
+    ],
+)
+def test_version_row_rejects_arns_that_name_another_image_version_or_place(
+    changes: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(MalformedRecord, match=problem):
+        version_row(
+            "Custom.R-4",
+            item(7, T0, **changes),
+            observed_at_ms=0,
+            image_account_region=("012345678901", "us-east-1"),
+        )
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"ImageArn": ARN.lower()},  # should ImageArn lower-case the name as well
+        {"ImageArn": f"{ARN[:-10]}CUSTOM.R-4"},
+        {"ImageVersionArn": f"{VERSION_ARN[:-10]}Custom.R-4/7"},  # should it keep the case
+        {"ImageVersionArn": "None"},
+    ],
+)
+def test_version_row_accepts_arns_that_differ_from_the_name_only_in_case(
+    changes: dict[str, str],
+) -> None:
+    accepted = version_row(
+        "Custom.R-4",
+        item(7, T0, **changes),
+        observed_at_ms=0,
+        image_account_region=("012345678901", "us-east-1"),
+    )
+    assert accepted["image_name"] == "Custom.R-4"
+    assert {accepted["image_arn"], accepted["image_version_arn"]} == {
+        changes.get("ImageArn", ARN),
+        changes.get("ImageVersionArn", f"{VERSION_ARN}/7"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "accepted"), [("Custom.R-4", True), ("custom.r-4", True), ("Custom.R-5", False)]
+)
+def test_image_row_takes_an_image_whose_arn_names_it_in_any_case(name: str, accepted: bool) -> None:
+    record = {
+        "ImageName": name,
+        "ImageArn": ARN,
+        "ImageStatus": "CREATED",
+        "CreationTime": from_ms(T0),
+        "LastModifiedTime": from_ms(T0),
+    }
+    if accepted:
+        assert image_row(record, observed_at_ms=0, region="us-east-1")["image_name"] == name
+    else:
+        with pytest.raises(MalformedRecord, match=f"does not name image {name}"):
+            image_row(record, observed_at_ms=0, region="us-east-1")
 
 
 def test_rows_round_trip_through_arrow_exactly() -> None:
@@ -231,3 +318,21 @@ def test_an_image_whose_every_stamp_is_far_ahead_is_not_rewritten_on_each_sync()
 )
 def test_to_ms_rounds_half_up_to_the_millisecond(when: datetime, expected: int) -> None:
     assert to_ms(when) == expected
+
+
+def test_the_catalogue_keeps_one_row_per_image_its_latest() -> None:
+    def image(name: str, modified_ms: int, label: str) -> dict:
+        return {"image_name": name, "last_modified_time": modified_ms, "label": label}
+
+    rows, repeated = latest_per_image(
+        [
+            image("a", T0 + 5, "a first"),
+            image("b", T0, "b"),
+            image("a", T0 + 1, "a older"),
+            image("c", T0, "c first"),
+            image("a", T0 + 5, "a again, as late"),
+            image("c", T0 + 9, "c later"),
+        ]
+    )
+    assert [row["label"] for row in rows] == ["a again, as late", "b", "c later"]
+    assert repeated == ["a", "c"]
