@@ -118,7 +118,7 @@ def test_dagster_fails_only_the_partition_whose_profile_is_missing(
         failure = result.failure_data_for_node(SYNC_OP)
         assert failure is not None and failure.error is not None
         assert failure.error.cls_name == "Failure"
-        assert "1 image(s) or source(s) failed" in failure.error.message
+        assert "1 partition(s) failed and are not materialized" in failure.error.message
         assert failure.user_failure_data is not None
         listed = failure.user_failure_data.metadata["failures"].value
         assert listed == f"- sandbox/{REGION}: {line}"
