@@ -10,8 +10,8 @@ that finds the views current reads the file and takes no lock. The file holds no
 so an unreadable one is simply replaced.
 
 `image-versions query` and `status` never open that file: they build the same views as TEMP
-objects on an in-memory connection that accepts only SELECT statements and can read no file
-outside the data dir.
+objects on an in-memory connection that runs only read-only statements (readonly_sql.py) and
+can read no file outside the data dir.
 
 An S3 dataset is read without DuckDB's network extensions: each connection (`connect`) lists
 the files through pyarrow's S3 filesystem and registers them as Arrow datasets named
@@ -35,6 +35,7 @@ import pyarrow as pa
 from filelock import FileLock, Timeout
 
 from .errors import ConfigError, DataError
+from .readonly_sql import check_read_only
 from .schema import (
     IMAGE_SCHEMA,
     IMAGE_VERSION_DETAILS_SCHEMA,
@@ -530,20 +531,10 @@ def _dataset_connection(data_dir: DataDir) -> Iterator[duckdb.DuckDBPyConnection
             yield connection
 
 
-def _check_read_only(sql: str) -> None:
-    """ConfigError unless DuckDB's parser classifies every statement of `sql` as a SELECT."""
-    for statement in duckdb.extract_statements(sql):
-        if statement.type != duckdb.StatementType.SELECT:
-            raise ConfigError(
-                "query failed: query accepts read-only SELECT statements, "
-                f"not {statement.type.name}"
-            )
-
-
 def run_query(data_dir: DataDir, sql: str) -> QueryResult:
     """Run user SQL: read-only statements, over the views, reading only the dataset."""
     try:
-        _check_read_only(sql)
+        check_read_only(sql)
         with _dataset_connection(data_dir) as connection:
             relation = connection.sql(sql)
             if relation is None:
