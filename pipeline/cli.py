@@ -374,9 +374,14 @@ def _print_summary(args: argparse.Namespace, figures: dict[str, Any], failures: 
         print_json({**figures, "ok": not failures, "failures": failures}, sys.stdout)
     else:
         print(summary_line(figures))
-        for failure in failures:
-            print(f"FAILED {failure}")
+        _print_failures(failures)
     return 0 if not failures else 1
+
+
+def _print_failures(failures: list[str]) -> None:
+    """One line each on stderr, beside the errors and logs; stdout keeps the summary."""
+    for failure in failures:
+        print(f"FAILED {failure}", file=sys.stderr)
 
 
 def _sync_in_processes(args: argparse.Namespace) -> int:
@@ -391,8 +396,7 @@ def _sync_in_processes(args: argparse.Namespace) -> int:
     if outcome.figures:
         _print_summary(args, outcome.figures, outcome.failures)
     else:
-        for failure in outcome.failures:
-            print(f"FAILED {failure}")
+        _print_failures(outcome.failures)
     return outcome.code
 
 
