@@ -7,13 +7,14 @@ usage errors answer at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from importlib import metadata
 from typing import Any, NoReturn
@@ -34,11 +35,14 @@ from .fanout import Shard
 from .guard import Cancelled
 from .logs import TEXT_LOG_FORMAT, JsonLogFormatter
 from .redact import RedactingFilter, redact
-from .render import print_json, print_records, report_metadata, summary_line
+from .render import print_json, print_records, report_metadata, summary_line, write_records
 
 __all__ = ["main", "run"]
 
 PROG = "image-versions"
+QUERY_TABLE_ROWS = 1000
+"""Rows a `query` table shows at most (it holds them, to size its columns); csv, json and jsonl
+print every row as it is read."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -262,7 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     query = commands.add_parser("query", help="run SQL against the DuckDB views")
     query.add_argument("sql", metavar="SQL")
     data_dir_option(query)
-    query.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    query.add_argument(
+        "--format",
+        choices=("table", "csv", "json", "jsonl"),
+        default="table",
+        help=f"table (the first {QUERY_TABLE_ROWS:,} rows), csv, json (one array of objects) or "
+        "jsonl (one object a line); csv and json print any number of rows as they are read",
+    )
 
     compact = commands.add_parser("compact", help="merge small Parquet files")
     data_dir_option(compact)
@@ -438,17 +448,37 @@ def cmd_status(args: argparse.Namespace) -> int:
         "version_count, is_deleted, last_error FROM sync_state ORDER BY ALL",
     )
     fmt = "json" if args.json else "table"
-    print_records(result.columns, result.rows, fmt, sys.stdout, result.types)
+    with _reader_may_leave():
+        print_records(result.columns, result.rows, fmt, sys.stdout, result.types)
     return 0
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from .warehouse import run_query
+    from .warehouse import stream_query
 
     data_dir = _readable_data_dir(args.data_dir)
-    result = run_query(data_dir, args.sql)
-    print_records(result.columns, result.rows, args.format, sys.stdout, result.types)
+    with _reader_may_leave(), stream_query(data_dir, args.sql) as result:
+        write_records(
+            result.columns,
+            result.types,
+            result.batches,
+            args.format,
+            sys.stdout,
+            table_rows=QUERY_TABLE_ROWS,
+        )
     return 0
+
+
+@contextlib.contextmanager
+def _reader_may_leave() -> Iterator[None]:
+    """Output whose reader may stop early (`query ... | head`): that is no failure, so the
+    command ends quietly with status 0. stdout then points at /dev/null, where the flush at
+    exit has nothing to fail on."""
+    try:
+        yield
+        sys.stdout.flush()  # inside: a reader that left shows here, not at exit
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def cmd_compact(args: argparse.Namespace) -> int:

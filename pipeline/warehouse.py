@@ -11,7 +11,7 @@ so an unreadable one is simply replaced.
 
 `image-versions query` and `status` never open that file: they build the same views as TEMP
 objects on an in-memory connection that runs only read-only statements (readonly_sql.py) and
-can read no file outside the data dir.
+can read no file outside the data dir; `query` prints the rows as they are read.
 
 An S3 dataset is read without DuckDB's network extensions: each connection (`connect`) lists
 the files through pyarrow's S3 filesystem and registers them as Arrow datasets named
@@ -55,6 +55,7 @@ __all__ = [
     "STORAGE_COMPATIBILITY",
     "VIEW_NAMES",
     "QueryResult",
+    "QueryStream",
     "connect",
     "described_states",
     "ensure_views",
@@ -62,6 +63,7 @@ __all__ = [
     "refresh_views",
     "run_query",
     "scan_connection",
+    "stream_query",
     "versions_relation",
     "views_summary",
     "warehouse_statements",
@@ -109,6 +111,7 @@ version 64, which every release since 1.0 reads; the pinned release's default, n
 REFRESH_LOCK_TIMEOUT_S = 60.0
 """How long a refresh waits for another process's refresh of the same file (each takes well
 under a second)."""
+QUERY_BATCH_ROWS = 2048  # a few MB of Python objects at most; per-batch costs do not count
 
 
 def _literal(text: str) -> str:
@@ -519,6 +522,7 @@ def _dataset_connection(data_dir: DataDir) -> Iterator[duckdb.DuckDBPyConnection
         }
         with duckdb.connect(config=config) as connection:
             connection.execute("SET TimeZone = 'UTC'")
+            connection.execute("SET enable_progress_bar = false")  # it draws on stdout
             if not data_dir.is_local:
                 _register_s3_dataset(connection, data_dir)
             for _, sql in warehouse_statements(data_dir, temporary=True):
@@ -531,20 +535,45 @@ def _dataset_connection(data_dir: DataDir) -> Iterator[duckdb.DuckDBPyConnection
             yield connection
 
 
-def run_query(data_dir: DataDir, sql: str) -> QueryResult:
-    """Run user SQL: read-only statements, over the views, reading only the dataset."""
+@dataclass(frozen=True)
+class QueryStream:
+    """A query's columns, their DuckDB types, and its rows in batches as they are read."""
+
+    columns: list[str]
+    types: list[duckdb.sqltypes.DuckDBPyType]
+    batches: Iterator[list[tuple[Any, ...]]]
+
+
+@contextlib.contextmanager
+def stream_query(
+    data_dir: DataDir, sql: str, batch_rows: int = QUERY_BATCH_ROWS
+) -> Iterator[QueryStream]:
+    """Run user SQL: read-only statements, over the views, reading only the dataset; its rows
+    are read `batch_rows` at a time while the caller takes them, inside this context, so memory
+    does not grow with the result."""
     try:
         check_read_only(sql)
         with _dataset_connection(data_dir) as connection:
-            relation = connection.sql(sql)
-            if relation is None:
-                return QueryResult([], [], [])
-            return QueryResult(list(relation.columns), relation.fetchall(), list(relation.types))
+            connection.execute(sql)
+            described = connection.description or []
+
+            def batches() -> Iterator[list[tuple[Any, ...]]]:
+                while described and (batch := connection.fetchmany(batch_rows)):
+                    yield batch
+
+            yield QueryStream([c[0] for c in described], [c[1] for c in described], batches())
     except duckdb.Error as exc:
         message = " ".join(str(exc).split())
         if isinstance(exc, duckdb.PermissionException):
             message += f" (query reads no file outside {data_dir.location})"
         raise ConfigError(f"query failed: {message}") from exc
+
+
+def run_query(data_dir: DataDir, sql: str) -> QueryResult:
+    """`stream_query`, every row held."""
+    with stream_query(data_dir, sql) as result:
+        rows = [row for batch in result.batches for row in batch]
+        return QueryResult(result.columns, rows, result.types)
 
 
 def _unreadable_file(
