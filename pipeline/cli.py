@@ -33,9 +33,10 @@ from .defaults import (
 from .errors import ConfigError, UserError
 from .fanout import Shard
 from .guard import Cancelled
-from .logs import TEXT_LOG_FORMAT, JsonLogFormatter
+from .logs import QUIET_LOG_FORMAT, TEXT_LOG_FORMAT, JsonLogFormatter
 from .redact import RedactingFilter, redact
 from .render import print_json, print_records, report_metadata, summary_line, write_records
+from .terminal import printable
 
 __all__ = ["main", "run"]
 
@@ -270,8 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         choices=("table", "csv", "json", "jsonl"),
         default="table",
-        help=f"table (the first {QUERY_TABLE_ROWS:,} rows), csv, json (one array of objects) or "
-        "jsonl (one object a line); csv and json print any number of rows as they are read",
+        help=f"table (the first {QUERY_TABLE_ROWS:,} rows, control characters escaped), csv, "
+        "json (one array of objects) or jsonl (one object a line); csv and json keep values "
+        "exact and stream any number of rows",
     )
 
     compact = commands.add_parser("compact", help="merge small Parquet files")
@@ -391,7 +393,7 @@ def _print_summary(args: argparse.Namespace, figures: dict[str, Any], failures: 
 def _print_failures(failures: list[str]) -> None:
     """One line each on stderr, beside the errors and logs; stdout keeps the summary."""
     for failure in failures:
-        print(f"FAILED {failure}", file=sys.stderr)
+        print(f"FAILED {printable(failure)}", file=sys.stderr)
 
 
 def _sync_in_processes(args: argparse.Namespace) -> int:
@@ -501,10 +503,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     with data_dir.exclusive(args.wait):
         problems = find_problems(data_dir)
         for problem in problems:
-            print(f"PROBLEM {problem}")
+            print(f"PROBLEM {printable(str(problem))}")
         if args.repair and problems:
             for action in repair(data_dir, problems):
-                print(f"REPAIR {action}")
+                print(f"REPAIR {printable(str(action))}")
             ensure_views(data_dir)
     print(f"{len(problems)} problem(s) in {data_dir.location}")
     return 1 if problems else 0
@@ -558,7 +560,7 @@ def _stop_on_signals() -> tuple[threading.Event, list[int]]:
 
 
 def _error(message: str) -> None:
-    print(f"{PROG}: error: {redact(' '.join(message.split()))}", file=sys.stderr)
+    print(f"{PROG}: error: {printable(redact(' '.join(message.split())))}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -568,13 +570,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     log_format = getattr(args, "log_format", "text")
     verbosity = max(getattr(args, "verbose", 0), 1 if log_format == "json" else 0)
+    # Without -v, warnings alone as bare messages, as Python's last-resort handler showed them;
+    # but through our formatter and filter, which that handler lacks (no escapes, no redaction).
+    handler = logging.StreamHandler()
+    formatter: logging.Formatter = JsonLogFormatter()
+    if log_format != "json":
+        formatter = TEXT_LOG_FORMAT if verbosity else QUIET_LOG_FORMAT
+    handler.setFormatter(formatter)
+    handler.addFilter(RedactingFilter())
+    logging.basicConfig(handlers=[handler])
     if verbosity:
         # Only our own loggers speak up: botocore's debug log would print request headers,
         # session tokens included.
-        handler = logging.StreamHandler()
-        handler.setFormatter(JsonLogFormatter() if log_format == "json" else TEXT_LOG_FORMAT)
-        handler.addFilter(RedactingFilter())
-        logging.basicConfig(handlers=[handler])
         logging.getLogger("pipeline").setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
     args.cancel, received = _stop_on_signals() if args.command == "sync" else (None, [])
     try:

@@ -1,7 +1,8 @@
 """Rendering for people and scripts: text tables, CSV, JSON, and the sync summary.
 
 A value has one JSON value (`json_value`), whichever command prints it; a CSV or table cell
-shows that value's text: a string as it is, anything else as its JSON text.
+shows that value's text: a string as it is, anything else as its JSON text. A table shows it
+`printable` (terminal.py): control characters as escapes; CSV and JSON keep it exact.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TextIO
+
+from .terminal import inert_json, printable
 
 if TYPE_CHECKING:
     from duckdb.sqltypes import DuckDBPyType
@@ -196,9 +199,14 @@ def _json_rows(convert: Sequence[ToJson], rows: Sequence[Sequence[Any]]) -> Sequ
     return [[to_json(value) for to_json, value in zip(convert, row, strict=True)] for row in rows]
 
 
+def _json_line(value: Any) -> str:
+    """The JSON text of a JSON value, inert on a terminal (terminal.inert_json)."""
+    return inert_json(_json_text(value))
+
+
 def print_json(value: Any, out: TextIO) -> None:
     """`value` as one line of strict JSON."""
-    out.write(_json_text(json_value(value)) + "\n")
+    out.write(_json_line(json_value(value)) + "\n")
 
 
 def print_table(
@@ -218,15 +226,18 @@ def _write_table(
     out: TextIO,
     limit: int | None,
 ) -> None:
-    """The table of the first `limit` rows (all when None), and how many rows there were."""
+    """The table of the first `limit` rows (all when None), and how many rows there were.
+
+    Every cell and name is `printable`: a value's control characters show as escapes.
+    """
     cells: list[list[str]] = []
     total = 0
     for rows in batches:
         total += len(rows)
         room = len(rows) if limit is None else max(limit - len(cells), 0)
         for row in _json_rows(convert, rows[:room]):
-            cells.append([_text(shown) for shown in row])
-    names = list(columns)
+            cells.append([printable(_text(shown)) for shown in row])
+    names = [printable(name) for name in columns]
     widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(names)]
     line = "  ".join(name.ljust(width) for name, width in zip(names, widths, strict=True))
     out.write(line.rstrip() + "\n")
@@ -278,12 +289,12 @@ def write_records(
     records = ([dict(zip(columns, row, strict=True)) for row in rows] for rows in converted)
     if fmt == "jsonl":
         for batch in records:
-            out.write("".join(_json_text(record) + "\n" for record in batch))
+            out.write(inert_json("".join(_json_text(record) + "\n" for record in batch)))
         return
     out.write("[")  # one array, written a batch of elements at a time
     between = ""
     for batch in records:
-        out.write(between + _json_text(batch)[1:-1])
+        out.write(between + _json_line(batch)[1:-1])
         between = ", "
     out.write("]\n")
 
