@@ -306,7 +306,7 @@ def secret_in_url(trials: int) -> Row:
                 note=f"exits {failing.code}/{unreachable.code}; leaks {leaks}; files {stored}",
             )
             trial.lost += leaks + len(stored) + (failing.code != 1) + (unreachable.code != 2)
-            trial.lost += "***@" not in failing.stderr
+            trial.lost += "***@" not in failing.stdout  # --json: the failures are in its JSON
             results.append(trial)
     return Row("hostile: a password in the endpoint URL never shows", results)
 
