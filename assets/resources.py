@@ -63,8 +63,8 @@ class WarehouseResource(DataDirResource):
     of `image_versions_warehouse`.
 
     Each query runs on a private in-memory DuckDB connection holding the same views (never
-    the warehouse file, so it takes no lock); it accepts SELECT statements only and reads no
-    file outside the dataset.
+    the warehouse file, so it takes no lock); it accepts read-only statements only (SELECT,
+    PIVOT, DESCRIBE and the like) and reads no file outside the dataset.
     """
 
     def query(self, sql: str) -> QueryResult:

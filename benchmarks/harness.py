@@ -144,6 +144,8 @@ class Sizes:
     org_targets: int = 100
     """ORG: the organization's accounts (the management account among them), one target each."""
     org_images: int = 50
+    query_rows: int = 10_000_000
+    """Q1: rows of each `query` whose peak memory is measured."""
     repeats: int = 3
     latency_repeats: int = 5
     """For B2's product syncs: a few seconds each, and noisier than the rest."""
@@ -171,6 +173,7 @@ class Sizes:
             load_seconds=2.0,
             org_targets=10,
             org_images=50,
+            query_rows=1_000_000,
             repeats=1,
             latency_repeats=1,
         )

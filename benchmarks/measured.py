@@ -53,13 +53,21 @@ def run_measured(
     env: Mapping[str, str] | None = None,
     timeout: float = 600.0,
     ok_codes: tuple[int, ...] = (0,),
+    cwd: str | None = None,
+    keep_stdout: bool = True,
 ) -> ProcessRun:
-    """Run `args` to completion (killed after `timeout` seconds); RuntimeError unless it
-    exits with one of `ok_codes`."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Run `args` (in `cwd`) to completion (killed after `timeout` seconds); RuntimeError unless
+    it exits with one of `ok_codes`. Without `keep_stdout` its stdout goes to /dev/null (a
+    gigabyte of query output is not kept to be thrown away) and `stdout` is empty."""
+    with (
+        tempfile.TemporaryFile() as kept,
+        open(os.devnull, "wb") as discarded,
+        tempfile.TemporaryFile() as err,
+    ):
+        out = kept if keep_stdout else discarded
         started_at, started = time.time(), time.perf_counter()
         process = subprocess.Popen(
-            list(args), stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env
+            list(args), stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd
         )
         killer = threading.Timer(timeout, process.kill)
         killer.start()
@@ -72,11 +80,11 @@ def run_measured(
             high_water.stop()
         seconds = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait
-        out.seek(0)
+        kept.seek(0)
         err.seek(0)
         run = ProcessRun(
             returncode=process.returncode,
-            stdout=out.read().decode(errors="replace"),
+            stdout=kept.read().decode(errors="replace"),
             stderr=err.read().decode(errors="replace"),
             started_at=started_at,
             seconds=seconds,

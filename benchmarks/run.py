@@ -18,7 +18,7 @@ from dataclasses import asdict, astuple
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import api, bulk, ceiling, files, organization, scale, startup
+from . import api, bulk, ceiling, files, organization, query_memory, scale, startup
 from .harness import Context, Outcome, Row, Sizes, isolate_aws_env
 
 Scenario = Callable[[Context, frozenset[str]], dict[str, Outcome]]
@@ -43,6 +43,7 @@ SCENARIOS: list[tuple[tuple[str, ...], Scenario]] = [
     (("B7",), _single("B7", startup.b7)),
     (("B8",), _single("B8", startup.b8)),
     (("SCALE",), _single("SCALE", scale.scale)),
+    (("Q1",), _single("Q1", query_memory.q1)),
 ]
 ALL = tuple(name for names, _ in SCENARIOS for name in names)
 COLUMNS = ("scenario", "variant", "median", "ratio", "target", "result", "note")

@@ -7,13 +7,14 @@ usage errors answer at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from importlib import metadata
 from typing import Any, NoReturn
@@ -32,13 +33,17 @@ from .defaults import (
 from .errors import ConfigError, UserError
 from .fanout import Shard
 from .guard import Cancelled
-from .logs import TEXT_LOG_FORMAT, JsonLogFormatter
+from .logs import QUIET_LOG_FORMAT, TEXT_LOG_FORMAT, JsonLogFormatter
 from .redact import RedactingFilter, redact
-from .render import print_json, print_records, report_metadata, summary_line
+from .render import print_json, print_records, report_metadata, summary_line, write_records
+from .terminal import printable
 
 __all__ = ["main", "run"]
 
 PROG = "image-versions"
+QUERY_TABLE_ROWS = 1000
+"""Rows a `query` table shows at most (it holds them, to size its columns); csv, json and jsonl
+print every row as it is read."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -262,7 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
     query = commands.add_parser("query", help="run SQL against the DuckDB views")
     query.add_argument("sql", metavar="SQL")
     data_dir_option(query)
-    query.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    query.add_argument(
+        "--format",
+        choices=("table", "csv", "json", "jsonl"),
+        default="table",
+        help=f"table (the first {QUERY_TABLE_ROWS:,} rows, control characters escaped), csv, "
+        "json (one array of objects) or jsonl (one object a line); csv and json keep values "
+        "exact and stream any number of rows",
+    )
 
     compact = commands.add_parser("compact", help="merge small Parquet files")
     data_dir_option(compact)
@@ -389,9 +401,14 @@ def _print_summary(args: argparse.Namespace, figures: dict[str, Any], failures: 
         print_json({**figures, "ok": not failures, "failures": failures}, sys.stdout)
     else:
         print(summary_line(figures))
-        for failure in failures:
-            print(f"FAILED {failure}")
+        _print_failures(failures)
     return 0 if not failures else 1
+
+
+def _print_failures(failures: list[str]) -> None:
+    """One line each on stderr, beside the errors and logs; stdout keeps the summary."""
+    for failure in failures:
+        print(f"FAILED {printable(failure)}", file=sys.stderr)
 
 
 def _sync_in_processes(args: argparse.Namespace) -> int:
@@ -406,8 +423,7 @@ def _sync_in_processes(args: argparse.Namespace) -> int:
     if outcome.figures:
         _print_summary(args, outcome.figures, outcome.failures)
     else:
-        for failure in outcome.failures:
-            print(f"FAILED {failure}")
+        _print_failures(outcome.failures)
     return outcome.code
 
 
@@ -449,17 +465,37 @@ def cmd_status(args: argparse.Namespace) -> int:
         "version_count, is_deleted, last_error FROM sync_state ORDER BY ALL",
     )
     fmt = "json" if args.json else "table"
-    print_records(result.columns, result.rows, fmt, sys.stdout, result.types)
+    with _reader_may_leave():
+        print_records(result.columns, result.rows, fmt, sys.stdout, result.types)
     return 0
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from .warehouse import run_query
+    from .warehouse import stream_query
 
     data_dir = _readable_data_dir(args.data_dir)
-    result = run_query(data_dir, args.sql)
-    print_records(result.columns, result.rows, args.format, sys.stdout, result.types)
+    with _reader_may_leave(), stream_query(data_dir, args.sql) as result:
+        write_records(
+            result.columns,
+            result.types,
+            result.batches,
+            args.format,
+            sys.stdout,
+            table_rows=QUERY_TABLE_ROWS,
+        )
     return 0
+
+
+@contextlib.contextmanager
+def _reader_may_leave() -> Iterator[None]:
+    """Output whose reader may stop early (`query ... | head`): that is no failure, so the
+    command ends quietly with status 0. stdout then points at /dev/null, where the flush at
+    exit has nothing to fail on."""
+    try:
+        yield
+        sys.stdout.flush()  # inside: a reader that left shows here, not at exit
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
@@ -498,10 +534,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     with data_dir.exclusive(args.wait):
         problems = find_problems(data_dir)
         for problem in problems:
-            print(f"PROBLEM {problem}")
+            print(f"PROBLEM {printable(str(problem))}")
         if args.repair and problems:
             for action in repair(data_dir, problems):
-                print(f"REPAIR {action}")
+                print(f"REPAIR {printable(str(action))}")
             ensure_views(data_dir)
     print(f"{len(problems)} problem(s) in {data_dir.location}")
     return 1 if problems else 0
@@ -556,7 +592,7 @@ def _stop_on_signals() -> tuple[threading.Event, list[int]]:
 
 
 def _error(message: str) -> None:
-    print(f"{PROG}: error: {redact(' '.join(message.split()))}", file=sys.stderr)
+    print(f"{PROG}: error: {printable(redact(' '.join(message.split())))}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -566,13 +602,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     log_format = getattr(args, "log_format", "text")
     verbosity = max(getattr(args, "verbose", 0), 1 if log_format == "json" else 0)
+    # Without -v, warnings alone as bare messages, as Python's last-resort handler showed them;
+    # but through our formatter and filter, which that handler lacks (no escapes, no redaction).
+    handler = logging.StreamHandler()
+    formatter: logging.Formatter = JsonLogFormatter()
+    if log_format != "json":
+        formatter = TEXT_LOG_FORMAT if verbosity else QUIET_LOG_FORMAT
+    handler.setFormatter(formatter)
+    handler.addFilter(RedactingFilter())
+    logging.basicConfig(handlers=[handler])
     if verbosity:
         # Only our own loggers speak up: botocore's debug log would print request headers,
         # session tokens included.
-        handler = logging.StreamHandler()
-        handler.setFormatter(JsonLogFormatter() if log_format == "json" else TEXT_LOG_FORMAT)
-        handler.addFilter(RedactingFilter())
-        logging.basicConfig(handlers=[handler])
         logging.getLogger("pipeline").setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
     args.cancel, received = _stop_on_signals() if args.command == "sync" else (None, [])
     try:

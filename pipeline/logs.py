@@ -1,4 +1,8 @@
-"""Log lines for people (text) and for machines (one JSON object a line)."""
+"""Log lines for people (text) and for machines (one JSON object a line).
+
+Either way a log line shows no control character raw (terminal.py): a text line escapes them,
+a JSON line escapes them as JSON does, so its values stay exact.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,28 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .render import json_value
+from .terminal import inert_json, printable
 
-__all__ = ["TEXT_LOG_FORMAT", "JsonLogFormatter"]
+__all__ = ["QUIET_LOG_FORMAT", "TEXT_LOG_FORMAT", "JsonLogFormatter", "TextLogFormatter"]
 
-TEXT_LOG_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+class TextLogFormatter(logging.Formatter):
+    """`time level logger: message` on one line, whatever the message holds, with every
+    control character `printable`; a traceback below it keeps its newlines and tabs."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return printable(super().formatException(ei), multiline=True)
+
+    def formatStack(self, stack_info: str) -> str:
+        return printable(super().formatStack(stack_info), multiline=True)
+
+
+TEXT_LOG_FORMAT = TextLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+QUIET_LOG_FORMAT = TextLogFormatter("%(message)s")
+"""Without -v: a warning as its bare message, as Python's last-resort handler shows one."""
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is kept.
 _STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -32,4 +54,4 @@ class JsonLogFormatter(logging.Formatter):
                 entry[key] = json_value(value)
         if record.exc_info:
             entry["exception"] = record.exc_text or self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return inert_json(json.dumps(entry, ensure_ascii=False))

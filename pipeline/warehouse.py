@@ -10,8 +10,8 @@ that finds the views current reads the file and takes no lock. The file holds no
 so an unreadable one is simply replaced.
 
 `image-versions query` and `status` never open that file: they build the same views as TEMP
-objects on an in-memory connection that accepts only SELECT statements and can read no file
-outside the data dir.
+objects on an in-memory connection that runs only read-only statements (readonly_sql.py) and
+can read no file outside the data dir; `query` prints the rows as they are read.
 
 An S3 dataset is read without DuckDB's network extensions: each connection (`connect`) lists
 the files through pyarrow's S3 filesystem and registers them as Arrow datasets named
@@ -35,6 +35,7 @@ import pyarrow as pa
 from filelock import FileLock, Timeout
 
 from .errors import ConfigError, DataError
+from .readonly_sql import check_read_only
 from .schema import (
     IMAGE_SCHEMA,
     IMAGE_VERSION_DETAILS_SCHEMA,
@@ -55,6 +56,7 @@ __all__ = [
     "STORAGE_COMPATIBILITY",
     "VIEW_NAMES",
     "QueryResult",
+    "QueryStream",
     "connect",
     "described_states",
     "ensure_views",
@@ -62,6 +64,7 @@ __all__ = [
     "refresh_views",
     "run_query",
     "scan_connection",
+    "stream_query",
     "versions_relation",
     "views_summary",
     "views_summary_by_source",
@@ -110,6 +113,7 @@ version 64, which every release since 1.0 reads; the pinned release's default, n
 REFRESH_LOCK_TIMEOUT_S = 60.0
 """How long a refresh waits for another process's refresh of the same file (each takes well
 under a second)."""
+QUERY_BATCH_ROWS = 2048  # a few MB of Python objects at most; per-batch costs do not count
 
 
 def _literal(text: str) -> str:
@@ -529,6 +533,7 @@ def _dataset_connection(data_dir: DataDir) -> Iterator[duckdb.DuckDBPyConnection
         }
         with duckdb.connect(config=config) as connection:
             connection.execute("SET TimeZone = 'UTC'")
+            connection.execute("SET enable_progress_bar = false")  # it draws on stdout
             if not data_dir.is_local:
                 _register_s3_dataset(connection, data_dir)
             for _, sql in warehouse_statements(data_dir, temporary=True):
@@ -541,30 +546,45 @@ def _dataset_connection(data_dir: DataDir) -> Iterator[duckdb.DuckDBPyConnection
             yield connection
 
 
-def _check_read_only(sql: str) -> None:
-    """ConfigError unless DuckDB's parser classifies every statement of `sql` as a SELECT."""
-    for statement in duckdb.extract_statements(sql):
-        if statement.type != duckdb.StatementType.SELECT:
-            raise ConfigError(
-                "query failed: query accepts read-only SELECT statements, "
-                f"not {statement.type.name}"
-            )
+@dataclass(frozen=True)
+class QueryStream:
+    """A query's columns, their DuckDB types, and its rows in batches as they are read."""
+
+    columns: list[str]
+    types: list[duckdb.sqltypes.DuckDBPyType]
+    batches: Iterator[list[tuple[Any, ...]]]
 
 
-def run_query(data_dir: DataDir, sql: str) -> QueryResult:
-    """Run user SQL: read-only statements, over the views, reading only the dataset."""
+@contextlib.contextmanager
+def stream_query(
+    data_dir: DataDir, sql: str, batch_rows: int = QUERY_BATCH_ROWS
+) -> Iterator[QueryStream]:
+    """Run user SQL: read-only statements, over the views, reading only the dataset; its rows
+    are read `batch_rows` at a time while the caller takes them, inside this context, so memory
+    does not grow with the result."""
     try:
-        _check_read_only(sql)
+        check_read_only(sql)
         with _dataset_connection(data_dir) as connection:
-            relation = connection.sql(sql)
-            if relation is None:
-                return QueryResult([], [], [])
-            return QueryResult(list(relation.columns), relation.fetchall(), list(relation.types))
+            connection.execute(sql)
+            described = connection.description or []
+
+            def batches() -> Iterator[list[tuple[Any, ...]]]:
+                while described and (batch := connection.fetchmany(batch_rows)):
+                    yield batch
+
+            yield QueryStream([c[0] for c in described], [c[1] for c in described], batches())
     except duckdb.Error as exc:
         message = " ".join(str(exc).split())
         if isinstance(exc, duckdb.PermissionException):
             message += f" (query reads no file outside {data_dir.location})"
         raise ConfigError(f"query failed: {message}") from exc
+
+
+def run_query(data_dir: DataDir, sql: str) -> QueryResult:
+    """`stream_query`, every row held."""
+    with stream_query(data_dir, sql) as result:
+        rows = [row for batch in result.batches for row in batch]
+        return QueryResult(result.columns, rows, result.types)
 
 
 def _unreadable_file(

@@ -228,10 +228,10 @@ def regions_failing(trials: int) -> Row:
             if index % 2 == 0:
                 h.emulator.faults.denied_regions = frozenset({OTHER_REGION})
                 run = h.sync("--region", OTHER_REGION)
-                named = OTHER_REGION in run.stdout and "AccessDenied" in run.stdout
+                named = OTHER_REGION in run.stderr and "AccessDenied" in run.stderr
             else:
                 run = h.sync("--region", "xx-nowhere-1")
-                named = "xx-nowhere-1" in run.stdout
+                named = "xx-nowhere-1" in run.stderr
             h.emulator.faults = Faults()
             trial = h.trial(run, note="denied" if index % 2 == 0 else "unknown region")
             if run.code != 1 or not named:
@@ -281,7 +281,7 @@ def malformed(trials: int) -> list[Row]:
                 kept = _stored_version_fields(h, target["ImageName"])
                 trial = h.trial(h.sync("--full-refresh") if case in REJECTED else run)
                 if case in REJECTED:
-                    ok = run.code == 1 and target["ImageName"] in run.stdout
+                    ok = run.code == 1 and target["ImageName"] in run.stderr
                     trial.note = f"first run exit {run.code}: {run.message[:90]}"
                 else:
                     ok = run.code == 0 and kept is not None

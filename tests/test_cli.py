@@ -70,7 +70,11 @@ def test_a_failed_image_gives_exit_1_and_the_rest_is_committed(
     seed_catalogue(server.emulator, seed=12, images=5)
     result = run_cli(*sync_args(server, data_dir, "--image", "not-there"))
     assert result.code == 1
-    assert "not-there" in result.stdout and "FAILED" in result.stdout
+    # The FAILED line goes to stderr, with errors and logs; stdout holds the summary alone.
+    [summary] = result.stdout.splitlines()
+    assert summary.startswith("synced ") and "not-there" not in summary
+    [failed] = result.stderr.splitlines()
+    assert failed.startswith("FAILED ") and "image not-there:" in failed
 
 
 def test_sync_json_summary_and_json_logs_are_machine_readable(

@@ -74,6 +74,10 @@ REFUSED = [
     ("attach", "ATTACH '{target}' AS planted", "not ATTACH"),
     ("create", "CREATE TABLE planted AS SELECT * FROM image_versions", "not CREATE"),
     ("second statement", "SELECT 1; COPY (SELECT 1) TO '{target}'", "not COPY"),
+    # A PIVOT without an IN list makes any statement MULTI: what holds it decides.
+    ("copy of a pivot", "COPY (PIVOT image_versions ON status) TO '{target}'", "not COPY"),
+    ("create from a pivot", "CREATE TABLE planted AS PIVOT image_versions ON status", "not CREATE"),
+    ("explain analyze", "EXPLAIN ANALYZE COPY (SELECT 1) TO '{target}'", "not EXPLAIN"),
     ("read_text outside", "SELECT * FROM read_text('{secret}')", "Permission Error"),
     ("read_csv outside", "SELECT * FROM read_csv('{secret}')", "Permission Error"),
     ("glob outside", "SELECT * FROM glob('{outside}/*')", "Permission Error"),
@@ -97,7 +101,11 @@ def test_refused_statements_exit_2_and_write_and_reveal_nothing(
         line = one_line_error(result)
         assert says in line, kind
         if says != "Permission Error":
-            assert "query accepts read-only SELECT statements" in line, kind
+            assert line.startswith(
+                "image-versions: error: query failed: query runs read-only "
+                "statements (SELECT, FROM, WITH, VALUES, PIVOT, UNPIVOT, "
+                f"DESCRIBE, SUMMARIZE, SHOW), {says}"
+            ), kind
         assert SECRET not in result.stdout + result.stderr, kind
         assert not target.exists(), kind
         assert snapshot(data_dir.root) == before, kind
@@ -129,6 +137,30 @@ def test_select_statements_return_the_rows_the_warehouse_views_give(
     assert {"name": "sync_state"} in query_json(data_dir, "SHOW TABLES")
     assert query_json(data_dir, "FROM images SELECT count(*) AS n; SELECT 7 AS n") == [{"n": 7}]
     assert snapshot(data_dir.root) == before
+
+
+def test_every_read_only_form_runs_pivot_included(
+    server: EmulatorServer, data_dir: DataDir
+) -> None:
+    synced(server, data_dir)
+    statuses = {status for *_, status, _, _, _ in truth(server.emulator)}
+    # PIVOT, its IN list left to the data: DuckDB's parser calls it MULTI, not SELECT.
+    [pivoted] = query_json(
+        data_dir, "PIVOT (SELECT status FROM image_versions) ON status USING count(*)"
+    )
+    assert set(pivoted) == statuses and sum(pivoted.values()) == len(truth(server.emulator))
+    forms = {
+        "with": "WITH v AS (SELECT * FROM image_versions) PIVOT v ON status USING count(*)",
+        "pivot in a subquery": "SELECT * FROM (PIVOT image_versions ON status USING count(*))",
+        "unpivot": "UNPIVOT (SELECT 1 AS a, 2 AS b) ON a, b INTO NAME k VALUE v",
+        "from first": "FROM image_versions SELECT count(*) AS n",
+        "with select": "WITH n AS (SELECT count(*) AS n FROM image_versions) SELECT n FROM n",
+        "describe": "DESCRIBE image_versions",
+        "summarize": "SUMMARIZE image_versions",
+        "values": "VALUES (1, 'a')",
+    }
+    for form, sql in forms.items():
+        assert run_query(data_dir, sql).rows, form
 
 
 def test_query_and_status_ignore_a_garbage_warehouse_and_take_no_lock(

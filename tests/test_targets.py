@@ -227,9 +227,9 @@ def test_a_killed_shard_fails_the_run_and_options_are_never_shortened(
     server.emulator.faults.latency_s = 0.2
     parent = _cli_sync(data_dir, "--config", str(sources_file), "--processes", "2")
     os.kill(_child_with("1/2", time.monotonic() + 30), signal.SIGKILL)  # the OOM killer, say
-    out, _ = parent.communicate(timeout=120)
-    assert parent.returncode == 1, out
-    assert "shard 2 of 2 stopped with status -9" in out
+    _, err = parent.communicate(timeout=120)
+    assert parent.returncode == 1, err
+    assert "FAILED shard 2 of 2 stopped with status -9" in err
     shortened = run_cli("sync", "--data-dir", str(data_dir.root), "--proc", "2")
     assert shortened.code == 2 and "unrecognized arguments: --proc" in shortened.stderr
 
@@ -244,7 +244,8 @@ def test_a_damaged_target_fails_alone(
     server.emulator.faults.latency_s = 0.0
     result = run_cli("sync", "--data-dir", str(data_dir.root), *config)
     assert result.code == 1, result.stderr
-    assert "--full-refresh" in result.stdout and f"emu/{REGION}" in result.stdout
+    [failed] = [line for line in result.stderr.splitlines() if line.startswith("FAILED ")]
+    assert "--full-refresh" in failed and f"emu/{REGION}" in failed
     rows = _sync_runs(data_dir)
     last = {row[1]: row[5] for row in rows}  # each region's last run
     assert last == {REGION: False, OTHER_REGION: True}  # the other went on

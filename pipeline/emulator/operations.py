@@ -67,7 +67,8 @@ class Emulator:
         self._tokens = _TokenCodec()
         self._requests: list[tuple[str, dict[str, Any]]] = []
         # Called with (operation, request members) before each HTTP request is served: lets a
-        # test change the catalogue at an exact point of a client's sequence of calls.
+        # test change the catalogue at an exact point of a client's sequence of calls, or
+        # refuse that call: an ApiError it raises is the answer.
         self.before_request: Callable[[str, dict[str, Any]], None] | None = None
         # Rewrites a successful response's JSON body before it is sent: lets a test serve
         # malformed or unusual records that the Python API would never create.
@@ -229,7 +230,10 @@ class Emulator:
         with self._lock:
             self._requests.append((operation, params if params is not None else {}))
         if self.before_request is not None:
-            self.before_request(operation, params if params is not None else {})
+            try:
+                self.before_request(operation, params if params is not None else {})
+            except ApiError as refusal:
+                return refusal.status, refusal.payload()
         faults = self.faults
         with self._lock:
             delay = faults.delay(operation)
