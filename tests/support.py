@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,6 +96,20 @@ def assert_converged(data_dir: DataDir, emulator: Emulator) -> None:
     assert history_duplicates(data_dir) == 0
 
 
+FILE_PERMISSIONS_HOLD: tuple[str, ...] = (
+    (
+        "setpriv",
+        "--inh-caps=-dac_override,-dac_read_search",
+        "--bounding-set=-dac_override,-dac_read_search",
+    )
+    if os.geteuid() == 0
+    else ()
+)
+"""A command prefix under which a child process obeys file permissions. Root (as CI runs)
+reads any file through two capabilities: the child keeps its user, and so its access to the
+interpreter and the data dir, but loses those."""
+
+
 @dataclass
 class CliResult:
     code: int
@@ -103,10 +117,16 @@ class CliResult:
     stderr: str
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
-    """`python -m pipeline ARGS` in a subprocess, with the test's environment."""
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    prefix: Sequence[str] = (),
+) -> CliResult:
+    """`python -m pipeline ARGS` in a subprocess, with the test's environment; `prefix` is a
+    command that runs it (e.g. `FILE_PERMISSIONS_HOLD`)."""
     completed = subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
+        [*prefix, sys.executable, "-m", "pipeline", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
