@@ -1,6 +1,7 @@
 """The catalogue and the versions: one op (one ListImages per target) materialises both, for
 the partitions (source x region targets) of its run."""
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Any
@@ -20,7 +21,13 @@ from pipeline.warehouse import views_summary
 from .catalog import IMAGES, VERSIONS
 from .resources import DataDirResource, SageMakerResource
 
-__all__ = ["GROUP", "SYNC_OP", "build_sync_assets", "changes_from_metadata"]
+__all__ = [
+    "GROUP",
+    "SYNC_OP",
+    "build_sync_assets",
+    "changes_from_metadata",
+    "failing_on_user_errors",
+]
 
 GROUP = "sagemaker"
 SYNC_OP = "sync_sagemaker_sources"
@@ -78,6 +85,16 @@ def changes_from_metadata(metadata: Mapping[str, dg.MetadataValue]) -> list[tupl
     return [tuple(record.data[column] for column in CHANGES_COLUMNS) for record in table.records]
 
 
+@contextlib.contextmanager
+def failing_on_user_errors() -> Iterator[None]:
+    """A usage, configuration or data error from the core (an unreadable file, say) fails
+    the run with its one-line message, without retries: running again cannot fix it."""
+    try:
+        yield
+    except UserError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+
 def _sync(
     context: dg.AssetExecutionContext,
     config: SyncConfig,
@@ -86,7 +103,7 @@ def _sync(
 ) -> SyncReport:
     """The core's sync of the run's partitions; a usage or configuration error fails the run
     without retries."""
-    try:
+    with failing_on_user_errors():
         targets = build_targets(
             sagemaker.project(), sagemaker.access(), partition_keys=context.partition_keys
         )
@@ -100,8 +117,6 @@ def _sync(
             enrich=config.enrich,
         )
         return sync(data_dir, targets, options)
-    except UserError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
 
 def build_sync_assets(
@@ -149,7 +164,8 @@ def build_sync_assets(
         report = _sync(context, config, sagemaker, data_dir)
         figures = report_metadata(report)
         context.log.info(" ".join(f"{key}={value}" for key, value in figures.items()))
-        counts = views_summary(data_dir, ["images", "image_version_history", "image_versions"])
+        with failing_on_user_errors():
+            counts = views_summary(data_dir, ["images", "image_version_history", "image_versions"])
         yield dg.MaterializeResult(
             asset_key="sagemaker_images",
             metadata={"dagster/row_count": counts["images"], **IMAGES.location(data_dir)},
