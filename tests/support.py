@@ -3,16 +3,18 @@ the Dagster job on a temporary instance, raw emulator calls checked against the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -162,6 +164,26 @@ def run_cli_reporting_imports(
     )
     result = CliResult(completed.returncode, completed.stdout, completed.stderr)
     return result, json.loads(report.read_text())
+
+
+@contextlib.contextmanager
+def held_listings(emulator: Emulator) -> Iterator[threading.Event]:
+    """Every ListImageVersions call waits in `emulator` until the block ends: a sync started
+    in the block is still running at its end, on a machine of any speed. The event yielded
+    is set once the first such call has arrived (the sync then holds its target's lock)."""
+    arrived, release = threading.Event(), threading.Event()
+
+    def hold(operation: str, params: dict[str, Any]) -> None:
+        if operation == "ListImageVersions":
+            arrived.set()
+            release.wait()
+
+    emulator.before_request = hold
+    try:
+        yield arrived
+    finally:
+        emulator.before_request = None
+        release.set()
 
 
 def kill_mid_run(

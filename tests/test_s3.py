@@ -36,7 +36,15 @@ from pipeline.schema import IMAGE_SCHEMA
 from pipeline.state import target_key
 from pipeline.storage import DataDir
 from pipeline.warehouse import connect
-from tests.support import OTHER_REGION, REGION, kill_mid_run, run_cli, run_sync, truth
+from tests.support import (
+    OTHER_REGION,
+    REGION,
+    held_listings,
+    kill_mid_run,
+    run_cli,
+    run_sync,
+    truth,
+)
 
 LIVE_COLUMNS = (
     "region, image_name, version, image_arn, image_version_arn, status, failure_reason, "
@@ -245,22 +253,10 @@ def test_a_sigkilled_writers_lock_goes_stale_and_is_taken_over(
     fresh however slow the machine; the recovering one with the short lease, and waits as
     long as it takes (`--wait` only bounds a failure)."""
     seed_catalogue(server.emulator, seed=44, images=6)
-    listing, release = threading.Event(), threading.Event()
-
-    def hold_listings(operation: str, params: dict[str, Any]) -> None:
-        if operation == "ListImageVersions":  # the target's lock is held by then
-            listing.set()
-            release.wait()
-
-    server.emulator.before_request = hold_listings
-    try:
-        with _start_sync(s3_dir, server) as process:
-            assert listing.wait(timeout=300), "the sync never listed an image"
-            process.send_signal(signal.SIGKILL)
-            assert process.wait() == -signal.SIGKILL
-    finally:
-        release.set()
-        server.emulator.before_request = None
+    with held_listings(server.emulator) as listing, _start_sync(s3_dir, server) as process:
+        assert listing.wait(timeout=300), "the sync never listed an image"
+        process.send_signal(signal.SIGKILL)
+        assert process.wait() == -signal.SIGKILL
     assert leases(s3_client, s3_dir), "a killed writer leaves its lock behind"
     refused = run_cli(*sync_args(s3_dir, server), env={LOCK_TTL_ENV: "86400"})
     assert refused.code == 2, "a fresh lock is respected"
