@@ -4,6 +4,7 @@ the Dagster job on a temporary instance, raw emulator calls checked against the 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -167,20 +168,22 @@ def run_cli_reporting_imports(
 
 
 @contextlib.contextmanager
-def held_listings(emulator: Emulator) -> Iterator[threading.Event]:
-    """Every ListImageVersions call waits in `emulator` until the block ends: a sync started
-    in the block is still running at its end, on a machine of any speed. The event yielded
-    is set once the first such call has arrived (the sync then holds its target's lock)."""
-    arrived, release = threading.Event(), threading.Event()
+def held_listings(emulator: Emulator, after: int = 0) -> Iterator[threading.Event]:
+    """Every ListImageVersions call but the first `after` waits in `emulator` until the block
+    ends: a sync started in the block is still running at its end, on a machine of any
+    speed. The event yielded is set once a call is held (the sync then holds its target's
+    lock, and has finished what it could)."""
+    held, release = threading.Event(), threading.Event()
+    passed = itertools.count()
 
     def hold(operation: str, params: dict[str, Any]) -> None:
-        if operation == "ListImageVersions":
-            arrived.set()
+        if operation == "ListImageVersions" and next(passed) >= after:
+            held.set()
             release.wait()
 
     emulator.before_request = hold
     try:
-        yield arrived
+        yield held
     finally:
         emulator.before_request = None
         release.set()

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -21,7 +22,16 @@ from pipeline.state import legacy_state_file, load_state, state_files, target_ke
 from pipeline.storage import DataDir
 from pipeline.warehouse import run_query
 
-from .support import OTHER_REGION, REGION, assert_converged, live_rows, run_cli, run_sync, truth
+from .support import (
+    OTHER_REGION,
+    REGION,
+    assert_converged,
+    held_listings,
+    live_rows,
+    run_cli,
+    run_sync,
+    truth,
+)
 
 
 def _cli_sync(data_dir: DataDir, *args: str) -> subprocess.Popen[str]:
@@ -188,25 +198,33 @@ def test_each_target_records_its_sync_in_sync_runs(
     assert per_day == [("emu", sum(r[4] for r in rows))]
 
 
+def _wait_for(condition: Callable[[], bool], process: subprocess.Popen[str]) -> None:
+    """Poll until `condition` holds; fail if `process` ends first."""
+    while not condition():
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.02)
+
+
 def test_a_killed_sync_leaves_no_row_claiming_success(
     server: EmulatorServer, data_dir: DataDir
 ) -> None:
+    """Each run is stopped after a commit and before its end, whatever the machine's pace:
+    two listings pass (slowly enough for a commit to follow), the others wait."""
     seed_catalogue(server.emulator, seed=9, images=30)
-    server.emulator.faults.latency_s = 0.1
+    server.emulator.faults.latency_s = 0.1  # a commit is due after every image
     args = ("--endpoint-url", server.url, "--region", REGION, "--concurrency", "2")
-    killed = _cli_sync(data_dir, *args, "--commit-every", "0.01")
-    deadline = time.monotonic() + 60
-    while not state_files(data_dir) and time.monotonic() < deadline:
-        time.sleep(0.05)  # killed only once it committed something
-    killed.send_signal(signal.SIGKILL)
-    killed.communicate(timeout=30)
+    with held_listings(server.emulator, after=2):
+        killed = _cli_sync(data_dir, *args, "--commit-every", "0.01")
+        _wait_for(lambda: bool(state_files(data_dir)), killed)  # it committed something
+        killed.send_signal(signal.SIGKILL)
+        killed.communicate(timeout=300)
     state = Path(state_files(data_dir)[0])
     committed = state.stat().st_mtime_ns
-    interrupted = _cli_sync(data_dir, *args, "--commit-every", "0.01")
-    while state.stat().st_mtime_ns == committed and time.monotonic() < deadline:
-        time.sleep(0.05)  # interrupted once it is at work on the target
-    interrupted.send_signal(signal.SIGINT)
-    interrupted.communicate(timeout=30)
+    with held_listings(server.emulator, after=2):
+        interrupted = _cli_sync(data_dir, *args, "--commit-every", "0.01")
+        _wait_for(lambda: state.stat().st_mtime_ns != committed, interrupted)  # at work
+        interrupted.send_signal(signal.SIGINT)
+        interrupted.communicate(timeout=300)
     assert interrupted.returncode == 128 + signal.SIGINT
     rows = _sync_runs(data_dir)
     assert [(r[5], r[6]) for r in rows] == [(False, "interrupted")]
