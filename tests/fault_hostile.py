@@ -9,6 +9,7 @@ password.
 
 from __future__ import annotations
 
+import itertools
 import math
 import shutil
 import signal
@@ -21,6 +22,7 @@ from typing import Any
 
 import duckdb
 
+from pipeline.defaults import READ_TIMEOUT_S
 from pipeline.state import load_state
 from tests.fault_harness import Harness, Row, Run, harness, read_until
 from tests.hostile import HostileProxy, Misbehaviour, Plan, aimed_at, body, rewrite
@@ -237,7 +239,7 @@ def stopped_by_signal(trials: int) -> Row:
             trial = h.trial(
                 rerun,
                 note=f"{signum.name}: exit {process.returncode} after {seconds:.2f} s "
-                f"(bound {bound:.1f} s), {kept} images kept",
+                f"(bound {bound:.1f} s), {kept} of {images - 1} images kept, quiet: {waited}",
             )
             trial.lost += (
                 (not waited)
@@ -309,20 +311,22 @@ def _wait_until_quiet(proxy: HostileProxy, calls: int) -> bool:
     """Wait until `proxy` has had at least `calls` ListImageVersions calls and then no new
     request for a while (every image but the stuck one is done); False after 120 s.
 
-    The while is the run's own pace: five times the longest gap between its requests until
-    the last image was listed (at least 1 s), so a busy machine's slower requests are not
-    taken for the end. (Later gaps are the stuck call's retries.)"""
+    The while is the run's own pace: five times the longest gap between two of its listings
+    (at least 1 s), so a busy machine's slower listings are not taken for the end; and less
+    than the silence after which the stuck call is tried again (a new request)."""
     deadline = time.monotonic() + 120
-    seen, since, longest_gap = -1, time.monotonic(), 0.0
+    arrivals: list[float] = []
+    seen, since = -1, time.monotonic()
     while time.monotonic() < deadline:
-        count = len(proxy.requests)
-        listed = sum(op == "ListImageVersions" for op, _ in proxy.requests)
-        if count != seen:
-            now = time.monotonic()
-            if seen > 0 and listed < calls:
-                longest_gap = max(longest_gap, now - since)
-            seen, since = count, now
-        if listed >= calls and time.monotonic() - since >= max(1.0, 5 * longest_gap):
+        requests = list(proxy.requests)
+        if len(requests) != seen:
+            seen, since = len(requests), time.monotonic()
+            listed = sum(op == "ListImageVersions" for op, _ in requests)
+            while len(arrivals) < min(listed, calls):  # the pace until all were listed
+                arrivals.append(since)
+        gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+        quiet = min(max(1.0, 5 * max(gaps, default=0.0)), READ_TIMEOUT_S / 2)
+        if len(arrivals) >= calls and time.monotonic() - since >= quiet:
             return True
         time.sleep(0.05)
     return False
