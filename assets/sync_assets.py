@@ -2,6 +2,7 @@
 the partitions (source x region targets) of its run: each partition whose target succeeded,
 with its own target's figures; a failed target's partition is left failed, and fails the run."""
 
+import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -21,7 +22,13 @@ from pipeline.warehouse import views_summary_by_source
 from .catalog import IMAGES, VERSIONS
 from .resources import DataDirResource, SageMakerResource
 
-__all__ = ["GROUP", "SYNC_OP", "build_sync_assets", "changes_from_metadata"]
+__all__ = [
+    "GROUP",
+    "SYNC_OP",
+    "build_sync_assets",
+    "changes_from_metadata",
+    "failing_on_user_errors",
+]
 
 GROUP = "sagemaker"
 SYNC_OP = "sync_sagemaker_sources"
@@ -80,6 +87,16 @@ def changes_from_metadata(metadata: Mapping[str, dg.MetadataValue]) -> list[tupl
     return [tuple(record.data[column] for column in CHANGES_COLUMNS) for record in table.records]
 
 
+@contextlib.contextmanager
+def failing_on_user_errors() -> Iterator[None]:
+    """A usage, configuration or data error from the core (an unreadable file, say) fails
+    the run with its one-line message, without retries: running again cannot fix it."""
+    try:
+        yield
+    except UserError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+
 def _sync(
     context: dg.AssetExecutionContext,
     config: SyncConfig,
@@ -88,7 +105,7 @@ def _sync(
 ) -> tuple[dict[str, SourceTarget], SyncReport]:
     """The target of each partition of the run, and the core's sync of them; a usage or
     configuration error fails the run without retries (and materializes nothing)."""
-    try:
+    with failing_on_user_errors():
         project, access = sagemaker.project(), sagemaker.access()
         targets = {
             key: build_targets(project, access, partition_keys=[key])[0]
@@ -104,8 +121,6 @@ def _sync(
             enrich=config.enrich,
         )
         return targets, sync(data_dir, list(targets.values()), options)
-    except UserError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
 
 def _partition_metadata(
@@ -113,7 +128,8 @@ def _partition_metadata(
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """asset -> partition -> its materialization's metadata: the figures of its own target(s),
     as their rows of `sync_runs` say, and its own rows of the views."""
-    counts = views_summary_by_source(data_dir, SUMMARY_VIEWS)
+    with failing_on_user_errors():  # an unreadable file: its one line, not DuckDB's traceback
+        counts = views_summary_by_source(data_dir, SUMMARY_VIEWS)
     images: dict[str, dict[str, Any]] = {}
     versions: dict[str, dict[str, Any]] = {}
     for key, (target, share) in shares.items():

@@ -8,7 +8,7 @@ from pipeline.warehouse import ensure_views, views_summary
 from .beta import using_beta_apis
 from .catalog import WAREHOUSE
 from .resources import DataDirResource
-from .sync_assets import GROUP
+from .sync_assets import GROUP, failing_on_user_errors
 
 __all__ = ["WAREHOUSE_ASSET", "build_warehouse_asset"]
 
@@ -44,8 +44,9 @@ def build_warehouse_asset(
     @decorate
     def image_versions_warehouse(data: DataDirResource) -> dg.MaterializeResult[None]:
         data_dir = data.data_dir()
-        ensure_views(data_dir)
-        counts = views_summary(data_dir)
+        with failing_on_user_errors():
+            ensure_views(data_dir)
+            counts = views_summary(data_dir)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": counts["image_versions"],

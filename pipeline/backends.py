@@ -38,7 +38,7 @@ from filelock import FileLock, Timeout
 
 from .errors import ConfigError, WriterBusy
 
-__all__ = ["S3_SCHEME", "LocalStore", "S3Store", "Store", "parse_s3_uri"]
+__all__ = ["LOCK_TTL_ENV", "S3_SCHEME", "LocalStore", "S3Store", "Store", "parse_s3_uri"]
 
 S3_SCHEME = "s3://"
 LOCK_TTL_ENV = "IMAGE_VERSIONS_S3_LOCK_SECONDS"

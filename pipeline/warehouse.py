@@ -436,6 +436,32 @@ def _current_signature(data_dir: DataDir) -> list[tuple[Any, ...]]:
 
 
 @contextlib.contextmanager
+def _naming_unreadable_files(
+    data_dir: DataDir,
+    files: Callable[[], list[tuple[PurePath, pa.Schema]]] | None = None,
+    *,
+    named_only: bool = False,
+) -> Iterator[None]:
+    """Turn a DuckDB error that a file of the dataset caused (unreadable, truncated, foreign)
+    into a DataError naming that file and the repair; any other error passes unchanged.
+
+    `files` are the candidates (by default every file the views read); with `named_only`
+    only those the error names are read back (for user SQL: a typo must not cost a read of
+    the whole dataset). Every reader of the dataset through DuckDB goes through here.
+    """
+    try:
+        yield
+    except duckdb.Error as exc:
+        from .verify import dataset_files, unreadable_file_error  # verify imports this module
+
+        candidates = files() if files is not None else dataset_files(data_dir)
+        error = unreadable_file_error(data_dir, str(exc), candidates, named_only=named_only)
+        if error is None:
+            raise
+        raise error from exc
+
+
+@contextlib.contextmanager
 def _refresh_turn(data_dir: DataDir, timeout_s: float) -> Iterator[None]:
     """Hold the lock that serialises refreshes of the warehouse file, waiting up to `timeout_s`.
 
@@ -464,7 +490,10 @@ def _replace_warehouse(data_dir: DataDir, statements: list[tuple[str, str]]) -> 
     for leftover in (built, _beside(built, ".wal")):  # from a refresh killed midway
         leftover.unlink(missing_ok=True)
     signature = _literal(_signature(statements))
-    with _connect_file(data_dir, built, read_only=False, new_file=True) as connection:
+    with (
+        _connect_file(data_dir, built, read_only=False, new_file=True) as connection,
+        _naming_unreadable_files(data_dir),  # creating a view reads its first file's schema
+    ):
         connection.execute("BEGIN")
         for target, sql in statements:
             connection.execute(sql)
@@ -536,14 +565,16 @@ def _dataset_connection(data_dir: DataDir) -> Iterator[duckdb.DuckDBPyConnection
             connection.execute("SET enable_progress_bar = false")  # it draws on stdout
             if not data_dir.is_local:
                 _register_s3_dataset(connection, data_dir)
-            for _, sql in warehouse_statements(data_dir, temporary=True):
-                connection.execute(sql)
+            with _naming_unreadable_files(data_dir):
+                for _, sql in warehouse_statements(data_dir, temporary=True):
+                    connection.execute(sql)
             # In this order: allowed_directories cannot be set at connect time, nor once
             # external access is off; the lock stops SQL from turning either back.
             connection.execute(f"SET allowed_directories = [{_literal(allowed)}]")
             connection.execute("SET enable_external_access = false")
             connection.execute("SET lock_configuration = true")
-            yield connection
+            with _naming_unreadable_files(data_dir, named_only=True):
+                yield connection
 
 
 @dataclass(frozen=True)
@@ -587,24 +618,6 @@ def run_query(data_dir: DataDir, sql: str) -> QueryResult:
         return QueryResult(result.columns, rows, result.types)
 
 
-def _unreadable_file(
-    data_dir: DataDir, files: list[PurePath], schema: pa.Schema, message: str
-) -> tuple[PurePath, str] | None:
-    """The first of `files` that `verify` finds unreadable, with why; those that DuckDB's
-    `message` names are tried first."""
-    from .verify import _unreadable  # verify imports this module (through quality)
-
-    def named(path: PurePath) -> bool:
-        shown = str(Path(path).resolve()) if data_dir.is_local else str(path)
-        return shown in message
-
-    for path in sorted(files, key=lambda path: not named(path)):
-        reason = _unreadable(data_dir, path, schema)
-        if reason:
-            return path, reason
-    return None
-
-
 def _partition_rows(
     data_dir: DataDir,
     base: PurePath,
@@ -631,18 +644,9 @@ def _partition_rows(
             name = f"_raw_{base.name}"  # _RAW_VERSIONS or _RAW_DETAILS
             _register(connection, data_dir, name, files, schema)
             relation = _arrow_relation(name, schema)
-        try:
+        with _naming_unreadable_files(data_dir, lambda: [(path, schema) for path in files]):
             cursor = connection.execute(sql_over(relation), params)
             return [column[0] for column in cursor.description], cursor.fetchall()
-        except duckdb.Error as exc:
-            found = _unreadable_file(data_dir, files, schema, str(exc))
-            if found is None:
-                raise
-            path, reason = found
-            raise DataError(
-                f"{data_dir.store.uri(path)} cannot be read ({reason}); run "
-                "`image-versions verify --repair` to quarantine it"
-            ) from exc
 
 
 def latest_live_rows(

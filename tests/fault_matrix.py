@@ -30,7 +30,7 @@ from pipeline.storage import AUTO_COMPACT_FILES
 from tests.fault_dagster import DAGSTER_MATRIX
 from tests.fault_harness import Harness, Row, Trial, harness, read_until
 from tests.fault_hostile import HOSTILE_MATRIX
-from tests.support import OTHER_REGION, REGION
+from tests.support import OTHER_REGION, REGION, held_listings
 
 ROOT = Path(__file__).resolve().parents[1]
 KILL_PHASES = ("listing", "parquet write", "data committed, state not yet", "compaction")
@@ -406,17 +406,16 @@ def corrupt_files(trials: int) -> Row:
 
 def concurrent_writers(trials: int) -> Row:
     """A second sync while one runs: exit 2 with a clear message; a killed holder's lock is
-    recovered at once."""
+    recovered at once. The first sync's listings are held until it is killed, so it is
+    still running when the second one starts, however slow the machine."""
     results = []
     with harness(12) as h:
         h.seed(images=20)
         for _ in range(trials):
             h.mutate(4)
-            h.emulator.faults.latency_s = 0.5
-            with h.started(h.args()) as first:
+            with held_listings(h.emulator), h.started(h.args()) as first:
                 read_until(first, "listing images")
                 second = h.sync()
-            h.emulator.faults.latency_s = 0
             after_kill = h.sync()  # the killed holder's lock must not block this
             trial = h.trial(after_kill, note=f"second writer: exit {second.code}")
             if second.code != 2 or "another image-versions process" not in second.stderr:

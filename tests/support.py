@@ -3,16 +3,19 @@ the Dagster job on a temporary instance, raw emulator calls checked against the 
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,6 +99,20 @@ def assert_converged(data_dir: DataDir, emulator: Emulator) -> None:
     assert history_duplicates(data_dir) == 0
 
 
+FILE_PERMISSIONS_HOLD: tuple[str, ...] = (
+    (
+        "setpriv",
+        "--inh-caps=-dac_override,-dac_read_search",
+        "--bounding-set=-dac_override,-dac_read_search",
+    )
+    if os.geteuid() == 0
+    else ()
+)
+"""A command prefix under which a child process obeys file permissions. Root (as CI runs)
+reads any file through two capabilities: the child keeps its user, and so its access to the
+interpreter and the data dir, but loses those."""
+
+
 @dataclass
 class CliResult:
     code: int
@@ -103,10 +120,16 @@ class CliResult:
     stderr: str
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
-    """`python -m pipeline ARGS` in a subprocess, with the test's environment."""
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    prefix: Sequence[str] = (),
+) -> CliResult:
+    """`python -m pipeline ARGS` in a subprocess, with the test's environment; `prefix` is a
+    command that runs it (e.g. `FILE_PERMISSIONS_HOLD`)."""
     completed = subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
+        [*prefix, sys.executable, "-m", "pipeline", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -142,6 +165,28 @@ def run_cli_reporting_imports(
     )
     result = CliResult(completed.returncode, completed.stdout, completed.stderr)
     return result, json.loads(report.read_text())
+
+
+@contextlib.contextmanager
+def held_listings(emulator: Emulator, after: int = 0) -> Iterator[threading.Event]:
+    """Every ListImageVersions call but the first `after` waits in `emulator` until the block
+    ends: a sync started in the block is still running at its end, on a machine of any
+    speed. The event yielded is set once a call is held (the sync then holds its target's
+    lock, and has finished what it could)."""
+    held, release = threading.Event(), threading.Event()
+    passed = itertools.count()
+
+    def hold(operation: str, params: dict[str, Any]) -> None:
+        if operation == "ListImageVersions" and next(passed) >= after:
+            held.set()
+            release.wait()
+
+    emulator.before_request = hold
+    try:
+        yield held
+    finally:
+        emulator.before_request = None
+        release.set()
 
 
 def kill_mid_run(

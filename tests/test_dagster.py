@@ -17,6 +17,7 @@ import yaml
 from assets.definitions import defs
 from assets.resources import WarehouseResource
 from assets.schedules import JOB_NAME, RANGE_END, RANGE_START
+from assets.warehouse_asset import WAREHOUSE_ASSET
 from pipeline.config import load_config
 from pipeline.emulator import EmulatorServer
 from pipeline.state import load_state, save_state
@@ -292,3 +293,37 @@ def test_the_core_warnings_reach_the_run_event_log(
             if entry.level == logging.WARNING
         ]
     assert any("rebuilding the unreadable warehouse" in message for message in warnings), warnings
+
+
+def test_an_unreadable_parquet_file_fails_the_warehouse_asset_with_the_cli_line(
+    server: EmulatorServer, sources_file: Path, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """The views must be rebuilt and the file they bind to is not Parquet: the run fails,
+    without retries, with the line the command line prints, not with DuckDB's error."""
+    root = tmp_path / "data"
+    data_dir = DataDir(root)
+    assert run_sync(data_dir, server).ok
+    bad = Path(min(data_dir.version_files()))
+    bad.write_bytes(b"PAR1" + bytes(200))
+    data_dir.warehouse_path.unlink()
+    built = definitions(sources_file, root)
+    keys = load_config(str(sources_file)).partition_keys()
+
+    result = dg.materialize(
+        list(built.assets or ()),
+        selection=[WAREHOUSE_ASSET],
+        partition_key=keys[0],
+        instance=instance,
+        resources=built.resources,
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    failure = result.failure_data_for_node(WAREHOUSE_ASSET)
+    assert failure is not None and failure.error is not None
+    assert failure.error.cls_name == "Failure"
+    line = failure.error.message.strip().removeprefix(f"{dg.Failure.__module__}.Failure: ")
+    assert f"{bad.relative_to(root)} in {root} cannot be read" in line
+    assert "verify --repair" in line
+    cli = run_cli("status", "--data-dir", str(root))
+    assert cli.code == 2 and cli.stderr.strip() == f"image-versions: error: {line}"

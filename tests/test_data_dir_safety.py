@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +22,7 @@ from pipeline.errors import DataError
 from pipeline.schema import IMAGE_VERSION_SCHEMA
 from pipeline.state import account_key, target_key
 from pipeline.storage import DataDir
-from tests.support import REGION, CliResult, run_cli, run_sync
+from tests.support import FILE_PERMISSIONS_HOLD, REGION, CliResult, run_cli, run_sync
 
 
 @pytest.fixture
@@ -251,3 +253,51 @@ def test_compaction_refuses_an_unreadable_file_and_deletes_nothing(
     compacted = run_cli("compact", "--data-dir", str(dataset.root))
     assert compacted.code == 0, compacted.stderr
     assert len(list(partition.iterdir())) == 1
+
+
+def not_readable_by_its_owner(path: Path) -> tuple[str, ...]:
+    """What a sudo run with umask 077 leaves; the prefix under which that stops the reader."""
+    path.chmod(0)
+    return FILE_PERMISSIONS_HOLD
+
+
+def not_parquet(path: Path) -> tuple[str, ...]:
+    path.write_bytes(b"PAR1" + bytes(200))  # a Parquet header, then no footer
+    return ()
+
+
+def reads_as_parquet(path: Path, prefix: tuple[str, ...]) -> bool:
+    probe = "import sys, pyarrow.parquet as pq; pq.read_metadata(sys.argv[1])"
+    return subprocess.run([*prefix, sys.executable, "-c", probe, str(path)]).returncode == 0
+
+
+@pytest.mark.parametrize("damage", [not_readable_by_its_owner, not_parquet])
+def test_an_unreadable_parquet_file_stops_every_command_with_one_line_naming_it(
+    server: EmulatorServer, data_dir: DataDir, damage: Callable[[Path], tuple[str, ...]]
+) -> None:
+    """The views must be rebuilt (no warehouse file) and the file they bind to is the one
+    that cannot be read: no command shows DuckDB's traceback; verify finds it, repair
+    moves it aside, and every command works again."""
+    seed_catalogue(server.emulator, seed=41, images=4)
+    run_sync(data_dir, server)
+    root = Path(data_dir.root)
+    bad = Path(min(data_dir.version_files()))  # the file whose schema the views bind to
+    data_dir.warehouse_path.unlink()
+    prefix = damage(bad)
+    assert not reads_as_parquet(bad, prefix)  # the fault is real for the commands below
+    relative = str(bad.relative_to(root))
+    every = commands(server, root)
+
+    for name in ("sync", "compact", "query", "status"):
+        line = assert_one_line_error(run_cli(*every[name], prefix=prefix), relative)
+        assert f"in {root} cannot be read" in line and "verify --repair" in line, (name, line)
+        assert ("permission denied" in line) == (damage is not_readable_by_its_owner), line
+    found = run_cli(*every["verify"], prefix=prefix)
+    assert found.code == 1 and f"PROBLEM unreadable file: {bad}" in found.stdout, found
+
+    repaired = run_cli(*every["verify --repair"], prefix=prefix)
+    assert repaired.code == 1 and f"REPAIR moved {relative}" in repaired.stdout, repaired
+    assert not bad.exists() and list((root / "_quarantine").glob(f"*/{relative}"))
+    for name in ("sync", "compact", "query", "status", "verify"):
+        result = run_cli(*every[name], prefix=prefix)
+        assert result.code == 0, (name, result.stdout, result.stderr)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -31,7 +32,16 @@ from pipeline.state import (
 from pipeline.storage import DataDir
 from pipeline.warehouse import run_query
 
-from .support import OTHER_REGION, REGION, assert_converged, live_rows, run_cli, run_sync, truth
+from .support import (
+    OTHER_REGION,
+    REGION,
+    assert_converged,
+    held_listings,
+    live_rows,
+    run_cli,
+    run_sync,
+    truth,
+)
 
 
 def _cli_sync(data_dir: DataDir, *args: str) -> subprocess.Popen[str]:
@@ -42,6 +52,42 @@ def _cli_sync(data_dir: DataDir, *args: str) -> subprocess.Popen[str]:
         stdin=subprocess.DEVNULL,
         text=True,
     )
+
+
+TRYING = "trying the lock"
+_TELLS_WHEN_IT_TRIES = (
+    "import sys\n"
+    "lock, told = sys.argv.pop(1), []\n"
+    "def hook(event, args):\n"
+    "    if event == 'open' and str(args[0]) == lock and not told:\n"
+    "        told.append(True)\n"
+    f"        print({TRYING!r}, flush=True)\n"
+    "sys.addaudithook(hook)\n"
+    "from pipeline.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def _sync_telling_when_it_tries_the_lock(
+    data_dir: DataDir, key: str, *args: str
+) -> subprocess.Popen[str]:
+    """`_cli_sync`, whose first line on stdout says it has begun to try `key`'s lock: by then
+    it has its stop handlers, and it waits for the lock from there on."""
+    lock = str(Path(data_dir.target_dir(key)) / ".lock")
+    sync = ["sync", "--data-dir", str(data_dir.root), *args]
+    return subprocess.Popen(
+        [sys.executable, "-c", _TELLS_WHEN_IT_TRIES, lock, *sync],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def _told_it_tries(process: subprocess.Popen[str]) -> None:
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    assert line == TRYING, (line, process.communicate())
 
 
 def test_two_processes_sync_disjoint_targets_into_one_data_dir(
@@ -85,17 +131,20 @@ def test_a_second_writer_of_the_same_target_is_refused_or_waits(
         [
             sys.executable,
             "-c",
-            "import sys, time\nfrom pipeline.storage import DataDir\n"
+            "import sys\nfrom pipeline.storage import DataDir\n"
             f"with DataDir.at({str(data_dir.root)!r}).target_lock({key!r}):\n"
-            "    print('held', flush=True); time.sleep(1.5)\n",
+            "    print('held', flush=True); sys.stdin.readline()\n",
         ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-    waited = run_cli("sync", "--data-dir", str(data_dir.root), *endpoint, "--wait", "30")
-    holder.communicate(timeout=30)
-    assert waited.code == 0, waited.stderr
+    waiting = _sync_telling_when_it_tries_the_lock(data_dir, key, *endpoint, "--wait", "3600")
+    _told_it_tries(waiting)
+    holder.communicate("release\n", timeout=300)  # only once the sync is waiting
+    _, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0, err
 
 
 def _write_legacy_state(data_dir: DataDir) -> None:
@@ -157,25 +206,33 @@ def test_each_target_records_its_sync_in_sync_runs(
     assert per_day == [("emu", sum(r[4] for r in rows))]
 
 
+def _wait_for(condition: Callable[[], bool], process: subprocess.Popen[str]) -> None:
+    """Poll until `condition` holds; fail if `process` ends first."""
+    while not condition():
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.02)
+
+
 def test_a_killed_sync_leaves_no_row_claiming_success(
     server: EmulatorServer, data_dir: DataDir
 ) -> None:
+    """Each run is stopped after a commit and before its end, whatever the machine's pace:
+    two listings pass (slowly enough for a commit to follow), the others wait."""
     seed_catalogue(server.emulator, seed=9, images=30)
-    server.emulator.faults.latency_s = 0.1
+    server.emulator.faults.latency_s = 0.1  # a commit is due after every image
     args = ("--endpoint-url", server.url, "--region", REGION, "--concurrency", "2")
-    killed = _cli_sync(data_dir, *args, "--commit-every", "0.01")
-    deadline = time.monotonic() + 60
-    while not state_files(data_dir) and time.monotonic() < deadline:
-        time.sleep(0.05)  # killed only once it committed something
-    killed.send_signal(signal.SIGKILL)
-    killed.communicate(timeout=30)
+    with held_listings(server.emulator, after=2):
+        killed = _cli_sync(data_dir, *args, "--commit-every", "0.01")
+        _wait_for(lambda: bool(state_files(data_dir)), killed)  # it committed something
+        killed.send_signal(signal.SIGKILL)
+        killed.communicate(timeout=300)
     state = Path(state_files(data_dir)[0])
     committed = state.stat().st_mtime_ns
-    interrupted = _cli_sync(data_dir, *args, "--commit-every", "0.01")
-    while state.stat().st_mtime_ns == committed and time.monotonic() < deadline:
-        time.sleep(0.05)  # interrupted once it is at work on the target
-    interrupted.send_signal(signal.SIGINT)
-    interrupted.communicate(timeout=30)
+    with held_listings(server.emulator, after=2):
+        interrupted = _cli_sync(data_dir, *args, "--commit-every", "0.01")
+        _wait_for(lambda: state.stat().st_mtime_ns != committed, interrupted)  # at work
+        interrupted.send_signal(signal.SIGINT)
+        interrupted.communicate(timeout=300)
     assert interrupted.returncode == 128 + signal.SIGINT
     rows = _sync_runs(data_dir)
     assert [(r[5], r[6]) for r in rows] == [(False, "interrupted")]
@@ -270,17 +327,18 @@ def test_every_process_of_the_first_sync_after_an_upgrade_succeeds(
 def test_a_stop_signal_ends_a_wait_for_a_targets_lock(
     server: EmulatorServer, data_dir: DataDir
 ) -> None:
+    """Signalled once it waits for the lock (an hour, were it not stopped): 143, not the
+    wait's own end (exit 2)."""
     seed_catalogue(server.emulator, seed=3, images=3)
     run_sync(data_dir, server)
     endpoint = ("--endpoint-url", server.url, "--region", REGION)
-    with data_dir.target_lock(target_key("default", REGION)):
-        waiting = _cli_sync(data_dir, *endpoint, "--wait", "60")
-        time.sleep(2.0)  # started, connected, and waiting for the lock
-        stopped = time.monotonic()
+    key = target_key("default", REGION)
+    with data_dir.target_lock(key):
+        waiting = _sync_telling_when_it_tries_the_lock(data_dir, key, *endpoint, "--wait", "3600")
+        _told_it_tries(waiting)
         waiting.send_signal(signal.SIGTERM)
-        waiting.communicate(timeout=30)
-        assert time.monotonic() - stopped < 5
-    assert waiting.returncode == 128 + signal.SIGTERM
+        _, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 128 + signal.SIGTERM, err
 
 
 def test_compact_removes_leftovers_of_killed_writes(data_dir: DataDir) -> None:
