@@ -45,7 +45,7 @@ from .source import list_aliases, list_image_versions, patiently
 from .source import list_images as list_source_images
 from .state import ImageState, account_key
 from .storage import DataDir
-from .warehouse import described_states, latest_live_rows
+from .stored_rows import described_states, latest_live_rows
 
 __all__ = [
     "POLL_S",

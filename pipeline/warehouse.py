@@ -25,7 +25,7 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
@@ -44,7 +44,6 @@ from .schema import (
     SYNC_RUNS_SCHEMA,
     SYNC_STATE_VIEW_SCHEMA,
     VERSION_KEY,
-    Row,
 )
 from .state import STATE_FILES_PATTERN, readable_state_files
 from .state import state_files as state_files_of
@@ -57,11 +56,14 @@ __all__ = [
     "VIEW_NAMES",
     "QueryResult",
     "QueryStream",
+    "arrow_relation",
     "connect",
-    "described_states",
     "ensure_views",
-    "latest_live_rows",
+    "latest_states",
+    "naming_unreadable_files",
+    "parquet_relation",
     "refresh_views",
+    "register_dataset",
     "run_query",
     "scan_connection",
     "stream_query",
@@ -133,7 +135,7 @@ def _columns(schema: pa.Schema) -> str:
     return ", ".join(schema.names)
 
 
-def _parquet_relation(files: str | list[str], schema: pa.Schema, has_files: bool) -> str:
+def parquet_relation(files: str | list[str], schema: pa.Schema, has_files: bool) -> str:
     """A relation with exactly `schema`'s columns: the files (a glob, or a list of paths), or
     an empty typed relation."""
     if not has_files:
@@ -147,7 +149,7 @@ def _parquet_relation(files: str | list[str], schema: pa.Schema, has_files: bool
     return f"(SELECT {_columns(schema)} FROM read_parquet({named}))"
 
 
-def _latest_states(relation: str) -> str:
+def latest_states(relation: str) -> str:
     """The latest observed state of every version in `relation` (tombstones included)."""
     return (
         f"(SELECT * FROM {relation} QUALIFY row_number() OVER "
@@ -164,7 +166,7 @@ def _as_of(relation: str) -> str:
     never changes, and at or after the last sync it equals `image_versions`.
     """
     observed = f"(SELECT * FROM {relation} WHERE observed_at <= CAST(ts AS TIMESTAMPTZ))"
-    latest = _latest_states(observed)
+    latest = latest_states(observed)
     return f"SELECT {_columns(IMAGE_VERSION_SCHEMA)} FROM {latest} WHERE NOT is_deleted"
 
 
@@ -195,12 +197,12 @@ def _changes(relation: str) -> str:
     )
 
 
-def _arrow_relation(name: str, schema: pa.Schema) -> str:
+def arrow_relation(name: str, schema: pa.Schema) -> str:
     """A relation with exactly `schema`'s columns over the Arrow dataset registered as `name`."""
     return f"(SELECT {_columns(schema)} FROM {name})"
 
 
-def _register(
+def register_dataset(
     connection: duckdb.DuckDBPyConnection,
     data_dir: DataDir,
     name: str,
@@ -221,13 +223,17 @@ def _register(
 
 def _register_s3_dataset(connection: duckdb.DuckDBPyConnection, data_dir: DataDir) -> None:
     state = readable_state_files(data_dir)
-    _register(connection, data_dir, _RAW_VERSIONS, data_dir.version_files(), IMAGE_VERSION_SCHEMA)
-    _register(connection, data_dir, _RAW_IMAGES, data_dir.image_files(), IMAGE_SCHEMA)
-    _register(
+    register_dataset(
+        connection, data_dir, _RAW_VERSIONS, data_dir.version_files(), IMAGE_VERSION_SCHEMA
+    )
+    register_dataset(connection, data_dir, _RAW_IMAGES, data_dir.image_files(), IMAGE_SCHEMA)
+    register_dataset(
         connection, data_dir, _RAW_DETAILS, data_dir.details_files(), IMAGE_VERSION_DETAILS_SCHEMA
     )
-    _register(connection, data_dir, _RAW_STATE, state, SYNC_STATE_VIEW_SCHEMA)
-    _register(connection, data_dir, _RAW_SYNC_RUNS, data_dir.sync_run_files(), SYNC_RUNS_SCHEMA)
+    register_dataset(connection, data_dir, _RAW_STATE, state, SYNC_STATE_VIEW_SCHEMA)
+    register_dataset(
+        connection, data_dir, _RAW_SYNC_RUNS, data_dir.sync_run_files(), SYNC_RUNS_SCHEMA
+    )
 
 
 def scan_connection(data_dir: DataDir) -> duckdb.DuckDBPyConnection:
@@ -235,7 +241,7 @@ def scan_connection(data_dir: DataDir) -> duckdb.DuckDBPyConnection:
     connection = duckdb.connect()
     if not data_dir.is_local:
         files = data_dir.version_files()
-        _register(connection, data_dir, _RAW_VERSIONS, files, IMAGE_VERSION_SCHEMA)
+        register_dataset(connection, data_dir, _RAW_VERSIONS, files, IMAGE_VERSION_SCHEMA)
     return connection
 
 
@@ -245,8 +251,8 @@ def versions_relation(data_dir: DataDir) -> str:
     For an S3 dataset it is valid only on a connection from `connect` or `scan_connection`.
     """
     if not data_dir.is_local:
-        return _arrow_relation(_RAW_VERSIONS, IMAGE_VERSION_SCHEMA)
-    return _parquet_relation(
+        return arrow_relation(_RAW_VERSIONS, IMAGE_VERSION_SCHEMA)
+    return parquet_relation(
         data_dir.local_glob(data_dir.versions_dir, data_dir.files_pattern(data_dir.versions_dir)),
         IMAGE_VERSION_SCHEMA,
         bool(data_dir.version_files()),
@@ -256,8 +262,8 @@ def versions_relation(data_dir: DataDir) -> str:
 def details_relation(data_dir: DataDir) -> str:
     """Every stored row of `image_version_details/`, as a SQL relation with exactly its columns."""
     if not data_dir.is_local:
-        return _arrow_relation(_RAW_DETAILS, IMAGE_VERSION_DETAILS_SCHEMA)
-    return _parquet_relation(
+        return arrow_relation(_RAW_DETAILS, IMAGE_VERSION_DETAILS_SCHEMA)
+    return parquet_relation(
         data_dir.local_glob(data_dir.details_dir, data_dir.files_pattern(data_dir.details_dir)),
         IMAGE_VERSION_DETAILS_SCHEMA,
         bool(data_dir.details_files()),
@@ -281,10 +287,10 @@ def _images_and_state_relations(data_dir: DataDir) -> tuple[str, str]:
     """The relations of `images/` and of the state file (without its window column)."""
     if not data_dir.is_local:
         return (
-            _arrow_relation(_RAW_IMAGES, IMAGE_SCHEMA),
-            _arrow_relation(_RAW_STATE, SYNC_STATE_VIEW_SCHEMA),
+            arrow_relation(_RAW_IMAGES, IMAGE_SCHEMA),
+            arrow_relation(_RAW_STATE, SYNC_STATE_VIEW_SCHEMA),
         )
-    images = _parquet_relation(
+    images = parquet_relation(
         data_dir.local_glob(data_dir.images_dir, data_dir.files_pattern(data_dir.images_dir)),
         IMAGE_SCHEMA,
         bool(data_dir.image_files()),
@@ -297,7 +303,7 @@ def _images_and_state_relations(data_dir: DataDir) -> tuple[str, str]:
         if readable == state_files_of(data_dir)
         else [str(Path(path).resolve()) for path in readable]
     )
-    state = _parquet_relation(state_files, SYNC_STATE_VIEW_SCHEMA, bool(readable))
+    state = parquet_relation(state_files, SYNC_STATE_VIEW_SCHEMA, bool(readable))
     return images, state
 
 
@@ -309,7 +315,7 @@ def _view_definitions(data_dir: DataDir, versions: str) -> dict[str, str]:
     state_columns = ", ".join(f"s.{name}" for name in state_schema.names if name != "source")
     return {
         "image_versions": (
-            f"SELECT {_columns(IMAGE_VERSION_SCHEMA)} FROM {_latest_states(versions)} "
+            f"SELECT {_columns(IMAGE_VERSION_SCHEMA)} FROM {latest_states(versions)} "
             "WHERE NOT is_deleted"
         ),
         "image_version_history": (
@@ -332,9 +338,9 @@ def _view_definitions(data_dir: DataDir, versions: str) -> dict[str, str]:
 def _sync_runs_relation(data_dir: DataDir) -> str:
     """Every target's rows of sync history."""
     if not data_dir.is_local:
-        return _arrow_relation(_RAW_SYNC_RUNS, SYNC_RUNS_SCHEMA)
+        return arrow_relation(_RAW_SYNC_RUNS, SYNC_RUNS_SCHEMA)
     base = data_dir.sync_runs_dir
-    return _parquet_relation(
+    return parquet_relation(
         data_dir.local_glob(base, data_dir.files_pattern(base)),
         SYNC_RUNS_SCHEMA,
         bool(data_dir.sync_run_files()),
@@ -436,7 +442,7 @@ def _current_signature(data_dir: DataDir) -> list[tuple[Any, ...]]:
 
 
 @contextlib.contextmanager
-def _naming_unreadable_files(
+def naming_unreadable_files(
     data_dir: DataDir,
     files: Callable[[], list[tuple[PurePath, pa.Schema]]] | None = None,
     *,
@@ -492,7 +498,7 @@ def _replace_warehouse(data_dir: DataDir, statements: list[tuple[str, str]]) -> 
     signature = _literal(_signature(statements))
     with (
         _connect_file(data_dir, built, read_only=False, new_file=True) as connection,
-        _naming_unreadable_files(data_dir),  # creating a view reads its first file's schema
+        naming_unreadable_files(data_dir),  # creating a view reads its first file's schema
     ):
         connection.execute("BEGIN")
         for target, sql in statements:
@@ -565,7 +571,7 @@ def _dataset_connection(data_dir: DataDir) -> Iterator[duckdb.DuckDBPyConnection
             connection.execute("SET enable_progress_bar = false")  # it draws on stdout
             if not data_dir.is_local:
                 _register_s3_dataset(connection, data_dir)
-            with _naming_unreadable_files(data_dir):
+            with naming_unreadable_files(data_dir):
                 for _, sql in warehouse_statements(data_dir, temporary=True):
                     connection.execute(sql)
             # In this order: allowed_directories cannot be set at connect time, nor once
@@ -573,7 +579,7 @@ def _dataset_connection(data_dir: DataDir) -> Iterator[duckdb.DuckDBPyConnection
             connection.execute(f"SET allowed_directories = [{_literal(allowed)}]")
             connection.execute("SET enable_external_access = false")
             connection.execute("SET lock_configuration = true")
-            with _naming_unreadable_files(data_dir, named_only=True):
+            with naming_unreadable_files(data_dir, named_only=True):
                 yield connection
 
 
@@ -616,94 +622,6 @@ def run_query(data_dir: DataDir, sql: str) -> QueryResult:
     with stream_query(data_dir, sql) as result:
         rows = [row for batch in result.batches for row in batch]
         return QueryResult(result.columns, rows, result.types)
-
-
-def _partition_rows(
-    data_dir: DataDir,
-    base: PurePath,
-    account_id: str,
-    region: str,
-    schema: pa.Schema,
-    sql_over: Callable[[str], str],
-    params: list[Any],
-) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """(columns, rows) of `sql_over(relation)`, where relation holds the rows of one account
-    and region under `base`; no rows when there are no files.
-
-    Raises DataError naming the file when one of the partition cannot be read.
-    """
-    partition = data_dir.account_region_dir(base, account_id, region)
-    files = data_dir.store.glob(partition, data_dir.MONTH_FILES)
-    if not files:
-        return [], []
-    with duckdb.connect() as connection:
-        if data_dir.is_local:
-            month_files = data_dir.local_glob(partition, data_dir.MONTH_FILES)
-            relation = _parquet_relation(month_files, schema, True)
-        else:
-            name = f"_raw_{base.name}"  # _RAW_VERSIONS or _RAW_DETAILS
-            _register(connection, data_dir, name, files, schema)
-            relation = _arrow_relation(name, schema)
-        with _naming_unreadable_files(data_dir, lambda: [(path, schema) for path in files]):
-            cursor = connection.execute(sql_over(relation), params)
-            return [column[0] for column in cursor.description], cursor.fetchall()
-
-
-def latest_live_rows(
-    data_dir: DataDir, account_id: str, region: str, image_names: Iterable[str] | None = None
-) -> dict[str, dict[int, Row]]:
-    """The stored live versions of some images (all of the account and region's when None):
-    image -> version -> row (timestamps in ms)."""
-    names = None if image_names is None else sorted(set(image_names))
-    result: dict[str, dict[int, Row]] = {name: {} for name in names or ()}
-    if names == []:
-        return result
-    selected = ", ".join(
-        f"epoch_ms({f.name}) AS {f.name}" if pa.types.is_timestamp(f.type) else f.name
-        for f in IMAGE_VERSION_SCHEMA
-    )
-    only_named = "" if names is None else " AND list_contains(?, image_name)"
-    columns, rows = _partition_rows(
-        data_dir,
-        data_dir.versions_dir,
-        account_id,
-        region,
-        IMAGE_VERSION_SCHEMA,
-        lambda relation: (
-            f"SELECT {selected} FROM {_latest_states(relation)} WHERE NOT is_deleted "
-            f"AND account_id = ? AND region = ?{only_named}"
-        ),
-        [account_id, region] + ([] if names is None else [names]),
-    )
-    for values in rows:
-        row = dict(zip(columns, values, strict=True))
-        result.setdefault(row["image_name"], {})[row["version"]] = row
-    return result
-
-
-def described_states(
-    data_dir: DataDir, account_id: str, region: str, image_names: Iterable[str]
-) -> dict[str, set[tuple[int, int]]]:
-    """The states that have details stored: image -> {(version, last_modified_time ms)}."""
-    names = sorted(set(image_names))
-    result: dict[str, set[tuple[int, int]]] = {name: set() for name in names}
-    if not names:
-        return result
-    _, rows = _partition_rows(
-        data_dir,
-        data_dir.details_dir,
-        account_id,
-        region,
-        IMAGE_VERSION_DETAILS_SCHEMA,
-        lambda relation: (
-            f"SELECT DISTINCT image_name, version, epoch_ms(last_modified_time) FROM {relation} "
-            "WHERE list_contains(?, image_name)"
-        ),
-        [names],
-    )
-    for name, version, modified_ms in rows:
-        result[name].add((version, modified_ms))
-    return result
 
 
 def views_summary(data_dir: DataDir, names: Sequence[str] = SUMMARY_VIEWS) -> dict[str, int]:
