@@ -10,9 +10,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.emulator import EmulatorServer, seed_catalogue
+from pipeline.emulator import DEFAULT_ACCOUNT_ID, EmulatorServer, seed_catalogue
 from pipeline.schema import IMAGE_VERSION_SCHEMA, arn_account_region, rows_to_table, version_row
-from pipeline.state import target_key
+from pipeline.state import account_key, target_key
 from pipeline.storage import DataDir
 from tests.support import REGION, run_sync
 
@@ -22,6 +22,7 @@ PART_NAME = "part-<hex>.parquet"
 RUN_NAME = "run-<hex>.parquet"
 KEY = target_key("default", REGION)
 TARGET = f"_state/targets/{KEY}"
+ACCOUNT = f"_state/accounts/{account_key(DEFAULT_ACCOUNT_ID, REGION)}"
 THIS_MONTH = datetime.now(UTC).strftime("%Y-%m")
 ORDER = [("image_name", "ascending"), ("version", "ascending"), ("observed_at", "ascending")]
 
@@ -63,7 +64,9 @@ def test_a_first_sync_writes_exactly_the_layout_and_reads_back_the_source(
     expected_files = [
         ".image-versions",  # the marker: the directory is ours
         f"{TARGET}/.lock",  # the target's writer lock (a local OS lock file; it stays)
-        f"{TARGET}/images.parquet",  # the target's watermarks
+        f"{TARGET}/account.json",  # the account and region the target reached
+        f"{ACCOUNT}/.lock",  # the account's owner lock (a local OS lock file; it stays)
+        f"{ACCOUNT}/images.parquet",  # the account's watermarks
         # no images.previous.parquet: a sync keeps the state it starts from, and a first
         # sync starts from none
         f"sync_runs/target={KEY}/month={THIS_MONTH}/{RUN_NAME}",  # the sync's history row
@@ -96,6 +99,6 @@ def test_a_first_sync_writes_exactly_the_layout_and_reads_back_the_source(
     assert again.ok and again.new == again.changed == again.deleted == again.rows_written == 0
     runs = [f"sync_runs/target={KEY}/month={THIS_MONTH}/{RUN_NAME}"] * 2
     assert written_files(data_dir) == sorted(
-        [*expected_files, *runs[1:], f"{TARGET}/images.previous.parquet"]
+        [*expected_files, *runs[1:], f"{ACCOUNT}/images.previous.parquet"]
     )
     assert read_versions(data_dir).equals(stored)
