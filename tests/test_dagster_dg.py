@@ -16,22 +16,23 @@ TIMEOUT_S = 120
 
 
 def test_dg_checks_and_lists_the_definitions(tmp_path: Path) -> None:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
     env = {
         **os.environ,
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
         "VIRTUAL_ENV": str(VENV_BIN.parent),  # as activating the project's venv does
-        "DAGSTER_HOME": str(home),
         "IMAGE_VERSIONS_DATA_DIR": str(tmp_path / "data"),
     }
 
     def start(*args: str) -> subprocess.Popen[str]:
+        # An instance each: two processes creating one new sqlite instance at once race on
+        # its schema ("table ... already exists"), which is Dagster's, not the definitions'.
+        home = tmp_path / f"dagster_home_{args[0]}"
+        home.mkdir()
+        shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
         return subprocess.Popen(
             [str(VENV_BIN / "dg"), *args],
             cwd=ROOT,
-            env=env,
+            env={**env, "DAGSTER_HOME": str(home)},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
