@@ -47,6 +47,7 @@ from .state import (
     needs_migration,
     save_rate_hint,
     save_target_account,
+    split_account_key,
 )
 from .storage import AUTO_COMPACT_FILES, DataDir
 from .target_run import (
@@ -358,7 +359,7 @@ def _sync_run_row(
         "started_at": from_ms(started_ms),
         "finished_at": from_ms(finished_ms),
         "source": target.source,
-        "account_id": None if account is None else account.split(".", 1)[0],
+        "account_id": None if account is None else split_account_key(account)[0],
         "region": target.region,
         "images": report.images,
         "versions_new": report.new,

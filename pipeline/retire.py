@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
-from .state import ACCOUNT_FILE, RATE_HINT_FILE, load_target_account, state_paths
+from .state import ACCOUNT_FILE, RATE_HINT_FILE, load_target_account, split_account_key, state_paths
 from .storage import DataDir
 
 __all__ = ["Retired", "retire"]
@@ -60,7 +60,7 @@ def retire(data_dir: DataDir, source: str, *, purge: bool = False) -> Retired:
 
 def _purge(data_dir: DataDir, account: str) -> int:
     """Delete one account and region's partitions of versions, details and catalogue."""
-    account_id, region = account.split(".", 1)
+    account_id, region = split_account_key(account)
     deleted = 0
     for base in (data_dir.versions_dir, data_dir.details_dir, data_dir.images_dir):
         files = data_dir.store.files(data_dir.account_region_dir(base, account_id, region))

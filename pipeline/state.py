@@ -53,6 +53,7 @@ __all__ = [
     "save_rate_hint",
     "save_state",
     "save_target_account",
+    "split_account_key",
     "state_file",
     "state_files",
     "state_paths",
@@ -83,6 +84,12 @@ def target_key(source: str, region: str) -> str:
 def account_key(account_id: str, region: str) -> str:
     """The name of an account and region's state directory: `123456789012.us-east-1`."""
     return f"{account_id}.{region}"
+
+
+def split_account_key(key: str) -> tuple[str, str]:
+    """(account_id, region) of an `account_key` (account ids hold no dots)."""
+    account_id, _, region = key.partition(".")
+    return account_id, region
 
 
 @dataclass
@@ -354,7 +361,7 @@ def load_target_account(data_dir: DataDir, key: str) -> str | None:
 
 
 def _is_account_key(value: str) -> bool:
-    account, _, region = value.partition(".")
+    account, region = split_account_key(value)
     return account.isdigit() and len(account) == 12 and bool(region)
 
 
