@@ -2,29 +2,32 @@
 keeps what it found for the next sync.
 
 An account's SageMaker limit is a token bucket shared with every other client of the account
-(Studio, CI jobs, other tools), and the service also throttles some requests whatever the
-rate. So each target paces its requests (evenly spaced, `reserve`) at a rate it learns from
-the answers (`observe`):
+(Studio, CI jobs, other tools): it refills at a rate and holds a burst. The service also
+throttles some requests whatever the rate. Each target paces its requests evenly (`reserve`)
+at a rate learned from the answers (`observe`):
 
 - **Slow start.** With nothing known, the rate starts at `INITIAL_RPS` and doubles every
-  `DOUBLING_S` while workers wait on it: an endpoint that never throttles is soon limited only
-  by the workers.
-- **The first throttle: a limit or noise?** A bucket that runs dry throttles most requests
-  sent after it, noise only a few. So the first throttle cuts the rate at once to what the
-  bucket can have given (`accepted / (span + 1 s)`: the requests accepted so far, over the time
-  they took plus the one second of burst the bucket may have held), and the answers to the
-  requests already in flight at the old rate judge it: when at most a third of them are
-  throttled, it was noise, and the old rate comes back after one round trip.
-- **The limit found.** While the bucket is dry, the requests accepted arrive at exactly the
-  rate left to us (the limit less what other clients take). Throttles that go on after a cut
-  measure it (`accepted since the first throttle / that time`), and the rate is set just
-  under it (`CRUISE`). That rate is the limit found: `learned_rps`, kept for the next sync.
-- **Noise.** Throttles that keep coming while the rate is under the limit found, at a share
-  that does not fall when the rate falls, are noise: the share is tolerated from then on
-  (`noise`), and the rate is not cut for it.
-- **Probing.** Under the limit found, after `QUIET_S` without a throttle, the rate creeps
-  up by `PROBE_PER_S` of the limit a second, so a limit that was raised is found; a throttle
-  above the limit found sends it back under.
+  `DOUBLING_S` (or `ROUND_TRIPS_PER_DOUBLING` round trips, when they are longer) while workers
+  wait on it: an endpoint that never throttles is soon limited only by the workers.
+- **The first throttle: a dry bucket, or noise?** A bucket that runs dry throttles most of the
+  requests sent after it; noise throttles a few. The first throttle cuts the rate at once to
+  what the bucket can have given, `accepted / (span + BUCKET_S)` (the requests accepted so far,
+  over the time they took plus the most burst a bucket may hold), and the answers to the
+  requests already in flight judge it. Most of them throttled: the bucket ran dry, and the rate
+  climbs again from that floor (`CONFIRM_DOUBLING_S`) until it meets the limit. Few of them:
+  noise; the cut is undone and that share of throttles is tolerated from then on.
+- **The limit found.** The rate cruises at `CRUISE` of it, so the bucket refills a little
+  between requests and another client's burst is not throttled. A throttle there, at a share
+  above the noise tolerated, means the limit fell (a neighbour came) or the throttles are
+  noise: the rate is cut to just under what the account accepted of it, and the answers after
+  the cut decide. Throttles that stop were a limit; throttles that go on at the share they had
+  are noise, and the cut is undone.
+- **Only evidence raises it.** The burst the bucket held at the first throttle is known
+  (`burst`: what it accepted beyond the limit). The limit rises when more requests are
+  accepted over a span than the limit and that burst allow. After `quiet` seconds without a
+  throttle, the rate probes above the limit by `PROBE_PER_S` of it a second; a probe that is
+  throttled goes back under and doubles the quiet, so probing a limit that holds costs about
+  one throttled request in `PROBE_CALLS`.
 
 `max_rps` (`--max-rps`) caps the rate on top. Throttled requests are retried through the
 pacer, not after botocore's random back-off: the pacer is the back-off.
@@ -36,100 +39,160 @@ clock.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 
 from .guard import Cancelled
 
-__all__ = ["AdaptiveRateLimiter"]
+__all__ = ["AdaptiveRateLimiter", "Learned", "SharedStart"]
 
 INITIAL_RPS = 100.0
+PATIENT_RPS = 10.0
+PATIENCE_S = 1.0
+PROOF_S = 1.0
+"""A slow start this long without a throttle proves there is no limit for others to wait on."""
 DOUBLING_S = 0.06
-BACKOFF = 0.8
-"""A throttle above noise cuts the rate this far while the answers after the cut tell a limit
-from noise."""
+ROUND_TRIPS_PER_DOUBLING = 3
+CONFIRM_DOUBLING_S = 1.0
+DOUBLING_CALLS = 8
+"""Once a limit is near, the rate doubles no faster than once in this many requests, so at a
+low rate the answers tell it met the limit before it is far past it."""
 CRUISE = 0.95
-"""The share of the limit found that the rate holds: the bucket refills a little between
-requests, so a neighbour's burst is not throttled at once."""
-QUIET_S = 2.0
-"""Without a throttle this long, the rate probes above the limit found."""
-PROBE_PER_S = 0.1
-MAX_QUIET_S = 60.0
-PROBE_CALLS = 100
-"""A probe that fails waits twice as long before the next, and at least this many calls, so
-probing a limit that holds costs at most one throttled request in this many."""
-MIN_RPS = 0.5
-BURST_S = 0.05
+BURST_SHARE = 0.05
+"""How early a request may go, in intervals of the rate: enough for a late wake-up, not
+enough for two requests to reach a bucket of one request too close together."""
 BUCKET_S = 1.0
-"""The burst a service's bucket may hold, in seconds of its rate: what the rate of accepted
-requests over a span must be discounted by before it proves a limit."""
-EVIDENCE_S = 10.0
-CLIMB_DOUBLING_S = 0.5
-JUDGE_SHARE = 1 / 3
-"""Of the requests in flight when the first throttle came back: more than this share
-throttled, and the bucket ran dry; fewer, and the throttle was noise."""
+"""The most burst a bucket is assumed to hold, in seconds of its rate, until one is seen."""
+MIN_RPS = 0.5
+ASSUMED_NOISE = 0.1
+"""The share of throttles the judge of the first throttle expects from noise."""
 JUDGE_ANSWERS = 8
+JUDGE_ODDS = 4.0
+"""How much likelier a dry bucket must be than noise for the first throttle to be a limit."""
 SHARE_WINDOW = 100
-"""Answers over which the throttled share is taken."""
-MIN_MEASURE = 3
-"""Accepted answers since a limit's first throttle needed to measure the rate it leaves."""
-NOISE_SAMPLE = 40
-"""Answers after a cut needed to tell whether the throttled share fell with the rate."""
-NOISE_MAX = 0.3
-DRY_REFUSED = 5
+"""Answers over which the throttled share is held against the noise tolerated."""
+MEASURE_ANSWERS = 5
+"""Answers at one rate over which the share of it that the account accepts is measured."""
+BACKOFF = 0.85
+JUDGE_SAMPLE = 40
+DRY_SHOWS = (5, 0.3)
+"""Throttled answers after a cut, and their share, that show the bucket is still dry."""
 NOISE_CAP = 0.2
 """The most throttling ever taken for noise: more is a limit, whatever the answers said."""
-MIN_NOISE = 0.05
-"""A throttled share this high after a cut is a dry bucket, never noise."""
+MIN_NOISE = 0.03
+NOISE_ANSWERS = 30
+"""Answers needed before their throttled share sets the noise tolerated."""
+QUIET_S = 2.0
+MAX_QUIET_S = 60.0
+PROBE_CALLS = 100
+PROBE_PER_S = 0.05
+EVIDENCE_SPANS_S = (2.0, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class Learned:
+    """What a sync found of an account's limit, for the next sync to start from."""
+
+    rps: float
+    burst: float | None = None
+    """Requests the bucket held beyond the limit, when a first throttle showed it."""
+
+
+class SharedStart:
+    """What the targets of one sync learn before their first throttle: one of them probes its
+    account while the others go at `PATIENT_RPS` for at most `PATIENCE_S`; the limit it finds
+    is where they start (accounts of one organisation mostly share their quotas), and a probe
+    that finds none lets each probe its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._prober: object | None = None
+        self._claimed_at = 0.0
+        self._found: Learned | None = None
+        self._open = False
+
+    def turn(self, limiter: object, now: float) -> Learned | bool:
+        """The limit to start from; True to probe (or go) on one's own; False to wait."""
+        with self._lock:
+            if self._found is not None:
+                return self._found
+            if self._open or self._prober is limiter:
+                return True
+            if self._prober is None:
+                self._prober, self._claimed_at = limiter, now
+                return True
+            return now - self._claimed_at > PATIENCE_S
+
+    def found(self, limiter: object, learned: Learned | None) -> None:
+        """The prober met a limit (or, None, proved there is none to meet)."""
+        with self._lock:
+            if limiter is self._prober and self._found is None and not self._open:
+                self._found, self._open = learned, learned is None
+
+
+@dataclass
+class _Judged:
+    """A cut being judged by the answers after it (or, the first one, by those in flight)."""
+
+    at: float
+    rate_before: float
+    limit_before: float | None
+    share_before: float
+    first: bool = False
+    in_flight: int = 0
+    estimate: float = 0.0
+    answered: int = 0
+    throttled: int = 0
 
 
 class AdaptiveRateLimiter:
     """A thread-safe request pacer for one target (see the module docstring)."""
 
-    def __init__(self, max_rps: float | None = None, *, learned: float | None = None) -> None:
+    def __init__(
+        self,
+        max_rps: float | None = None,
+        *,
+        learned: Learned | None = None,
+        shared: SharedStart | None = None,
+    ) -> None:
         if max_rps is not None and max_rps <= 0:
             raise ValueError("max_rps must be positive")
         self.max_rps = max_rps
-        self.limit = learned
+        self.limit = learned.rps if learned else None
         """The rate the account leaves us, as found (or as learned by an earlier sync)."""
+        self.burst = learned.burst if learned else None
         self.noise = 0.0
-        """The throttled share taken as noise, not as a limit."""
-        self._rate = CRUISE * learned if learned else INITIAL_RPS
-        self._slow_start = learned is None
-        self._climbing = False
-        """After the first throttle: its estimate is a floor, and the rate climbs from it
-        until it meets the limit."""
+        """The share of throttled answers taken for noise, not for a limit."""
+        self._rate = CRUISE * learned.rps if learned else INITIAL_RPS
+        self._confirming = False
         self._next_at = 0.0  # when the next request may go (GCRA's theoretical arrival time)
         self._grown_at: float | None = None
-        self._first_sent: float | None = None
+        self._started: float | None = None
+        self._rtt = 0.0
+        self._in_flight = 0
         self._accepted = 0
         self._accepted_at: deque[float] = deque()
-        self._answers: deque[bool] = deque(maxlen=SHARE_WINDOW)
+        self._recent: deque[bool] = deque(maxlen=SHARE_WINDOW)
         self._cut_at = float("-inf")
+        self._since_cut = [0, 0]
+        """Answers, and throttled among them, to the requests sent since the last cut."""
         self._calm_since = 0.0
         self._quiet_s = QUIET_S
-        self._episode: float | None = None
-        """When the first throttled request of the current dry spell was sent."""
-        self._episode_accepted = 0
-        self._judging: tuple[float, float, int, int] | None = None
-        """(rate before the cut, when the cut was made, in-flight throttled, in-flight
-        answered) while the first throttle is judged."""
-        self._undo: tuple[float, float | None, float] | None = None
-        """(rate, limit, share) before the last cut for a dry bucket, until the answers after
-        it tell a limit from noise."""
-        self._after_cut = [0, 0]
-        self._last_sent = 0.0
+        self._judged: _Judged | None = None
+        self._shared = None if learned else shared
         self._lock = threading.Lock()
 
     @property
-    def learned_rps(self) -> float | None:
+    def learned(self) -> Learned | None:
         """The limit found (or carried over), for the next sync; None when none is known."""
-        return self.limit
+        return None if self.limit is None else Learned(self.limit, self.burst)
 
     @property
-    def rate(self) -> float | None:
-        """The requests per second allowed now; None when nothing limits them."""
+    def rate(self) -> float:
+        """The requests per second allowed now."""
         return min(self._rate, self.max_rps) if self.max_rps is not None else self._rate
 
     def reserve(self, now: float) -> float:
@@ -138,32 +201,53 @@ class AdaptiveRateLimiter:
         Nothing is booked ahead: a waiting worker asks again, so a rate that rose meanwhile
         serves it at once."""
         with self._lock:
-            if self._first_sent is None:
-                self._first_sent = self._calm_since = now
-            rate = self.rate or self._rate
-            wait = self._next_at - BURST_S - now
+            if self._started is None:
+                self._started = self._calm_since = now
+            if self._shared is not None:
+                self._take_turn(now)
+            wait = self._next_at - BURST_SHARE / self.rate - now
             # Saturated: a worker waits, or takes a slot that freed less than one interval ago.
-            self._grow(now, saturated=wait > -1.0 / rate)
-            rate = self.rate or rate
+            self._grow(now, saturated=wait > -1.0 / self.rate)
             if wait > 0:
-                return min(wait, 1.0 / rate)
-            self._next_at = max(self._next_at, now) + 1.0 / rate
+                return min(wait, 1.0 / self.rate)
+            self._next_at = max(self._next_at, now) + 1.0 / self.rate
+            self._in_flight += 1
             return 0.0
+
+    def _take_turn(self, now: float) -> None:
+        """Before a first throttle: wait for another target's probe, or start from its limit."""
+        assert self._shared is not None
+        turn = self._shared.turn(self, now)
+        if turn is False:
+            self._rate = PATIENT_RPS
+            return
+        if isinstance(turn, Learned):
+            self.limit, self.burst = turn.rps, turn.burst
+            self._rate = CRUISE * turn.rps
+            self._shared = None
+        elif self._rate == PATIENT_RPS:
+            self._rate = INITIAL_RPS  # the wait is over: a slow start of its own
+        if self._shared is not None and self.limit is None and now - self._calm_since > PROOF_S:
+            self._shared.found(self, None)
+            self._shared = None
 
     def _grow(self, now: float, saturated: bool) -> None:
         """Raise the rate for the time workers have been waiting on it."""
-        if not saturated or self._judging is not None:
+        if not saturated or self._judged is not None:
             self._grown_at = None
             return
         if self._grown_at is not None:
             elapsed = now - self._grown_at
-            if self._slow_start:
-                self._rate *= 2.0 ** (elapsed / DOUBLING_S)
-            elif self._climbing and now - self._calm_since >= CLIMB_DOUBLING_S:
-                self._rate *= 2.0 ** (elapsed / CLIMB_DOUBLING_S)
-            elif self.limit is not None and self._rate < CRUISE * self.limit:
-                self._rate = min(CRUISE * self.limit, self._rate * 2.0 ** (elapsed / DOUBLING_S))
-            elif now - self._calm_since >= self._quiet_s and self.limit is not None:
+            if self.limit is None:
+                doubling = max(DOUBLING_S, ROUND_TRIPS_PER_DOUBLING * self._rtt)
+                self._rate *= 2.0 ** (elapsed / doubling)
+            elif self._confirming:
+                doubling = max(CONFIRM_DOUBLING_S, DOUBLING_CALLS / self._rate)
+                self._rate *= 2.0 ** (elapsed / doubling)
+            elif self._rate < CRUISE * self.limit:
+                doubling = max(DOUBLING_S, DOUBLING_CALLS / self._rate)
+                self._rate = min(CRUISE * self.limit, self._rate * 2.0 ** (elapsed / doubling))
+            elif now - self._calm_since >= self._quiet_s:
                 self._rate += PROBE_PER_S * self.limit * elapsed
             if self.max_rps is not None:
                 self._rate = min(self._rate, self.max_rps * 2)
@@ -172,123 +256,170 @@ class AdaptiveRateLimiter:
     def observe(self, sent_at: float, throttled: bool, now: float) -> None:
         """Learn from one answer to a request sent at `sent_at`."""
         with self._lock:
-            self._answers.append(throttled)
+            self._in_flight = max(0, self._in_flight - 1)
+            self._recent.append(throttled)
             if sent_at >= self._cut_at:
-                self._last_sent = max(self._last_sent, sent_at)
-                self._after_cut[0] += 1
-                self._after_cut[1] += throttled
+                self._since_cut[0] += 1
+                self._since_cut[1] += throttled
             if not throttled:
                 self._count_accepted(sent_at, now)
-            if self._judging is not None:
+            if self._judged is not None:
                 self._judge(sent_at, throttled, now)
             elif throttled and sent_at >= self._cut_at:
-                self._throttle(sent_at, now)
-            self._check_noise(now)
+                self._throttled(sent_at, now)
 
     def _count_accepted(self, sent_at: float, now: float) -> None:
-        """Count an accepted answer; raise the limit when the answers prove it higher."""
+        """Count an accepted answer; raise the limit when more were accepted than it and the
+        bucket's burst allow."""
+        self._rtt = 0.9 * self._rtt + 0.1 * (now - sent_at) if self._rtt else now - sent_at
         self._accepted += 1
-        if self._episode is not None and sent_at >= self._episode:
-            self._episode_accepted += 1
         self._accepted_at.append(now)
-        while self._accepted_at[0] < now - EVIDENCE_S:
+        while self._accepted_at[0] < now - EVIDENCE_SPANS_S[-1]:
             self._accepted_at.popleft()
-        if self.limit is not None and self._first_sent is not None:
-            if now - self._first_sent >= EVIDENCE_S:
-                proven = len(self._accepted_at) / (EVIDENCE_S + BUCKET_S)
-                self.limit = max(self.limit, proven)
+        if self.limit is None or self._started is None or self._judged is not None:
+            return
+        burst = self._burst()
+        for span in EVIDENCE_SPANS_S:
+            if now - self._started < span:
+                break
+            accepted = sum(1 for at in self._accepted_at if at > now - span)
+            self.limit = max(self.limit, (accepted - burst) / span)
 
-    def _throttle(self, sent_at: float, now: float) -> None:
+    def _burst(self) -> float:
+        """Requests the bucket holds beyond the limit: as seen, or at most `BUCKET_S` of it."""
+        assert self.limit is not None
+        return self.burst if self.burst is not None else BUCKET_S * self.limit
+
+    def _share(self, answers: int) -> float:
+        recent = list(self._recent)[-answers:]
+        return sum(recent) / len(recent)
+
+    def _throttled(self, sent_at: float, now: float) -> None:
         self._calm_since = now
-        if self._share() <= self.noise or self._undo is not None:
-            return  # noise, or a cut being judged by the answers after it
-        if self._slow_start:
+        if self._share(SHARE_WINDOW) <= self.noise:
+            return
+        if self.limit is None:
             self._first_throttle(sent_at, now)
-            return
-        if self._climbing:
-            # The first estimate was a floor: the rate that met the limit is the limit.
-            self._climbing = False
-            recent = sum(1 for at in self._accepted_at if at >= now - CLIMB_DOUBLING_S)
-            self.limit = max(self.limit or MIN_RPS, min(self._rate, recent / CLIMB_DOUBLING_S))
-            self._cut(CRUISE * self.limit, now)
-            return
-        if self.limit is not None and self._rate > self.limit:
-            # A probe past the limit found: back under, and probe less often.
+        elif self._confirming:
+            # The first estimate was a floor (the bucket may have held less than a second of
+            # the limit): the rate that met the limit tells more.
+            self._confirming = False
+            doubling = max(CONFIRM_DOUBLING_S, DOUBLING_CALLS / self._rate)
+            self._met(self._rate * math.log(2) / doubling, sent_at, now)
+            if self._shared is not None:
+                self._shared.found(self, self.learned)
+                self._shared = None
+        elif self._rate > self.limit:
+            # A probe past the limit found met it; probe less often from now on.
+            self._met(PROBE_PER_S * self.limit, sent_at, now)
             self._quiet_s = min(MAX_QUIET_S, max(2 * self._quiet_s, PROBE_CALLS / self.limit))
-            self._cut(CRUISE * self.limit, now)
-            return
-        self._dry(sent_at, now)
+        else:
+            # What the account accepted of the rate since the last change, when there are
+            # enough answers to tell; a fixed step down otherwise.
+            answered, throttled = self._since_cut
+            share = throttled / answered if answered >= MEASURE_ANSWERS else 1 - BACKOFF
+            self._judged = _Judged(now, self._rate, self.limit, share)
+            self._cut(CRUISE * self._rate * (1 - share), now)
 
-    def _share(self) -> float:
-        return sum(self._answers) / len(self._answers)
+    def _met(self, slope: float, sent_at: float, now: float) -> None:
+        """A rate rising by `slope` a second met the limit. A bucket holding `burst` runs dry
+        once the rate has been past the limit by sqrt(2 x (burst - 1) x slope) (one request
+        takes the last token), so the limit is at least that far under the rate the throttled
+        request went at; then go back under it."""
+        assert self.limit is not None
+        buffer = max(0.0, self._burst() - 1)
+        met = self._rate - slope * (now - sent_at) - math.sqrt(2 * buffer * slope)
+        self.limit = max(self.limit, met)
+        self._cut(CRUISE * self.limit, now)
 
     def _first_throttle(self, sent_at: float, now: float) -> None:
-        """Cut to what the bucket can have given, and judge the cut by the answers to come."""
-        assert self._first_sent is not None
-        span = max(0.0, sent_at - self._first_sent)
+        """Cut to what the bucket can have given; the requests in flight will judge it."""
+        assert self._started is not None
+        span = sent_at - self._started
         estimate = max(MIN_RPS, self._accepted / (span + BUCKET_S))
-        self._judging = (self._rate, now, 1, 1)
-        self._slow_start = False
+        self._judged = _Judged(
+            now, self._rate, None, 1.0, first=True, in_flight=self._in_flight, estimate=estimate
+        )
         self.limit = estimate
-        self._climbing = True
+        self.burst = max(1.0, self._accepted - estimate * span)
         self._cut(CRUISE * estimate, now)
 
     def _judge(self, sent_at: float, throttled: bool, now: float) -> None:
-        """One more answer to a request sent before the first cut: a limit, or noise?"""
-        assert self._judging is not None
-        before, cut_at, refused, answered = self._judging
-        if sent_at < cut_at:
-            refused, answered = refused + throttled, answered + 1
-            self._judging = (before, cut_at, refused, answered)
-            if answered < JUDGE_ANSWERS:
-                return
-        self._judging = None
-        if answered >= 2 and refused / answered <= JUDGE_SHARE:
-            self._rate = max(self._rate, before)  # noise: back to the old rate
-            self.limit, self._slow_start, self._climbing = None, True, False
-            self._tolerate(self._share())
-
-    def _dry(self, sent_at: float, now: float) -> None:
-        """A throttle above noise: cut a little, and let the answers to come tell a limit
-        (the throttles stop, or go on at the rate the dry bucket leaves) from noise (they go
-        on at the same share)."""
-        self._undo = (self._rate, self.limit, self._share())
-        self._cut(self._rate * BACKOFF, now)
-
-    def _check_noise(self, now: float) -> None:
-        """Judge the last cut by the answers to the requests sent after it."""
-        if self._undo is None:
+        judged = self._judged
+        assert judged is not None
+        if judged.first:
+            if sent_at < judged.at:
+                judged.answered += 1
+                judged.throttled += throttled
+                if judged.answered < min(JUDGE_ANSWERS, judged.in_flight):
+                    return
+            self._judged = None
+            self._judge_first(judged, now)
             return
-        answered, refused = self._after_cut
-        dry = refused >= DRY_REFUSED and refused / answered >= NOISE_MAX
-        if answered < NOISE_SAMPLE and not dry:
+        if sent_at < judged.at:
             return
-        rate, limit, share = self._undo
-        self._undo = None
-        after = refused / max(1, answered)
-        # A limit would leave what was accepted before the cut, so the share after it would
-        # fall to `expected`; noise would keep the share it had. Which is nearer?
-        expected = max(0.0, 1 - rate * (1 - share) / self._rate)
-        if not dry and refused and abs(after - share) < abs(after - expected):
-            # The share did not fall with the rate: noise. Undo the cut and tolerate it; the
-            # rate it was at did not meet a limit.
-            self._rate = max(self._rate, rate)
-            self.limit = None if limit is None else max(limit, rate)
-            self._tolerate(max(after, share))
-        elif refused:
-            # Still dry: the accepted requests came at the rate the bucket leaves.
+        judged.answered += 1
+        judged.throttled += throttled
+        after = judged.throttled / judged.answered
+        dry = judged.throttled >= DRY_SHOWS[0] and after >= DRY_SHOWS[1]
+        if judged.answered < JUDGE_SAMPLE and not dry:
+            return
+        self._judged = None
+        noise = (
+            not dry
+            and judged.throttled >= 2
+            and after >= judged.share_before / 2
+            and after <= NOISE_CAP
+        )
+        if noise:
+            self._restore(judged.rate_before, now)
+            self.limit = judged.limit_before
+            self._tolerate(after)
+        elif judged.throttled:
             self.limit = max(MIN_RPS, self._rate * (1 - after))
             self._cut(CRUISE * self.limit, now)
-        elif limit is None or self._rate / CRUISE < limit:
-            self.limit = self._rate / CRUISE  # the throttles stopped just under here
+        else:
+            self.limit = self._rate / CRUISE  # the throttles stopped under here
+
+    def _judge_first(self, judged: _Judged, now: float) -> None:
+        """The requests in flight at the first throttle: a dry bucket throttles most of them,
+        noise few (`ASSUMED_NOISE`)."""
+        share = judged.throttled / judged.answered if judged.answered else 1.0
+        noise = max(self.noise, ASSUMED_NOISE)
+        odds = _likelihood(share, judged) / _likelihood(noise, judged)
+        recent = self._share(SHARE_WINDOW) if len(self._recent) >= NOISE_ANSWERS else 0.0
+        if (share > noise and odds >= JUDGE_ODDS) or recent > NOISE_CAP:
+            # A dry bucket accepts of the requests in flight what it refills (one accepted
+            # answer more or less is most of the difference among a few): a better estimate
+            # than the first when the bucket held little.
+            accepted = max(0, judged.answered - judged.throttled - 1)
+            in_flight = judged.rate_before * accepted / max(1, judged.answered)
+            if in_flight > judged.estimate:
+                assert self._started is not None
+                self.limit = in_flight
+                self.burst = max(1.0, self._accepted - in_flight * (judged.at - self._started))
+                self._rate = CRUISE * in_flight
+            self._confirming = True
+            return
+        self._restore(judged.rate_before, now)
+        self.limit = self.burst = None
+        self._tolerate(self._share(SHARE_WINDOW) if len(self._recent) >= NOISE_ANSWERS else 0.0)
 
     def _tolerate(self, share: float) -> None:
-        self.noise = min(NOISE_CAP, max(self.noise, 2 * share, MIN_NOISE))
+        self.noise = min(NOISE_CAP, max(self.noise, 1.5 * share, MIN_NOISE))
+
+    def _restore(self, rate: float, now: float) -> None:
+        """Undo a cut: the rate, and the wait it set."""
+        self._rate = max(self._rate, rate)
+        self._next_at = min(self._next_at, now + 1.0 / self._rate)
 
     def _cut(self, rate: float, now: float) -> None:
+        """Lower the rate; the next request waits a whole interval of it, so a dry bucket
+        has a token for it."""
         self._rate = max(MIN_RPS, min(self._rate, rate))
+        self._next_at = max(self._next_at, now + 1.0 / self._rate)
         self._cut_at = now
-        self._after_cut = [0, 0]
+        self._since_cut = [0, 0]
         self._grown_at = None
 
     def acquire(self, cancel: threading.Event) -> float:
@@ -297,3 +428,11 @@ class AdaptiveRateLimiter:
             if cancel.wait(delay):
                 raise Cancelled()
         return time.monotonic()
+
+
+def _likelihood(share: float, judged: _Judged) -> float:
+    """Of the throttles among the answers judged, each throttled with `share` (the first
+    throttle, which called the judge, is not among them)."""
+    share = min(max(share, 1e-3), 1 - 1e-3)
+    throttled, accepted = judged.throttled, judged.answered - judged.throttled
+    return math.exp(throttled * math.log(share) + accepted * math.log(1 - share))

@@ -12,7 +12,7 @@ if which == "old":
 else:
     mod = importlib.import_module("pipeline.ratelimit")
     make = lambda learned: mod.AdaptiveRateLimiter(learned=learned)
-    learned_of = lambda lim: lim.learned_rps
+    learned_of = lambda lim: lim.learned
     retry = sim.immediate_retry
 if len(sys.argv) > 2: retry = getattr(sim, sys.argv[2])
 
@@ -37,7 +37,7 @@ for cap in ("L", 1):
             wall = t.finished / (300 / L)
             lim = max(0.02 * t.attempts, 6) if n == 0 else 0.02 * t.attempts
             ok = t.throttled <= lim and wall <= 1.15
-            row.append(f"{t.throttled:3d} ({t.throttled_share:5.1%}) {wall:4.2f}x ->{learned and round(learned,1)}")
+            row.append(f"{t.throttled:3d} ({t.throttled_share:5.1%}) {wall:4.2f}x ->{learned and round(getattr(learned, 'rps', learned),1)}")
             if not ok: fails.append(f"L={L} C={cap} sync {n}")
         print(f"L={L:3} C={cap}: " + " | ".join(row))
 
@@ -57,7 +57,7 @@ for N, L in ((8, 20), (15, 20)):
         learned = learned_of(t.limiter)
         floor = 300 / (L - N)
         ok = t.throttled_share <= 0.03 and t.neighbour_share <= 0.03 and t.finished <= 1.3 * floor
-        check(f"neighbour {N}/{L} sync {n}", ok, f"ours {t.throttled} ({t.throttled_share:.1%}), neighbour {acc.neighbour_throttled}/{acc.neighbour_attempts} ({t.neighbour_share:.1%}), wall {t.finished/floor:.2f}x fair floor, learned {learned and round(learned,1)}")
+        check(f"neighbour {N}/{L} sync {n}", ok, f"ours {t.throttled} ({t.throttled_share:.1%}), neighbour {acc.neighbour_throttled}/{acc.neighbour_attempts} ({t.neighbour_share:.1%}), wall {t.finished/floor:.2f}x fair floor, learned {learned and round(getattr(learned, 'rps', learned),1)}")
 
 print("== unthrottled")
 for calls in (300, 1000, 3000):
@@ -68,7 +68,8 @@ for calls in (300, 1000, 3000):
 print("== 8 accounts side by side, 20 rps, 130 calls each, 8 workers, 1.5 ms CPU a call")
 learned = [None] * 8
 for n in range(3):
-    ts = [sim.Target(make(learned[i]), sim.Account(limit_rps=20, seed=i), 130, 8) for i in range(8)]
+    shared = mod.SharedStart() if which == "new" else None
+    ts = [sim.Target(mod.AdaptiveRateLimiter(learned=learned[i], shared=shared) if shared else make(learned[i]), sim.Account(limit_rps=20, seed=i), 130, 8) for i in range(8)]
     sim.run(ts, retry_delay=retry, cpu_s=0.0015)
     learned = [learned_of(t.limiter) for t in ts]
     thr = sum(t.throttled for t in ts); att = sum(t.attempts for t in ts)
