@@ -53,6 +53,7 @@ INITIAL_RPS = 100.0
 PATIENT_RPS = 10.0
 PATIENCE_S = 1.0
 PROOF_S = 1.0
+SENT_MEMORY_S = 1.0
 """A slow start this long without a throttle proves there is no limit for others to wait on."""
 DOUBLING_S = 0.06
 ROUND_TRIPS_PER_DOUBLING = 3
@@ -61,6 +62,9 @@ DOUBLING_CALLS = 8
 """Once a limit is near, the rate doubles no faster than once in this many requests, so at a
 low rate the answers tell it met the limit before it is far past it."""
 CRUISE = 0.95
+MAX_NAP_S = 0.1
+"""The longest a waiting worker sleeps before asking again: a cut that is undone at once
+must not leave the workers asleep for an interval of the rate it cut to."""
 BURST_SHARE = 0.05
 """How early a request may go, in intervals of the rate: enough for a late wake-up, not
 enough for two requests to reach a bucket of one request too close together."""
@@ -71,7 +75,12 @@ ASSUMED_NOISE = 0.1
 """The share of throttles the judge of the first throttle expects from noise."""
 JUDGE_ANSWERS = 8
 JUDGE_ODDS = 4.0
-"""How much likelier a dry bucket must be than noise for the first throttle to be a limit."""
+"""How much likelier a dry bucket must be than noise for the first throttle to be a limit
+(or noise than a dry bucket, for it to be noise)."""
+DRY_SHARE = 0.5
+"""The share of requests in flight a dry bucket throttles, for the judge: that of a rate
+twice the limit."""
+UNDECIDED_S = 1.0
 SHARE_WINDOW = 100
 """Answers over which the throttled share is held against the noise tolerated."""
 MEASURE_ANSWERS = 5
@@ -172,7 +181,8 @@ class AdaptiveRateLimiter:
         self._grown_at: float | None = None
         self._started: float | None = None
         self._rtt = 0.0
-        self._in_flight = 0
+        self._sent_at: deque[float] = deque()
+        """When the requests of the last round trips went (the first throttle's judges)."""
         self._accepted = 0
         self._accepted_at: deque[float] = deque()
         self._recent: deque[bool] = deque(maxlen=SHARE_WINDOW)
@@ -182,6 +192,8 @@ class AdaptiveRateLimiter:
         self._calm_since = 0.0
         self._quiet_s = QUIET_S
         self._judged: _Judged | None = None
+        self._undecided: tuple[float, int, int] | None = None
+        """(when, answers, throttled among them) of a first throttle too close to call."""
         self._shared = None if learned else shared
         self._lock = threading.Lock()
 
@@ -209,9 +221,11 @@ class AdaptiveRateLimiter:
             # Saturated: a worker waits, or takes a slot that freed less than one interval ago.
             self._grow(now, saturated=wait > -1.0 / self.rate)
             if wait > 0:
-                return min(wait, 1.0 / self.rate)
+                return min(wait, 1.0 / self.rate, MAX_NAP_S)
             self._next_at = max(self._next_at, now) + 1.0 / self.rate
-            self._in_flight += 1
+            self._sent_at.append(now)
+            while now - self._sent_at[0] > SENT_MEMORY_S:
+                self._sent_at.popleft()
             return 0.0
 
     def _take_turn(self, now: float) -> None:
@@ -256,7 +270,6 @@ class AdaptiveRateLimiter:
     def observe(self, sent_at: float, throttled: bool, now: float) -> None:
         """Learn from one answer to a request sent at `sent_at`."""
         with self._lock:
-            self._in_flight = max(0, self._in_flight - 1)
             self._recent.append(throttled)
             if sent_at >= self._cut_at:
                 self._since_cut[0] += 1
@@ -338,7 +351,13 @@ class AdaptiveRateLimiter:
         span = sent_at - self._started
         estimate = max(MIN_RPS, self._accepted / (span + BUCKET_S))
         self._judged = _Judged(
-            now, self._rate, None, 1.0, first=True, in_flight=self._in_flight, estimate=estimate
+            now,
+            self._rate,
+            None,
+            1.0,
+            first=True,
+            estimate=estimate,
+            in_flight=sum(1 for at in self._sent_at if at > sent_at),
         )
         self.limit = estimate
         self.burst = max(1.0, self._accepted - estimate * span)
@@ -384,11 +403,15 @@ class AdaptiveRateLimiter:
     def _judge_first(self, judged: _Judged, now: float) -> None:
         """The requests in flight at the first throttle: a dry bucket throttles most of them,
         noise few (`ASSUMED_NOISE`)."""
-        share = judged.throttled / judged.answered if judged.answered else 1.0
+        answered, throttled = judged.answered, judged.throttled
+        if self._undecided is not None and now - self._undecided[0] < UNDECIDED_S:
+            answered += self._undecided[1]
+            throttled += self._undecided[2]
+        self._undecided = None
         noise = max(self.noise, ASSUMED_NOISE)
-        odds = _likelihood(share, judged) / _likelihood(noise, judged)
+        odds = _likelihood(DRY_SHARE, throttled, answered) / _likelihood(noise, throttled, answered)
         recent = self._share(SHARE_WINDOW) if len(self._recent) >= NOISE_ANSWERS else 0.0
-        if (share > noise and odds >= JUDGE_ODDS) or recent > NOISE_CAP:
+        if odds >= JUDGE_ODDS or recent > NOISE_CAP:
             # A dry bucket accepts of the requests in flight what it refills (one accepted
             # answer more or less is most of the difference among a few): a better estimate
             # than the first when the bucket held little.
@@ -403,7 +426,11 @@ class AdaptiveRateLimiter:
             return
         self._restore(judged.rate_before, now)
         self.limit = self.burst = None
-        self._tolerate(self._share(SHARE_WINDOW) if len(self._recent) >= NOISE_ANSWERS else 0.0)
+        if odds > 1 / JUDGE_ODDS:
+            # Too few answers to tell: undo the cut, and let them count with the next ones.
+            self._undecided = (now, answered, throttled)
+        else:
+            self._tolerate(recent)
 
     def _tolerate(self, share: float) -> None:
         self.noise = min(NOISE_CAP, max(self.noise, 1.5 * share, MIN_NOISE))
@@ -430,9 +457,8 @@ class AdaptiveRateLimiter:
         return time.monotonic()
 
 
-def _likelihood(share: float, judged: _Judged) -> float:
-    """Of the throttles among the answers judged, each throttled with `share` (the first
-    throttle, which called the judge, is not among them)."""
+def _likelihood(share: float, throttled: int, answered: int) -> float:
+    """Of `throttled` throttles among `answered` answers, each throttled with `share`."""
     share = min(max(share, 1e-3), 1 - 1e-3)
-    throttled, accepted = judged.throttled, judged.answered - judged.throttled
+    accepted = answered - throttled
     return math.exp(throttled * math.log(share) + accepted * math.log(1 - share))
