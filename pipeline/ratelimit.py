@@ -86,6 +86,9 @@ SHARE_WINDOW = 100
 MEASURE_ANSWERS = 5
 """Answers at one rate over which the share of it that the account accepts is measured."""
 BACKOFF = 0.85
+MEASURE_WINDOW = 20
+"""Under the limit found, a throttle is looked into only with another among this many
+answers: one alone is a burst of a neighbour's, or a late wake-up."""
 JUDGE_SAMPLE = 40
 DRY_SHOWS = (5, 0.3)
 """Throttled answers after a cut, and their share, that show the bucket is still dry."""
@@ -326,7 +329,7 @@ class AdaptiveRateLimiter:
             # A probe past the limit found met it; probe less often from now on.
             self._met(PROBE_PER_S * self.limit, sent_at, now)
             self._quiet_s = min(MAX_QUIET_S, max(2 * self._quiet_s, PROBE_CALLS / self.limit))
-        else:
+        elif sum(list(self._recent)[-MEASURE_WINDOW:]) >= 2:
             # What the account accepted of the rate since the last change, when there are
             # enough answers to tell; a fixed step down otherwise.
             answered, throttled = self._since_cut
@@ -341,7 +344,9 @@ class AdaptiveRateLimiter:
         request went at; then go back under it."""
         assert self.limit is not None
         buffer = max(0.0, self._burst() - 1)
-        met = self._rate - slope * (now - sent_at) - math.sqrt(2 * buffer * slope)
+        # The request before the throttled one, one interval earlier, was accepted.
+        went_at = self._rate - slope * (now - sent_at + 1 / self._rate)
+        met = went_at - math.sqrt(2 * buffer * slope)
         self.limit = max(self.limit, met)
         self._cut(CRUISE * self.limit, now)
 
@@ -398,7 +403,11 @@ class AdaptiveRateLimiter:
             self.limit = max(MIN_RPS, self._rate * (1 - after))
             self._cut(CRUISE * self.limit, now)
         else:
-            self.limit = self._rate / CRUISE  # the throttles stopped under here
+            # The throttles stopped: the limit is a little lower than found, or they were a
+            # passing burst of another client's. A step down, not the whole cut.
+            assert judged.limit_before is not None
+            self.limit = max(self._rate / CRUISE, CRUISE * judged.limit_before)
+            self._restore(CRUISE * self.limit, now)
 
     def _judge_first(self, judged: _Judged, now: float) -> None:
         """The requests in flight at the first throttle: a dry bucket throttles most of them,
