@@ -152,7 +152,7 @@ class _Judged:
     at: float
     rate_before: float
     limit_before: float | None
-    share_before: float
+    share_before: float | None
     first: bool = False
     in_flight: int = 0
     estimate: float = 0.0
@@ -333,9 +333,10 @@ class AdaptiveRateLimiter:
             # What the account accepted of the rate since the last change, when there are
             # enough answers to tell; a fixed step down otherwise.
             answered, throttled = self._since_cut
-            share = throttled / answered if answered >= MEASURE_ANSWERS else 1 - BACKOFF
+            measured = answered >= MEASURE_ANSWERS
+            share = throttled / answered if measured else None
             self._judged = _Judged(now, self._rate, self.limit, share)
-            self._cut(CRUISE * self._rate * (1 - share), now)
+            self._cut(CRUISE * self._rate * (1 - share) if measured else BACKOFF * self._rate, now)
 
     def _met(self, slope: float, sent_at: float, now: float) -> None:
         """A rate rising by `slope` a second met the limit. A bucket holding `burst` runs dry
@@ -389,8 +390,11 @@ class AdaptiveRateLimiter:
         if judged.answered < JUDGE_SAMPLE and not dry:
             return
         self._judged = None
+        # Noise keeps the share it had at the rate before the cut (when that was measured);
+        # a limit's share falls with the rate.
         noise = (
             not dry
+            and judged.share_before is not None
             and judged.throttled >= 2
             and after >= judged.share_before / 2
             and after <= NOISE_CAP
