@@ -43,7 +43,7 @@ import math
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .guard import Cancelled
 
@@ -158,6 +158,8 @@ class _Judged:
     estimate: float = 0.0
     answered: int = 0
     throttled: int = 0
+    sends: list[tuple[float, bool]] = field(default_factory=list)
+    """(sent at, throttled) of the requests sent after the cut, as answered."""
 
 
 class AdaptiveRateLimiter:
@@ -296,7 +298,9 @@ class AdaptiveRateLimiter:
             return
         burst = self._burst()
         for span in EVIDENCE_SPANS_S:
-            if now - self._started < span:
+            # Only a span without a throttle: while the bucket is dry, another client's
+            # throttled requests leave tokens to us that are no part of our share.
+            if now - max(self._started, self._calm_since) < span:
                 break
             accepted = sum(1 for at in self._accepted_at if at > now - span)
             self.limit = max(self.limit, (accepted - burst) / span)
@@ -385,6 +389,7 @@ class AdaptiveRateLimiter:
             return
         judged.answered += 1
         judged.throttled += throttled
+        judged.sends.append((sent_at, throttled))
         after = judged.throttled / judged.answered
         dry = judged.throttled >= DRY_SHOWS[0] and after >= DRY_SHOWS[1]
         if judged.answered < JUDGE_SAMPLE and not dry:
@@ -404,7 +409,7 @@ class AdaptiveRateLimiter:
             self.limit = judged.limit_before
             self._tolerate(after)
         elif judged.throttled:
-            self.limit = max(MIN_RPS, self._rate * (1 - after))
+            self.limit = max(MIN_RPS, _dry_rate(judged.sends) or self._rate * (1 - after))
             self._cut(CRUISE * self.limit, now)
         else:
             # The throttles stopped: the limit is a little lower than found, or they were a
@@ -468,6 +473,19 @@ class AdaptiveRateLimiter:
             if cancel.wait(delay):
                 raise Cancelled()
         return time.monotonic()
+
+
+def _dry_rate(sends: list[tuple[float, bool]]) -> float | None:
+    """The rate a bucket refills at, from requests sent after it ran dry (their first
+    throttle): each accepted one took a token it refilled, whatever burst it holds. None
+    with too few to tell."""
+    sends = sorted(sends)
+    first = next((i for i, (_, throttled) in enumerate(sends) if throttled), None)
+    if first is None or len(sends) - first < MEASURE_ANSWERS:
+        return None
+    span = sends[-1][0] - sends[first][0]
+    accepted = sum(1 for _, throttled in sends[first:] if not throttled)
+    return accepted / span if span > 0 else None
 
 
 def _likelihood(share: float, throttled: int, answered: int) -> float:
