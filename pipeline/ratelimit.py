@@ -55,13 +55,13 @@ PATIENCE_S = 1.0
 PROOF_S = 1.0
 SENT_MEMORY_S = 1.0
 """A slow start this long without a throttle proves there is no limit for others to wait on."""
-DOUBLING_S = 0.06
+DOUBLING_S = 0.12
 ROUND_TRIPS_PER_DOUBLING = 3
 CONFIRM_DOUBLING_S = 1.0
 DOUBLING_CALLS = 8
 """Once a limit is near, the rate doubles no faster than once in this many requests, so at a
 low rate the answers tell it met the limit before it is far past it."""
-CRUISE = 0.95
+CRUISE = 0.9
 MAX_NAP_S = 0.1
 """The longest a waiting worker sleeps before asking again: a cut that is undone at once
 must not leave the workers asleep for an interval of the rate it cut to."""
@@ -95,9 +95,10 @@ DRY_SHOWS = (5, 0.3)
 NOISE_CAP = 0.2
 """The most throttling ever taken for noise: more is a limit, whatever the answers said."""
 MIN_NOISE = 0.03
+NOISE_LEVER = 0.7
 NOISE_ANSWERS = 30
 """Answers needed before their throttled share sets the noise tolerated."""
-QUIET_S = 2.0
+QUIET_S = 5.0
 MAX_QUIET_S = 60.0
 PROBE_CALLS = 100
 PROBE_PER_S = 0.05
@@ -197,6 +198,8 @@ class AdaptiveRateLimiter:
         self._calm_since = 0.0
         self._quiet_s = QUIET_S
         self._judged: _Judged | None = None
+        self._cascade: tuple[float, float | None, float] | None = None
+        """(rate, limit, throttled share) where the cuts going on began."""
         self._undecided: tuple[float, int, int] | None = None
         """(when, answers, throttled among them) of a first throttle too close to call."""
         self._shared = None if learned else shared
@@ -395,23 +398,30 @@ class AdaptiveRateLimiter:
         if judged.answered < JUDGE_SAMPLE and not dry:
             return
         self._judged = None
-        # Noise keeps the share it had at the rate before the cut (when that was measured);
-        # a limit's share falls with the rate.
+        # Cuts go on while throttles do, each to what the account accepted. Noise keeps the
+        # share it had however far the rate falls; a limit's (or a neighbour's) share falls
+        # with it: so once the rate is down by `NOISE_LEVER`, a share that did not fall is
+        # noise, and the cuts are undone.
+        rate, limit, share = self._cascade or (judged.rate_before, judged.limit_before, None)
+        share = after if share is None else share
         noise = (
             not dry
-            and judged.share_before is not None
             and judged.throttled >= 2
-            and after >= judged.share_before / 2
+            and self._rate <= NOISE_LEVER * rate
+            and after >= NOISE_LEVER * share
             and after <= NOISE_CAP
         )
         if noise:
-            self._restore(judged.rate_before, now)
-            self.limit = judged.limit_before
-            self._tolerate(after)
+            self._cascade = None
+            self._restore(rate, now)
+            self.limit = limit
+            self._tolerate(max(after, share))
         elif judged.throttled:
+            self._cascade = (rate, limit, share)
             self.limit = max(MIN_RPS, _dry_rate(judged.sends) or self._rate * (1 - after))
             self._cut(CRUISE * self.limit, now)
         else:
+            self._cascade = None
             # The throttles stopped: the limit is a little lower than found, or they were a
             # passing burst of another client's. A step down, not the whole cut.
             assert judged.limit_before is not None
@@ -485,7 +495,7 @@ def _dry_rate(sends: list[tuple[float, bool]]) -> float | None:
         return None
     span = sends[-1][0] - sends[first][0]
     accepted = sum(1 for _, throttled in sends[first:] if not throttled)
-    return accepted / span if span > 0 else None
+    return (accepted - 1) / span if span > 0 else None
 
 
 def _likelihood(share: float, throttled: int, answered: int) -> float:
