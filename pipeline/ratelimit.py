@@ -65,6 +65,9 @@ CRUISE = 0.9
 MAX_NAP_S = 0.1
 """The longest a waiting worker sleeps before asking again: a cut that is undone at once
 must not leave the workers asleep for an interval of the rate it cut to."""
+JUDGING_NAP_S = 0.01
+"""While the first throttle is judged (a round trip), waiting workers ask again this often:
+the cut is undone as soon as the answers say noise."""
 BURST_SHARE = 0.05
 """How early a request may go, in intervals of the rate: enough for a late wake-up, not
 enough for two requests to reach a bucket of one request too close together."""
@@ -74,13 +77,19 @@ MIN_RPS = 0.5
 ASSUMED_NOISE = 0.1
 """The share of throttles the judge of the first throttle expects from noise."""
 JUDGE_ANSWERS = 8
-JUDGE_ODDS = 4.0
+FIRST_DRY_ODDS = 10.0
+DRY_ODDS = 50.0
+NOISE_ODDS = 0.25
 """How much likelier a dry bucket must be than noise for the first throttle to be a limit
-(or noise than a dry bucket, for it to be noise)."""
+(at most, for it to be noise): the answers of a few requests in flight prove little, and a
+noisy account gives many of them to judge."""
 DRY_SHARE = 0.5
 """The share of requests in flight a dry bucket throttles, for the judge: that of a rate
 twice the limit."""
 UNDECIDED_S = 1.0
+NOISE_DOUBT = 0.001
+"""Throttles among the last answers less likely than this from noise are a limit, whatever
+the few in flight said."""
 SHARE_WINDOW = 100
 """Answers over which the throttled share is held against the noise tolerated."""
 MEASURE_ANSWERS = 5
@@ -96,10 +105,10 @@ NOISE_CAP = 0.2
 """The most throttling ever taken for noise: more is a limit, whatever the answers said."""
 MIN_NOISE = 0.03
 NOISE_LEVER = 0.7
-NOISE_ANSWERS = 30
+NOISE_ANSWERS = 50
 """Answers needed before their throttled share sets the noise tolerated."""
 QUIET_S = 5.0
-MAX_QUIET_S = 60.0
+MAX_QUIET_S = 600.0
 PROBE_CALLS = 100
 PROBE_PER_S = 0.05
 EVIDENCE_SPANS_S = (2.0, 5.0, 10.0)
@@ -203,12 +212,35 @@ class AdaptiveRateLimiter:
         self._undecided: tuple[float, int, int] | None = None
         """(when, answers, throttled among them) of a first throttle too close to call."""
         self._shared = None if learned else shared
+        self._learned_before = learned is not None
         self._lock = threading.Lock()
 
     @property
     def learned(self) -> Learned | None:
         """The limit found (or carried over), for the next sync; None when none is known."""
         return None if self.limit is None else Learned(self.limit, self.burst)
+
+    def adopt(self, learned: Learned | None) -> None:
+        """Go on from what earlier syncs found of the account's limit (read once its owner's
+        lock is held: another process may have found it meanwhile), unless this sync has met
+        the limit itself."""
+        with self._lock:
+            if learned is None or self.limit is not None or self._judged is not None:
+                return
+            self.limit, self.burst = learned.rps, learned.burst
+            self._rate = CRUISE * learned.rps
+            self._learned_before = True
+            self._leave_start()
+
+    def finish(self) -> None:
+        """The sync is done: a probe it was making for other targets found nothing."""
+        with self._lock:
+            self._leave_start()
+
+    def _leave_start(self) -> None:
+        if self._shared is not None:
+            self._shared.found(self, self.learned)
+            self._shared = None
 
     @property
     def rate(self) -> float:
@@ -229,7 +261,8 @@ class AdaptiveRateLimiter:
             # Saturated: a worker waits, or takes a slot that freed less than one interval ago.
             self._grow(now, saturated=wait > -1.0 / self.rate)
             if wait > 0:
-                return min(wait, 1.0 / self.rate, MAX_NAP_S)
+                judging = self._judged is not None and self._judged.first
+                return min(wait, 1.0 / self.rate, JUDGING_NAP_S if judging else MAX_NAP_S)
             self._next_at = max(self._next_at, now) + 1.0 / self.rate
             self._sent_at.append(now)
             while now - self._sent_at[0] > SENT_MEMORY_S:
@@ -250,8 +283,7 @@ class AdaptiveRateLimiter:
         elif self._rate == PATIENT_RPS:
             self._rate = INITIAL_RPS  # the wait is over: a slow start of its own
         if self._shared is not None and self.limit is None and now - self._calm_since > PROOF_S:
-            self._shared.found(self, None)
-            self._shared = None
+            self._leave_start()
 
     def _grow(self, now: float, saturated: bool) -> None:
         """Raise the rate for the time workers have been waiting on it."""
@@ -318,9 +350,9 @@ class AdaptiveRateLimiter:
         return sum(recent) / len(recent)
 
     def _throttled(self, sent_at: float, now: float) -> None:
-        self._calm_since = now
         if self._share(SHARE_WINDOW) <= self.noise:
             return
+        self._calm_since = now
         if self.limit is None:
             self._first_throttle(sent_at, now)
         elif self._confirming:
@@ -329,9 +361,7 @@ class AdaptiveRateLimiter:
             self._confirming = False
             doubling = max(CONFIRM_DOUBLING_S, DOUBLING_CALLS / self._rate)
             self._met(self._rate * math.log(2) / doubling, sent_at, now)
-            if self._shared is not None:
-                self._shared.found(self, self.learned)
-                self._shared = None
+            self._leave_start()
         elif self._rate > self.limit:
             # A probe past the limit found met it; probe less often from now on.
             self._met(PROBE_PER_S * self.limit, sent_at, now)
@@ -340,10 +370,10 @@ class AdaptiveRateLimiter:
             # What the account accepted of the rate since the last change, when there are
             # enough answers to tell; a fixed step down otherwise.
             answered, throttled = self._since_cut
-            measured = answered >= MEASURE_ANSWERS
-            share = throttled / answered if measured else None
+            share = throttled / answered if answered >= MEASURE_ANSWERS else None
             self._judged = _Judged(now, self._rate, self.limit, share)
-            self._cut(CRUISE * self._rate * (1 - share) if measured else BACKOFF * self._rate, now)
+            step = BACKOFF if share is None else CRUISE * (1 - share)
+            self._cut(step * self._rate, now)
 
     def _met(self, slope: float, sent_at: float, now: float) -> None:
         """A rate rising by `slope` a second met the limit. A bucket holding `burst` runs dry
@@ -412,9 +442,10 @@ class AdaptiveRateLimiter:
             and after <= NOISE_CAP
         )
         if noise:
+            # Undo the cuts; a limit this sync thought it found was likely noise too.
             self._cascade = None
             self._restore(rate, now)
-            self.limit = limit
+            self.limit = limit if self._learned_before else None
             self._tolerate(max(after, share))
         elif judged.throttled:
             self._cascade = (rate, limit, share)
@@ -439,7 +470,10 @@ class AdaptiveRateLimiter:
         noise = max(self.noise, ASSUMED_NOISE)
         odds = _likelihood(DRY_SHARE, throttled, answered) / _likelihood(noise, throttled, answered)
         recent = self._share(SHARE_WINDOW) if len(self._recent) >= NOISE_ANSWERS else 0.0
-        if odds >= JUDGE_ODDS or recent > NOISE_CAP:
+        too_many = len(self._recent) >= NOISE_ANSWERS and (
+            _tail(noise, sum(self._recent), len(self._recent)) < NOISE_DOUBT
+        )
+        if odds >= (DRY_ODDS if self.noise else FIRST_DRY_ODDS) or too_many:
             # A dry bucket accepts of the requests in flight what it refills (one accepted
             # answer more or less is most of the difference among a few): a better estimate
             # than the first when the bucket held little.
@@ -454,7 +488,7 @@ class AdaptiveRateLimiter:
             return
         self._restore(judged.rate_before, now)
         self.limit = self.burst = None
-        if odds > 1 / JUDGE_ODDS:
+        if odds > NOISE_ODDS:
             # Too few answers to tell: undo the cut, and let them count with the next ones.
             self._undecided = (now, answered, throttled)
         else:
@@ -496,6 +530,15 @@ def _dry_rate(sends: list[tuple[float, bool]]) -> float | None:
     span = sends[-1][0] - sends[first][0]
     accepted = sum(1 for _, throttled in sends[first:] if not throttled)
     return (accepted - 1) / span if span > 0 else None
+
+
+def _tail(share: float, throttled: int, answered: int) -> float:
+    """The chance of at least `throttled` throttles among `answered` answers, each throttled
+    with `share`."""
+    return sum(
+        math.comb(answered, k) * share**k * (1 - share) ** (answered - k)
+        for k in range(throttled, answered + 1)
+    )
 
 
 def _likelihood(share: float, throttled: int, answered: int) -> float:

@@ -157,17 +157,3 @@ def run(
                 target.finished = max(target.finished, now)
                 push(now, index, "next")
     return targets
-
-
-def sync_once(
-    account: Account,
-    calls: int,
-    *,
-    learned: float | None = None,
-    workers: int = WORKERS,
-    latency_s: float = LATENCY_S,
-    retry_delay: Callable[[int, random.Random], float] = immediate_retry,
-) -> Target:
-    """One target's sync against `account`, its limiter starting from `learned`."""
-    target = Target(AdaptiveRateLimiter(learned=learned), account, calls, workers)
-    return run([target], latency_s=latency_s, retry_delay=retry_delay)[0]
