@@ -87,7 +87,7 @@ DRY_SHARE = 0.5
 """The share of requests in flight a dry bucket throttles, for the judge: that of a rate
 twice the limit."""
 UNDECIDED_S = 1.0
-NOISE_DOUBT = 0.001
+NOISE_DOUBT = 0.0005
 """Throttles among the last answers less likely than this from noise are a limit, whatever
 the few in flight said."""
 SHARE_WINDOW = 100
@@ -105,7 +105,7 @@ NOISE_CAP = 0.2
 """The most throttling ever taken for noise: more is a limit, whatever the answers said."""
 MIN_NOISE = 0.03
 NOISE_LEVER = 0.7
-NOISE_ANSWERS = 50
+NOISE_ANSWERS = 10
 """Answers needed before their throttled share sets the noise tolerated."""
 QUIET_S = 5.0
 MAX_QUIET_S = 600.0
@@ -301,7 +301,7 @@ class AdaptiveRateLimiter:
             elif self._rate < CRUISE * self.limit:
                 doubling = max(DOUBLING_S, DOUBLING_CALLS / self._rate)
                 self._rate = min(CRUISE * self.limit, self._rate * 2.0 ** (elapsed / doubling))
-            elif now - self._calm_since >= self._quiet_s:
+            elif now - self._calm_since >= max(self._quiet_s, PROBE_CALLS / self.limit):
                 self._rate += PROBE_PER_S * self.limit * elapsed
             if self.max_rps is not None:
                 self._rate = min(self._rate, self.max_rps * 2)
@@ -392,7 +392,15 @@ class AdaptiveRateLimiter:
         """Cut to what the bucket can have given; the requests in flight will judge it."""
         assert self._started is not None
         span = sent_at - self._started
-        estimate = max(MIN_RPS, self._accepted / (span + BUCKET_S))
+        # Over any span, a bucket gives at most its burst (a second of its rate, at most) and
+        # what it refills: the tightest of the spans ending now (a slow start's beginning,
+        # one request at a time, left the bucket full).
+        accepted = list(self._accepted_at)
+        estimate = max(
+            MIN_RPS,
+            self._accepted / (span + BUCKET_S),
+            *((len(accepted) - i) / (now - at + BUCKET_S) for i, at in enumerate(accepted)),
+        )
         self._judged = _Judged(
             now,
             self._rate,
@@ -405,6 +413,9 @@ class AdaptiveRateLimiter:
         self.limit = estimate
         self.burst = max(1.0, self._accepted - estimate * span)
         self._cut(CRUISE * estimate, now)
+        if self._judged.in_flight == 0:  # nothing to wait for: judge on what is known
+            judged, self._judged = self._judged, None
+            self._judge_first(judged, now)
 
     def _judge(self, sent_at: float, throttled: bool, now: float) -> None:
         judged = self._judged

@@ -30,7 +30,9 @@ def syncs(account: sim.Account, count: int, calls: int = CALLS) -> list[sim.Targ
     done: list[sim.Target] = []
     learned = None
     for _ in range(count):
-        fresh = sim.Account(account.limit_rps, account.capacity, account.noise, account.neighbour_rps)
+        fresh = sim.Account(
+            account.limit_rps, account.capacity, account.noise, account.neighbour_rps
+        )
         target = sim.run([sim.Target(AdaptiveRateLimiter(learned=learned), fresh, calls)])[0]
         learned = target.limiter.learned
         done.append(target)
@@ -97,7 +99,9 @@ def test_eight_accounts_side_by_side_share_one_probe() -> None:
     for _ in range(3):
         start = SharedStart()
         targets = [
-            sim.Target(AdaptiveRateLimiter(learned=learned[i], shared=start), sim.Account(20), 130, 8)
+            sim.Target(
+                AdaptiveRateLimiter(learned=learned[i], shared=start), sim.Account(20), 130, 8
+            )
             for i in range(8)
         ]
         sim.run(targets, cpu_s=0.0015)
@@ -150,6 +154,7 @@ def test_a_sync_against_a_rate_limited_emulator_keeps_the_limit_for_every_source
 ) -> None:
     seed_catalogue(server.emulator, seed=21, images=40)
     server.emulator.faults.rate_limit_rps = 20
+    server.emulator.faults.latency_s = 0.02  # requests in flight, as against AWS
     report = run_sync(data_dir, server)
     assert report.ok
     assert report.stats.throttled <= 12, report.stats.throttled
