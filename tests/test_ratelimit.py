@@ -47,7 +47,7 @@ def wall_over_floor(target: sim.Target, limit: float) -> float:
 @pytest.mark.parametrize("limit", [1, 2, 5, 10, 20, 50, 100])
 def test_after_its_first_sync_a_target_is_rarely_throttled(limit: int, capacity: str) -> None:
     bucket = None if capacity == "second" else 1.0
-    first, *later = syncs(sim.Account(limit, bucket), 3)
+    _, *later = syncs(sim.Account(limit, bucket), 3)
     for target in later:
         assert target.throttled <= 0.02 * target.attempts, target.throttled
     if capacity == "second" or limit <= 20:
