@@ -39,6 +39,7 @@ clock.
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 import time
@@ -112,6 +113,7 @@ MAX_QUIET_S = 600.0
 PROBE_CALLS = 100
 PROBE_PER_S = 0.05
 EVIDENCE_SPANS_S = (2.0, 5.0, 10.0)
+EVIDENCE_EVERY_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,7 @@ class AdaptiveRateLimiter:
         self._since_cut = [0, 0]
         """Answers, and throttled among them, to the requests sent since the last cut."""
         self._calm_since = 0.0
+        self._weighed_at = float("-inf")
         self._quiet_s = QUIET_S
         self._judged: _Judged | None = None
         self._cascade: tuple[float, float | None, float] | None = None
@@ -331,13 +334,16 @@ class AdaptiveRateLimiter:
             self._accepted_at.popleft()
         if self.limit is None or self._started is None or self._judged is not None:
             return
-        burst = self._burst()
+        if now - self._weighed_at < EVIDENCE_EVERY_S:
+            return
+        self._weighed_at = now
+        burst, times = self._burst(), list(self._accepted_at)
         for span in EVIDENCE_SPANS_S:
             # Only a span without a throttle: while the bucket is dry, another client's
             # throttled requests leave tokens to us that are no part of our share.
             if now - max(self._started, self._calm_since) < span:
                 break
-            accepted = sum(1 for at in self._accepted_at if at > now - span)
+            accepted = len(times) - bisect.bisect_right(times, now - span)
             self.limit = max(self.limit, (accepted - burst) / span)
 
     def _burst(self) -> float:
@@ -395,12 +401,15 @@ class AdaptiveRateLimiter:
         # Over any span, a bucket gives at most its burst (a second of its rate, at most) and
         # what it refills: the tightest of the spans ending now (a slow start's beginning,
         # one request at a time, left the bucket full).
-        accepted = list(self._accepted_at)
-        estimate = max(
-            MIN_RPS,
-            self._accepted / (span + BUCKET_S),
-            *((len(accepted) - i) / (now - at + BUCKET_S) for i, at in enumerate(accepted)),
+        whole = self._accepted / (span + BUCKET_S)
+        times = list(self._accepted_at)
+        tightest = max(
+            ((len(times) - i) / (now - at + BUCKET_S) for i, at in enumerate(times)), default=0
         )
+        estimate = max(MIN_RPS, whole, tightest)
+        # The burst the estimate allows for: what the whole span accepted beyond it, or (a
+        # tighter span's) its second's worth.
+        burst = self._accepted - estimate * span if whole >= tightest else estimate * BUCKET_S
         self._judged = _Judged(
             now,
             self._rate,
@@ -411,7 +420,7 @@ class AdaptiveRateLimiter:
             in_flight=sum(1 for at in self._sent_at if at > sent_at),
         )
         self.limit = estimate
-        self.burst = max(1.0, self._accepted - estimate * span)
+        self.burst = max(1.0, burst)
         self._cut(CRUISE * estimate, now)
         if self._judged.in_flight == 0:  # nothing to wait for: judge on what is known
             judged, self._judged = self._judged, None
