@@ -23,7 +23,9 @@ from .decisions import (
     classify,
     deleted_image_state,
     latest_per_image,
+    listing_filter_ms,
     listing_start_ms,
+    on_or_after,
     versions_to_describe,
 )
 from .errors import DataError
@@ -105,9 +107,8 @@ def _fetch_image(
     account_region = (job.state.account_id, job.target.region)
     listed: list[Row] = []
     try:
-        for page in list_image_versions(
-            client, job.name, None if start is None else from_ms(start)
-        ):
+        since = None if start is None else from_ms(listing_filter_ms(start))
+        for page in list_image_versions(client, job.name, since):
             listed.extend(
                 version_row(
                     job.name,
@@ -117,6 +118,7 @@ def _fetch_image(
                 )
                 for item in page
             )
+        listed = on_or_after(listed, start)
         classified = classify(listed, job.state, job.stored, observed_at_ms=observed_at_ms)
         details: list[Row] = []
         vanished = 0

@@ -33,10 +33,11 @@ which account a request is for from the request's access key, which :class:`Call
 resolves through STS GetCallerIdentity (see :class:`EmulatorServer`).
 The package depends on the standard library only (and on no other part of ``pipeline``). Its
 modules: ``clock`` (the Clock), ``validation`` (error codes, ApiError, request members),
-``faults`` (Faults), ``modes`` (Modes and the asynchronous lifecycle), ``shapes`` (catalogue records and response shapes), ``paging`` (sorting,
-filtering, NextTokens), ``operations`` (the Emulator), ``seeding`` (seed_catalogue),
-``mutations`` (random_mutations), ``accounts`` (CallerAccounts) and ``server`` (HTTP,
-EmulatorServer, serve).
+``faults`` (Faults), ``modes`` (Modes, and the lifecycle of CREATING and DELETING versions),
+``shapes`` (catalogue records and response shapes), ``paging`` (sorting, filtering,
+NextTokens), ``operations`` (the Emulator), ``seeding`` (seed_catalogue), ``mutations``
+(random_mutations), ``accounts`` (CallerAccounts) and ``server`` (HTTP, EmulatorServer,
+serve).
 """
 
 from .accounts import CallerAccounts
