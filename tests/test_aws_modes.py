@@ -15,6 +15,12 @@ from pipeline.storage import DataDir
 from tests.support import assert_converged, history_duplicates, run_sync
 
 
+def image_with_versions(emulator: Emulator, name: str, versions: int) -> None:
+    emulator.create_image(name)
+    for _ in range(versions):
+        emulator.create_image_version(name)
+
+
 def test_whole_second_filters_store_no_state_twice(
     server: EmulatorServer, data_dir: DataDir
 ) -> None:
@@ -128,17 +134,14 @@ def test_names_found_in_any_case_keep_each_image_apart(
     emulator = server.emulator
     emulator.modes.case_insensitive_names = True
     for name in ("Team.Vision-GPU", "speech"):
-        emulator.create_image(name)
-        for _ in range(3):
-            emulator.create_image_version(name)
+        image_with_versions(emulator, name, 3)
     assert run_sync(data_dir, server).ok
 
     def recreate(operation: str, params: dict[str, Any]) -> None:
         if operation == "ListImageVersions" and params["ImageName"] == "Team.Vision-GPU":
             emulator.before_request = None
             emulator.delete_image("Team.Vision-GPU")
-            emulator.create_image("team.vision-gpu")
-            emulator.create_image_version("team.vision-gpu")
+            image_with_versions(emulator, "team.vision-gpu", 1)
 
     emulator.clock.advance(5)
     emulator.before_request = recreate
@@ -155,9 +158,7 @@ def test_archived_versions_that_drop_out_of_listings_are_kept_not_tombstoned(
 ) -> None:
     emulator = server.emulator
     emulator.modes.archived_unlisted = True
-    emulator.create_image("old")
-    for _ in range(4):
-        emulator.create_image_version("old")
+    image_with_versions(emulator, "old", 4)
     assert run_sync(data_dir, server).ok
     emulator.clock.advance(5)
     emulator.update_image_version("old", 1, details={"VendorGuidance": "ARCHIVED"})
