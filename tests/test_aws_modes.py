@@ -146,6 +146,7 @@ def test_names_found_in_any_case_keep_each_image_apart(
     emulator.clock.advance(5)
     emulator.before_request = recreate
     run_sync(data_dir, server)
+    assert emulator.before_request is None, "the image was re-created mid-sync"
     assert history_duplicates(data_dir) == 0
     emulator.clock.advance(5)
     assert run_sync(data_dir, server).ok

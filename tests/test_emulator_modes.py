@@ -175,6 +175,21 @@ def test_an_explicit_status_change_overrides_a_pending_one(emulator: Emulator, c
     assert statuses(client, "racy") == {1: "CREATE_FAILED"}
 
 
+def test_deleting_a_creating_version_deletes_it_and_a_second_delete_changes_nothing(
+    emulator: Emulator, client: Any
+) -> None:
+    emulator.modes = Modes(creating_s=60, deleting_s=10)
+    emulator.create_image("brief")
+    emulator.create_image_version("brief")
+    emulator.clock.advance(1)
+    client.delete_image_version(ImageName="brief", Version=1)
+    emulator.clock.advance(5)
+    client.delete_image_version(ImageName="brief", Version=1)  # still due at 11 s
+    assert statuses(client, "brief") == {1: "DELETING"}
+    emulator.clock.advance(5)
+    assert statuses(client, "brief") == {}
+
+
 def test_names_are_found_in_any_case_only_in_that_mode(emulator: Emulator, client: Any) -> None:
     emulator.create_image("Team.Vision-GPU")
     emulator.create_image_version("Team.Vision-GPU")
