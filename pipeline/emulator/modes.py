@@ -126,9 +126,9 @@ class Lifecycle:
     CREATING or DELETING, and when each settles. Settled lazily, on the emulator's clock,
     before every read of the catalogue (the caller holds the emulator's lock)."""
 
-    _pending: list[_Transition] = field(default_factory=list)
-    _rng: random.Random = field(default_factory=random.Random)
-    _rng_seed: int | None = None
+    _pending: list[_Transition] = field(default_factory=list, init=False)
+    _rng: random.Random = field(default_factory=random.Random, init=False, repr=False)
+    _rng_seed: int | None = field(default=None, init=False, repr=False)
 
     @property
     def pending(self) -> bool:
