@@ -18,7 +18,9 @@ __all__ = [
     "classify",
     "deleted_image_state",
     "latest_per_image",
+    "listing_filter_ms",
     "listing_start_ms",
+    "on_or_after",
     "versions_to_describe",
 ]
 
@@ -28,6 +30,31 @@ def listing_start_ms(state: ImageState | None, lookback_ms: int, full_listing: b
     if full_listing or state is None or state.is_deleted or state.watermark_ms is None:
         return None
     return state.watermark_ms - lookback_ms
+
+
+def listing_filter_ms(start_ms: int) -> int:
+    """The LastModifiedTimeAfter a listing sends for a start (epoch ms): floored to the whole
+    second.
+
+    botocore before its mid-2026 serializer change sends whole seconds whatever it is given,
+    and whether the service truncates is not documented: sending the floor ourselves makes
+    every client and service answer alike, a superset of the rows from `start_ms` on, which
+    `on_or_after` cuts back (docs/aws-behaviour.md).
+    """
+    return start_ms - start_ms % 1000
+
+
+def on_or_after(listed: Iterable[Row], start_ms: int | None) -> list[Row]:
+    """The listed rows that an exact, inclusive filter at `start_ms` returns.
+
+    A coarser filter re-reads rows stamped before the listing's start: the state's window
+    does not cover them (it starts there too), so kept they would be stored again as
+    changed. An update stamped there is the late update the lookback bounds: the next
+    reconciliation catches it, as it would with an exact filter.
+    """
+    if start_ms is None:
+        return list(listed)
+    return [row for row in listed if row["last_modified_time"] >= start_ms]
 
 
 @dataclass

@@ -23,7 +23,9 @@ from .decisions import (
     classify,
     deleted_image_state,
     latest_per_image,
+    listing_filter_ms,
     listing_start_ms,
+    on_or_after,
     versions_to_describe,
 )
 from .errors import DataError
@@ -105,9 +107,8 @@ def _fetch_image(
     account_region = (job.state.account_id, job.target.region)
     listed: list[Row] = []
     try:
-        for page in list_image_versions(
-            client, job.name, None if start is None else from_ms(start)
-        ):
+        since = None if start is None else from_ms(listing_filter_ms(start))
+        for page in list_image_versions(client, job.name, since):
             listed.extend(
                 version_row(
                     job.name,
@@ -117,6 +118,9 @@ def _fetch_image(
                 )
                 for item in page
             )
+        listed = on_or_after(listed, start)
+        if job.stored is not None:
+            listed += _unlisted_but_live(client, job, job.stored, listed, observed_at_ms)
         classified = classify(listed, job.state, job.stored, observed_at_ms=observed_at_ms)
         details: list[Row] = []
         vanished = 0
@@ -134,6 +138,41 @@ def _fetch_image(
             log.debug("%s/%s failed", job.target.label, job.name, exc_info=True)
         return _ImageResult(job, [], failure_reason(exc))
     return _ImageResult(job, listed, classified=classified, details=details, vanished=vanished)
+
+
+def _unlisted_but_live(
+    client: Any, job: _ImageJob, stored: Mapping[int, Row], listed: list[Row], observed_at_ms: int
+) -> list[Row]:
+    """The versions stored live that a full listing left out but that still exist, as
+    DescribeImageVersion gives them: absence alone never tombstones a version.
+
+    The model says archived versions "are not searchable"; if ListImageVersions leaves them
+    out, a reconcile would take them for deleted. Only ResourceNotFound proves a deletion.
+    Costs one call per such version and reconcile: once for a deleted one (tombstoned
+    then), every reconcile for an archived one (docs/aws-behaviour.md).
+    """
+    from botocore.exceptions import ClientError
+
+    seen = {row["version"] for row in listed}
+    found = []
+    for version in sorted(stored.keys() - seen):
+        try:
+            item = patiently(client.describe_image_version, ImageName=job.name, Version=version)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFound":
+                continue
+            raise
+        row = version_row(
+            job.name,
+            item,
+            observed_at_ms=observed_at_ms,
+            image_account_region=(job.state.account_id, job.target.region),
+        )
+        if row["version"] != version:
+            raise MalformedRecord(f"DescribeImageVersion of version {version} named another")
+        log.info("%s version %d is not listed but exists (archived?): kept", job.name, version)
+        found.append(row)
+    return found
 
 
 def _describe_versions(client: Any, rows: list[Row], observed_at_ms: int) -> tuple[list[Row], int]:

@@ -30,6 +30,7 @@ from pipeline.storage import AUTO_COMPACT_FILES
 from tests.fault_dagster import DAGSTER_MATRIX
 from tests.fault_harness import Harness, Row, Trial, harness, read_until
 from tests.fault_hostile import HOSTILE_MATRIX
+from tests.fault_modes import MODES_MATRIX
 from tests.support import OTHER_REGION, REGION, held_listings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -676,6 +677,7 @@ MATRIX: list[tuple[str, RowFactory, int, int]] = [
     ("safe_defaults", safe_defaults, 1, 1),
     ("soak", soak, 10, 300),
     *HOSTILE_MATRIX,
+    *MODES_MATRIX,
 ]
 
 

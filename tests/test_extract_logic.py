@@ -12,7 +12,9 @@ from pipeline.decisions import (
     classify,
     deleted_image_state,
     latest_per_image,
+    listing_filter_ms,
     listing_start_ms,
+    on_or_after,
 )
 from pipeline.schema import (
     IMAGE_VERSION_SCHEMA,
@@ -68,6 +70,25 @@ def test_listing_start_is_watermark_minus_lookback_or_everything() -> None:
     assert listing_start_ms(state(watermark_ms=T0), MINUTE, False) == T0 - MINUTE
     assert listing_start_ms(state(watermark_ms=T0), MINUTE, True) is None
     assert listing_start_ms(state(watermark_ms=T0, is_deleted=True), MINUTE, False) is None
+
+
+def test_the_filter_sent_is_the_start_floored_to_the_whole_second() -> None:
+    assert listing_filter_ms(T0 + 1_678) == T0 + 1_000
+    assert listing_filter_ms(T0 + 2_000) == T0 + 2_000
+    assert listing_filter_ms(-1) == -1_000
+
+
+def test_rows_a_coarser_filter_let_through_are_not_taken_for_changes() -> None:
+    first = [row(1, T0 + 100), row(2, T0 + MINUTE + 600)]
+    synced = advance_state(state(), first, lookback_ms=MINUTE, full_listing=False, synced_at_ms=NOW)
+    start = listing_start_ms(synced, MINUTE, False)
+    assert start == T0 + 600 and listing_filter_ms(start) == T0
+    # Everything the floored filter returns: version 1 lies before the window.
+    assert classify(first, synced, None, observed_at_ms=NOW).changed == 1
+    kept = on_or_after(first, start)
+    assert kept == [first[1]]
+    assert classify(kept, synced, None, observed_at_ms=NOW).to_write == []
+    assert on_or_after(first, None) == first
 
 
 def test_reread_rows_inside_the_window_are_not_written_again() -> None:

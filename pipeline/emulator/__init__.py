@@ -25,20 +25,25 @@ of its image).
 
 Tests drive the catalogue through the :class:`Emulator` Python API and a controllable
 :class:`Clock`, and inject latency, throttling and server errors through :class:`Faults`.
+:class:`Modes` (each off by default) give the other answer to what AWS leaves open: whole-second
+time filters, short or empty pages with a NextToken, CREATING and DELETING that last, names
+found in any case, archived versions unlisted.
 One server can stand for several accounts, each an :class:`Emulator` of its own: it tells
 which account a request is for from the request's access key, which :class:`CallerAccounts`
 resolves through STS GetCallerIdentity (see :class:`EmulatorServer`).
 The package depends on the standard library only (and on no other part of ``pipeline``). Its
 modules: ``clock`` (the Clock), ``validation`` (error codes, ApiError, request members),
-``faults`` (Faults), ``shapes`` (catalogue records and response shapes), ``paging`` (sorting,
-filtering, NextTokens), ``operations`` (the Emulator), ``seeding`` (seed_catalogue),
-``mutations`` (random_mutations), ``accounts`` (CallerAccounts) and ``server`` (HTTP,
-EmulatorServer, serve).
+``faults`` (Faults), ``modes`` (Modes, and the lifecycle of CREATING and DELETING versions),
+``shapes`` (catalogue records and response shapes), ``paging`` (sorting, filtering,
+NextTokens), ``operations`` (the Emulator), ``seeding`` (seed_catalogue), ``mutations``
+(random_mutations), ``accounts`` (CallerAccounts) and ``server`` (HTTP, EmulatorServer,
+serve).
 """
 
 from .accounts import CallerAccounts
 from .clock import Clock
 from .faults import Faults
+from .modes import Modes
 from .mutations import random_mutations
 from .operations import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Emulator
 from .seeding import MIN_SEED_IMAGES, seed_catalogue
@@ -75,6 +80,7 @@ __all__ = [
     "Emulator",
     "EmulatorServer",
     "Faults",
+    "Modes",
     "random_mutations",
     "seed_catalogue",
     "serve",

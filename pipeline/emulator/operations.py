@@ -6,11 +6,13 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from .clock import Clock, _to_datetime, _to_epoch, _to_ms
 from .faults import Faults
+from .modes import Lifecycle, Modes
 from .paging import (
     _DEFAULT_MAX_RESULTS,
     _IMAGE_LISTING,
@@ -60,6 +62,8 @@ class Emulator:
         self.clock = clock if clock is not None else Clock()
         self.default_region = region
         self.faults = Faults()
+        self.modes = Modes()
+        self._lifecycle = Lifecycle()
         self.image_limit = _DEFAULT_LIMIT
         self.version_limit = _DEFAULT_LIMIT
         self._lock = threading.RLock()
@@ -100,17 +104,20 @@ class Emulator:
         name: str,
         *,
         region: str | None = None,
-        status: str = "CREATED",
+        status: str | None = None,
         failure_reason: str | None = None,
         details: Mapping[str, Any] | None = None,
         aliases: Iterable[str] = (),
     ) -> dict[str, Any]:
         """Add the next version to image ``name``; returns its ``ImageVersion`` shape.
 
-        ``details`` holds CreateImageVersion's optional members by their wire names
-        (``JobType``, ``Processor``, ``Horovod``...), ``aliases`` its ``Aliases``.
+        Without ``status`` it is created as CreateImageVersion creates it: CREATED, or
+        CREATING for a while under the ``creating_s`` mode. ``details`` holds
+        CreateImageVersion's optional members by their wire names (``JobType``,
+        ``Processor``, ``Horovod``...), ``aliases`` its ``Aliases``.
         """
-        _check_status(status)
+        if status is not None:
+            _check_status(status)
         params = _Params({**(details or {}), "Aliases": list(aliases)})
         _check_detail_members(details or {})
         with self._lock:
@@ -165,6 +172,7 @@ class Emulator:
             record = self._version(image, version)
             self._change_version(image, record, params)
             if status is not None:
+                self._lifecycle.cancel(record)
                 record.status, record.failure_reason = status, failure_reason
             elif failure_reason is not None:
                 record.failure_reason = failure_reason
@@ -174,10 +182,10 @@ class Emulator:
             return _version_shape(image, record, _to_datetime)
 
     def delete_image_version(self, name: str, version: int, *, region: str | None = None) -> None:
-        """Delete one version of image ``name``."""
+        """Delete one version of image ``name`` (after a while, under the ``deleting_s`` mode)."""
         with self._lock:
             image = self._image(self._region(region), name)
-            del image.versions[self._version(image, version).number]
+            self._remove_version(image, self._version(image, version))
 
     def delete_image(self, name: str, *, region: str | None = None) -> None:
         """Delete image ``name`` and all its versions."""
@@ -263,13 +271,13 @@ class Emulator:
         query = _ListQuery.parse(params, _IMAGE_LISTING)
         contains = params.string("NameContains")
         needle = (contains or "").lower()
-        rows = [image for image in self._catalogue(region).values() if needle in image.name.lower()]
         return self._list_page(
             query,
-            rows,
+            self._catalogue(region).values(),
             _IMAGE_LISTING,
             {"region": region, "NameContains": contains},
             lambda image: _image_shape(image, _to_epoch),
+            None if contains is None else lambda image: needle in image.name.lower(),
         )
 
     def _list_image_versions(self, region: str, params: _Params) -> dict[str, Any]:
@@ -278,7 +286,7 @@ class Emulator:
         image = self._image(region, name)
         return self._list_page(
             query,
-            list(image.versions.values()),
+            [version for version in image.versions.values() if self.modes.listed(version)],
             _VERSION_LISTING,
             {"region": region, "ImageName": name},
             lambda version: _version_shape(image, version, _to_epoch),
@@ -291,8 +299,11 @@ class Emulator:
         listing: _Listing[_Row],
         scope: Mapping[str, Any],
         render: Callable[[_Row], dict[str, Any]],
+        keep: Callable[[_Row], bool] | None = None,
     ) -> dict[str, Any]:
-        """Filter, sort and cut one page after the NextToken's cursor; the shared List core."""
+        """Filter (time bounds, and `keep`), sort and cut one page after the NextToken's
+        cursor; the shared List core."""
+        query = replace(query, bounds=self.modes.floor_bounds(query.bounds))
         binding = query.binding(listing.operation, scope)
         key = listing.key(query.sort_by)
         cursor = self._tokens.decode(query.next_token, binding) if query.next_token else None
@@ -303,14 +314,23 @@ class Emulator:
             return key(row) < cursor if query.descending else key(row) > cursor
 
         matching = sorted(
-            (row for row in query.admitted(rows) if after_cursor(row)),
+            (
+                row
+                for row in query.admitted(rows)
+                if after_cursor(row) and (keep is None or keep(row))
+            ),
             key=key,
             reverse=query.descending,
         )
-        page = matching[: query.max_results]
+        page, last = self.modes.cut_page(
+            lambda: sorted(filter(after_cursor, rows), key=key, reverse=query.descending),
+            matching,
+            query.max_results,
+            filtered=bool(query.bounds) or keep is not None,
+        )
         response: dict[str, Any] = {listing.result_key: [render(row) for row in page]}
-        if len(matching) > len(page):
-            response["NextToken"] = self._tokens.encode(binding, key(page[-1]))
+        if last is not None:
+            response["NextToken"] = self._tokens.encode(binding, key(last))
         return response
 
     def _describe_image(self, region: str, params: _Params) -> dict[str, Any]:
@@ -394,7 +414,7 @@ class Emulator:
         version = self._addressed_version(image, params)
         if version is None:
             raise _invalid("Version", None, "not be null")
-        del image.versions[version.number]
+        self._remove_version(image, version)
         return {}
 
     # internals ---------------------------------------------------------------------------
@@ -406,10 +426,18 @@ class Emulator:
         return _to_ms(self.clock.now())
 
     def _catalogue(self, region: str) -> dict[str, _Image]:
+        """A region's images, once every create or delete due by now has settled."""
+        if self._lifecycle.pending:
+            self._lifecycle.settle(self.modes, self._now_ms())
         return self._regions.setdefault(region, {})
 
     def _image(self, region: str, name: str) -> _Image:
-        image = self._catalogue(region).get(_check_string("ImageName", name))
+        catalogue = self._catalogue(region)
+        image = catalogue.get(_check_string("ImageName", name))
+        if image is None and self.modes.case_insensitive_names:
+            # Names are unique in any case (`_add_image`): at most one matches.
+            matches = [i for key, i in catalogue.items() if key.lower() == name.lower()]
+            image = matches[0] if matches else None
         if image is None:
             arn = f"arn:aws:sagemaker:{region}:{self.account_id}:image/{name}"
             raise ApiError(NOT_FOUND, f"Image {arn} does not exist.")
@@ -448,6 +476,11 @@ class Emulator:
                         IN_USE,
                         f"Alias {alias} is in use by version {other.number} of {image.name}.",
                     )
+
+    def _remove_version(self, image: _Image, version: _Version) -> None:
+        """Delete a version: at once, or DELETING first under the ``deleting_s`` mode."""
+        if not self._lifecycle.delete(self.modes, image, version, self._now_ms()):
+            del image.versions[version.number]
 
     def _change_version(self, image: _Image, version: _Version, params: _Params) -> None:
         """Apply UpdateImageVersion's members (details, AliasesToAdd/-Delete) to a version."""
@@ -504,9 +537,11 @@ class Emulator:
         details: dict[str, Any] | None = None,
         *,
         aliases: Iterable[str] = (),
-        status: str = "CREATED",
+        status: str | None = None,
         reason: str | None = None,
     ) -> _Version:
+        """The image's next version; without ``status``, as CreateImageVersion leaves it
+        (CREATED, or CREATING under the ``creating_s`` mode)."""
         if len(image.versions) >= self.version_limit:
             raise ApiError(
                 LIMIT_EXCEEDED,
@@ -517,7 +552,7 @@ class Emulator:
         version = _Version(
             number=image.next_version,
             base_image=base_image,
-            status=status,
+            status=status or "CREATED",
             failure_reason=reason,
             created_ms=now,
             modified_ms=now,
@@ -527,6 +562,8 @@ class Emulator:
         )
         image.versions[version.number] = version
         image.next_version += 1
+        if status is None:
+            self._lifecycle.create(self.modes, image, version, now)
         return version
 
 
