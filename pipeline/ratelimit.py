@@ -100,6 +100,7 @@ MEASURE_WINDOW = 20
 """Under the limit found, a throttle is looked into only with another among this many
 answers: one alone is a burst of a neighbour's, or a late wake-up."""
 JUDGE_SAMPLE = 40
+JUDGE_MAX_S = 2.0
 DRY_SHOWS = (5, 0.3)
 """Throttled answers after a cut, and their share, that show the bucket is still dry."""
 NOISE_CAP = 0.2
@@ -112,6 +113,13 @@ QUIET_S = 5.0
 MAX_QUIET_S = 600.0
 PROBE_CALLS = 100
 PROBE_PER_S = 0.05
+PROBE_SUCCESS = 1.2
+"""A probe that proves this much more than the limit found climbs as after a first throttle:
+the limit was low (found during another client's burst, say), not met."""
+MAX_PROBE_GAP_S = 60.0
+STORM_RPS = 5.0
+"""Throttled before any request was accepted, the rate falls no lower than this: nothing says
+what the limit is yet."""
 EVIDENCE_SPANS_S = (2.0, 5.0, 10.0)
 EVIDENCE_EVERY_S = 0.5
 
@@ -304,7 +312,9 @@ class AdaptiveRateLimiter:
             elif self._rate < CRUISE * self.limit:
                 doubling = max(DOUBLING_S, DOUBLING_CALLS / self._rate)
                 self._rate = min(CRUISE * self.limit, self._rate * 2.0 ** (elapsed / doubling))
-            elif now - self._calm_since >= max(self._quiet_s, PROBE_CALLS / self.limit):
+            elif now - self._calm_since >= max(
+                self._quiet_s, min(PROBE_CALLS / self.limit, MAX_PROBE_GAP_S)
+            ):
                 self._rate += PROBE_PER_S * self.limit * elapsed
             if self.max_rps is not None:
                 self._rate = min(self._rate, self.max_rps * 2)
@@ -344,7 +354,10 @@ class AdaptiveRateLimiter:
             if now - max(self._started, self._calm_since) < span:
                 break
             accepted = len(times) - bisect.bisect_right(times, now - span)
-            self.limit = max(self.limit, (accepted - burst) / span)
+            proven = (accepted - burst) / span
+            if proven > PROBE_SUCCESS * self.limit and self._rate > self.limit:
+                self._confirming = True  # a probe well past the old limit: climb faster
+            self.limit = max(self.limit, proven)
 
     def _burst(self) -> float:
         """Requests the bucket holds beyond the limit: as seen, or at most `BUCKET_S` of it."""
@@ -397,6 +410,11 @@ class AdaptiveRateLimiter:
     def _first_throttle(self, sent_at: float, now: float) -> None:
         """Cut to what the bucket can have given; the requests in flight will judge it."""
         assert self._started is not None
+        if self._accepted == 0:
+            # Throttled before anything was accepted: another client drained the bucket, or
+            # the service sheds load. No limit to estimate yet: slow down, not to a crawl.
+            self._cut(max(STORM_RPS, self._rate / 4), now)
+            return
         span = sent_at - self._started
         # Over any span, a bucket gives at most its burst (a second of its rate, at most) and
         # what it refills: the tightest of the spans ending now (a slow start's beginning,
@@ -445,7 +463,7 @@ class AdaptiveRateLimiter:
         judged.sends.append((sent_at, throttled))
         after = judged.throttled / judged.answered
         dry = judged.throttled >= DRY_SHOWS[0] and after >= DRY_SHOWS[1]
-        if judged.answered < JUDGE_SAMPLE and not dry:
+        if judged.answered < JUDGE_SAMPLE and not dry and now - judged.at < JUDGE_MAX_S:
             return
         self._judged = None
         # Cuts go on while throttles do, each to what the account accepted. Noise keeps the
@@ -467,7 +485,12 @@ class AdaptiveRateLimiter:
             self._restore(rate, now)
             self.limit = limit if self._learned_before else None
             self._tolerate(max(after, share))
-        elif judged.throttled:
+        elif judged.throttled == judged.answered:
+            # Nothing accepted: a storm (another client hogging the account, the service
+            # shedding load), not a limit to measure. Slow down, keep the limit for after.
+            self._cut(max(STORM_RPS, self._rate / 4), now)
+            self.limit = limit
+        elif judged.throttled and not _stopped(judged.sends):
             self._cascade = (rate, limit, share)
             self.limit = max(MIN_RPS, _dry_rate(judged.sends) or self._rate * (1 - after))
             self._cut(CRUISE * self.limit, now)
@@ -537,6 +560,13 @@ class AdaptiveRateLimiter:
             if cancel.wait(delay):
                 raise Cancelled()
         return time.monotonic()
+
+
+def _stopped(sends: list[tuple[float, bool]]) -> bool:
+    """Whether the throttles among these requests stopped half way: the tail of a burst, not
+    a limit that a rate under it would meet all along."""
+    later = sorted(sends)[len(sends) // 2 :]
+    return len(later) >= 2 and not any(throttled for _, throttled in later)
 
 
 def _dry_rate(sends: list[tuple[float, bool]]) -> float | None:

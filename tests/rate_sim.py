@@ -32,6 +32,8 @@ class Account:
     """Requests the bucket holds; None for one second of the limit (at least one)."""
     noise: float = 0.0
     neighbour_rps: float | None = None
+    storm: tuple[float, float] | None = None
+    """From, to: every request throttled (another client hogging the account)."""
     seed: int = 7
     neighbour_attempts: int = 0
     neighbour_throttled: int = 0
@@ -67,6 +69,8 @@ class Account:
                 self.neighbour_attempts += 1
                 self.neighbour_throttled += not self._take(self._neighbour_next)
                 self._neighbour_next += 1.0 / self.neighbour_rps
+        if self.storm is not None and self.storm[0] <= at < self.storm[1]:
+            return False
         if not self._take(at):
             return False
         return not (self.noise and self._rng.random() < self.noise)

@@ -127,6 +127,19 @@ def test_a_limit_raised_between_syncs_is_found_and_a_lowered_one_costs_a_few_thr
     assert target.limiter.learned is not None and target.limiter.learned.rps <= 11
 
 
+@pytest.mark.parametrize("learned", [None, Learned(20.0, 20.0)])
+def test_a_storm_of_throttles_costs_about_its_length_not_the_rest_of_the_sync(
+    learned: Learned | None,
+) -> None:
+    """Every request throttled for 3 s (another client hogging the account), at the start or
+    in the middle of a sync against a 20 requests/s limit: afterwards the rate comes back."""
+    storm = (0.0, 3.0) if learned is None else (5.0, 8.0)
+    account = sim.Account(20, storm=storm)
+    target = sim.run([sim.Target(AdaptiveRateLimiter(learned=learned), account, 400)])[0]
+    assert target.finished <= 400 / 20 + 3 + 6
+    assert target.limiter.learned is not None and target.limiter.learned.rps >= 16
+
+
 def test_an_unthrottled_endpoint_is_limited_only_by_the_workers() -> None:
     target = syncs(sim.Account(), 1, 3000)[0]
     assert target.throttled == 0
