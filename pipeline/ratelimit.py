@@ -59,7 +59,7 @@ SENT_MEMORY_S = 1.0
 DOUBLING_S = 0.12
 ROUND_TRIPS_PER_DOUBLING = 3
 CONFIRM_DOUBLING_S = 1.0
-DOUBLING_CALLS = 8
+DOUBLING_CALLS = 4
 """Once a limit is near, the rate doubles no faster than once in this many requests, so at a
 low rate the answers tell it met the limit before it is far past it."""
 CRUISE = 0.9
@@ -118,6 +118,9 @@ PROBE_SUCCESS = 1.2
 the limit was low (found during another client's burst, say), not met."""
 MAX_PROBE_GAP_S = 60.0
 STORM_RPS = 5.0
+MIN_EVIDENCE = 1
+"""Accepted answers below which a first throttle estimates nothing (a storm, or the bucket
+drained by another client before this sync began)."""
 """Throttled before any request was accepted, the rate falls no lower than this: nothing says
 what the limit is yet."""
 EVIDENCE_SPANS_S = (2.0, 5.0, 10.0)
@@ -410,9 +413,10 @@ class AdaptiveRateLimiter:
     def _first_throttle(self, sent_at: float, now: float) -> None:
         """Cut to what the bucket can have given; the requests in flight will judge it."""
         assert self._started is not None
-        if self._accepted == 0:
-            # Throttled before anything was accepted: another client drained the bucket, or
-            # the service sheds load. No limit to estimate yet: slow down, not to a crawl.
+        if self._accepted < MIN_EVIDENCE:
+            # Throttled before hardly anything was accepted: another client drained the
+            # bucket, or the service sheds load. No limit to estimate yet: slow down, not to
+            # a crawl.
             self._cut(max(STORM_RPS, self._rate / 4), now)
             return
         span = sent_at - self._started
