@@ -1,40 +1,27 @@
-"""The request rate of one target: it finds the account's limit, tells it from noise, and
-keeps what it found for the next sync.
+"""The request rate of one target: it finds the account's limit, tells it from noise and
+from other clients' bursts, and keeps what it found for the next sync.
 
-An account's SageMaker limit is a token bucket shared with every other client of the account
-(Studio, CI jobs, other tools): it refills at a rate and holds a burst. The service also
-throttles some requests whatever the rate. Each target paces its requests evenly (`reserve`)
-at a rate learned from the answers (`observe`):
+An account's SageMaker limit is a token bucket shared with every other client of the account:
+it refills at a rate and holds a burst. The service also throttles some requests whatever the
+rate. Each target paces its requests evenly (`reserve`) at a rate learned from the answers
+(`observe`), with a model of that bucket (its rate, `limit`, and its `burst`):
 
-- **Slow start.** With nothing known, the rate starts at `INITIAL_RPS` and doubles every
-  `DOUBLING_S` (or `ROUND_TRIPS_PER_DOUBLING` round trips, when they are longer) while workers
-  wait on it: an endpoint that never throttles is soon limited only by the workers.
-- **The first throttle: a dry bucket, or noise?** A bucket that runs dry throttles most of the
-  requests sent after it; noise throttles a few. The first throttle cuts the rate at once to
-  what the bucket can have given, `accepted / (span + BUCKET_S)` (the requests accepted so far,
-  over the time they took plus the most burst a bucket may hold), and the answers to the
-  requests already in flight judge it. Most of them throttled: the bucket ran dry, and the rate
-  climbs again from that floor (`CONFIRM_DOUBLING_S`) until it meets the limit. Few of them:
-  noise; the cut is undone and that share of throttles is tolerated from then on.
-- **The limit found.** The rate cruises at `CRUISE` of it, so the bucket refills a little
-  between requests and another client's burst is not throttled. A throttle there, at a share
-  above the noise tolerated, means the limit fell (a neighbour came) or the throttles are
-  noise: the rate is cut to just under what the account accepted of it, and the answers after
-  the cut decide. Throttles that stop were a limit; throttles that go on at the share they had
-  are noise, and the cut is undone.
-- **Only evidence raises it.** The burst the bucket held at the first throttle is known
-  (`burst`: what it accepted beyond the limit). The limit rises when more requests are
-  accepted over a span than the limit and that burst allow. After `quiet` seconds without a
-  throttle, the rate probes above the limit by `PROBE_PER_S` of it a second; a probe that is
-  throttled goes back under and doubles the quiet, so probing a limit that holds costs about
-  one throttled request in `PROBE_CALLS`.
+- **Slow start**, doubling while workers wait, until the first throttle.
+- **The first throttle** cuts the rate to what the bucket can have given; the answers to the
+  requests in flight then judge it: a dry bucket throttles most of them, noise few. From a
+  limit, the rate climbs again (`_confirming`) until it meets it.
+- **Under the limit found**, throttles that go on are measured (a dry bucket accepts exactly
+  what it refills), throttles that stop were a burst, throttles that keep their share however
+  far the rate falls are noise, and a sample with nothing accepted is a storm.
+- **Only evidence raises the limit**: requests accepted beyond what the limit and the burst
+  allow, or a slow probe above it, every `PROBE_CALLS` requests at most.
 
-`max_rps` (`--max-rps`) caps the rate on top. Throttled requests are retried through the
-pacer, not after botocore's random back-off: the pacer is the back-off.
+docs/operations.md ("Throttling and the adaptive rate") gives the reasoning and the figures.
+`SharedStart` lets the targets of one sync wait for one probe instead of each making its own.
+`max_rps` (`--max-rps`) caps the rate on top.
 
-The arithmetic (`reserve`, `observe`) takes the time as an argument, so it is tested against a
-simulated account without sleeping (tests/rate_sim.py); `acquire` is the same on the real
-clock.
+The arithmetic takes the time as an argument, so it is tested against a simulated account
+without sleeping (tests/rate_sim.py); `acquire` is the same on the real clock.
 """
 
 from __future__ import annotations
@@ -50,55 +37,71 @@ from .guard import Cancelled
 
 __all__ = ["AdaptiveRateLimiter", "Learned", "SharedStart"]
 
-INITIAL_RPS = 100.0
-PATIENT_RPS = 10.0
-PATIENCE_S = 1.0
-PROOF_S = 1.0
-SENT_MEMORY_S = 1.0
-"""A slow start this long without a throttle proves there is no limit for others to wait on."""
-DOUBLING_S = 0.12
-ROUND_TRIPS_PER_DOUBLING = 3
-CONFIRM_DOUBLING_S = 1.0
-DOUBLING_CALLS = 4
-"""Once a limit is near, the rate doubles no faster than once in this many requests, so at a
-low rate the answers tell it met the limit before it is far past it."""
+# Pacing.
 CRUISE = 0.9
+"""The share of the limit found that the rate holds: the bucket refills between requests, so
+another client's burst finds tokens."""
+BURST_SHARE = 0.05
+"""How early a request may go, in intervals of the rate: enough for a late wake-up, not
+enough for two requests to reach a bucket of one request too close together."""
 MAX_NAP_S = 0.1
 """The longest a waiting worker sleeps before asking again: a cut that is undone at once
 must not leave the workers asleep for an interval of the rate it cut to."""
 JUDGING_NAP_S = 0.01
 """While the first throttle is judged (a round trip), waiting workers ask again this often:
 the cut is undone as soon as the answers say noise."""
-BURST_SHARE = 0.05
-"""How early a request may go, in intervals of the rate: enough for a late wake-up, not
-enough for two requests to reach a bucket of one request too close together."""
+MIN_RPS = 0.5
+
+# Slow start, and the targets of one sync waiting for one probe.
+INITIAL_RPS = 100.0
+DOUBLING_S = 0.12
+ROUND_TRIPS_PER_DOUBLING = 3
+PATIENT_RPS = 10.0
+PATIENCE_S = 1.0
+PROOF_S = 1.0
+"""A slow start this long without a throttle proves there is no limit for others to wait on."""
+
+# The first throttle.
 BUCKET_S = 1.0
 """The most burst a bucket is assumed to hold, in seconds of its rate, until one is seen."""
-MIN_RPS = 0.5
+SENT_MEMORY_S = 1.0
+"""How long the send times of requests are kept to count those in flight at a throttle."""
+JUDGE_ANSWERS = 8
 ASSUMED_NOISE = 0.1
 """The share of throttles the judge of the first throttle expects from noise."""
-JUDGE_ANSWERS = 8
+DRY_SHARE = 0.5
+"""The share of requests in flight a dry bucket throttles, for the judge: that of a rate
+twice the limit."""
 FIRST_DRY_ODDS = 10.0
 DRY_ODDS = 50.0
 NOISE_ODDS = 0.25
 """How much likelier a dry bucket must be than noise for the first throttle to be a limit
-(at most, for it to be noise): the answers of a few requests in flight prove little, and a
-noisy account gives many of them to judge."""
-DRY_SHARE = 0.5
-"""The share of requests in flight a dry bucket throttles, for the judge: that of a rate
-twice the limit."""
+(the first time; once noise was seen; at most, for it to be noise): the answers of a few
+requests in flight prove little, and a noisy account gives many of them to judge."""
 UNDECIDED_S = 1.0
+NOISE_ANSWERS = 10
 NOISE_DOUBT = 0.0005
-"""Throttles among the last answers less likely than this from noise are a limit, whatever
-the few in flight said."""
+"""Throttles among the last answers (at least `NOISE_ANSWERS`) less likely than this from
+noise are a limit, whatever the few in flight said."""
+MIN_EVIDENCE = 1
+STORM_RPS = 5.0
+"""Throttled before `MIN_EVIDENCE` requests were accepted (another client drained the bucket,
+or the service sheds load), the rate falls no lower than this: nothing says what the limit
+is yet."""
+CONFIRM_DOUBLING_S = 1.0
+DOUBLING_CALLS = 4
+"""Near a limit, the rate doubles no faster than once in this many requests, so at a low
+rate the answers tell it met the limit before it is far past it."""
+
+# Under the limit found.
 SHARE_WINDOW = 100
 """Answers over which the throttled share is held against the noise tolerated."""
+MEASURE_WINDOW = 20
+"""A throttle is looked into only with another among this many answers: one alone is a
+burst of a neighbour's, or a late wake-up."""
 MEASURE_ANSWERS = 5
 """Answers at one rate over which the share of it that the account accepts is measured."""
 BACKOFF = 0.85
-MEASURE_WINDOW = 20
-"""Under the limit found, a throttle is looked into only with another among this many
-answers: one alone is a burst of a neighbour's, or a late wake-up."""
 JUDGE_SAMPLE = 40
 JUDGE_MAX_S = 2.0
 DRY_SHOWS = (5, 0.3)
@@ -107,24 +110,18 @@ NOISE_CAP = 0.2
 """The most throttling ever taken for noise: more is a limit, whatever the answers said."""
 MIN_NOISE = 0.03
 NOISE_LEVER = 0.7
-NOISE_ANSWERS = 10
-"""Answers needed before their throttled share sets the noise tolerated."""
+
+# Raising the limit found.
+EVIDENCE_SPANS_S = (2.0, 5.0, 10.0)
+EVIDENCE_EVERY_S = 0.5
 QUIET_S = 5.0
 MAX_QUIET_S = 600.0
 PROBE_CALLS = 100
+MAX_PROBE_GAP_S = 60.0
 PROBE_PER_S = 0.05
 PROBE_SUCCESS = 1.2
 """A probe that proves this much more than the limit found climbs as after a first throttle:
 the limit was low (found during another client's burst, say), not met."""
-MAX_PROBE_GAP_S = 60.0
-STORM_RPS = 5.0
-MIN_EVIDENCE = 1
-"""Accepted answers below which a first throttle estimates nothing (a storm, or the bucket
-drained by another client before this sync began)."""
-"""Throttled before any request was accepted, the rate falls no lower than this: nothing says
-what the limit is yet."""
-EVIDENCE_SPANS_S = (2.0, 5.0, 10.0)
-EVIDENCE_EVERY_S = 0.5
 
 
 @dataclass(frozen=True)
