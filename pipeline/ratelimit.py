@@ -374,7 +374,7 @@ class AdaptiveRateLimiter:
         self._calm_since = now
         if self.limit is None:
             self._first_throttle(sent_at, now)
-        elif self._confirming:
+        elif self._confirming and self._rate > self.limit:
             # The first estimate was a floor (the bucket may have held less than a second of
             # the limit): the rate that met the limit tells more.
             self._confirming = False
@@ -386,8 +386,10 @@ class AdaptiveRateLimiter:
             self._met(PROBE_PER_S * self.limit, sent_at, now)
             self._quiet_s = min(MAX_QUIET_S, max(2 * self._quiet_s, PROBE_CALLS / self.limit))
         elif sum(list(self._recent)[-MEASURE_WINDOW:]) >= 2:
-            # What the account accepted of the rate since the last change, when there are
-            # enough answers to tell; a fixed step down otherwise.
+            # Under the limit found (or, still climbing, under the first estimate: the burst
+            # was another client's too): what the account accepted of the rate since the last
+            # change, when there are enough answers to tell; a fixed step down otherwise.
+            self._confirming = False
             answered, throttled = self._since_cut
             share = throttled / answered if answered >= MEASURE_ANSWERS else None
             self._judged = _Judged(now, self._rate, self.limit, share)
