@@ -1,6 +1,7 @@
 """The emulator under benchmark: in this process, or in a child process driven over a pipe.
 
-Both handles expose the same commands (fill, change, faults, request counts, CPU time). The
+Both handles expose the same commands (fill, change, faults, a refill of the rate-limit
+buckets, request counts, CPU time). The
 child answers one JSON line per command line on stdin; run alone it is
 ``python -m benchmarks.emulator_proc [--sts-endpoint-url URL ACCOUNT...]``: with STS, one
 server stands for several accounts (the default one and each ACCOUNT), each with its own
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from pipeline.emulator import Emulator, EmulatorServer
+from pipeline.emulator import THROTTLING, Emulator, EmulatorServer
 
 from .catalogue import CatalogueSpec, change, fill
 
@@ -64,16 +65,33 @@ class Controller:
     def change(self, count: int, seed: int, advance_s: float) -> dict[str, int]:
         return change(self.emulator, count, seed, advance_s)
 
-    def faults(self, latency_s: float, rate_limit_rps: float | None) -> None:
-        """The same faults for every account; each account keeps its own rate-limit bucket."""
+    def faults(
+        self,
+        latency_s: float,
+        rate_limit_rps: float | None,
+        bucket_capacity: float | None = None,
+        neighbour_rps: float | None = None,
+        throttle_rate: float = 0.0,
+    ) -> None:
+        """The same faults for every account; each account keeps its own rate-limit bucket
+        (and its own neighbour)."""
         for emulator in self.accounts.values():
-            emulator.faults.latency_s = latency_s
-            emulator.faults.rate_limit_rps = rate_limit_rps
+            faults = emulator.faults
+            faults.latency_s, faults.rate_limit_rps = latency_s, rate_limit_rps
+            faults.bucket_capacity, faults.neighbour_rps = bucket_capacity, neighbour_rps
+            faults.throttle_rate = throttle_rate
+
+    def refill(self) -> None:
+        """Every account's bucket full again from its next request, its neighbour counted
+        from then: a run starts as if the account had been idle."""
+        for emulator in self.accounts.values():
+            emulator.faults.refill()
 
     def counts(self) -> dict[str, Any]:
-        """Requests received per operation, ListImageVersions requests per image, and error
-        replies per error code (throttling among them), summed over accounts; and per account,
-        its requests and error replies."""
+        """Requests received per operation, ListImageVersions requests per image, error
+        replies per error code (throttling among them) and the neighbours' requests (since
+        their buckets' start), summed over accounts; and per account, its requests, error
+        replies and throttling replies."""
         served = {account: e.requests() for account, e in self.accounts.items()}
         every = [request for requests in served.values() for request in requests]
         per_image = Counter(
@@ -81,16 +99,28 @@ class Controller:
         )
         errors: Counter[str] = Counter()
         errors_of: Counter[str] = Counter()
+        throttled_of: Counter[str] = Counter()
         for (account, code), n in self._errors().items():
             errors[code] += n
             errors_of[account] += n
+            throttled_of[account] += n if code == THROTTLING else 0
+        neighbours = [e.faults for e in self.accounts.values()]
         return {
             "operations": dict(Counter(op for op, _ in every)),
             "per_image": {str(name): n for name, n in per_image.items()},
             "errors": dict(errors),
             "accounts": {
-                account: {"requests": len(requests), "errors": errors_of[account]}
+                account: {
+                    "requests": len(requests),
+                    "errors": errors_of[account],
+                    "throttled": throttled_of[account],
+                }
                 for account, requests in served.items()
+            },
+            "neighbour": {
+                "attempts": sum(f.neighbour_attempts for f in neighbours),
+                "throttled": sum(f.neighbour_throttled for f in neighbours),
+                "seconds": max(f.neighbour_seconds for f in neighbours),
             },
         }
 
@@ -129,8 +159,26 @@ class EmulatorHandle(ABC):
         changed: dict[str, int] = self.call("change", count=count, seed=seed, advance_s=advance_s)
         return changed
 
-    def faults(self, latency_s: float = 0.0, rate_limit_rps: float | None = None) -> None:
-        self.call("faults", latency_s=latency_s, rate_limit_rps=rate_limit_rps)
+    def faults(
+        self,
+        latency_s: float = 0.0,
+        rate_limit_rps: float | None = None,
+        *,
+        bucket_capacity: float | None = None,
+        neighbour_rps: float | None = None,
+        throttle_rate: float = 0.0,
+    ) -> None:
+        self.call(
+            "faults",
+            latency_s=latency_s,
+            rate_limit_rps=rate_limit_rps,
+            bucket_capacity=bucket_capacity,
+            neighbour_rps=neighbour_rps,
+            throttle_rate=throttle_rate,
+        )
+
+    def refill(self) -> None:
+        self.call("refill")
 
     def counts(self) -> dict[str, Any]:
         counts: dict[str, Any] = self.call("counts")
