@@ -36,21 +36,28 @@ class Controller:
         self.accounts = server.accounts
         self.errors: Counter[tuple[str, str]] = Counter()
         """Error replies per (account, error code)."""
+        self.span: list[float] = []
+        """Monotonic seconds when the first request since the last clear came, and when the
+        last reply went."""
         self._lock = threading.Lock()
         for account, emulator in self.accounts.items():
-            self._count_errors(account, emulator)
+            self._count_replies(account, emulator)
 
-    def _count_errors(self, account: str, emulator: Emulator) -> None:
+    def _count_replies(self, account: str, emulator: Emulator) -> None:
         serve = emulator.handle_request
 
         def counting(operation: str, body: bytes, region: str) -> tuple[int, dict[str, Any]]:
+            came = time.monotonic()
             status, payload = serve(operation, body, region)
-            if status != 200:
-                with self._lock:
+            went = time.monotonic()
+            with self._lock:
+                first, last = self.span or [came, went]
+                self.span = [min(first, came), max(last, went)]
+                if status != 200:
                     self.errors[account, str(payload.get("__type"))] += 1
             return status, payload
 
-        # The HTTP handler looks the method up on the instance: error replies get counted.
+        # The HTTP handler looks the method up on the instance: replies get counted.
         emulator.handle_request = counting  # type: ignore[method-assign]
 
     def fill(self, spec: dict[str, Any], account: str | None = None) -> list[int]:
@@ -91,7 +98,8 @@ class Controller:
         """Requests received per operation, ListImageVersions requests per image, error
         replies per error code (throttling among them) and the neighbours' requests (since
         their buckets' start), summed over accounts; and per account, its requests, error
-        replies and throttling replies."""
+        replies and throttling replies; and the seconds from the first request to the last
+        reply."""
         served = {account: e.requests() for account, e in self.accounts.items()}
         every = [request for requests in served.values() for request in requests]
         per_image = Counter(
@@ -117,12 +125,17 @@ class Controller:
                 }
                 for account, requests in served.items()
             },
+            "span_seconds": self._span_seconds(),
             "neighbour": {
                 "attempts": sum(f.neighbour_attempts for f in neighbours),
                 "throttled": sum(f.neighbour_throttled for f in neighbours),
                 "seconds": max(f.neighbour_seconds for f in neighbours),
             },
         }
+
+    def _span_seconds(self) -> float:
+        with self._lock:
+            return self.span[1] - self.span[0] if self.span else 0.0
 
     def _errors(self) -> dict[tuple[str, str], int]:
         with self._lock:
@@ -133,6 +146,7 @@ class Controller:
             emulator.clear_requests()
         with self._lock:
             self.errors.clear()
+            self.span = []
 
     def cpu_seconds(self) -> float:
         return time.process_time()

@@ -17,7 +17,6 @@ splits that CPU into a cost per target (role, client, one ListImages) and a cost
 
 from __future__ import annotations
 
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from .api import BUCKET_REFILL_S, RATE_RPS
 from .catalogue import CatalogueSpec, pages
 from .commands import cli, sync_args
 from .emulator_proc import open_emulator
-from .harness import INFO, Context, Outcome, Row, median, seconds_text, verdict
+from .harness import INFO, Context, Outcome, Row, median, medians, seconds_text, verdict
 from .measured import load_average, run_measured
 from .served_org import ServedOrganization, served_organization
 
@@ -136,12 +135,9 @@ def _measure(ctx: Context) -> dict[str, Any]:
 
 def _medians(runs: list[dict[str, Any]]) -> dict[str, float]:
     """The median of every numeric figure of `runs` (the product's own counts included)."""
-    flat = [{**run, **{f"product_{k}": v for k, v in run["product"].items()}} for run in runs]
-    return {
-        key: statistics.median(run[key] for run in flat)
-        for key, value in flat[0].items()
-        if isinstance(value, int | float)
-    }
+    return medians(
+        [{**run, **{f"product_{k}": v for k, v in run["product"].items()}} for run in runs]
+    )
 
 
 def org(ctx: Context) -> Outcome:
