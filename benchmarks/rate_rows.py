@@ -7,7 +7,7 @@ were served, so that no row can pass by never reaching the limit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .harness import INFO, Row, median, medians, seconds_text, verdict
@@ -42,46 +42,65 @@ def _common(m: dict[str, float]) -> str:
     )
 
 
-def _step_runs(runs: Sequence[dict[str, Any]], step: str, side: str) -> dict[str, float]:
-    return medians([run["steps"][step][side] for run in runs])
+def _cells(runs: Sequence[dict[str, Any]]) -> Iterator[tuple[str, str, dict[str, float]]]:
+    """(step, side, the medians of that side's figures at that step) in the table's order."""
+    for step in runs[0]["steps"]:
+        for side in SIDE_NAMES:
+            yield step, side, medians([run["steps"][step][side] for run in runs])
+
+
+def _row(
+    variant: str,
+    side: str,
+    m: dict[str, float],
+    ratio: str,
+    target: str,
+    ok: bool,
+    note: str,
+    *,
+    judged: bool = True,
+) -> Row:
+    """A row of one side: the product's is judged (unless not `judged`: a reference), a
+    yardstick's is information."""
+    product = judged and side == "product"
+    return Row(
+        "RATE",
+        f"{variant} / {SIDE_NAMES[side]}",
+        seconds_text(m["seconds"]),
+        ratio,
+        target if product else "-",
+        verdict(ok) if product else INFO,
+        note,
+    )
 
 
 def limit_rows(label: str, rps: float, runs: Sequence[dict[str, Any]]) -> list[Row]:
     """Per step and side: seconds against calls / L, and the throttled share."""
     rows = []
-    for step in runs[0]["steps"]:
-        for side, name in SIDE_NAMES.items():
-            m = _step_runs(runs, step, side)
-            floor = m["calls"] / rps
-            ratio = m["seconds"] / floor
-            first = step == "first"
-            allowed = THROTTLED_SHARE * m["calls"]
-            allowed = max(allowed, FIRST_SYNC_ALLOWANCE) if first else allowed
-            ok = ratio <= LIMIT_FACTOR and m["throttled"] <= allowed and m["failed"] == 0
-            target = f"<= {LIMIT_FACTOR}x; throttled <= " + (
-                f"max(2%, {FIRST_SYNC_ALLOWANCE})" if first else "2%"
-            )
-            rows.append(
-                Row(
-                    "RATE",
-                    f"{label}: {step} / {name}",
-                    seconds_text(m["seconds"]),
-                    f"{ratio:.2f}x calls/L",
-                    target if side == "product" else "-",
-                    verdict(ok) if side == "product" else INFO,
-                    f"{m['calls'] / m['seconds']:.1f} calls/s against {rps:g}; calls/L "
-                    f"{seconds_text(floor)}; span {m['span'] / floor:.2f}x calls/L; {_common(m)}",
-                )
-            )
+    for step, side, m in _cells(runs):
+        floor = m["calls"] / rps
+        ratio = m["seconds"] / floor
+        first = step == "first"
+        allowed = THROTTLED_SHARE * m["calls"]
+        allowed = max(allowed, FIRST_SYNC_ALLOWANCE) if first else allowed
+        ok = ratio <= LIMIT_FACTOR and m["throttled"] <= allowed and m["failed"] == 0
+        target = f"<= {LIMIT_FACTOR}x; throttled <= " + (
+            f"max(2%, {FIRST_SYNC_ALLOWANCE})" if first else "2%"
+        )
+        note = (
+            f"{m['calls'] / m['seconds']:.1f} calls/s against {rps:g}; calls/L "
+            f"{seconds_text(floor)}; span {m['span'] / floor:.2f}x calls/L; {_common(m)}"
+        )
+        rows.append(_row(f"{label}: {step}", side, m, f"{ratio:.2f}x calls/L", target, ok, note))
     return rows
 
 
 def random_rows(repeats: Sequence[dict[str, dict[str, Any]]]) -> list[Row]:
     """Per throttled share and side: seconds as a ratio to the same side's 0% run."""
-    reference, *shares = repeats[0]
+    reference = next(iter(repeats[0]))
     rows = []
-    for share in [reference, *shares]:
-        for side, name in SIDE_NAMES.items():
+    for share in repeats[0]:
+        for side in SIDE_NAMES:
             m = medians([repeat[share][side] for repeat in repeats])
             ratio = median(
                 [
@@ -89,17 +108,21 @@ def random_rows(repeats: Sequence[dict[str, dict[str, Any]]]) -> list[Row]:
                     for repeat in repeats
                 ]
             )
-            product = side == "product" and share != reference
+            judged = share != reference
+            note = (
+                f"{_share(m['throttled'], m['attempts']):.1%} of {m['attempts']:.0f} attempts "
+                f"throttled (set: {share}); {_common(m)}"
+            )
             rows.append(
-                Row(
-                    "RATE",
-                    f"random throttles {share}: first / {name}",
-                    seconds_text(m["seconds"]),
-                    "reference" if share == reference else f"{ratio:.2f}x the 0% run",
-                    f"<= {RANDOM_FACTOR}x the 0% run" if product else "-",
-                    verdict(ratio <= RANDOM_FACTOR and m["failed"] == 0) if product else INFO,
-                    f"{_share(m['throttled'], m['attempts']):.1%} of {m['attempts']:.0f} "
-                    f"attempts throttled (set: {share}); {_common(m)}",
+                _row(
+                    f"random throttles {share}: first",
+                    side,
+                    m,
+                    f"{ratio:.2f}x the 0% run" if judged else "reference",
+                    f"<= {RANDOM_FACTOR}x the 0% run",
+                    ratio <= RANDOM_FACTOR and m["failed"] == 0,
+                    note,
+                    judged=judged,
                 )
             )
     return rows
@@ -112,33 +135,30 @@ def neighbour_rows(
     our calls / what the neighbour leaves."""
     ours = rps - neighbour_rps
     rows = []
-    for step in runs[0]["steps"]:
-        for side, name in SIDE_NAMES.items():
-            m = _step_runs(runs, step, side)
-            floor = m["calls"] / ours
-            ratio = m["seconds"] / floor
-            theirs = _share(m["neighbour_throttled"], m["neighbour_attempts"])
-            share = _share(m["throttled"], m["calls"])
-            ok = (
-                ratio <= NEIGHBOUR_FACTOR
-                and max(share, theirs) <= NEIGHBOUR_SHARE
-                and m["failed"] == 0
+    for step, side, m in _cells(runs):
+        floor = m["calls"] / ours
+        ratio = m["seconds"] / floor
+        theirs = _share(m["neighbour_throttled"], m["neighbour_attempts"])
+        share = _share(m["throttled"], m["calls"])
+        ok = ratio <= NEIGHBOUR_FACTOR and max(share, theirs) <= NEIGHBOUR_SHARE
+        note = (
+            f"neighbour throttled {theirs:.1%} ({m['neighbour_throttled']:.0f} of its "
+            f"{m['neighbour_attempts']:.0f} requests over "
+            f"{seconds_text(m['neighbour_seconds'])}); ours {m['calls'] / m['seconds']:.1f} "
+            f"calls/s; fair floor {seconds_text(floor)} = calls / {ours:g}, span "
+            f"{m['span'] / floor:.2f}x; {_common(m)}"
+        )
+        rows.append(
+            _row(
+                f"{label}: {step}",
+                side,
+                m,
+                f"{ratio:.2f}x fair floor",
+                f"<= {NEIGHBOUR_FACTOR}x; both throttled <= 3%",
+                ok and m["failed"] == 0,
+                note,
             )
-            rows.append(
-                Row(
-                    "RATE",
-                    f"{label}: {step} / {name}",
-                    seconds_text(m["seconds"]),
-                    f"{ratio:.2f}x fair floor",
-                    f"<= {NEIGHBOUR_FACTOR}x; both throttled <= 3%" if side == "product" else "-",
-                    verdict(ok) if side == "product" else INFO,
-                    f"neighbour throttled {theirs:.1%} ({m['neighbour_throttled']:.0f} of its "
-                    f"{m['neighbour_attempts']:.0f} requests over "
-                    f"{seconds_text(m['neighbour_seconds'])}); ours {m['calls'] / m['seconds']:.1f}"
-                    f" calls/s; fair floor {seconds_text(floor)} = calls / {ours:g}, span "
-                    f"{m['span'] / floor:.2f}x; {_common(m)}",
-                )
-            )
+        )
     return rows
 
 
@@ -146,26 +166,25 @@ def org_rows(rps: float, runs: Sequence[dict[str, Any]]) -> list[Row]:
     """Per step and side: the worst account's throttled share."""
     accounts = runs[0]["accounts"]
     rows = []
-    for step in runs[0]["steps"]:
-        for side, name in SIDE_NAMES.items():
-            m = _step_runs(runs, step, side)
-            worst = m["worst_account_share"]
-            slowest = m["slowest_account_calls"] / rps
-            rows.append(
-                Row(
-                    "RATE",
-                    f"{accounts} accounts x {rps:g}/s: {step} / {name}",
-                    seconds_text(m["seconds"]),
-                    f"{worst:.1%} worst account",
-                    "<= 2% throttled in every account" if side == "product" else "-",
-                    verdict(worst <= THROTTLED_SHARE and m["failed"] == 0)
-                    if side == "product"
-                    else INFO,
-                    f"{m['accounts_served']:.0f} of {accounts} accounts served; "
-                    f"{m['seconds'] / slowest:.2f}x the slowest account's calls/L "
-                    f"({seconds_text(slowest)}); CPU {m['cpu_seconds']:.1f} s; {_common(m)}",
-                )
+    for step, side, m in _cells(runs):
+        worst = m["worst_account_share"]
+        slowest = m["slowest_account_calls"] / rps
+        note = (
+            f"{m['accounts_served']:.0f} of {accounts} accounts served; "
+            f"{m['seconds'] / slowest:.2f}x the slowest account's calls/L "
+            f"({seconds_text(slowest)}); CPU {m['cpu_seconds']:.1f} s; {_common(m)}"
+        )
+        rows.append(
+            _row(
+                f"{accounts} accounts x {rps:g}/s: {step}",
+                side,
+                m,
+                f"{worst:.1%} worst account",
+                "<= 2% throttled in every account",
+                worst <= THROTTLED_SHARE and m["failed"] == 0,
+                note,
             )
+        )
     return rows
 
 
