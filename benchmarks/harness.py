@@ -157,9 +157,12 @@ class Sizes:
     """RATE's hard limits: images enough for about this many seconds of calls at the limit (at
     least 30)."""
     rate_random_images: int = 300
-    rate_neighbour_images: int = 60
+    """RATE's random throttles: the images of each first sync."""
+    rate_neighbour_images: int = 120
+    """RATE's neighbour rows: enough calls that the bucket's first second is a small part."""
     rate_org_accounts: int = 8
     rate_org_images: int = 120
+    """RATE's accounts side by side, and each one's images."""
     query_rows: int = 10_000_000
     """Q1: rows of each `query` whose peak memory is measured."""
     repeats: int = 3
@@ -190,8 +193,8 @@ class Sizes:
             org_targets=10,
             org_images=50,
             rate_limit_seconds=3.0,
-            rate_neighbour_images=40,
-            rate_org_images=40,
+            rate_neighbour_images=60,
+            rate_org_images=60,
             query_rows=1_000_000,
             repeats=1,
             latency_repeats=1,

@@ -166,7 +166,7 @@ def _random(ctx: Context) -> list[dict[str, dict[str, Any]]]:
     repeats = []
     with open_emulator() as emulator:
         emulator.fill(_spec(ctx.sizes.rate_random_images))
-        for _ in range(ctx.sizes.repeats):
+        for _ in range(ctx.sizes.slow_repeats):  # botocore adaptive: a minute at 10%
             runs: dict[str, dict[str, Any]] = {}
             for share in THROTTLE_SHARES:
                 emulator.faults(LATENCY_S, None, throttle_rate=share)
@@ -241,5 +241,5 @@ def rate(ctx: Context) -> Outcome:
         outcome.add(*neighbour_rows(limit.label(), limit.rps, neighbour_rps, runs))
     raw["organization"] = [_organization(ctx) for _ in range(repeats)]
     outcome.add(*org_rows(ORG_LIMIT_RPS, raw["organization"]))
-    outcome.rows.insert(0, setup_row(raw, repeats, sizes.repeats))
+    outcome.rows.insert(0, setup_row(raw, repeats))
     return outcome

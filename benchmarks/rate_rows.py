@@ -188,7 +188,7 @@ def org_rows(rps: float, runs: Sequence[dict[str, Any]]) -> list[Row]:
     return rows
 
 
-def setup_row(raw: dict[str, Any], repeats: int, random_repeats: int) -> Row:
+def setup_row(raw: dict[str, Any], repeats: int) -> Row:
     limits = "; ".join(
         f"{label}: {runs[0]['images']} images, {runs[0]['full_calls']} calls a full sync"
         for label, runs in {**raw["limits"], **raw["neighbours"]}.items()
@@ -205,6 +205,6 @@ def setup_row(raw: dict[str, Any], repeats: int, random_repeats: int) -> Row:
         f"default settings, whole processes; {limits}; random throttles: "
         f"{random['calls']} calls a full sync; {org['accounts']} accounts x {org['images']} "
         f"images ({min(org['full_calls'])}-{max(org['full_calls'])} calls a full sync, "
-        f"organization made in {org['organization_seconds']:.1f} s); median of {repeats} "
-        f"(random throttles: {random_repeats}); seconds are each run's own (start-up left out)",
+        f"organization made in {org['organization_seconds']:.1f} s); median of {repeats}; "
+        "seconds are each run's own (start-up left out)",
     )
