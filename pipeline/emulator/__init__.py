@@ -24,7 +24,8 @@ unchanged item. Image versions carry their details and aliases (an alias names o
 of its image).
 
 Tests drive the catalogue through the :class:`Emulator` Python API and a controllable
-:class:`Clock`, and inject latency, throttling and server errors through :class:`Faults`.
+:class:`Clock`, and inject latency, throttling (random, or a rate limit's token bucket that a
+simulated neighbour may share) and server errors through :class:`Faults`.
 One server can stand for several accounts, each an :class:`Emulator` of its own: it tells
 which account a request is for from the request's access key, which :class:`CallerAccounts`
 resolves through STS GetCallerIdentity (see :class:`EmulatorServer`).
