@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.config import AccessSettings, ProjectConfig, SourceConfig, build_targets
 from pipeline.emulator import EmulatorServer, seed_catalogue
+from pipeline.extract import sync
 from pipeline.guard import Cancelled
 from pipeline.ratelimit import AdaptiveRateLimiter, Learned, SharedStart
+from pipeline.run import SyncOptions
 from pipeline.state import load_learned_rate, save_learned_rate
 from pipeline.storage import DataDir
 
@@ -178,6 +181,29 @@ def test_a_sync_against_a_rate_limited_emulator_keeps_the_limit_for_every_source
     # The next sync starts from it: no probe, no burst.
     again = run_sync(data_dir, server)
     assert again.ok and again.stats.throttled <= 2, again.stats.throttled
+
+
+def test_another_source_reaching_the_account_starts_from_its_limit(
+    server: EmulatorServer, data_dir: DataDir
+) -> None:
+    """The limit is the account's, not the source's: a second source (another name, another
+    process in a real deployment) that reaches the same account starts from what the first
+    found, read once it holds the account's lock."""
+    seed_catalogue(server.emulator, seed=22, images=40)
+    server.emulator.faults.rate_limit_rps = 20
+    server.emulator.faults.latency_s = 0.02
+    first = run_sync(data_dir, server)
+    assert first.ok and first.stats.throttled > 0  # the first source probed
+    (account,) = data_dir.account_keys()
+    found = load_learned_rate(data_dir, account)
+    assert found is not None
+    server.emulator.faults.refill()
+    other = SourceConfig("other", (REGION,), endpoint_url=server.url)
+    targets = build_targets(ProjectConfig(sources=(other,)), AccessSettings())
+    second = sync(data_dir, targets, SyncOptions(full_refresh=True))
+    assert second.ok
+    assert second.stats.throttled <= 2, second.stats.throttled
+    assert load_learned_rate(data_dir, account) is not None
 
 
 def test_a_learned_rate_that_is_old_or_unreadable_is_ignored(data_dir: DataDir) -> None:
