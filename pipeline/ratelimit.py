@@ -57,7 +57,7 @@ INITIAL_RPS = 100.0
 DOUBLING_S = 0.12
 ROUND_TRIPS_PER_DOUBLING = 3
 PATIENT_RPS = 10.0
-PATIENCE_S = 1.0
+PATIENCE_S = 3.0
 PROOF_S = 1.0
 """A slow start this long without a throttle proves there is no limit for others to wait on."""
 
@@ -531,6 +531,8 @@ class AdaptiveRateLimiter:
                 self.burst = max(1.0, self._accepted - in_flight * (judged.at - self._started))
                 self._rate = CRUISE * in_flight
             self._confirming = True
+            if self._shared is not None:  # the others start from the estimate, not wait on
+                self._shared.found(self, self.learned)
             return
         self._restore(judged.rate_before, now)
         self.limit = self.burst = None
