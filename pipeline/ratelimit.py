@@ -27,6 +27,7 @@ without sleeping (tests/rate_sim.py); `acquire` is the same on the real clock.
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import threading
 import time
@@ -34,6 +35,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .guard import Cancelled
+
+log = logging.getLogger(__name__)
 
 __all__ = ["AdaptiveRateLimiter", "Learned", "SharedStart"]
 
@@ -58,8 +61,9 @@ DOUBLING_S = 0.12
 ROUND_TRIPS_PER_DOUBLING = 3
 PATIENT_RPS = 10.0
 PATIENCE_S = 3.0
-PROOF_S = 1.0
-"""A slow start this long without a throttle proves there is no limit for others to wait on."""
+PROOF_CALLS = 200
+"""A slow start this many accepted requests long without a throttle proves there is no limit
+for others to wait on (a second of the bucket's burst and then some, at 100 requests/s)."""
 
 # The first throttle.
 BUCKET_S = 1.0
@@ -288,12 +292,13 @@ class AdaptiveRateLimiter:
             self._rate = PATIENT_RPS
             return
         if isinstance(turn, Learned):
+            log.debug("starting from %.1f requests/s, the limit another target found", turn.rps)
             self.limit, self.burst = turn.rps, turn.burst
             self._rate = CRUISE * turn.rps
             self._shared = None
         elif self._rate == PATIENT_RPS:
             self._rate = INITIAL_RPS  # the wait is over: a slow start of its own
-        if self._shared is not None and self.limit is None and now - self._calm_since > PROOF_S:
+        if self._shared is not None and self.limit is None and self._accepted >= PROOF_CALLS:
             self._leave_start()
 
     def _grow(self, now: float, saturated: bool) -> None:
@@ -339,7 +344,9 @@ class AdaptiveRateLimiter:
         bucket's burst allow."""
         self._rtt = 0.9 * self._rtt + 0.1 * (now - sent_at) if self._rtt else now - sent_at
         self._accepted += 1
-        self._accepted_at.append(now)
+        # When it was sent, as the bucket saw it: answers a busy interpreter reads late come
+        # in bunches that no bucket gave.
+        self._accepted_at.append(sent_at)
         while self._accepted_at[0] < now - EVIDENCE_SPANS_S[-1]:
             self._accepted_at.popleft()
         if self.limit is None or self._started is None or self._judged is not None:
@@ -347,7 +354,7 @@ class AdaptiveRateLimiter:
         if now - self._weighed_at < EVIDENCE_EVERY_S:
             return
         self._weighed_at = now
-        burst, times = self._burst(), list(self._accepted_at)
+        burst, times = self._burst(), sorted(self._accepted_at)
         for span in EVIDENCE_SPANS_S:
             # Only a span without a throttle: while the bucket is dry, another client's
             # throttled requests leave tokens to us that are no part of our share.
@@ -412,6 +419,7 @@ class AdaptiveRateLimiter:
     def _first_throttle(self, sent_at: float, now: float) -> None:
         """Cut to what the bucket can have given; the requests in flight will judge it."""
         assert self._started is not None
+        log.debug("first throttle at %.1f requests/s (probing: %s)", self._rate, self._shared)
         if self._accepted < MIN_EVIDENCE:
             # Throttled before hardly anything was accepted: another client drained the
             # bucket, or the service sheds load. No limit to estimate yet: slow down, not to
@@ -423,9 +431,10 @@ class AdaptiveRateLimiter:
         # what it refills: the tightest of the spans ending now (a slow start's beginning,
         # one request at a time, left the bucket full).
         whole = self._accepted / (span + BUCKET_S)
-        times = list(self._accepted_at)
+        times = [at for at in sorted(self._accepted_at) if at <= sent_at]
         tightest = max(
-            ((len(times) - i) / (now - at + BUCKET_S) for i, at in enumerate(times)), default=0
+            ((len(times) - i) / (sent_at - at + BUCKET_S) for i, at in enumerate(times)),
+            default=0,
         )
         estimate = max(MIN_RPS, whole, tightest)
         # The burst the estimate allows for: what the whole span accepted beyond it, or (a
