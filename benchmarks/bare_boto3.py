@@ -1,17 +1,19 @@
 """B2's yardstick: the product's API calls made with bare boto3, as a whole process.
 
     python -m benchmarks.bare_boto3 --endpoint-url URL --cursors FILE --workers 16 \
-        --lookback-minutes 10
+        --lookback-minutes 10 [--retry-mode standard|adaptive]
 
 The same calls as the product's sync: every page of ListImages at MaxResults=100, then, on
 `--workers` threads, every page of ListImageVersions of each image with MaxResults=100, sorted
 by LAST_MODIFIED_TIME ascending, from the image's cursor less the lookback (everything the
 first time). The cursor is the latest LastModifiedTime seen per image, kept in a JSON file.
-One boto3 client with the product's retry settings (standard mode, 10 attempts) and as many
-connections as threads; botocore's own response parsing. Nothing else: no records kept, no
-Parquet, no state beyond the cursors, no views. Standard library and boto3 only (the
+One boto3 client with the product's retry settings (standard mode, 10 attempts; or botocore's
+adaptive mode, its client-side rate limiter, with `--retry-mode adaptive`) and as many
+connections as threads; botocore's own response parsing. An image whose listing fails for
+good (retries spent) is counted and skipped. Nothing else: no records kept, no Parquet, no
+state beyond the cursors, no views. Standard library and boto3 only (the
 `benchmarks` package it sits in imports nothing), so nothing of the project is loaded; prints
-one JSON line (calls, versions listed, seconds).
+one JSON line (calls, images, failed images, versions listed, seconds).
 """
 
 from __future__ import annotations
@@ -28,16 +30,21 @@ from typing import Any
 
 import boto3
 import botocore.config
+from botocore.exceptions import ClientError
 
 PAGE_SIZE = 100
-RETRIES = {"mode": "standard", "total_max_attempts": 10}
+MAX_ATTEMPTS = 10
+RETRY_MODES = ("standard", "adaptive")
 
 
 class Lister:
     """One client, its call count, and the cursors."""
 
-    def __init__(self, endpoint_url: str, region: str, workers: int, lookback_s: float) -> None:
-        config = botocore.config.Config(retries=RETRIES, max_pool_connections=workers)
+    def __init__(
+        self, endpoint_url: str, region: str, workers: int, lookback_s: float, retry_mode: str
+    ) -> None:
+        retries: Any = {"mode": retry_mode, "total_max_attempts": MAX_ATTEMPTS}
+        config = botocore.config.Config(retries=retries, max_pool_connections=workers)
         self.client = boto3.session.Session().client(
             "sagemaker", region_name=region, endpoint_url=endpoint_url, config=config
         )
@@ -81,15 +88,23 @@ class Lister:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     cursors: dict[str, int] = json.loads(args.cursors.read_text()) if args.cursors.exists() else {}
-    lister = Lister(args.endpoint_url, args.region, args.workers, args.lookback_minutes * 60)
+    lister = Lister(
+        args.endpoint_url, args.region, args.workers, args.lookback_minutes * 60, args.retry_mode
+    )
     names = lister.image_names()
 
-    def list_one(name: str) -> tuple[str, list[dict[str, Any]]]:
-        return name, lister.versions(name, cursors.get(name))
+    def list_one(name: str) -> tuple[str, list[dict[str, Any]] | None]:
+        try:
+            return name, lister.versions(name, cursors.get(name))
+        except ClientError:
+            return name, None
 
-    listed = 0
+    listed = failed = 0
     with ThreadPoolExecutor(max_workers=args.workers) as pool:
         for name, versions in pool.map(list_one, names):
+            if versions is None:
+                failed += 1
+                continue
             listed += len(versions)
             stamps = [int(v["LastModifiedTime"].timestamp() * 1000) for v in versions]
             if name in cursors:
@@ -100,6 +115,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "calls": lister.calls,
         "images": len(names),
+        "failed": failed,
         "versions_listed": listed,
         "seconds": time.perf_counter() - started,
     }
@@ -112,6 +128,7 @@ def main() -> int:
     parser.add_argument("--cursors", required=True, type=Path, help="the cursors' JSON file")
     parser.add_argument("--workers", required=True, type=int)
     parser.add_argument("--lookback-minutes", required=True, type=float)
+    parser.add_argument("--retry-mode", choices=RETRY_MODES, default="standard")
     print(json.dumps(run(parser.parse_args())))
     return 0
 

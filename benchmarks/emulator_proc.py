@@ -1,6 +1,7 @@
 """The emulator under benchmark: in this process, or in a child process driven over a pipe.
 
-Both handles expose the same commands (fill, change, faults, request counts, CPU time). The
+Both handles expose the same commands (fill, change, faults, a refill of the rate-limit
+buckets, request counts, CPU time). The
 child answers one JSON line per command line on stdin; run alone it is
 ``python -m benchmarks.emulator_proc [--sts-endpoint-url URL ACCOUNT...]``: with STS, one
 server stands for several accounts (the default one and each ACCOUNT), each with its own
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from pipeline.emulator import Emulator, EmulatorServer
+from pipeline.emulator import THROTTLING, Emulator, EmulatorServer
 
 from .catalogue import CatalogueSpec, change, fill
 
@@ -35,21 +36,28 @@ class Controller:
         self.accounts = server.accounts
         self.errors: Counter[tuple[str, str]] = Counter()
         """Error replies per (account, error code)."""
+        self.span: list[float] = []
+        """Monotonic seconds when the first request since the last clear came, and when the
+        last reply went."""
         self._lock = threading.Lock()
         for account, emulator in self.accounts.items():
-            self._count_errors(account, emulator)
+            self._count_replies(account, emulator)
 
-    def _count_errors(self, account: str, emulator: Emulator) -> None:
+    def _count_replies(self, account: str, emulator: Emulator) -> None:
         serve = emulator.handle_request
 
         def counting(operation: str, body: bytes, region: str) -> tuple[int, dict[str, Any]]:
+            came = time.monotonic()
             status, payload = serve(operation, body, region)
-            if status != 200:
-                with self._lock:
+            went = time.monotonic()
+            with self._lock:
+                first, last = self.span or [came, went]
+                self.span = [min(first, came), max(last, went)]
+                if status != 200:
                     self.errors[account, str(payload.get("__type"))] += 1
             return status, payload
 
-        # The HTTP handler looks the method up on the instance: error replies get counted.
+        # The HTTP handler looks the method up on the instance: replies get counted.
         emulator.handle_request = counting  # type: ignore[method-assign]
 
     def fill(self, spec: dict[str, Any], account: str | None = None) -> list[int]:
@@ -64,16 +72,34 @@ class Controller:
     def change(self, count: int, seed: int, advance_s: float) -> dict[str, int]:
         return change(self.emulator, count, seed, advance_s)
 
-    def faults(self, latency_s: float, rate_limit_rps: float | None) -> None:
-        """The same faults for every account; each account keeps its own rate-limit bucket."""
+    def faults(
+        self,
+        latency_s: float,
+        rate_limit_rps: float | None,
+        bucket_capacity: float | None = None,
+        neighbour_rps: float | None = None,
+        throttle_rate: float = 0.0,
+    ) -> None:
+        """The same faults for every account; each account keeps its own rate-limit bucket
+        (and its own neighbour)."""
         for emulator in self.accounts.values():
-            emulator.faults.latency_s = latency_s
-            emulator.faults.rate_limit_rps = rate_limit_rps
+            faults = emulator.faults
+            faults.latency_s, faults.rate_limit_rps = latency_s, rate_limit_rps
+            faults.bucket_capacity, faults.neighbour_rps = bucket_capacity, neighbour_rps
+            faults.throttle_rate = throttle_rate
+
+    def refill(self) -> None:
+        """Every account's bucket full again from its next request, its neighbour counted
+        from then: a run starts as if the account had been idle."""
+        for emulator in self.accounts.values():
+            emulator.faults.refill()
 
     def counts(self) -> dict[str, Any]:
-        """Requests received per operation, ListImageVersions requests per image, and error
-        replies per error code (throttling among them), summed over accounts; and per account,
-        its requests and error replies."""
+        """Requests received per operation, ListImageVersions requests per image, error
+        replies per error code (throttling among them) and the neighbours' requests (since
+        their buckets' start), summed over accounts; and per account, its requests, error
+        replies and throttling replies; and the seconds from the first request to the last
+        reply."""
         served = {account: e.requests() for account, e in self.accounts.items()}
         every = [request for requests in served.values() for request in requests]
         per_image = Counter(
@@ -81,18 +107,35 @@ class Controller:
         )
         errors: Counter[str] = Counter()
         errors_of: Counter[str] = Counter()
+        throttled_of: Counter[str] = Counter()
         for (account, code), n in self._errors().items():
             errors[code] += n
             errors_of[account] += n
+            throttled_of[account] += n if code == THROTTLING else 0
+        neighbours = [e.faults for e in self.accounts.values()]
         return {
             "operations": dict(Counter(op for op, _ in every)),
             "per_image": {str(name): n for name, n in per_image.items()},
             "errors": dict(errors),
             "accounts": {
-                account: {"requests": len(requests), "errors": errors_of[account]}
+                account: {
+                    "requests": len(requests),
+                    "errors": errors_of[account],
+                    "throttled": throttled_of[account],
+                }
                 for account, requests in served.items()
             },
+            "span_seconds": self._span_seconds(),
+            "neighbour": {
+                "attempts": sum(f.neighbour_attempts for f in neighbours),
+                "throttled": sum(f.neighbour_throttled for f in neighbours),
+                "seconds": max(f.neighbour_seconds for f in neighbours),
+            },
         }
+
+    def _span_seconds(self) -> float:
+        with self._lock:
+            return self.span[1] - self.span[0] if self.span else 0.0
 
     def _errors(self) -> dict[tuple[str, str], int]:
         with self._lock:
@@ -103,6 +146,7 @@ class Controller:
             emulator.clear_requests()
         with self._lock:
             self.errors.clear()
+            self.span = []
 
     def cpu_seconds(self) -> float:
         return time.process_time()
@@ -129,8 +173,26 @@ class EmulatorHandle(ABC):
         changed: dict[str, int] = self.call("change", count=count, seed=seed, advance_s=advance_s)
         return changed
 
-    def faults(self, latency_s: float = 0.0, rate_limit_rps: float | None = None) -> None:
-        self.call("faults", latency_s=latency_s, rate_limit_rps=rate_limit_rps)
+    def faults(
+        self,
+        latency_s: float = 0.0,
+        rate_limit_rps: float | None = None,
+        *,
+        bucket_capacity: float | None = None,
+        neighbour_rps: float | None = None,
+        throttle_rate: float = 0.0,
+    ) -> None:
+        self.call(
+            "faults",
+            latency_s=latency_s,
+            rate_limit_rps=rate_limit_rps,
+            bucket_capacity=bucket_capacity,
+            neighbour_rps=neighbour_rps,
+            throttle_rate=throttle_rate,
+        )
+
+    def refill(self) -> None:
+        self.call("refill")
 
     def counts(self) -> dict[str, Any]:
         counts: dict[str, Any] = self.call("counts")

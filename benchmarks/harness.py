@@ -61,6 +61,15 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def medians(runs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """The median over `runs` of each numeric figure of the first run (others are left out)."""
+    return {
+        key: statistics.median(run[key] for run in runs)
+        for key, value in runs[0].items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
 def run_json(
     args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 600
 ) -> tuple[float, dict[str, Any]]:
@@ -144,6 +153,16 @@ class Sizes:
     org_targets: int = 100
     """ORG: the organization's accounts (the management account among them), one target each."""
     org_images: int = 50
+    rate_limit_seconds: float = 10.0
+    """RATE's hard limits: images enough for about this many seconds of calls at the limit (at
+    least 30)."""
+    rate_random_images: int = 300
+    """RATE's random throttles: the images of each first sync."""
+    rate_neighbour_images: int = 120
+    """RATE's neighbour rows: enough calls that the bucket's first second is a small part."""
+    rate_org_accounts: int = 8
+    rate_org_images: int = 120
+    """RATE's accounts side by side, and each one's images."""
     query_rows: int = 10_000_000
     """Q1: rows of each `query` whose peak memory is measured."""
     repeats: int = 3
@@ -173,6 +192,9 @@ class Sizes:
             load_seconds=2.0,
             org_targets=10,
             org_images=50,
+            rate_limit_seconds=3.0,
+            rate_neighbour_images=60,
+            rate_org_images=60,
             query_rows=1_000_000,
             repeats=1,
             latency_repeats=1,

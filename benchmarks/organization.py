@@ -17,26 +17,21 @@ splits that CPU into a cost per target (role, client, one ListImages) and a cost
 
 from __future__ import annotations
 
-import os
-import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.emulator import DEFAULT_ACCOUNT_ID
-
 from .api import BUCKET_REFILL_S, RATE_RPS
-from .catalogue import REGION, CatalogueSpec, pages
+from .catalogue import CatalogueSpec, pages
 from .commands import cli, sync_args
-from .emulator_proc import EmulatorHandle, ProcessEmulator, open_emulator
-from .harness import INFO, Context, Outcome, Row, median, seconds_text, verdict
+from .emulator_proc import open_emulator
+from .harness import INFO, Context, Outcome, Row, median, medians, seconds_text, verdict
 from .measured import load_average, run_measured
-from .moto_proc import MotoServer, create_organization
+from .served_org import ServedOrganization, served_organization
 
 LATENCY_S = 0.02
 VERSIONS = 10
 """Mean versions an image (1 to 19): one page each."""
-MEMBER_ROLE = "SageMakerReadOnly"
 TARGET_FACTOR = 1.3
 SYNC_TIMEOUT_S = 3600.0
 """Today's targets run one after another and are throttled hard: minutes at full size."""
@@ -45,25 +40,14 @@ EMPTY_REGION = "eu-west-1"
 """A region in which no account has an image."""
 
 
-def _catalogue(images: int, seed: int) -> CatalogueSpec:
-    return CatalogueSpec(images, VERSIONS, spread=True, seed=seed)
-
-
 class _Organization:
     """The organization's servers and sources file; measures its syncs."""
 
-    def __init__(self, ctx: Context, moto: MotoServer, emulator: EmulatorHandle) -> None:
-        self.ctx, self.moto, self.emulator = ctx, moto, emulator
-        self.config = ctx.fresh_dir("org-sources.toml")
-        self.config.write_text(
-            f'[sources.org]\nendpoint_url = "{emulator.url}"\nregions = ["{REGION}"]\n'
-            f'[sources.org.organization]\nmember_role = "{MEMBER_ROLE}"\n'
-        )
-        self.env = {
-            **os.environ,
-            "AWS_ENDPOINT_URL_STS": moto.url,
-            "AWS_ENDPOINT_URL_ORGANIZATIONS": moto.url,
-        }
+    def __init__(self, ctx: Context, served: ServedOrganization) -> None:
+        self.ctx, self.served = ctx, served
+        self.moto, self.emulator = served.moto, served.emulator
+        self.config = served.sources_file(ctx.fresh_dir("org-sources.toml"))
+        self.env = served.env()
 
     def full_then_no_change(self, label: str) -> dict[str, dict[str, Any]]:
         """A full sync into a fresh data dir, then a no-change one, each with full buckets."""
@@ -75,9 +59,8 @@ class _Organization:
         self.emulator.clear()
         loads = load_average()
         emulator_cpu, moto_cpu = self.emulator.cpu_seconds(), self.moto.cpu_seconds()
-        command = [*cli(), "sync", "--config", str(self.config), "--json", *options]
         run = run_measured(
-            [*command, "--data-dir", str(data_dir)],
+            self.served.sync_command(self.config, data_dir, *options),
             env=self.env,
             timeout=SYNC_TIMEOUT_S,
             ok_codes=(0, 1),  # 1: some image failed; counted below
@@ -126,45 +109,35 @@ def _measure(ctx: Context) -> dict[str, Any]:
         "rate_limit_rps": RATE_RPS,
         "startup": _startup(ctx),
     }
-    with MotoServer() as moto:
+    with served_organization(sizes.org_targets) as served:
+        raw["organization_seconds"] = served.created_seconds
+        emulator = served.emulator
         began = time.perf_counter()
-        management, members = create_organization(moto.url, sizes.org_targets - 1)
-        raw["organization_seconds"] = time.perf_counter() - began
-        if management != DEFAULT_ACCOUNT_ID:
-            raise RuntimeError(f"moto's management account {management} is not the emulator's")
-        with ProcessEmulator(members, sts_endpoint_url=moto.url) as emulator:
-            began = time.perf_counter()
-            counts = [
-                emulator.fill(_catalogue(sizes.org_images, seed), account)
-                for seed, account in enumerate([management, *members])
-            ]
-            raw["catalogue_seconds"] = time.perf_counter() - began
-            raw["full_calls_per_target"] = [
-                pages(len(versions)) + sum(pages(n) for n in versions) for versions in counts
-            ]
-            organization = _Organization(ctx, moto, emulator)
-            emulator.faults(latency_s=LATENCY_S)
-            raw["empty_region"] = organization.sync(
-                ctx.fresh_dir("org-empty"), "--region", EMPTY_REGION
-            )
-            raw["unlimited"] = [
-                organization.full_then_no_change("org-unlimited") for _ in range(sizes.slow_repeats)
-            ]
-            emulator.faults(latency_s=LATENCY_S, rate_limit_rps=RATE_RPS)
-            raw["limited"] = [
-                organization.full_then_no_change("org-limited") for _ in range(sizes.slow_repeats)
-            ]
+        counts = served.fill(CatalogueSpec(sizes.org_images, VERSIONS, spread=True))
+        raw["catalogue_seconds"] = time.perf_counter() - began
+        raw["full_calls_per_target"] = [
+            pages(len(versions)) + sum(pages(n) for n in versions) for versions in counts
+        ]
+        organization = _Organization(ctx, served)
+        emulator.faults(latency_s=LATENCY_S)
+        raw["empty_region"] = organization.sync(
+            ctx.fresh_dir("org-empty"), "--region", EMPTY_REGION
+        )
+        raw["unlimited"] = [
+            organization.full_then_no_change("org-unlimited") for _ in range(sizes.slow_repeats)
+        ]
+        emulator.faults(latency_s=LATENCY_S, rate_limit_rps=RATE_RPS)
+        raw["limited"] = [
+            organization.full_then_no_change("org-limited") for _ in range(sizes.slow_repeats)
+        ]
     return raw
 
 
 def _medians(runs: list[dict[str, Any]]) -> dict[str, float]:
     """The median of every numeric figure of `runs` (the product's own counts included)."""
-    flat = [{**run, **{f"product_{k}": v for k, v in run["product"].items()}} for run in runs]
-    return {
-        key: statistics.median(run[key] for run in flat)
-        for key, value in flat[0].items()
-        if isinstance(value, int | float)
-    }
+    return medians(
+        [{**run, **{f"product_{k}": v for k, v in run["product"].items()}} for run in runs]
+    )
 
 
 def org(ctx: Context) -> Outcome:

@@ -18,7 +18,7 @@ from dataclasses import asdict, astuple
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import api, bulk, ceiling, files, organization, query_memory, scale, startup
+from . import api, bulk, ceiling, files, organization, query_memory, rate, scale, startup
 from .harness import Context, Outcome, Row, Sizes, isolate_aws_env
 
 Scenario = Callable[[Context, frozenset[str]], dict[str, Outcome]]
@@ -38,6 +38,7 @@ SCENARIOS: list[tuple[tuple[str, ...], Scenario]] = [
     (("B2",), _single("B2", api.b2)),
     (("B3",), _single("B3", api.b3)),
     (("ORG",), _single("ORG", organization.org)),
+    (("RATE",), _single("RATE", rate.rate)),
     (("B4", "B5"), bulk.b4_b5),
     (("B6",), _single("B6", files.b6)),
     (("B7",), _single("B7", startup.b7)),

@@ -44,7 +44,8 @@ EXIT_PHASE = "summary, exit"
 STARTUP_KEYS = ("seconds", "cpu_seconds", "peak_rss_mb")
 
 
-def bare_command(endpoint_url: str, cursors: Path) -> list[str]:
+def bare_command(endpoint_url: str, cursors: Path, retry_mode: str = "standard") -> list[str]:
+    """The bare boto3 script's command, syncing into the cursors file `cursors`."""
     return [
         sys.executable,
         "-m",
@@ -59,6 +60,8 @@ def bare_command(endpoint_url: str, cursors: Path) -> list[str]:
         str(CONCURRENCY),
         "--lookback-minutes",
         str(LOOKBACK_MINUTES),
+        "--retry-mode",
+        retry_mode,
     ]
 
 

@@ -21,7 +21,7 @@ from .committer import Committer
 from .errors import ConfigError, DataError, WriterBusy
 from .fanout import in_shard
 from .guard import CallGuard, Cancelled, close_client
-from .ratelimit import AdaptiveRateLimiter
+from .ratelimit import AdaptiveRateLimiter, SharedStart
 from .redact import redact
 from .run import Failure, SourceTarget, SyncOptions, SyncReport
 from .schema import (
@@ -41,11 +41,11 @@ from .state import (
     drop_older_state,
     keep_previous_state,
     load_account_state,
-    load_rate_hint,
+    load_learned_rate,
     load_target_account,
     migrate_state,
     needs_migration,
-    save_rate_hint,
+    save_learned_rate,
     save_target_account,
     split_account_key,
 )
@@ -113,6 +113,7 @@ def sync(
     progress = ProgressTracker(on_progress, len(members))
     ready = _Once(lambda: _prepare(data_dir, options))
     owners = _Owners()
+    start = SharedStart()  # one probe of an unknown limit at a time, the others start from it
     unreachable: list[ConfigError] = []
     busy: list[WriterBusy] = []
     damaged: list[DataError | OSError] = []
@@ -120,7 +121,7 @@ def sync(
     def run(member: SourceTarget) -> SyncReport:
         failed = SyncReport(target=member)
         try:
-            connected = _connect(data_dir, member, cancel)
+            connected = _connect(data_dir, member, cancel, start)
         except _Unreachable as exc:
             unreachable.append(exc)
             failed.failures.append(Failure(member.source, member.region, None, str(exc)))
@@ -142,6 +143,7 @@ def sync(
             failed.failures.append(Failure(member.source, member.region, None, reason))
             return failed
         finally:
+            connected.limiter.finish()
             close_client(connected.client)
             progress.add(targets_done=1)
 
@@ -295,11 +297,14 @@ def _sync_target(
                         owning.enter_context(
                             data_dir.account_lock(account, options.lock_timeout_s, cancel)
                         )
+                        member.limiter.adopt(load_learned_rate(data_dir, account))
                         committer = _owner_committer(data_dir, account, key, options)
                         run.sync(catalogue, committer, _observed_at(started_ms, committer.states))
+                        save_learned_rate(
+                            data_dir.for_account(account), account, member.limiter.learned
+                        )
                     if account is not None:
                         save_target_account(mine, key, account)
-                save_rate_hint(mine, key, member.limiter.learned_rps)
             except BaseException as exc:
                 committer.commit(_sync_run_row(target, account, report, started_ms, exc))
                 raise
@@ -407,12 +412,16 @@ def _expand(
     return members, errors
 
 
-def _connect(data_dir: DataDir, member: SourceTarget, cancel: threading.Event) -> _Connected:
+def _connect(
+    data_dir: DataDir, member: SourceTarget, cancel: threading.Event, start: SharedStart
+) -> _Connected:
     """A client for one target that has credentials and a reachable endpoint, its request
-    rate starting from what its last sync learned; _Unreachable when it has not."""
+    rate starting from the limit found of the account it reached last (or, new, from what
+    `start` finds); _Unreachable when it has not."""
     stats = ApiStats()
-    hint = load_rate_hint(data_dir, member.key)
-    limiter = AdaptiveRateLimiter(member.client.max_rps, ssthresh=hint)
+    account = load_target_account(data_dir, member.key)
+    learned = load_learned_rate(data_dir, account) if account else None
+    limiter = AdaptiveRateLimiter(member.client.max_rps, learned=learned, shared=start)
     try:
         guard = CallGuard(member.client.call_deadline_s, cancel)
         client = make_client(member.client, stats, guard, limiter)

@@ -51,6 +51,7 @@ def retire(data_dir: DataDir, source: str, *, purge: bool = False) -> Retired:
     gone = {account for key in mine if (account := reached[key]) is not None} - kept
     for account in sorted(gone):
         files = [path for path in state_paths(data_dir) if path.parent.name == account]
+        files.append(data_dir.account_dir(account) / RATE_HINT_FILE)
         data_dir.store.delete([path for path in files if data_dir.store.is_file(path)])
         retired.accounts.append(account)
         if purge:

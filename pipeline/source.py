@@ -1,8 +1,9 @@
 """The SageMaker side: a boto3 client with retries, a shared rate limit and call accounting.
 
-Retries are botocore's own (standard or adaptive mode). Every HTTP attempt of every worker
-passes through the client's rate limiter (botocore's `before-send` event), which adapts to
-throttling answers and holds `max_rps` across threads, retries included (ratelimit.py).
+Retries are botocore's own (standard or adaptive mode), except after a throttle: that attempt
+goes again at once, and the client's rate limiter paces it. Every HTTP attempt of every
+worker passes through the limiter (botocore's `before-send` event), which finds the account's
+limit from the throttling answers and holds `max_rps` across threads (ratelimit.py).
 Counters come from botocore events too, so they count what really went over the wire.
 
 Credentials are a profile (or boto3's chain), optionally followed by IAM roles assumed in turn
@@ -256,7 +257,12 @@ def make_client(
     def before_send(**_: Any) -> None:
         sent.at = limiter.acquire(guard.cancel)
 
-    def needs_retry(response: Any = None, caught_exception: Any = None, **_: Any) -> None:
+    def needs_retry(
+        response: Any = None, caught_exception: Any = None, attempts: int = 1, **_: Any
+    ) -> float | None:
+        """Count the attempt and tell the limiter; a throttled one goes straight back to the
+        limiter (0 s: its pace is the back-off) while attempts remain; anything else is left
+        to botocore's retry handler (None)."""
         code = None
         if response is not None:
             code = response[1].get("Error", {}).get("Code")
@@ -268,6 +274,7 @@ def make_client(
             response is not None and response[0].status_code >= 400
         ):
             guard.check_call("sagemaker")  # raises instead of a back-off past the deadline
+        return 0.0 if throttled and attempts < settings.max_attempts else None
 
     stats.count_calls_of(client, "sagemaker")
     events.register("before-send.sagemaker", before_send)

@@ -7,8 +7,9 @@ version again. An account's state is written atomically, only after the data it 
 durable, and only by the one writer holding that account's lock. Because it is Parquet, the
 `sync_state` view reads every account's file directly (by glob: a new one needs no rewrite).
 
-Each target (a source in a region) keeps its own small files under `DATA/_state/targets/`: the
-rate its last sync learned, and the account it last reached.
+Beside an account's state is the limit its syncs found of its API rate (`rate.json`): every
+source that reaches the account starts from it. Each target (a source in a region) keeps its
+own small file under `DATA/_state/targets/`: the account it last reached.
 
 Older data dirs kept the state per target (`_state/targets/*/images.parquet`), or in one file
 (`_state/images.parquet`); the first sync that finds either merges it into the per-account
@@ -27,6 +28,7 @@ from pathlib import Path, PurePath
 import pyarrow as pa
 
 from .errors import DataError
+from .ratelimit import Learned
 from .schema import STATE_SCHEMA, table_to_rows
 from .storage import DataDir, UnreadableFile
 
@@ -41,7 +43,7 @@ __all__ = [
     "keep_previous_state",
     "legacy_state_file",
     "load_account_state",
-    "load_rate_hint",
+    "load_learned_rate",
     "load_state",
     "load_target_account",
     "local_previous_state_copies",
@@ -50,7 +52,7 @@ __all__ = [
     "needs_migration",
     "previous_state_file",
     "readable_state_files",
-    "save_rate_hint",
+    "save_learned_rate",
     "save_state",
     "save_target_account",
     "split_account_key",
@@ -65,8 +67,9 @@ PREVIOUS_STATE_FILE = "images.previous.parquet"
 RATE_HINT_FILE = "rate.json"
 ACCOUNT_FILE = "account.json"
 """In a target's directory: the account and region its last listing reached."""
-RATE_HINT_MAX_AGE_S = 24 * 3600
-"""Older than this, what a sync learned of a target's API limit is not trusted any more."""
+RATE_HINT_MAX_AGE_S = 7 * 24 * 3600
+"""Older than this, what syncs found of an account's API limit is not trusted any more: the
+next sync finds it again."""
 STATE_FILES_PATTERN = f"*/{STATE_FILE}"
 """The glob of every account's state file under `DataDir.accounts_dir`."""
 
@@ -371,26 +374,35 @@ def save_target_account(data_dir: DataDir, key: str, account: str) -> None:
     data_dir.publish_bytes(json.dumps({"account": account}).encode(), path)
 
 
-def load_rate_hint(data_dir: DataDir, key: str) -> float | None:
-    """The request rate the target's last throttled sync ended at (ratelimit.py's ssthresh),
-    when it is recent; None otherwise, or when the file cannot be read."""
-    path = data_dir.target_dir(key) / RATE_HINT_FILE
+def load_learned_rate(data_dir: DataDir, account: str) -> Learned | None:
+    """The limit an account and region's last syncs found (ratelimit.py), kept beside its
+    state, when it is recent; None otherwise, or when the file cannot be read."""
+    path = data_dir.account_dir(account) / RATE_HINT_FILE
     try:
         if not data_dir.store.is_file(path):
             return None
         hint = json.loads(data_dir.store.read_bytes(path))
         rps, saved_at = float(hint["rps"]), float(hint["saved_at"])
-    except (OSError, ValueError, TypeError, KeyError):
+        burst = None if hint.get("burst") is None else float(hint["burst"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None  # a hint, never a reason to fail
     fresh = 0 <= time.time() - saved_at <= RATE_HINT_MAX_AGE_S
-    return rps if fresh and rps > 0 and rps == rps else None
+    if not (fresh and _positive(rps) and (burst is None or _positive(burst))):
+        return None
+    return Learned(rps, burst)
 
 
-def save_rate_hint(data_dir: DataDir, key: str, rps: float | None) -> None:
-    """Keep (or, with None, drop) the rate the target's next sync starts from."""
-    path = data_dir.target_dir(key) / RATE_HINT_FILE
-    if rps is None:
-        data_dir.store.delete([path])
+def _positive(value: float) -> bool:
+    return 0 < value < float("inf")
+
+
+def save_learned_rate(data_dir: DataDir, account: str, learned: Learned | None) -> None:
+    """Keep what the account's limit was found to be, for the next sync of any source that
+    reaches it (nothing when nothing was found: an earlier finding stands)."""
+    if learned is None:
         return
-    body = json.dumps({"rps": round(rps, 3), "saved_at": round(time.time(), 3)}).encode()
-    data_dir.publish_bytes(body, path)
+    path = data_dir.account_dir(account) / RATE_HINT_FILE
+    hint = {"rps": round(learned.rps, 3), "saved_at": round(time.time(), 3)}
+    if learned.burst is not None:
+        hint["burst"] = round(learned.burst, 3)
+    data_dir.publish_bytes(json.dumps(hint).encode(), path)

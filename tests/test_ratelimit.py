@@ -1,128 +1,159 @@
-"""The adaptive rate limiter converges: against a simulated rate-limited service (a token bucket
-like the emulator's, on a simulated clock), and against a real emulator through boto3."""
+"""The rate limiter against every case of issue 18, in virtual time (tests/rate_sim.py): a
+hard limit with a bucket of a second or of one request, random throttles, a steady neighbour,
+eight accounts side by side, limits that move between syncs; then through boto3 against the
+emulator, and what a sync keeps for the next (per account, for every source reaching it)."""
 
 from __future__ import annotations
 
-import heapq
 import json
-import random
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from pipeline.config import AccessSettings, ProjectConfig, SourceConfig, build_targets
 from pipeline.emulator import EmulatorServer, seed_catalogue
+from pipeline.extract import sync
 from pipeline.guard import Cancelled
-from pipeline.ratelimit import AdaptiveRateLimiter
-from pipeline.state import load_rate_hint, save_rate_hint, target_key
+from pipeline.ratelimit import AdaptiveRateLimiter, Learned, SharedStart
+from pipeline.run import SyncOptions
+from pipeline.state import load_learned_rate, save_learned_rate
 from pipeline.storage import DataDir
 
+from . import rate_sim as sim
 from .support import REGION, assert_converged, run_sync
 
-
-@dataclass
-class Outcome:
-    seconds: float
-    attempts: int
-    throttled: int
-    rates: list[tuple[float, float]]
-    """(time, the limiter's rate) after each answer."""
+CALLS = 300
 
 
-def simulate(
-    calls: int,
-    *,
-    workers: int,
-    latency_s: float,
-    limit_rps: float | None,
-    max_rps: float | None,
-    burst: int = 0,
-) -> Outcome:
-    """`calls` requests by `workers` workers through one limiter to a service that accepts
-    `limit_rps` a second (a bucket of one second of requests), after throttling its first
-    `burst` requests whatever the rate, and answers after `latency_s`; a throttled request
-    is retried after a back-off of up to a second, as botocore does."""
-    rng = random.Random(7)
-    limiter = AdaptiveRateLimiter(max_rps)
-    tokens, refilled = limit_rps or 0.0, 0.0
-    queue: list[tuple[float, int, str, float]] = [(0.0, w, "next", 0.0) for w in range(workers)]
-    remaining, attempts, throttled, finished = calls, 0, 0, 0.0
-    rates: list[tuple[float, float]] = []
-    while queue:
-        now, worker, kind, sent_at = heapq.heappop(queue)
-        if kind == "next":
-            if remaining == 0:
-                continue
-            remaining -= 1
-            kind = "try"
-        if kind == "try":
-            wait = limiter.reserve(now)
-            if wait > 0:
-                heapq.heappush(queue, (now + wait, worker, "try", 0.0))
-                continue
-            attempts += 1
-            accepted = True
-            if burst > 0:
-                burst, accepted = burst - 1, False
-            elif limit_rps is not None:
-                tokens = min(limit_rps, tokens + (now - refilled) * limit_rps)
-                refilled = now
-                accepted = tokens >= 1
-                tokens -= accepted
-            heapq.heappush(queue, (now + latency_s, worker, "ok" if accepted else "429", now))
-        elif kind in ("ok", "429"):
-            limiter.observe(sent_at, kind == "429", now)
-            rates.append((now, limiter.rate or float("inf")))
-            if kind == "ok":
-                finished = max(finished, now)
-                heapq.heappush(queue, (now, worker, "next", 0.0))
-            else:
-                throttled += 1
-                heapq.heappush(queue, (now + rng.random(), worker, "try", 0.0))
-    return Outcome(finished, attempts, throttled, rates)
+def syncs(account: sim.Account, count: int, calls: int = CALLS) -> list[sim.Target]:
+    """`count` syncs of one target in a row, each starting from what the last one learned
+    (a fresh account each time: its bucket full, its neighbour and noise as given)."""
+    done: list[sim.Target] = []
+    learned = None
+    for _ in range(count):
+        fresh = sim.Account(
+            account.limit_rps, account.capacity, account.noise, account.neighbour_rps
+        )
+        target = sim.run([sim.Target(AdaptiveRateLimiter(learned=learned), fresh, calls)])[0]
+        learned = target.limiter.learned
+        done.append(target)
+    return done
 
 
-@pytest.mark.parametrize("calls", [300, 1000, 3000])
-def test_it_converges_on_a_20_rps_limit(calls: int) -> None:
-    outcome = simulate(calls, workers=16, latency_s=0.02, limit_rps=20, max_rps=None)
-    floor = (calls - 20) / 20  # the service's bucket starts full: one second of requests
-    assert outcome.seconds <= 1.1 * floor
-    assert outcome.throttled <= max(10, 0.02 * outcome.attempts)
-    # After the first second the rate stays near the limit: it neither collapses nor runs away.
-    settled = [rate for at, rate in outcome.rates if at > 2.0]
-    assert min(settled) >= 14 and max(settled) <= 26
+def wall_over_floor(target: sim.Target, limit: float) -> float:
+    return target.finished / (target.calls / limit)
 
 
-@pytest.mark.parametrize("limit", [5.0, 80.0])
-def test_it_finds_other_limits_too(limit: float) -> None:
-    calls = int(limit * 40)
-    outcome = simulate(calls, workers=16, latency_s=0.02, limit_rps=limit, max_rps=None)
-    assert outcome.seconds <= 1.15 * (calls - limit) / limit
-    assert outcome.throttled <= max(10, 0.03 * outcome.attempts)
+@pytest.mark.parametrize("capacity", ["second", "one"])
+@pytest.mark.parametrize("limit", [1, 2, 5, 10, 20, 50, 100])
+def test_after_its_first_sync_a_target_is_rarely_throttled(limit: int, capacity: str) -> None:
+    bucket = None if capacity == "second" else 1.0
+    _, *later = syncs(sim.Account(limit, bucket), 3)
+    for target in later:
+        assert target.throttled <= 0.02 * target.attempts, target.throttled
+    if capacity == "second" or limit <= 20:
+        assert all(wall_over_floor(target, limit) <= 1.15 for target in later)
+    else:
+        # A bucket of one request hides nothing of the limit, and proves little of it: the
+        # first sync's estimate is a floor that later syncs raise only as probes allow.
+        assert all(wall_over_floor(target, limit) <= 1.7 for target in later)
+
+
+@pytest.mark.parametrize("limit", [1, 2, 5, 10, 20, 50, 100])
+def test_a_first_sync_finds_the_limit_for_a_few_throttled_requests(limit: int) -> None:
+    first = syncs(sim.Account(limit), 1)[0]
+    # The probe's cost is the requests in flight when the bucket runs dry: at most the rate
+    # the slow start reached in one round trip. Up to 20 requests/s that is the issue's
+    # max(2%, 6); at 50 and 100 the workers' 800 requests/s reach it first (see the note in
+    # docs/operations.md).
+    budget = max(0.02 * first.attempts, 6) if limit <= 20 else 16
+    assert first.throttled <= budget, first.throttled
+    assert wall_over_floor(first, limit) <= 1.15
+    assert first.limiter.learned is not None
+    assert 0.85 * limit <= first.limiter.learned.rps <= 1.1 * limit
+
+
+@pytest.mark.parametrize("noise", [0.02, 0.05, 0.10])
+@pytest.mark.parametrize("calls", [300, 1000])
+def test_random_throttles_cost_little_time(noise: float, calls: int) -> None:
+    unthrottled = syncs(sim.Account(), 1, calls)[0]
+    throttled = syncs(sim.Account(noise=noise), 1, calls)[0]
+    assert throttled.throttled > 0
+    assert throttled.finished <= 1.5 * unthrottled.finished
+    assert throttled.limiter.learned is None  # noise is not a limit to keep
+
+
+@pytest.mark.parametrize("neighbour", [8, 15])
+def test_a_steady_neighbour_keeps_its_share_once_the_limit_is_learned(neighbour: int) -> None:
+    limit = 20
+    first, *later = syncs(sim.Account(limit, neighbour_rps=neighbour), 3)
+    for target in later:
+        assert target.throttled <= 0.03 * target.attempts
+        assert target.neighbour_share <= 0.03
+        assert target.finished <= 1.3 * target.calls / (limit - neighbour)
+    assert first.limiter.learned is not None
+    assert first.limiter.learned.rps <= 1.2 * (limit - neighbour)
+
+
+def test_eight_accounts_side_by_side_share_one_probe() -> None:
+    learned: list[Learned | None] = [None] * 8
+    for _ in range(3):
+        start = SharedStart()
+        targets = [
+            sim.Target(
+                AdaptiveRateLimiter(learned=learned[i], shared=start), sim.Account(20), 130, 8
+            )
+            for i in range(8)
+        ]
+        sim.run(targets, cpu_s=0.0015)
+        attempts = sum(target.attempts for target in targets)
+        assert sum(target.throttled for target in targets) <= 0.02 * attempts
+        assert max(target.finished for target in targets) <= 1.2 * 130 / 20
+        learned = [target.limiter.learned for target in targets]
+
+
+def test_the_learned_limit_does_not_creep_upward() -> None:
+    for target in syncs(sim.Account(20), 10):
+        assert target.limiter.learned is not None
+        assert target.limiter.learned.rps <= 21
+
+
+def test_a_limit_raised_between_syncs_is_found_and_a_lowered_one_costs_a_few_throttles() -> None:
+    raised = syncs(sim.Account(40), 1, 1200)[0]
+    assert raised.limiter.learned is not None and raised.limiter.learned.rps >= 30
+    start = Learned(20.0, 20.0)
+    lowered = sim.Account(10)
+    target = sim.run([sim.Target(AdaptiveRateLimiter(learned=start), lowered, CALLS)])[0]
+    assert target.throttled <= 10
+    assert target.limiter.learned is not None and target.limiter.learned.rps <= 11
+
+
+@pytest.mark.parametrize("learned", [None, Learned(20.0, 20.0)])
+def test_a_storm_of_throttles_costs_about_its_length_not_the_rest_of_the_sync(
+    learned: Learned | None,
+) -> None:
+    """Every request throttled for 3 s (another client hogging the account), at the start or
+    in the middle of a sync against a 20 requests/s limit: afterwards the rate comes back."""
+    storm = (0.0, 3.0) if learned is None else (5.0, 8.0)
+    account = sim.Account(20, storm=storm)
+    target = sim.run([sim.Target(AdaptiveRateLimiter(learned=learned), account, 400)])[0]
+    assert target.finished <= 400 / 20 + 3 + 6
+    assert target.limiter.learned is not None and target.limiter.learned.rps >= 16
 
 
 def test_an_unthrottled_endpoint_is_limited_only_by_the_workers() -> None:
-    calls, workers, latency = 3000, 16, 0.03
-    outcome = simulate(calls, workers=workers, latency_s=latency, limit_rps=None, max_rps=None)
-    assert outcome.throttled == 0
-    assert outcome.seconds <= 1.1 * calls * latency / workers
-
-
-def test_a_burst_of_throttles_costs_seconds_not_the_rest_of_the_sync() -> None:
-    """50 throttles in a row that have nothing to do with the rate (another client hogging the
-    account): the rate backs off, then recovers once they stop."""
-    outcome = simulate(400, workers=8, latency_s=0.01, limit_rps=None, max_rps=None, burst=50)
-    assert outcome.throttled == 50
-    assert outcome.seconds <= 20
-    assert outcome.rates[-1][1] >= 20
+    target = syncs(sim.Account(), 1, 3000)[0]
+    assert target.throttled == 0
+    assert target.finished <= 1.1 * 3000 * sim.LATENCY_S / sim.WORKERS
 
 
 def test_max_rps_caps_the_rate() -> None:
-    outcome = simulate(400, workers=16, latency_s=0.01, limit_rps=None, max_rps=10)
-    assert outcome.seconds >= 400 / 10 - 1
-    assert max(rate for _, rate in outcome.rates) <= 10
+    limiter = AdaptiveRateLimiter(10)
+    target = sim.run([sim.Target(limiter, sim.Account(), 400)])[0]
+    assert target.finished >= 400 / 10 - 1
+    assert max(rate for _, rate in target.rates) <= 10
 
 
 def test_a_waiting_worker_is_cancelled() -> None:
@@ -134,35 +165,58 @@ def test_a_waiting_worker_is_cancelled() -> None:
         limiter.acquire(cancel)
 
 
-def test_a_sync_against_a_rate_limited_emulator_stays_correct_and_rarely_throttled(
+def test_a_sync_against_a_rate_limited_emulator_keeps_the_limit_for_every_source(
     server: EmulatorServer, data_dir: DataDir
 ) -> None:
     seed_catalogue(server.emulator, seed=21, images=40)
     server.emulator.faults.rate_limit_rps = 20
+    server.emulator.faults.latency_s = 0.02  # requests in flight, as against AWS
     report = run_sync(data_dir, server)
     assert report.ok
-    # The probe at the start costs a few throttled attempts, once; then the rate holds.
-    assert report.stats.throttled <= 15, report.stats.throttled
+    assert report.stats.throttled <= 12, report.stats.throttled
     assert_converged(data_dir, server.emulator)
-    key = target_key("default", REGION)
-    learned = load_rate_hint(data_dir, key)
-    assert learned is not None and 10 <= learned <= 30, learned
-    # The next (scheduled) sync starts from what this one learned: no probe, no burst.
+    (account,) = data_dir.account_keys()
+    learned = load_learned_rate(data_dir, account)
+    assert learned is not None and 15 <= learned.rps <= 22, learned
+    # The next sync starts from it: no probe, no burst.
     again = run_sync(data_dir, server)
     assert again.ok and again.stats.throttled <= 2, again.stats.throttled
 
 
-def test_a_rate_hint_that_is_old_or_unreadable_is_ignored(data_dir: DataDir) -> None:
-    key = target_key("default", REGION)
+def test_another_source_reaching_the_account_starts_from_its_limit(
+    server: EmulatorServer, data_dir: DataDir
+) -> None:
+    """The limit is the account's, not the source's: a second source (another name, another
+    process in a real deployment) that reaches the same account starts from what the first
+    found, read once it holds the account's lock."""
+    seed_catalogue(server.emulator, seed=22, images=40)
+    server.emulator.faults.rate_limit_rps = 20
+    server.emulator.faults.latency_s = 0.02
+    first = run_sync(data_dir, server)
+    assert first.ok and first.stats.throttled > 0  # the first source probed
+    (account,) = data_dir.account_keys()
+    found = load_learned_rate(data_dir, account)
+    assert found is not None
+    server.emulator.faults.refill()
+    other = SourceConfig("other", (REGION,), endpoint_url=server.url)
+    targets = build_targets(ProjectConfig(sources=(other,)), AccessSettings())
+    second = sync(data_dir, targets, SyncOptions(full_refresh=True))
+    assert second.ok
+    assert second.stats.throttled <= 2, second.stats.throttled
+    assert load_learned_rate(data_dir, account) is not None
+
+
+def test_a_learned_rate_that_is_old_or_unreadable_is_ignored(data_dir: DataDir) -> None:
+    account = f"123456789012.{REGION}"
     data_dir.prepare()
-    hint = Path(data_dir.target_dir(key)) / "rate.json"
+    hint = Path(data_dir.account_dir(account)) / "rate.json"
     hint.parent.mkdir(parents=True)
     for body in ("not json", '{"rps": "fast"}', '{"rps": -3, "saved_at": 1e18}', "[]"):
         hint.write_text(body)
-        assert load_rate_hint(data_dir, key) is None
-    hint.write_text(json.dumps({"rps": 20.0, "saved_at": time.time() - 2 * 24 * 3600}))
-    assert load_rate_hint(data_dir, key) is None
-    save_rate_hint(data_dir, key, 20.0)
-    assert load_rate_hint(data_dir, key) == 20.0
-    save_rate_hint(data_dir, key, None)
-    assert not hint.exists()
+        assert load_learned_rate(data_dir, account) is None
+    hint.write_text(json.dumps({"rps": 20.0, "saved_at": time.time() - 8 * 24 * 3600}))
+    assert load_learned_rate(data_dir, account) is None
+    save_learned_rate(data_dir, account, Learned(20.0, 4.0))
+    assert load_learned_rate(data_dir, account) == Learned(20.0, 4.0)
+    save_learned_rate(data_dir, account, None)  # nothing found: what was found stands
+    assert load_learned_rate(data_dir, account) == Learned(20.0, 4.0)

@@ -24,7 +24,8 @@ unchanged item. Image versions carry their details and aliases (an alias names o
 of its image).
 
 Tests drive the catalogue through the :class:`Emulator` Python API and a controllable
-:class:`Clock`, and inject latency, throttling and server errors through :class:`Faults`.
+:class:`Clock`, and inject latency, throttling (random, or a rate limit's token bucket that a
+simulated neighbour may share) and server errors through :class:`Faults`.
 :class:`Modes` (each off by default) give the other answer to what AWS leaves open: whole-second
 time filters, short or empty pages with a NextToken, CREATING and DELETING that last, names
 found in any case, archived versions unlisted.
