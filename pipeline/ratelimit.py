@@ -199,12 +199,12 @@ class AdaptiveRateLimiter:
         if max_rps is not None and max_rps <= 0:
             raise ValueError("max_rps must be positive")
         self.max_rps = max_rps
-        self.limit = learned.rps if learned else None
+        self.limit: float | None = None
         """The rate the account leaves us, as found (or as learned by an earlier sync)."""
-        self.burst = learned.burst if learned else None
+        self.burst: float | None = None
         self.noise = 0.0
         """The share of throttled answers taken for noise, not for a limit."""
-        self._rate = CRUISE * learned.rps if learned else INITIAL_RPS
+        self._rate = INITIAL_RPS
         self._confirming = False
         self._next_at = 0.0  # when the next request may go (GCRA's theoretical arrival time)
         self._grown_at: float | None = None
@@ -229,6 +229,8 @@ class AdaptiveRateLimiter:
         self._shared = None if learned else shared
         self._learned_before = learned is not None
         self._lock = threading.Lock()
+        if learned is not None:
+            self._start_from(learned)
 
     @property
     def learned(self) -> Learned | None:
@@ -242,10 +244,13 @@ class AdaptiveRateLimiter:
         with self._lock:
             if learned is None or self.limit is not None or self._judged is not None:
                 return
-            self.limit, self.burst = learned.rps, learned.burst
-            self._rate = CRUISE * learned.rps
+            self._start_from(learned)
             self._learned_before = True
             self._leave_start()
+
+    def _start_from(self, learned: Learned) -> None:
+        self.limit, self.burst = learned.rps, learned.burst
+        self._rate = CRUISE * learned.rps
 
     def finish(self) -> None:
         """The sync is done: a probe it was making for other targets found nothing."""
@@ -293,8 +298,7 @@ class AdaptiveRateLimiter:
             return
         if isinstance(turn, Learned):
             log.debug("starting from %.1f requests/s, the limit another target found", turn.rps)
-            self.limit, self.burst = turn.rps, turn.burst
-            self._rate = CRUISE * turn.rps
+            self._start_from(turn)
             self._shared = None
         elif self._rate == PATIENT_RPS:
             self._rate = INITIAL_RPS  # the wait is over: a slow start of its own
@@ -371,9 +375,12 @@ class AdaptiveRateLimiter:
         assert self.limit is not None
         return self.burst if self.burst is not None else BUCKET_S * self.limit
 
+    def _throttles_among(self, answers: int) -> int:
+        """Throttled answers among the last `answers`."""
+        return sum(list(self._recent)[-answers:])
+
     def _share(self, answers: int) -> float:
-        recent = list(self._recent)[-answers:]
-        return sum(recent) / len(recent)
+        return self._throttles_among(answers) / min(answers, len(self._recent))
 
     def _throttled(self, sent_at: float, now: float) -> None:
         if self._share(SHARE_WINDOW) <= self.noise:
@@ -392,7 +399,7 @@ class AdaptiveRateLimiter:
             # A probe past the limit found met it; probe less often from now on.
             self._met(PROBE_PER_S * self.limit, sent_at, now)
             self._quiet_s = min(MAX_QUIET_S, max(2 * self._quiet_s, PROBE_CALLS / self.limit))
-        elif sum(list(self._recent)[-MEASURE_WINDOW:]) >= 2:
+        elif self._throttles_among(MEASURE_WINDOW) >= 2:
             # Under the limit found (or, still climbing, under the first estimate: the burst
             # was another client's too): what the account accepted of the rate since the last
             # change, when there are enough answers to tell; a fixed step down otherwise.
@@ -524,10 +531,9 @@ class AdaptiveRateLimiter:
         self._undecided = None
         noise = max(self.noise, ASSUMED_NOISE)
         odds = _likelihood(DRY_SHARE, throttled, answered) / _likelihood(noise, throttled, answered)
-        recent = self._share(SHARE_WINDOW) if len(self._recent) >= NOISE_ANSWERS else 0.0
-        too_many = len(self._recent) >= NOISE_ANSWERS and (
-            _tail(noise, sum(self._recent), len(self._recent)) < NOISE_DOUBT
-        )
+        enough = len(self._recent) >= NOISE_ANSWERS
+        recent = self._share(SHARE_WINDOW) if enough else 0.0
+        too_many = enough and _tail(noise, sum(self._recent), len(self._recent)) < NOISE_DOUBT
         if odds >= (DRY_ODDS if self.noise else FIRST_DRY_ODDS) or too_many:
             # A dry bucket accepts of the requests in flight what it refills (one accepted
             # answer more or less is most of the difference among a few): a better estimate
