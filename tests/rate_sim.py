@@ -7,14 +7,13 @@ spaced requests whatever happens) and throttling a share `noise` of requests at 
 whatever the rate. Each target's `workers` take calls one at a time: a call waits for the
 limiter, takes `cpu_s` of the one interpreter shared by every target (so many targets at once
 are CPU-bound, as in a real process), reaches the account, and is answered `latency_s` later.
-A throttled attempt is retried as the product retries it (`retry_delay`).
+A throttled attempt is retried as the product retries it: straight back to the limiter.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.ratelimit import AdaptiveRateLimiter
@@ -76,16 +75,6 @@ class Account:
         return not (self.noise and self._rng.random() < self.noise)
 
 
-def immediate_retry(attempt: int, rng: random.Random) -> float:
-    """The product's retry of a throttled attempt: straight back to the limiter."""
-    return 0.0
-
-
-def botocore_standard_backoff(attempt: int, rng: random.Random) -> float:
-    """botocore's standard mode: a random wait of up to 2 ** (attempt - 1) s, at most 20 s."""
-    return min(20.0, rng.random() * 2.0 ** (attempt - 1))
-
-
 @dataclass
 class Target:
     """One target's sync: its limiter, account, calls and workers, and what it saw."""
@@ -101,10 +90,6 @@ class Target:
     """(time, the limiter's rate) after each answer."""
 
     @property
-    def throttled_share(self) -> float:
-        return self.throttled / max(1, self.attempts)
-
-    @property
     def neighbour_share(self) -> float:
         return self.account.neighbour_throttled / max(1, self.account.neighbour_attempts)
 
@@ -114,18 +99,15 @@ def run(
     *,
     latency_s: float = LATENCY_S,
     cpu_s: float = 0.0,
-    retry_delay: Callable[[int, random.Random], float] = immediate_retry,
-    seed: int = 7,
 ) -> list[Target]:
     """Run every target's sync side by side until each has made all its calls."""
-    rng = random.Random(seed)
-    queue: list[tuple[float, int, int, str, float, int]] = []
+    queue: list[tuple[float, int, int, str, float]] = []
     order = 0
 
-    def push(at: float, target: int, kind: str, sent_at: float = 0.0, attempt: int = 0) -> None:
+    def push(at: float, target: int, kind: str, sent_at: float = 0.0) -> None:
         nonlocal order
         order += 1
-        heapq.heappush(queue, (at, order, target, kind, sent_at, attempt))
+        heapq.heappush(queue, (at, order, target, kind, sent_at))
 
     remaining = [target.calls for target in targets]
     for index, target in enumerate(targets):
@@ -133,30 +115,30 @@ def run(
             push(0.0, index, "next")
     cpu_free = 0.0
     while queue:
-        now, _, index, kind, sent_at, attempt = heapq.heappop(queue)
+        now, _, index, kind, sent_at = heapq.heappop(queue)
         target = targets[index]
         if kind == "next":
             if remaining[index] == 0:
                 continue
             remaining[index] -= 1
-            push(now, index, "try", attempt=1)
+            push(now, index, "try")
         elif kind == "try":
             wait = target.limiter.reserve(now)
             if wait > 0:
-                push(now + wait, index, "try", attempt=attempt)
+                push(now + wait, index, "try")
                 continue
             arrives = max(now, cpu_free)
             cpu_free = arrives + cpu_s
             target.attempts += 1
             accepted = target.account.accepts(arrives)
-            push(arrives + latency_s, index, "ok" if accepted else "429", now, attempt)
+            push(arrives + latency_s, index, "ok" if accepted else "429", now)
         else:
             throttled = kind == "429"
             target.limiter.observe(sent_at, throttled, now)
-            target.rates.append((now, target.limiter.rate or float("inf")))
+            target.rates.append((now, target.limiter.rate))
             if throttled:
                 target.throttled += 1
-                push(now + retry_delay(attempt, rng), index, "try", attempt=attempt + 1)
+                push(now, index, "try")  # the product retries through the limiter at once
             else:
                 target.finished = max(target.finished, now)
                 push(now, index, "next")

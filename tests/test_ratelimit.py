@@ -5,6 +5,7 @@ emulator, and what a sync keeps for the next (per account, for every source reac
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -33,9 +34,7 @@ def syncs(account: sim.Account, count: int, calls: int = CALLS) -> list[sim.Targ
     done: list[sim.Target] = []
     learned = None
     for _ in range(count):
-        fresh = sim.Account(
-            account.limit_rps, account.capacity, account.noise, account.neighbour_rps
-        )
+        fresh = dataclasses.replace(account)  # a copy: its bucket full, its rng from the seed
         target = sim.run([sim.Target(AdaptiveRateLimiter(learned=learned), fresh, calls)])[0]
         learned = target.limiter.learned
         done.append(target)
