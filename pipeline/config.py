@@ -11,29 +11,19 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from .cron import cron_problem
-from .defaults import (
-    CALL_DEADLINE_S,
-    COMMIT_INTERVAL_S,
-    CONCURRENCY,
-    LOOKBACK_MINUTES,
-    MAX_ATTEMPTS,
-    MAX_CONCURRENCY,
-    RETRY_MODE,
-    RETRY_MODES,
-    TARGET_CONCURRENCY,
-)
+from .defaults import CALL_DEADLINE_S, CONCURRENCY, MAX_ATTEMPTS, RETRY_MODE
 from .errors import ConfigError
 from .redact import redact
-from .run import SourceTarget, SyncOptions
-from .schema import ACCOUNT_ID, IMAGE_NAME, REGION
+from .run import SourceTarget
+from .schema import ACCOUNT_ID, REGION
+from .settings import check_group
 from .source import AssumeRole, ClientSettings, Organization, check_profile
 from .storage import DataDir
 
@@ -47,7 +37,6 @@ __all__ = [
     "build_targets",
     "load_config",
     "resolve_data_dir",
-    "sync_options",
 ]
 
 DATA_DIR_ENV = "IMAGE_VERSIONS_DATA_DIR"
@@ -117,7 +106,10 @@ class ProjectConfig:
 
 @dataclass(frozen=True)
 class AccessSettings:
-    """How hard to call the API: retries, rate and parallelism, shared by every source."""
+    """How hard to call the API: retries, rate and parallelism, shared by every source.
+
+    Its options are declared in settings.OPTIONS (group `access`) and checked against them.
+    """
 
     retry_mode: str = RETRY_MODE
     max_attempts: int = MAX_ATTEMPTS
@@ -126,21 +118,7 @@ class AccessSettings:
     call_deadline_s: float = CALL_DEADLINE_S
 
     def __post_init__(self) -> None:
-        if self.retry_mode not in RETRY_MODES:
-            modes = ", ".join(RETRY_MODES)
-            raise ConfigError(f"retry mode must be one of {modes}, not {self.retry_mode!r}")
-        if self.max_attempts < 1:
-            raise ConfigError(f"max attempts must be at least 1, not {self.max_attempts}")
-        if self.max_rps is not None and self.max_rps <= 0:
-            raise ConfigError(f"max requests per second must be positive, not {self.max_rps}")
-        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
-            raise ConfigError(
-                f"concurrency must be between 1 and {MAX_CONCURRENCY}, not {self.concurrency}"
-            )
-        if not 0 < self.call_deadline_s < float("inf"):
-            raise ConfigError(
-                f"call timeout must be a number of seconds, not {self.call_deadline_s}"
-            )
+        check_group(self, "access")
 
 
 def resolve_data_dir(flag: str | None, environ: Mapping[str, str] | None = None) -> DataDir:
@@ -148,19 +126,6 @@ def resolve_data_dir(flag: str | None, environ: Mapping[str, str] | None = None)
     environ = os.environ if environ is None else environ
     raw = flag or environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
     return DataDir.at(raw)
-
-
-def validate_image_names(names: Iterable[str]) -> frozenset[str] | None:
-    """The set of names, each checked against the API's ImageName pattern; None for none."""
-    checked = set()
-    for name in names:
-        if not IMAGE_NAME.match(name):
-            raise ConfigError(
-                f"invalid image name {name!r}: SageMaker image names are 1-63 letters, digits, "
-                "and single '-' or '.' between them"
-            )
-        checked.add(name)
-    return frozenset(checked) or None
 
 
 def check_region(region: str, where: str) -> None:
@@ -203,36 +168,6 @@ def _endpoint_url_problem(url: str) -> str | None:
     if match["port"] is not None and not 1 <= int(match["port"]) <= 65535:
         return "has a port outside 1-65535"
     return None
-
-
-def sync_options(
-    *,
-    image_names: Iterable[str] = (),
-    full_refresh: bool = False,
-    reconcile: bool = False,
-    lookback_minutes: float = LOOKBACK_MINUTES,
-    concurrency: int = CONCURRENCY,
-    target_concurrency: int = TARGET_CONCURRENCY,
-    lock_timeout_s: float = 0.0,
-    enrich: bool = False,
-    commit_interval_s: float = COMMIT_INTERVAL_S,
-    compact: bool = True,
-) -> SyncOptions:
-    """Validated options of one sync, as the CLI and Dagster's run config express them."""
-    if not lookback_minutes >= 0:
-        raise ConfigError(f"lookback must be zero or more minutes, not {lookback_minutes}")
-    return SyncOptions(
-        image_names=validate_image_names(image_names),
-        full_refresh=full_refresh,
-        reconcile=reconcile,
-        lookback=timedelta(minutes=lookback_minutes),
-        concurrency=concurrency,
-        target_concurrency=target_concurrency,
-        lock_timeout_s=lock_timeout_s,
-        enrich=enrich,
-        commit_interval_s=commit_interval_s,
-        compact=compact,
-    )
 
 
 # ------------------------------------------------------------------ the sources file
