@@ -25,6 +25,7 @@ from .resources import DataDirResource, SageMakerResource, option_fields, option
 __all__ = [
     "GROUP",
     "SYNC_OP",
+    "SyncConfig",
     "build_sync_assets",
     "changes_from_metadata",
     "failing_on_user_errors",

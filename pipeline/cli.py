@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from importlib import metadata
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import ConfigError, UserError
 from .fanout import Shard
@@ -27,7 +27,11 @@ from .render import print_json, print_records, report_metadata, summary_line, wr
 from .settings import OPTIONS, Group, Option, option_named, options_of
 from .terminal import printable
 
-__all__ = ["main", "run"]
+if TYPE_CHECKING:
+    from .config import AccessSettings
+    from .run import SyncOptions
+
+__all__ = ["build_parser", "main", "options_from", "run"]
 
 PROG = "image-versions"
 QUERY_TABLE_ROWS = 1000
@@ -266,13 +270,11 @@ def _progress_bar() -> Any:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from .config import AccessSettings, Overrides, build_targets, load_config, resolve_data_dir
+    from .config import Overrides, build_targets, load_config, resolve_data_dir
     from .extract import sync
-    from .run import SyncOptions
 
     data_dir = resolve_data_dir(args.data_dir)
-    options = SyncOptions(**_given(args, "sync"), concurrency=args.concurrency)
-    access = AccessSettings(**_given(args, "access"))
+    options, access = options_from(args)
     overrides = Overrides(
         regions=tuple(args.region),
         endpoint_url=args.endpoint_url,
@@ -290,9 +292,17 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return _print_summary(args, report_metadata(report), failures)
 
 
-def _given(args: argparse.Namespace, group: Group) -> dict[str, Any]:
-    """The flags' values of the options of `group`, by name."""
-    return {option.name: getattr(args, option.name) for option in options_of(group)}
+def options_from(args: argparse.Namespace) -> tuple[SyncOptions, AccessSettings]:
+    """The options of `sync` as its flags (settings.OPTIONS) give them, checked."""
+    from .config import AccessSettings
+    from .run import SyncOptions
+
+    def given(group: Group) -> dict[str, Any]:
+        return {option.name: getattr(args, option.name) for option in options_of(group)}
+
+    return SyncOptions(**given("sync"), concurrency=args.concurrency), AccessSettings(
+        **given("access")
+    )
 
 
 def _print_summary(args: argparse.Namespace, figures: dict[str, Any], failures: list[str]) -> int:
