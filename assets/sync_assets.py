@@ -152,6 +152,27 @@ def _failure(report: SyncReport, failed: Sequence[str]) -> dg.Failure:
     )
 
 
+def _asset_specs(data_dir: DataDir, freshness: timedelta) -> list[dg.AssetSpec]:
+    return [
+        dg.AssetSpec(
+            "sagemaker_images",
+            group_name=GROUP,
+            description="The image catalogue from ListImages (DATA/images/).",
+            kinds=IMAGES.kinds(data_dir),
+            metadata=IMAGES.definition_metadata(data_dir),
+        ),
+        dg.AssetSpec(
+            "image_versions",
+            group_name=GROUP,
+            description="Every observed state of every image version, per image "
+            "incremental with tombstones (DATA/image_versions/).",
+            kinds=VERSIONS.kinds(data_dir),
+            metadata=VERSIONS.definition_metadata(data_dir),
+            freshness_policy=dg.FreshnessPolicy.time_window(fail_window=freshness),
+        ),
+    ]
+
+
 def build_sync_assets(
     partitions_def: dg.PartitionsDefinition,
     backfill_policy: dg.BackfillPolicy,
@@ -166,24 +187,7 @@ def build_sync_assets(
 
     @dg.multi_asset(
         name=SYNC_OP,
-        specs=[
-            dg.AssetSpec(
-                "sagemaker_images",
-                group_name=GROUP,
-                description="The image catalogue from ListImages (DATA/images/).",
-                kinds=IMAGES.kinds(data_dir),
-                metadata=IMAGES.definition_metadata(data_dir),
-            ),
-            dg.AssetSpec(
-                "image_versions",
-                group_name=GROUP,
-                description="Every observed state of every image version, per image "
-                "incremental with tombstones (DATA/image_versions/).",
-                kinds=VERSIONS.kinds(data_dir),
-                metadata=VERSIONS.definition_metadata(data_dir),
-                freshness_policy=dg.FreshnessPolicy.time_window(fail_window=freshness),
-            ),
-        ],
+        specs=_asset_specs(data_dir, freshness),
         partitions_def=partitions_def,
         backfill_policy=backfill_policy,
     )
