@@ -40,7 +40,7 @@ def dagster_runner(sources_file: Path, data_dir: DataDir) -> SyncRunner:
             instance=instance,
             tags=range_tags(config.partition_keys()),
             run_config={
-                "ops": {SYNC_OP: {"config": SyncConfig.of(options)}},
+                "ops": {SYNC_OP: {"config": SyncConfig.for_options(options)}},
                 "loggers": {"console": {"config": {"log_level": "WARNING"}}},
             },
             raise_on_error=False,

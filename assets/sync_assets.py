@@ -50,7 +50,7 @@ class SyncConfig(_RunConfig):  # type: ignore[misc]
         return SyncOptions(**option_values(self, "sync"), concurrency=sagemaker.concurrency)
 
     @classmethod
-    def of(cls, options: SyncOptions) -> dict[str, Any]:
+    def for_options(cls, options: SyncOptions) -> dict[str, Any]:
         """The run config that asks for `options` (the resource's concurrency aside)."""
         values = {o.dagster_name: getattr(options, o.name) for o in options_of("sync")}
         return {**values, "image_names": sorted(options.image_names or ())}

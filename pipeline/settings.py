@@ -101,6 +101,8 @@ class Option:
             return f"one of {', '.join(self.choices)}"
         if self.kind is bool:
             return "true or false"
+        if self.kind is str:
+            return "a string"
         what = "a whole number" if self.kind is int else "a number"
         if self.maximum is not None:
             return f"{what} from {self.minimum:g} to {self.maximum:g}"
@@ -110,12 +112,14 @@ class Option:
             return f"{what} of at least {self.minimum:g}"
         return what
 
-    def problem(self, value: Any) -> bool:
+    def refuses(self, value: Any) -> bool:
         """Whether a single (not repeated) value breaks the declaration."""
         if value is None:
             return not self.optional
         if self.kind is bool or self.choices:
-            return value not in (self.choices or (True, False)) or type(value) is not self.kind
+            return type(value) is not self.kind or value not in (self.choices or (True, False))
+        if self.kind is str:
+            return not isinstance(value, str)
         if isinstance(value, bool) or not isinstance(value, int | float):
             return True
         if self.kind is int and not isinstance(value, int):
@@ -131,7 +135,7 @@ class Option:
         if self.item_check is not None:
             for item in _items(value, self.name):
                 self.item_check(item)
-        elif self.problem(value):
+        elif self.refuses(value):
             raise ConfigError(f"{self.name} must be {self.requirement}, not {value!r}")
 
     def parse(self, text: str) -> Any:
@@ -140,7 +144,7 @@ class Option:
             value = self.kind(text)
         except ValueError:
             value = text
-        if (isinstance(value, str) and self.kind is not str) or self.problem(value):
+        if (isinstance(value, str) and self.kind is not str) or self.refuses(value):
             raise argparse.ArgumentTypeError(f"expected {self.requirement}, got {text!r}")
         return value
 
