@@ -33,6 +33,8 @@ __all__ = [
     "ProjectConfig",
     "SourceConfig",
     "build_targets",
+    "check_endpoint_url",
+    "check_region",
     "load_config",
     "resolve_data_dir",
 ]
