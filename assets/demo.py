@@ -21,7 +21,7 @@ from pipeline.storage import DataDir
 from .definitions import build_definitions
 from .resources import DataDirResource, SageMakerResource
 from .schedules import JOB_NAME, range_tags
-from .sync_assets import SYNC_OP, changes_from_metadata
+from .sync_assets import SYNC_OP, SyncConfig, changes_from_metadata
 
 
 def dagster_runner(sources_file: Path, data_dir: DataDir) -> SyncRunner:
@@ -40,7 +40,7 @@ def dagster_runner(sources_file: Path, data_dir: DataDir) -> SyncRunner:
             instance=instance,
             tags=range_tags(config.partition_keys()),
             run_config={
-                "ops": {SYNC_OP: {"config": {"reconcile": options.reconcile}}},
+                "ops": {SYNC_OP: {"config": SyncConfig.for_options(options)}},
                 "loggers": {"console": {"config": {"log_level": "WARNING"}}},
             },
             raise_on_error=False,

@@ -4,39 +4,66 @@ the warehouse views for downstream assets.
 No `from __future__ import annotations` here: Dagster reads these annotations at runtime.
 """
 
-from typing import Optional
+from typing import Any, Optional
 
 import dagster as dg
+from pydantic import BaseModel, Field, create_model
 
 from pipeline.config import AccessSettings, ProjectConfig, load_config, resolve_data_dir
-from pipeline.defaults import CALL_DEADLINE_S, CONCURRENCY, MAX_ATTEMPTS, RETRY_MODE
+from pipeline.settings import Group, options_of
 from pipeline.storage import DataDir
 from pipeline.warehouse import QueryResult, run_query
 
-__all__ = ["DataDirResource", "SageMakerResource", "WarehouseResource"]
+__all__ = [
+    "DataDirResource",
+    "SageMakerResource",
+    "WarehouseResource",
+    "option_fields",
+    "option_values",
+]
 
 
-class SageMakerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """How syncs reach SageMaker: the sources file, retries, request rate and parallelism.
+def option_fields(group: Group) -> dict[str, Any]:
+    """Dagster config fields (pydantic's `create_model` definitions) of the options of `group`:
+    their names, types, defaults and descriptions, as settings.OPTIONS declares them. Values
+    are checked where the core builds its options from them (`option_values`)."""
+    fields: dict[str, Any] = {}
+    for option in options_of(group):
+        kind: Any = option.kind
+        if option.repeated:
+            field = Field(default_factory=list, description=option.description)
+            kind = list[kind]
+        else:
+            field = Field(default=option.dagster_default, description=option.description)
+        if option.optional:
+            kind = Optional[kind]  # noqa: UP045 - Dagster's config schema needs Optional
+        fields[option.dagster_name] = (kind, field)
+    return fields
+
+
+def option_values(config: BaseModel, group: Group) -> dict[str, Any]:
+    """The values of the options of `group` in Dagster config built by `option_fields`, by the
+    names of SyncOptions and AccessSettings."""
+    return {option.name: getattr(config, option.dagster_name) for option in options_of(group)}
+
+
+_AccessConfig: Any = create_model(
+    "AccessConfig", __base__=dg.ConfigurableResource, **option_fields("access")
+)
+
+
+class SageMakerResource(_AccessConfig):  # type: ignore[misc]
+    """How syncs reach SageMaker: the sources file, retries, request rate and parallelism (the
+    options of group `access` in settings.OPTIONS: retry_mode, max_attempts, max_rps,
+    concurrency, call_deadline_s).
 
     Credentials, regions and endpoints come from the sources file (or boto3's standard chain).
     """
 
     config_path: Optional[str] = None  # noqa: UP045 - Dagster's config schema needs Optional
-    retry_mode: str = RETRY_MODE
-    max_attempts: int = MAX_ATTEMPTS
-    max_rps: Optional[float] = None  # noqa: UP045
-    concurrency: int = CONCURRENCY
-    call_deadline_s: float = CALL_DEADLINE_S
 
     def access(self) -> AccessSettings:
-        return AccessSettings(
-            retry_mode=self.retry_mode,
-            max_attempts=self.max_attempts,
-            max_rps=self.max_rps,
-            concurrency=self.concurrency,
-            call_deadline_s=self.call_deadline_s,
-        )
+        return AccessSettings(**option_values(self, "access"))
 
     def project(self) -> ProjectConfig:
         return load_config(self.config_path)

@@ -8,23 +8,24 @@ from datetime import timedelta
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import create_model
 
-from pipeline.config import build_targets, sync_options
-from pipeline.defaults import LOOKBACK_MINUTES, ORCHESTRATED_WAIT_S
+from pipeline.config import build_targets
 from pipeline.errors import UserError
 from pipeline.extract import sync
 from pipeline.render import report_metadata
-from pipeline.run import SourceTarget, SyncReport
+from pipeline.run import SourceTarget, SyncOptions, SyncReport
+from pipeline.settings import options_of
 from pipeline.storage import DataDir
 from pipeline.warehouse import views_summary_by_source
 
 from .catalog import IMAGES, VERSIONS
-from .resources import DataDirResource, SageMakerResource
+from .resources import DataDirResource, SageMakerResource, option_fields, option_values
 
 __all__ = [
     "GROUP",
     "SYNC_OP",
+    "SyncConfig",
     "build_sync_assets",
     "changes_from_metadata",
     "failing_on_user_errors",
@@ -37,22 +38,22 @@ CHANGED_IMAGES_ROWS = 50
 SUMMARY_VIEWS = ("images", "image_version_history", "image_versions")
 
 
-class SyncConfig(dg.Config):
-    """Run config of a sync: which images, and how far to look."""
+_RunConfig: Any = create_model("RunConfig", __base__=dg.Config, **option_fields("sync"))
 
-    image_names: list[str] = Field(default_factory=list)
-    full_refresh: bool = False
-    reconcile: bool = False
-    lookback_minutes: float = LOOKBACK_MINUTES
-    enrich: bool = Field(
-        default=False,
-        description="Describe new and changed versions (DescribeImageVersion + ListAliases); "
-        "with reconcile or full_refresh, every version that lacks details.",
-    )
-    wait_seconds: float = Field(
-        default=ORCHESTRATED_WAIT_S,
-        description="How long each target waits for another run that is syncing it.",
-    )
+
+class SyncConfig(_RunConfig):  # type: ignore[misc]
+    """Run config of a sync: the options of group `sync` in settings.OPTIONS (which images, how
+    far to look, how many targets side by side, how often to commit, how long to wait)."""
+
+    def options(self, sagemaker: SageMakerResource) -> SyncOptions:
+        """The core's options of this run; `concurrency` is the resource's."""
+        return SyncOptions(**option_values(self, "sync"), concurrency=sagemaker.concurrency)
+
+    @classmethod
+    def for_options(cls, options: SyncOptions) -> dict[str, Any]:
+        """The run config that asks for `options` (the resource's concurrency aside)."""
+        values = {o.dagster_name: getattr(options, o.name) for o in options_of("sync")}
+        return {**values, "image_names": sorted(options.image_names or ())}
 
 
 def _changed_images_table(report: SyncReport) -> dg.MetadataValue:
@@ -111,15 +112,7 @@ def _sync(
             key: build_targets(project, access, partition_keys=[key])[0]
             for key in context.partition_keys
         }
-        options = sync_options(
-            image_names=config.image_names,
-            full_refresh=config.full_refresh,
-            reconcile=config.reconcile,
-            lookback_minutes=config.lookback_minutes,
-            concurrency=sagemaker.concurrency,
-            lock_timeout_s=config.wait_seconds,
-            enrich=config.enrich,
-        )
+        options = config.options(sagemaker)
         return targets, sync(data_dir, list(targets.values()), options)
 
 
@@ -159,6 +152,27 @@ def _failure(report: SyncReport, failed: Sequence[str]) -> dg.Failure:
     )
 
 
+def _asset_specs(data_dir: DataDir, freshness: timedelta) -> list[dg.AssetSpec]:
+    return [
+        dg.AssetSpec(
+            "sagemaker_images",
+            group_name=GROUP,
+            description="The image catalogue from ListImages (DATA/images/).",
+            kinds=IMAGES.kinds(data_dir),
+            metadata=IMAGES.definition_metadata(data_dir),
+        ),
+        dg.AssetSpec(
+            "image_versions",
+            group_name=GROUP,
+            description="Every observed state of every image version, per image "
+            "incremental with tombstones (DATA/image_versions/).",
+            kinds=VERSIONS.kinds(data_dir),
+            metadata=VERSIONS.definition_metadata(data_dir),
+            freshness_policy=dg.FreshnessPolicy.time_window(fail_window=freshness),
+        ),
+    ]
+
+
 def build_sync_assets(
     partitions_def: dg.PartitionsDefinition,
     backfill_policy: dg.BackfillPolicy,
@@ -173,24 +187,7 @@ def build_sync_assets(
 
     @dg.multi_asset(
         name=SYNC_OP,
-        specs=[
-            dg.AssetSpec(
-                "sagemaker_images",
-                group_name=GROUP,
-                description="The image catalogue from ListImages (DATA/images/).",
-                kinds=IMAGES.kinds(data_dir),
-                metadata=IMAGES.definition_metadata(data_dir),
-            ),
-            dg.AssetSpec(
-                "image_versions",
-                group_name=GROUP,
-                description="Every observed state of every image version, per image "
-                "incremental with tombstones (DATA/image_versions/).",
-                kinds=VERSIONS.kinds(data_dir),
-                metadata=VERSIONS.definition_metadata(data_dir),
-                freshness_policy=dg.FreshnessPolicy.time_window(fail_window=freshness),
-            ),
-        ],
+        specs=_asset_specs(data_dir, freshness),
         partitions_def=partitions_def,
         backfill_policy=backfill_policy,
     )

@@ -12,8 +12,9 @@ adaptive mode, its client-side rate limiter, with `--retry-mode adaptive`) and a
 connections as threads; botocore's own response parsing. An image whose listing fails for
 good (retries spent) is counted and skipped. Nothing else: no records kept, no Parquet, no
 state beyond the cursors, no views. Standard library and boto3 only (the
-`benchmarks` package it sits in imports nothing), so nothing of the project is loaded; prints
-one JSON line (calls, images, failed images, versions listed, seconds).
+`benchmarks` package it sits in imports nothing), so nothing of the project is loaded but its
+retry defaults (pipeline/defaults.py, standard library only); prints one JSON line (calls,
+images, failed images, versions listed, seconds).
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ import boto3
 import botocore.config
 from botocore.exceptions import ClientError
 
+from pipeline.defaults import MAX_ATTEMPTS, RETRY_MODE, RETRY_MODES
+
 PAGE_SIZE = 100
-MAX_ATTEMPTS = 10
-RETRY_MODES = ("standard", "adaptive")
 
 
 class Lister:
@@ -128,7 +129,7 @@ def main() -> int:
     parser.add_argument("--cursors", required=True, type=Path, help="the cursors' JSON file")
     parser.add_argument("--workers", required=True, type=int)
     parser.add_argument("--lookback-minutes", required=True, type=float)
-    parser.add_argument("--retry-mode", choices=RETRY_MODES, default="standard")
+    parser.add_argument("--retry-mode", choices=RETRY_MODES, default=RETRY_MODE)
     print(json.dumps(run(parser.parse_args())))
     return 0
 

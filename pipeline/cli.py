@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import math
 import os
 import signal
 import sys
@@ -17,28 +16,22 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from importlib import metadata
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from .defaults import (
-    CALL_DEADLINE_S,
-    COMMIT_INTERVAL_S,
-    CONCURRENCY,
-    LOOKBACK_MINUTES,
-    MAX_ATTEMPTS,
-    MAX_IN_FLIGHT,
-    RETRY_MODE,
-    RETRY_MODES,
-    TARGET_CONCURRENCY,
-)
 from .errors import ConfigError, UserError
 from .fanout import Shard
 from .guard import Cancelled
 from .logs import QUIET_LOG_FORMAT, TEXT_LOG_FORMAT, JsonLogFormatter
 from .redact import RedactingFilter, redact
 from .render import print_json, print_records, report_metadata, summary_line, write_records
+from .settings import OPTIONS, Group, Option, option_named, options_of
 from .terminal import printable
 
-__all__ = ["main", "run"]
+if TYPE_CHECKING:
+    from .config import AccessSettings
+    from .run import SyncOptions
+
+__all__ = ["build_parser", "main", "options_from", "run"]
 
 PROG = "image-versions"
 QUERY_TABLE_ROWS = 1000
@@ -75,22 +68,6 @@ def _whole_number(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _number(*, allow_zero: bool) -> Callable[[str], float]:
-    """An argparse type: a finite number above zero (or at least zero)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-            bound = "zero or more" if allow_zero else "above zero"
-            raise argparse.ArgumentTypeError(f"expected a number {bound}, got {text!r}")
-        return value
-
-    return parse
-
-
 def _version() -> str:
     try:
         return metadata.version("sagemaker-image-versions")
@@ -106,42 +83,66 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_sync(commands)
+    _add_readers(commands)
+    _add_maintenance(commands)
+    _add_emulator_commands(commands)
+    return parser
 
-    def verbose_option(command: argparse.ArgumentParser) -> None:
-        command.add_argument(
-            "-v",
-            "--verbose",
-            action="count",
-            default=0,
-            help="log progress to stderr (-vv: each image's listing too)",
-        )
-        command.add_argument(
-            "--log-format",
-            choices=("text", "json"),
-            default="text",
-            help="log lines as text, or as one JSON object each (json implies -v)",
-        )
 
-    def data_dir_option(command: argparse.ArgumentParser) -> None:
+def _add_option(command: argparse.ArgumentParser, option: Option) -> None:
+    """The flag of one declared option (settings.OPTIONS); its value lands at `option.name`."""
+    if option.kind is bool:
+        command.add_argument(option.flag, dest=option.name, action="store_true", help=option.help)
+    elif option.repeated:
         command.add_argument(
-            "--data-dir",
-            metavar="DIR",
-            help="dataset directory or s3://BUCKET/PREFIX "
-            "(default: $IMAGE_VERSIONS_DATA_DIR, else ./data)",
+            option.flag,
+            dest=option.name,
+            action="append",
+            default=[],
+            metavar=option.metavar,
+            help=option.help,
         )
-
-    def wait_option(command: argparse.ArgumentParser) -> None:
+    else:
         command.add_argument(
-            "--wait",
-            type=_number(allow_zero=True),
-            default=0.0,
-            metavar="SECONDS",
-            help="wait this long for another writer of the same target (for compact and "
-            "verify: of any target) to finish (default: fail at once)",
+            option.flag,
+            dest=option.name,
+            type=option.parse,
+            choices=option.choices or None,
+            default=option.default,
+            metavar=option.metavar,
+            help=option.help,
         )
 
+
+def _verbose_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log progress to stderr (-vv: each image's listing too)",
+    )
+    command.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text, or as one JSON object each (json implies -v)",
+    )
+
+
+def _data_dir_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="dataset directory or s3://BUCKET/PREFIX "
+        "(default: $IMAGE_VERSIONS_DATA_DIR, else ./data)",
+    )
+
+
+def _add_sync(commands: Any) -> None:
     sync = commands.add_parser("sync", help="pull what changed since the last sync")
-    data_dir_option(sync)
+    _data_dir_option(sync)
     sync.add_argument(
         "--processes",
         type=_whole_number(1),
@@ -156,13 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="R",
         help="AWS region; repeat for several (default: boto3's region)",
-    )
-    sync.add_argument(
-        "--image",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="sync only this image; repeat for several (default: all)",
     )
     sync.add_argument(
         "--endpoint-url",
@@ -182,91 +176,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="sources file (default: $IMAGE_VERSIONS_CONFIG, else ./image-versions.toml)",
     )
-    sync.add_argument(
-        "--full-refresh",
-        action="store_true",
-        help="ignore watermarks and list everything (also rebuilds corrupt state)",
-    )
-    sync.add_argument(
-        "--reconcile",
-        action="store_true",
-        help="list every image in full: catches deleted versions and late updates",
-    )
-    sync.add_argument(
-        "--enrich",
-        action="store_true",
-        help="also record DescribeImageVersion details and aliases of new and changed "
-        "versions (one call each, plus ListAliases); with --reconcile or --full-refresh, "
-        "of every version that lacks them",
-    )
-    sync.add_argument(
-        "--concurrency",
-        type=_whole_number(1),
-        default=CONCURRENCY,
-        metavar="N",
-        help=f"images of one target listed in parallel (default: {CONCURRENCY})",
-    )
-    sync.add_argument(
-        "--target-concurrency",
-        type=_whole_number(1),
-        default=TARGET_CONCURRENCY,
-        metavar="N",
-        help="targets (source or member account, x region) synced side by side "
-        f"(default: {TARGET_CONCURRENCY}; at most {MAX_IN_FLIGHT} listings in flight in all)",
-    )
-    sync.add_argument(
-        "--max-rps",
-        type=_number(allow_zero=False),
-        metavar="X",
-        help="cap on each target's API requests per second, retries included (default: "
-        "none; the rate adapts to throttling by itself)",
-    )
-    sync.add_argument(
-        "--lookback-minutes",
-        type=_number(allow_zero=True),
-        default=LOOKBACK_MINUTES,
-        metavar="M",
-        help="re-read this much before each watermark, for late writes (default: 10)",
-    )
-    sync.add_argument(
-        "--retry-mode",
-        choices=RETRY_MODES,
-        default=RETRY_MODE,
-        help="botocore retry mode (default: standard)",
-    )
-    sync.add_argument(
-        "--max-attempts",
-        type=_whole_number(1),
-        default=MAX_ATTEMPTS,
-        metavar="N",
-        help="attempts per API call, first one included (default: 10)",
-    )
-    sync.add_argument(
-        "--call-timeout",
-        type=_number(allow_zero=False),
-        default=CALL_DEADLINE_S,
-        metavar="SECONDS",
-        help=f"the longest one API call may take, retries included (default: {CALL_DEADLINE_S:g})",
-    )
-    sync.add_argument(
-        "--commit-every",
-        type=_number(allow_zero=False),
-        default=COMMIT_INTERVAL_S,
-        metavar="SECONDS",
-        help="commit finished images at least this often, so an interrupted sync keeps them "
-        f"(default: {COMMIT_INTERVAL_S:g})",
-    )
-    verbose_option(sync)
+    for option in OPTIONS:
+        _add_option(sync, option)
+    _verbose_option(sync)
     sync.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    wait_option(sync)
 
+
+def _add_readers(commands: Any) -> None:
     status = commands.add_parser("status", help="one row per image: watermark, last sync, counts")
-    data_dir_option(status)
+    _data_dir_option(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     query = commands.add_parser("query", help="run SQL against the DuckDB views")
     query.add_argument("sql", metavar="SQL")
-    data_dir_option(query)
+    _data_dir_option(query)
     query.add_argument(
         "--format",
         choices=("table", "csv", "json", "jsonl"),
@@ -276,38 +199,36 @@ def build_parser() -> argparse.ArgumentParser:
         "exact and stream any number of rows",
     )
 
-    compact = commands.add_parser("compact", help="merge small Parquet files")
-    data_dir_option(compact)
-    verbose_option(compact)
-    wait_option(compact)
 
+def _add_maintenance(commands: Any) -> None:
+    """compact, retire and verify: each takes the data dir's lock, waiting as `sync --wait`."""
+    compact = commands.add_parser("compact", help="merge small Parquet files")
     retire = commands.add_parser(
         "retire",
         help="forget a source that left the sources file: its files, and the state of the "
         "accounts no other source reaches",
     )
     retire.add_argument("source", metavar="SOURCE")
-    data_dir_option(retire)
-    verbose_option(retire)
-    wait_option(retire)
+    verify = commands.add_parser(
+        "verify", help="check the data dir for damage (exit 1 when something is wrong)"
+    )
+    for command in (compact, retire, verify):
+        _data_dir_option(command)
+        _verbose_option(command)
+        _add_option(command, option_named("lock_timeout_s"))
     retire.add_argument(
         "--purge",
         action="store_true",
         help="also delete the stored versions, details and catalogue of those accounts",
     )
-
-    verify = commands.add_parser(
-        "verify", help="check the data dir for damage (exit 1 when something is wrong)"
-    )
-    data_dir_option(verify)
-    verbose_option(verify)
-    wait_option(verify)
     verify.add_argument(
         "--repair",
         action="store_true",
         help="move unreadable files to DATA/_quarantine/ and drop a state that no longer holds",
     )
 
+
+def _add_emulator_commands(commands: Any) -> None:
     demo = commands.add_parser(
         "demo", help="sync a bundled emulator, change it, sync again, show what changed"
     )
@@ -325,7 +246,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="images in the seeded catalogue (default: 12)",
     )
-    return parser
 
 
 # ------------------------------------------------------------------ commands
@@ -350,35 +270,11 @@ def _progress_bar() -> Any:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from .config import (
-        AccessSettings,
-        Overrides,
-        build_targets,
-        load_config,
-        resolve_data_dir,
-        sync_options,
-    )
+    from .config import Overrides, build_targets, load_config, resolve_data_dir
     from .extract import sync
 
     data_dir = resolve_data_dir(args.data_dir)
-    options = sync_options(
-        image_names=args.image,
-        full_refresh=args.full_refresh,
-        reconcile=args.reconcile,
-        lookback_minutes=args.lookback_minutes,
-        concurrency=args.concurrency,
-        target_concurrency=args.target_concurrency,
-        lock_timeout_s=args.wait,
-        enrich=args.enrich,
-        commit_interval_s=args.commit_every,
-    )
-    access = AccessSettings(
-        retry_mode=args.retry_mode,
-        max_attempts=args.max_attempts,
-        max_rps=args.max_rps,
-        concurrency=args.concurrency,
-        call_deadline_s=args.call_timeout,
-    )
+    options, access = options_from(args)
     overrides = Overrides(
         regions=tuple(args.region),
         endpoint_url=args.endpoint_url,
@@ -394,6 +290,19 @@ def cmd_sync(args: argparse.Namespace) -> int:
     report = sync(data_dir, targets, options, on_progress=_progress_bar(), cancel=args.cancel)
     failures = [str(failure) for failure in report.failures]
     return _print_summary(args, report_metadata(report), failures)
+
+
+def options_from(args: argparse.Namespace) -> tuple[SyncOptions, AccessSettings]:
+    """The options of `sync` as its flags (settings.OPTIONS) give them, checked."""
+    from .config import AccessSettings
+    from .run import SyncOptions
+
+    def given(group: Group) -> dict[str, Any]:
+        return {option.name: getattr(args, option.name) for option in options_of(group)}
+
+    return SyncOptions(**given("sync"), concurrency=args.concurrency), AccessSettings(
+        **given("access")
+    )
 
 
 def _print_summary(args: argparse.Namespace, figures: dict[str, Any], failures: list[str]) -> int:
@@ -503,7 +412,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
     data_dir = _readable_data_dir(args.data_dir)
     data_dir.check_writable()  # before any lock file is made
-    with data_dir.exclusive(args.wait):
+    with data_dir.exclusive(args.lock_timeout_s):
         before, after = data_dir.compact()
         ensure_views(data_dir)
     print(f"compacted {data_dir.location}: {before} files -> {after}")
@@ -516,7 +425,7 @@ def cmd_retire(args: argparse.Namespace) -> int:
 
     data_dir = _readable_data_dir(args.data_dir)
     data_dir.check_writable()  # before any lock file is made
-    with data_dir.exclusive(args.wait):
+    with data_dir.exclusive(args.lock_timeout_s):
         retired = retire(data_dir, args.source, purge=args.purge)
         ensure_views(data_dir)
     print(f"retired {', '.join(retired.targets)} in {data_dir.location}")
@@ -531,7 +440,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .warehouse import ensure_views
 
     data_dir = _readable_data_dir(args.data_dir)
-    with data_dir.exclusive(args.wait):
+    with data_dir.exclusive(args.lock_timeout_s):
         problems = find_problems(data_dir)
         for problem in problems:
             print(f"PROBLEM {printable(str(problem))}")

@@ -11,29 +11,17 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-from .cron import cron_problem
-from .defaults import (
-    CALL_DEADLINE_S,
-    COMMIT_INTERVAL_S,
-    CONCURRENCY,
-    LOOKBACK_MINUTES,
-    MAX_ATTEMPTS,
-    MAX_CONCURRENCY,
-    RETRY_MODE,
-    RETRY_MODES,
-    TARGET_CONCURRENCY,
-)
+from .defaults import CALL_DEADLINE_S, CONCURRENCY, MAX_ATTEMPTS, RETRY_MODE
 from .errors import ConfigError
 from .redact import redact
-from .run import SourceTarget, SyncOptions
-from .schema import ACCOUNT_ID, IMAGE_NAME, REGION
+from .run import SourceTarget
+from .schema import REGION
+from .settings import check_group
 from .source import AssumeRole, ClientSettings, Organization, check_profile
 from .storage import DataDir
 
@@ -45,9 +33,10 @@ __all__ = [
     "ProjectConfig",
     "SourceConfig",
     "build_targets",
+    "check_endpoint_url",
+    "check_region",
     "load_config",
     "resolve_data_dir",
-    "sync_options",
 ]
 
 DATA_DIR_ENV = "IMAGE_VERSIONS_DATA_DIR"
@@ -55,15 +44,7 @@ DEFAULT_DATA_DIR = "data"
 CONFIG_ENV = "IMAGE_VERSIONS_CONFIG"
 CONFIG_FILE = "image-versions.toml"
 DEFAULT_SOURCE = "default"
-SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")
 PARTITION_SEPARATOR = "/"
-_IAM_CHARS = r"A-Za-z0-9_+=,.@\-"
-ROLE_ARN = re.compile(
-    rf"arn:aws[a-z-]*:iam::[0-9]{{12}}:role/([{_IAM_CHARS}]+/)*[{_IAM_CHARS}]{{1,64}}\Z"
-)
-MEMBER_ROLE = re.compile(rf"([{_IAM_CHARS}]+/)*[{_IAM_CHARS}]{{1,64}}\Z")
-SESSION_NAME = re.compile(rf"[{_IAM_CHARS}]{{2,64}}\Z")
-EXTERNAL_ID = re.compile(rf"[{_IAM_CHARS}:/]{{2,1224}}\Z")
 _ENDPOINT_SCHEMES = ("http", "https")
 _HOST_PORT = re.compile(
     r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?)(:(?P<port>[0-9]+))?\Z"
@@ -117,7 +98,10 @@ class ProjectConfig:
 
 @dataclass(frozen=True)
 class AccessSettings:
-    """How hard to call the API: retries, rate and parallelism, shared by every source."""
+    """How hard to call the API: retries, rate and parallelism, shared by every source.
+
+    Its options are declared in settings.OPTIONS (group `access`) and checked against them.
+    """
 
     retry_mode: str = RETRY_MODE
     max_attempts: int = MAX_ATTEMPTS
@@ -126,21 +110,7 @@ class AccessSettings:
     call_deadline_s: float = CALL_DEADLINE_S
 
     def __post_init__(self) -> None:
-        if self.retry_mode not in RETRY_MODES:
-            modes = ", ".join(RETRY_MODES)
-            raise ConfigError(f"retry mode must be one of {modes}, not {self.retry_mode!r}")
-        if self.max_attempts < 1:
-            raise ConfigError(f"max attempts must be at least 1, not {self.max_attempts}")
-        if self.max_rps is not None and self.max_rps <= 0:
-            raise ConfigError(f"max requests per second must be positive, not {self.max_rps}")
-        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
-            raise ConfigError(
-                f"concurrency must be between 1 and {MAX_CONCURRENCY}, not {self.concurrency}"
-            )
-        if not 0 < self.call_deadline_s < float("inf"):
-            raise ConfigError(
-                f"call timeout must be a number of seconds, not {self.call_deadline_s}"
-            )
+        check_group(self, "access")
 
 
 def resolve_data_dir(flag: str | None, environ: Mapping[str, str] | None = None) -> DataDir:
@@ -148,19 +118,6 @@ def resolve_data_dir(flag: str | None, environ: Mapping[str, str] | None = None)
     environ = os.environ if environ is None else environ
     raw = flag or environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
     return DataDir.at(raw)
-
-
-def validate_image_names(names: Iterable[str]) -> frozenset[str] | None:
-    """The set of names, each checked against the API's ImageName pattern; None for none."""
-    checked = set()
-    for name in names:
-        if not IMAGE_NAME.match(name):
-            raise ConfigError(
-                f"invalid image name {name!r}: SageMaker image names are 1-63 letters, digits, "
-                "and single '-' or '.' between them"
-            )
-        checked.add(name)
-    return frozenset(checked) or None
 
 
 def check_region(region: str, where: str) -> None:
@@ -205,53 +162,7 @@ def _endpoint_url_problem(url: str) -> str | None:
     return None
 
 
-def sync_options(
-    *,
-    image_names: Iterable[str] = (),
-    full_refresh: bool = False,
-    reconcile: bool = False,
-    lookback_minutes: float = LOOKBACK_MINUTES,
-    concurrency: int = CONCURRENCY,
-    target_concurrency: int = TARGET_CONCURRENCY,
-    lock_timeout_s: float = 0.0,
-    enrich: bool = False,
-    commit_interval_s: float = COMMIT_INTERVAL_S,
-    compact: bool = True,
-) -> SyncOptions:
-    """Validated options of one sync, as the CLI and Dagster's run config express them."""
-    if not lookback_minutes >= 0:
-        raise ConfigError(f"lookback must be zero or more minutes, not {lookback_minutes}")
-    return SyncOptions(
-        image_names=validate_image_names(image_names),
-        full_refresh=full_refresh,
-        reconcile=reconcile,
-        lookback=timedelta(minutes=lookback_minutes),
-        concurrency=concurrency,
-        target_concurrency=target_concurrency,
-        lock_timeout_s=lock_timeout_s,
-        enrich=enrich,
-        commit_interval_s=commit_interval_s,
-        compact=compact,
-    )
-
-
 # ------------------------------------------------------------------ the sources file
-
-
-_SOURCE_KEYS = {
-    "regions",
-    "profile",
-    "endpoint_url",
-    "role_arn",
-    "external_id",
-    "source_profile",
-    "role_session_name",
-    "duration_seconds",
-    "organization",
-    "enrich",
-}
-_ORGANIZATION_KEYS = {"member_role", "accounts", "exclude", "external_id"}
-_SCHEDULE_KEYS = {"sync_cron", "reconcile_cron"}
 
 
 def load_config(flag: str | None = None, environ: Mapping[str, str] | None = None) -> ProjectConfig:
@@ -270,124 +181,9 @@ def load_config(flag: str | None = None, environ: Mapping[str, str] | None = Non
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    return _parse_config(document, path)
+    from .settings_sources import parse_sources_file
 
-
-def _parse_config(document: dict[str, Any], path: Path) -> ProjectConfig:
-    def fail(message: str) -> ConfigError:
-        return ConfigError(f"config file {path}: {message}")
-
-    unknown = set(document) - {"sources", "schedules"}
-    if unknown:
-        raise fail(f"unknown section(s) {sorted(unknown)}; expected [sources.NAME], [schedules]")
-    schedules = document.get("schedules", {})
-    if not isinstance(schedules, dict) or set(schedules) - _SCHEDULE_KEYS:
-        raise fail(f"[schedules] takes only {sorted(_SCHEDULE_KEYS)}")
-    raw_sources = document.get("sources", {})
-    if not isinstance(raw_sources, dict) or not raw_sources:
-        raise fail("no sources: add at least one [sources.NAME] table")
-    sources = []
-    for name, table in raw_sources.items():
-        if not SOURCE_NAME.match(name):
-            raise fail(f"source name {name!r} must be letters, digits, '-' or '_'")
-        if not isinstance(table, dict) or set(table) - _SOURCE_KEYS:
-            raise fail(f"[sources.{name}] takes only {sorted(_SOURCE_KEYS)}")
-        regions = table.get("regions", [])
-        if not isinstance(regions, list) or not all(isinstance(r, str) for r in regions):
-            raise fail(f"[sources.{name}] regions must be a list of strings")
-        for key in ("profile", "endpoint_url", "source_profile"):
-            if key in table and not isinstance(table[key], str):
-                raise fail(f"[sources.{name}] {key} must be a string")
-        try:
-            for region in regions:
-                check_region(region, "region")
-            if "endpoint_url" in table:
-                check_endpoint_url(table["endpoint_url"], "endpoint_url")
-            role, organization = _parse_roles(table)
-        except ConfigError as exc:
-            raise fail(f"[sources.{name}] {exc}") from None
-        if not isinstance(table.get("enrich", False), bool):
-            raise fail(f"[sources.{name}] enrich must be true or false")
-        sources.append(
-            SourceConfig(
-                name=name,
-                regions=tuple(dict.fromkeys(regions)),
-                profile=table.get("source_profile", table.get("profile")),
-                endpoint_url=table.get("endpoint_url"),
-                role=role,
-                organization=organization,
-                enrich=table.get("enrich", False),
-            )
-        )
-    defaults = ProjectConfig()
-    crons = {key: schedules.get(key, getattr(defaults, key)) for key in sorted(_SCHEDULE_KEYS)}
-    for key, cron in crons.items():
-        if not isinstance(cron, str):
-            raise fail(f"[schedules] {key} must be a string, not {cron!r}")
-        problem = cron_problem(cron)
-        if problem:
-            raise fail(f"[schedules] {key} {cron!r} is not a valid cron: {problem}")
-    return ProjectConfig(
-        sources=tuple(sources),
-        sync_cron=crons["sync_cron"],
-        reconcile_cron=crons["reconcile_cron"],
-        path=path,
-    )
-
-
-def _checked(table: Mapping[str, Any], key: str, pattern: re.Pattern[str], what: str) -> Any:
-    """table[key] (None when absent), which must be a string matching `pattern`."""
-    value = table.get(key)
-    if value is not None and not (isinstance(value, str) and pattern.match(value)):
-        raise ConfigError(f"{key} must be {what}, not {value!r}")
-    return value
-
-
-def _account_list(table: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    value = table.get(key, [])
-    if not isinstance(value, list) or not all(
-        isinstance(v, str) and ACCOUNT_ID.match(v) for v in value
-    ):
-        raise ConfigError(f"organization {key} must be a list of 12-digit account ids as strings")
-    return tuple(dict.fromkeys(value))
-
-
-def _parse_roles(table: Mapping[str, Any]) -> tuple[AssumeRole | None, Organization | None]:
-    """A source's role (role_arn and its companions) and organization, validated."""
-    role_arn = _checked(table, "role_arn", ROLE_ARN, "an IAM role ARN (arn:aws:iam::ID:role/NAME)")
-    external_id = _checked(table, "external_id", EXTERNAL_ID, "2-1224 of A-Z a-z 0-9 +=,.@:/-_")
-    session_name = _checked(table, "role_session_name", SESSION_NAME, "2-64 of A-Z a-z 0-9 +=,.@-_")
-    duration = table.get("duration_seconds")
-    if duration is not None and (type(duration) is not int or duration < 1):
-        raise ConfigError(f"duration_seconds must be a positive integer, not {duration!r}")
-    raw_organization = table.get("organization")
-    if role_arn is None:
-        for key in ("external_id", "source_profile"):
-            if key in table:
-                raise ConfigError(f"{key} needs role_arn (the role it is for)")
-        if raw_organization is None:
-            for key in ("role_session_name", "duration_seconds"):
-                if key in table:
-                    raise ConfigError(f"{key} needs role_arn or organization")
-    elif "profile" in table:
-        raise ConfigError("with role_arn, name the profile that assumes it with source_profile")
-    session_name = session_name or AssumeRole.session_name
-    role = None if role_arn is None else AssumeRole(role_arn, session_name, external_id, duration)
-    if raw_organization is None:
-        return role, None
-    if not isinstance(raw_organization, dict) or set(raw_organization) - _ORGANIZATION_KEYS:
-        raise ConfigError(f"organization takes only {sorted(_ORGANIZATION_KEYS)}")
-    if "member_role" not in raw_organization:
-        raise ConfigError("organization needs member_role (the role to assume in each account)")
-    organization = Organization(
-        member_role=_checked(raw_organization, "member_role", MEMBER_ROLE, "an IAM role name"),
-        accounts=_account_list(raw_organization, "accounts"),
-        exclude=_account_list(raw_organization, "exclude"),
-        external_id=_checked(raw_organization, "external_id", EXTERNAL_ID, "2-1224 characters"),
-        session_name=session_name,
-        duration_seconds=duration,
-    )
-    return role, organization
+    return parse_sources_file(document, path)
 
 
 # ------------------------------------------------------------------ targets

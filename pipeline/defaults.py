@@ -1,5 +1,6 @@
-"""Every default of a sync, in one place: the flags, the Dagster config, the sources file
-and the core all take them from here.
+"""Every default of a sync, in one place: the options' declaration (settings.OPTIONS, from
+which the flags, the Dagster config and the sources file derive) and the core take them from
+here.
 
 Standard library only: the command line reads these to print --help without heavy imports.
 """

@@ -19,6 +19,7 @@ from .defaults import (
 )
 from .fanout import Shard
 from .redact import redact
+from .settings import check_group, option_named
 from .source import ApiStats, ClientSettings
 
 if TYPE_CHECKING:
@@ -29,12 +30,17 @@ __all__ = ["Failure", "SourceTarget", "SyncOptions", "SyncReport"]
 
 @dataclass(frozen=True)
 class SyncOptions:
-    """What one sync does, from CLI flags, Dagster config or code."""
+    """What one sync does, from CLI flags, Dagster config or code.
+
+    Its options are declared in settings.OPTIONS (group `sync`, and `concurrency`), and checked
+    against them however it is built: an invalid one raises ConfigError.
+    """
 
     image_names: frozenset[str] | None = None
+    """None: every image. Any iterable of names is taken (as a frozenset; empty: None)."""
     full_refresh: bool = False
     reconcile: bool = False
-    lookback: timedelta = timedelta(minutes=LOOKBACK_MINUTES)
+    lookback_minutes: float = LOOKBACK_MINUTES
     concurrency: int = CONCURRENCY
     target_concurrency: int = TARGET_CONCURRENCY
     max_in_flight: int = MAX_IN_FLIGHT
@@ -50,6 +56,17 @@ class SyncOptions:
     """Compact each target's crowded partitions once its data is committed."""
     shard: Shard | None = None
     """Sync only this shard of the targets (fanout.py: `sync --processes`)."""
+
+    def __post_init__(self) -> None:
+        check_group(self, "sync")
+        option_named("concurrency").check(self.concurrency)
+        names = frozenset(self.image_names or ()) or None
+        object.__setattr__(self, "image_names", names)
+
+    @property
+    def lookback(self) -> timedelta:
+        """How far before each watermark a listing starts again."""
+        return timedelta(minutes=self.lookback_minutes)
 
     @property
     def full_listing(self) -> bool:

@@ -25,9 +25,10 @@ import boto3
 import duckdb
 import pytest
 
-from pipeline.config import AccessSettings, build_targets, load_config, sync_options
+from pipeline.config import AccessSettings, build_targets, load_config
 from pipeline.emulator import DEFAULT_ACCOUNT_ID, Clock, Emulator, EmulatorServer, seed_catalogue
 from pipeline.extract import sync
+from pipeline.run import SyncOptions
 from pipeline.schema import to_ms
 from pipeline.storage import DataDir
 from tests.support import OTHER_REGION, REGION, START, SYNC_OP, definitions, run_cli, run_job
@@ -316,7 +317,7 @@ def test_assumed_role_credentials_are_refreshed_mid_sync(
 
     emulator.before_request = pause_once
     targets = build_targets(load_config(str(sources)), AccessSettings(concurrency=1))
-    report = sync(DataDir(tmp_path / "data"), targets, sync_options(concurrency=1))
+    report = sync(DataDir(tmp_path / "data"), targets, SyncOptions(concurrency=1))
     assert report.ok, report.failures
     assert paused
     assert stored(tmp_path / "data") == truth(emulator)
@@ -337,7 +338,7 @@ def test_an_organization_is_listed_once_for_all_its_regions(
         f'organization = {{ member_role = "{MEMBER_ROLE}", exclude = ["{aws.unhosted}"] }}\n',
     )
     targets = build_targets(load_config(str(sources)), AccessSettings())
-    report = sync(DataDir(tmp_path / "data"), targets, sync_options())
+    report = sync(DataDir(tmp_path / "data"), targets, SyncOptions())
     assert report.ok, report.failures
     assert report.stats.calls["ListAccounts"] == 1
     # Every ACTIVE account (the management account too) in both regions.

@@ -5,7 +5,6 @@ with the data equal to the source after a reconcile, and no state stored twice."
 from __future__ import annotations
 
 import random
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -50,11 +49,11 @@ def test_whole_second_filters_through_mutations_and_ties(
     emulator.modes.whole_second_filters = True
     seed_catalogue(emulator, seed=5, images=6)
     rng = random.Random(5)
-    run_sync(data_dir, server, lookback=timedelta(seconds=3))
+    run_sync(data_dir, server, lookback_minutes=3 / 60)
     for _ in range(5):
         random_mutations(emulator, rng, 8)
         emulator.clock.advance(rng.uniform(0.001, 2))
-        assert run_sync(data_dir, server, lookback=timedelta(seconds=3)).ok
+        assert run_sync(data_dir, server, lookback_minutes=3 / 60).ok
         assert history_duplicates(data_dir) == 0
     assert run_sync(data_dir, server, reconcile=True).ok
     assert_converged(data_dir, emulator)

@@ -211,7 +211,7 @@ def test_help_version_and_unknown_command() -> None:
 
 
 def test_help_imports_no_heavy_library() -> None:
-    """`--help` answers at once: pyarrow, boto3, duckdb and dagster load only in commands."""
+    """`--help` answers at once: pyarrow, boto3, duckdb, pydantic and dagster load in commands."""
     traced = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "pipeline", "sync", "--help"],
         capture_output=True,
@@ -221,7 +221,7 @@ def test_help_imports_no_heavy_library() -> None:
     )
     imported = {line.rsplit("|", 1)[-1].strip() for line in traced.stderr.splitlines()}
     assert "pipeline.cli" in imported
-    assert not imported & {"pyarrow", "boto3", "botocore", "duckdb", "dagster"}
+    assert not imported & {"pyarrow", "boto3", "botocore", "duckdb", "dagster", "pydantic"}
 
 
 def test_pipeline_imports_without_dagster() -> None:

@@ -111,7 +111,7 @@ def test_bad_choices_are_config_errors(tmp_path: Path) -> None:
         build_targets(config, AccessSettings(), partition_keys=["prod/ap-south-1"])
     with pytest.raises(ConfigError, match="concurrency"):
         AccessSettings(concurrency=65)
-    with pytest.raises(ConfigError, match="retry mode"):
+    with pytest.raises(ConfigError, match="retry_mode"):
         AccessSettings(retry_mode="yolo")
 
 

@@ -75,11 +75,11 @@ def test_ties_at_the_watermark_are_neither_lost_nor_duplicated(
     emulator.create_image("tied")
     for _ in range(3):
         emulator.create_image_version("tied")
-    run_sync(data_dir, server, lookback=timedelta(0))
+    run_sync(data_dir, server, lookback_minutes=0)
     # Same millisecond as the watermark: only the inclusive filter finds these.
     for _ in range(2):
         emulator.create_image_version("tied")
-    report = run_sync(data_dir, server, lookback=timedelta(0))
+    report = run_sync(data_dir, server, lookback_minutes=0)
     assert (report.new, report.changed) == (2, 0)
     assert_converged(data_dir, emulator)
     assert len(live_rows(data_dir)) == 5
