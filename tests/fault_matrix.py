@@ -2,7 +2,7 @@
 
 Every row ends with 0 rows lost and 0 duplicates visible, or with a documented clear refusal.
 `python -m tests.fault_matrix` runs the long version (printing a table, writing JSON);
-tests/test_faults.py runs each row with its quick trial count.
+tests/e2e/test_faults.py runs each row with its quick trial count.
 
 "Lost" counts the live versions of the source that the `image_versions` view misses or holds
 with a wrong field, plus rows it holds that the source no longer has; "duplicates" counts
