@@ -22,7 +22,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test with its lane, the directory it lives in; a test outside both is an error,
     so that `-m "not e2e"` can never run a slow test by accident."""
     for item in items:
-        lane = item.path.resolve().relative_to(TESTS).parts[0]
+        path = item.path.resolve()
+        lane = path.relative_to(TESTS).parts[0] if path.is_relative_to(TESTS) else None
         if lane not in LANES:
             raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit/ or tests/e2e/")
         item.add_marker(lane)

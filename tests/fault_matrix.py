@@ -416,9 +416,12 @@ def corrupt_files(trials: int) -> Row:
             else:
                 Path(state_files(h.data)[0]).write_bytes(b"garbage")
                 first = h.sync()
-                refused = first.code == 2 and "--full-refresh" in first.stderr
+                said = first.stderr.strip().splitlines()
+                refused = first.code == 2 and len(said) == 1 and "--full-refresh" in said[0]
                 note = "corrupt state: exit 2, then --full-refresh"
             run = h.sync("--full-refresh")
+            if index % 2:
+                run = h.sync()  # and the state the full refresh wrote reads back
             trial = h.trial(run, note=note)
             if not refused:
                 trial.lost += 1

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from pipeline.emulator import EmulatorServer, seed_catalogue
-from pipeline.state import state_files
 from pipeline.storage import DataDir
 from tests.support import assert_converged, run_cli, run_cli_reporting_imports
 
@@ -161,18 +160,6 @@ def test_a_data_dir_that_is_a_file_or_unwritable_is_refused(
     a_file.write_text("x")
     assert_usage_error(run_cli(*sync_args(server, DataDir(a_file))), "is a file")
     assert_usage_error(run_cli(*sync_args(server, DataDir(a_file / "sub"))), "cannot create")
-
-
-def test_corrupt_state_exits_2_and_full_refresh_repairs_it(
-    server: EmulatorServer, data_dir: DataDir
-) -> None:
-    seed_catalogue(server.emulator, seed=13, images=4)
-    assert run_cli(*sync_args(server, data_dir)).code == 0
-    Path(state_files(data_dir)[0]).write_bytes(b"not parquet at all")
-    assert_usage_error(run_cli(*sync_args(server, data_dir)), "--full-refresh")
-    assert run_cli(*sync_args(server, data_dir, "--full-refresh")).code == 0
-    assert run_cli(*sync_args(server, data_dir)).code == 0
-    assert_converged(data_dir, server.emulator)
 
 
 def test_writers_are_refused_while_compaction_holds_the_whole_dataset(
