@@ -130,7 +130,8 @@ def test(args: list[str]) -> None:
     cores (up to 4).
 
     arguments:
-      PYTEST ARGUMENTS  passed to pytest: `-n 0` (one process), `-k EXPR`, tests/test_sync.py
+      PYTEST ARGUMENTS  passed to pytest: `-n 0` (one process), `-k EXPR`, `-m "not e2e"`,
+                        tests/unit (docs/development.md: the lanes)
     """
     sync_venv(dev=True, exact=True)
     run(BIN / "ruff", "check", ".")

@@ -2,7 +2,7 @@
 that holds the repository's dagster.yaml, with runs launched through the webserver's GraphQL
 (what the UI's buttons send) and timed from the launch to their end.
 
-B7 times runs this way; tests/test_dagster_dev.py drives the same server.
+B7 times runs this way; tests/e2e/test_dagster_dev.py drives the same server.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What each column of the datasets means, beside the Arrow schemas it describes.
 
 One home for the column descriptions: Dagster's column schemas show them, and README's column
-tables print them (tests/test_dagster_catalog.py holds README to this module). Standard
+tables print them (tests/e2e/test_dagster_catalog.py holds README to this module). Standard
 library and pyarrow only: no Dagster here.
 """
 

@@ -4,7 +4,7 @@ decided without Dagster (pipeline/ must not import it).
 Standard cron only: one of the @ macros, or five fields (minute hour day-of-month month
 day-of-week), each a comma list of `*`, `N` or `N-M`, each optionally `/STEP`, months and
 weekdays also by name. Dagster's croniter also takes its own extensions (L, #, ?, H, R); those
-are refused here, being cron nothing else reads. tests/test_config.py holds this module to
+are refused here, being cron nothing else reads. tests/unit/test_config.py holds this module to
 `dagster._utils.schedules.is_valid_cron_string`.
 """
 

@@ -1,7 +1,7 @@
 """The pure decisions of a per-image incremental sync: where a listing starts, which listed
 rows are new or changed states, which stored versions vanished, what enrichment describes,
-and the image's state once its rows are durable. No I/O: `extract` wires these to the source,
-the Parquet writer and the state store.
+and the image's state once its rows are durable. No I/O: `target_run` wires these to the
+source, the Parquet writer and the state store.
 """
 
 from __future__ import annotations

@@ -110,7 +110,8 @@ IMAGE_VERSION_DETAILS_SCHEMA = pa.schema(
         pa.field("observed_at", TIMESTAMP, nullable=False),
     ]
 )
-# Per-image sync state (`DATA/_state/images.parquet`, state.py): one row per image.
+# Per-image sync state (state.py): one row per image, in one file per account and region
+# (`DATA/_state/accounts/<account>.<region>/images.parquet`).
 WINDOW_ENTRY = pa.struct(
     [
         pa.field("version", pa.int32(), nullable=False),

@@ -418,9 +418,6 @@ class DataDir:
             written.append(self.atomic_write(part, directory / f"part-{uuid.uuid4().hex}.parquet"))
         return written
 
-    def version_partition(self, account: str, region: str, month: str) -> PurePath:
-        return self._month_partition(self.versions_dir, account, region, month)
-
     @staticmethod
     def account_region_dir(base: PurePath, account: str, region: str) -> PurePath:
         """The partition of one account and region under `base` (versions, details, images)."""

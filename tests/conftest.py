@@ -1,4 +1,6 @@
-"""Shared fixtures: an isolated AWS environment, the emulator on a real socket, a data dir."""
+"""Shared fixtures (an isolated AWS environment, the emulator on a real socket, a data dir) and
+the lanes: every test under tests/unit/ is marked `unit`, every test under tests/e2e/ `e2e`
+(docs/development.md: running one lane)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,20 @@ import pytest
 from pipeline.emulator import Clock, Emulator, EmulatorServer, seed_catalogue
 from pipeline.storage import DataDir
 from tests.support import OTHER_REGION, REGION, START
+
+TESTS = Path(__file__).resolve().parent
+LANES = ("unit", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its lane, the directory it lives in; a test outside both is an error,
+    so that `-m "not e2e"` can never run a slow test by accident."""
+    for item in items:
+        path = item.path.resolve()
+        lane = path.relative_to(TESTS).parts[0] if path.is_relative_to(TESTS) else None
+        if lane not in LANES:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit/ or tests/e2e/")
+        item.add_marker(lane)
 
 
 @pytest.fixture(autouse=True)

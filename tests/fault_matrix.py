@@ -2,7 +2,7 @@
 
 Every row ends with 0 rows lost and 0 duplicates visible, or with a documented clear refusal.
 `python -m tests.fault_matrix` runs the long version (printing a table, writing JSON);
-tests/test_faults.py runs each row with its quick trial count.
+tests/e2e/test_faults.py runs each row with its quick trial count.
 
 "Lost" counts the live versions of the source that the `image_versions` view misses or holds
 with a wrong field, plus rows it holds that the source no longer has; "duplicates" counts
@@ -31,10 +31,16 @@ from tests.fault_dagster import DAGSTER_MATRIX
 from tests.fault_harness import Harness, Row, Trial, harness, read_until
 from tests.fault_hostile import HOSTILE_MATRIX
 from tests.fault_modes import MODES_MATRIX
-from tests.support import OTHER_REGION, REGION, held_listings
+from tests.support import OTHER_REGION, REGION, held_listings, kill_mid_run
 
 ROOT = Path(__file__).resolve().parents[1]
-KILL_PHASES = ("listing", "parquet write", "data committed, state not yet", "compaction")
+KILL_PHASES = (
+    "listing",
+    "parquet write",
+    "data committed, state not yet",
+    "compaction",
+    "any instant",
+)
 PHASE_MARKERS = {
     "listing": "listing images of",
     "parquet write": "writing ",
@@ -49,11 +55,15 @@ PLANTED_TOKEN = "PLANTEDsessionTOKEN9876543210zyxw"
 
 
 def sigkill(trials: int) -> Row:
-    """SIGKILL at instants spread over every phase, each followed by a normal re-run."""
+    """SIGKILL at every phase's marker, and at instants spread over a whole `--reconcile` run
+    (wherever they fall), each followed by a normal re-run (invariant 2)."""
     results = []
     phases = [KILL_PHASES[i % len(KILL_PHASES)] for i in range(trials)]
+    spread = phases.count("any instant")
     with harness(1) as h:
         h.seed(images=30)
+        h.emulator.faults.latency_s = 0.01  # calls in flight at every instant, as against AWS
+        run_seconds = _timed_sync(h, "--reconcile", "--concurrency", "2")
         for phase in phases:
             h.mutate(6)
             h.emulator.clock.advance(1)
@@ -65,6 +75,12 @@ def sigkill(trials: int) -> Row:
                     PHASE_MARKERS[phase],
                     h.rng.uniform(0, 0.05),
                 )
+            elif phase == "any instant":
+                index = phases[: len(results)].count(phase)
+                instant = run_seconds * (index + 0.5) / spread
+                args = h.args("--reconcile", "--concurrency", "2")
+                landed = kill_mid_run(lambda args=args: h.started(args), instant, attempts=4)
+                last = f"{instant:.2f} s after the start" + ("" if landed else ": never mid-run")
             else:
                 delay = h.rng.uniform(0, 0.3) if phase == "listing" else h.rng.uniform(0, 0.02)
                 last = h.kill_at(
@@ -74,11 +90,20 @@ def sigkill(trials: int) -> Row:
             partial = [p for p in visible if p.suffix != ".parquet"]
             run = h.sync()
             trial = h.trial(run, note=f"{phase} (last log: {last[-60:]})")
-            trial.lost += len(partial)
+            trial.lost += len(partial) + last.endswith("never mid-run")  # a kill that missed
             results.append(trial)
     row = Row("SIGKILL mid-run, then a normal re-run", results)
     row.details["instants"] = {p: phases.count(p) for p in KILL_PHASES}
     return row
+
+
+def _timed_sync(h: Harness, *extra: str) -> float:
+    """Seconds of a whole sync of the catalogue, process start included, into a scratch dir."""
+    started = time.monotonic()
+    scratch = ["sync", "--data-dir", str(h.workdir / "timing"), "--endpoint-url", h.endpoint]
+    run = h.cli(*scratch, *extra)
+    assert run.code == 0, run.stderr
+    return time.monotonic() - started
 
 
 def faulty_source(name: str, setup: Callable[[Harness], None], *extra: str) -> Callable[[int], Row]:
@@ -391,9 +416,12 @@ def corrupt_files(trials: int) -> Row:
             else:
                 Path(state_files(h.data)[0]).write_bytes(b"garbage")
                 first = h.sync()
-                refused = first.code == 2 and "--full-refresh" in first.stderr
+                said = first.stderr.strip().splitlines()
+                refused = first.code == 2 and len(said) == 1 and "--full-refresh" in said[0]
                 note = "corrupt state: exit 2, then --full-refresh"
             run = h.sync("--full-refresh")
+            if index % 2:
+                run = h.sync()  # and the state the full refresh wrote reads back
             trial = h.trial(run, note=note)
             if not refused:
                 trial.lost += 1
@@ -618,7 +646,7 @@ def soak(cycles: int) -> Row:
 RowFactory = Callable[[int], "Row | list[Row]"]
 MATRIX: list[tuple[str, RowFactory, int, int]] = [
     # key, factory, quick trials, full trials
-    ("sigkill", sigkill, 4, 40),
+    ("sigkill", sigkill, 15, 50),
     *DAGSTER_MATRIX,
     (
         "throttle_30",

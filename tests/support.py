@@ -190,12 +190,13 @@ def held_listings(emulator: Emulator, after: int = 0) -> Iterator[threading.Even
 
 
 def kill_mid_run(
-    launch: Callable[[], subprocess.Popen[bytes]],
+    launch: Callable[[], contextlib.AbstractContextManager[subprocess.Popen[Any]]],
     instant: float,
     attempts: int,
-    ready: Callable[[subprocess.Popen[bytes]], None] = lambda process: None,
+    ready: Callable[[subprocess.Popen[Any]], None] = lambda process: None,
 ) -> bool:
-    """Start a run with `launch` and SIGKILL it `instant` seconds after `ready` returns.
+    """Start a run with `launch` (a Popen, or a context manager that yields one) and SIGKILL it
+    `instant` seconds after `ready` returns.
 
     A run that finished before its instant (the machine was faster than when timed) is
     started again and killed at half the instant, so a trial is a real kill mid-run.

@@ -27,7 +27,7 @@ from pipeline.storage import DataDir
 from pipeline.warehouse import refresh_views
 from tests.support import REGION, live_rows, run_cli, run_sync, truth
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "examples" / "image_versions.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "image_versions.ipynb"
 AS_OF_ROWS = (
     "SELECT region, image_name, version, image_arn, image_version_arn, status, "
     "failure_reason, epoch_ms(creation_time), epoch_ms(last_modified_time) "

@@ -33,7 +33,7 @@ from tests.support import run_sync
 
 OLDEST_CLIENT = "1.1.3"
 CLIENT_PACKAGES = (f"duckdb=={OLDEST_CLIENT}", "pytz==2024.2")
-CLIENT_CACHE = Path(__file__).resolve().parent.parent / ".cache" / f"duckdb-{OLDEST_CLIENT}"
+CLIENT_CACHE = Path(__file__).resolve().parents[2] / ".cache" / f"duckdb-{OLDEST_CLIENT}"
 # Run as `python -I -S`: no site-packages (so not the project's duckdb), no PYTHONPATH, no cwd.
 CLIENT_SCRIPT = """
 import datetime, pickle, sys

@@ -31,8 +31,7 @@ from pipeline.state import (
 )
 from pipeline.storage import DataDir
 from pipeline.warehouse import run_query
-
-from .support import (
+from tests.support import (
     OTHER_REGION,
     REGION,
     assert_converged,

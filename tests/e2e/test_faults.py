@@ -5,10 +5,22 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fault_dagster import DAGSTER_MATRIX
 from tests.fault_matrix import MATRIX, run_row
 
+pytestmark = pytest.mark.faults
 
-@pytest.mark.parametrize("key", [key for key, *_ in MATRIX])
+
+DAGSTER_ROWS = {key for key, *_ in DAGSTER_MATRIX}
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param(key, marks=[pytest.mark.dagster] if key in DAGSTER_ROWS else [])
+        for key, *_ in MATRIX
+    ],
+)
 def test_fault_row_holds(key: str) -> None:
     rows = run_row(key, quick=True)
     assert rows

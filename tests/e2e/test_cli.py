@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from pipeline.emulator import EmulatorServer, seed_catalogue
-from pipeline.state import state_files
 from pipeline.storage import DataDir
 from tests.support import assert_converged, run_cli, run_cli_reporting_imports
 
@@ -163,18 +162,6 @@ def test_a_data_dir_that_is_a_file_or_unwritable_is_refused(
     assert_usage_error(run_cli(*sync_args(server, DataDir(a_file / "sub"))), "cannot create")
 
 
-def test_corrupt_state_exits_2_and_full_refresh_repairs_it(
-    server: EmulatorServer, data_dir: DataDir
-) -> None:
-    seed_catalogue(server.emulator, seed=13, images=4)
-    assert run_cli(*sync_args(server, data_dir)).code == 0
-    Path(state_files(data_dir)[0]).write_bytes(b"not parquet at all")
-    assert_usage_error(run_cli(*sync_args(server, data_dir)), "--full-refresh")
-    assert run_cli(*sync_args(server, data_dir, "--full-refresh")).code == 0
-    assert run_cli(*sync_args(server, data_dir)).code == 0
-    assert_converged(data_dir, server.emulator)
-
-
 def test_writers_are_refused_while_compaction_holds_the_whole_dataset(
     server: EmulatorServer, data_dir: DataDir
 ) -> None:
@@ -260,6 +247,7 @@ def test_no_command_imports_the_dagster_layer(
         assert layers == [], (command, layers)
 
 
+@pytest.mark.dagster
 def test_demo_runs_the_dagster_job_and_shows_what_changed(tmp_path: Path) -> None:
     result, layers = run_cli_reporting_imports(
         tmp_path / "imports.json", "demo", "--data-dir", str(tmp_path / "demo")
@@ -277,3 +265,69 @@ def test_demo_runs_the_dagster_job_and_shows_what_changed(tmp_path: Path) -> Non
     assert "DEBUG" not in out and "Traceback" not in result.stderr
     assert "(8 rows)" in out
     assert DataDir(tmp_path / "demo").is_ours()
+
+
+# ------------------------------------------------------- settings the command refuses (exit 2)
+# What pipeline.config refuses (tests/unit/test_config.py), as the command shows it: one line.
+
+GOOD_SOURCE = "[sources.a]\nregions = ['us-east-1']\n"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "image-versions.toml"
+    path.write_text(text)
+    return path
+
+
+def test_cli_reports_config_file_problems_in_one_line(tmp_path: Path) -> None:
+    for args, fragment in (
+        (["--config", str(tmp_path / "missing.toml")], "does not exist"),
+        (["--config", str(write(tmp_path, GOOD_SOURCE)), "--source", "nope"], "unknown source"),
+    ):
+        result = run_cli("sync", "--data-dir", str(tmp_path / "data"), *args)
+        assert result.code == 2 and fragment in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_rejects_a_malformed_role_arn_with_status_2(tmp_path: Path) -> None:
+    path = write(tmp_path, "[sources.a]\nrole_arn = 'arn:aws:iam::role/x'\n")
+    result = run_cli("sync", "--config", str(path), "--data-dir", str(tmp_path / "data"))
+    assert result.code == 2 and "role_arn must be an IAM role ARN" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+PASSWORD = "hunter2-secret"
+
+
+@pytest.mark.parametrize(
+    ("sources", "flags", "message"),
+    [
+        (
+            GOOD_SOURCE + "[schedules]\nsync_cron = '0 0 30 2 *'\n",
+            [],
+            "[schedules] sync_cron '0 0 30 2 *' is not a valid cron",
+        ),
+        ("[sources.a]\nregions = ['']\n", [], "[sources.a] region '' is not an AWS region"),
+        (GOOD_SOURCE, ["--region", "US-EAST-1"], "--region 'US-EAST-1' is not an AWS region"),
+        (
+            GOOD_SOURCE + f"endpoint_url = 'http://user:{PASSWORD}@localhost:99999'\n",
+            [],
+            "[sources.a] endpoint_url must be an http(s) URL",
+        ),
+        (
+            GOOD_SOURCE,
+            ["--endpoint-url", f"http://user:{PASSWORD}@[::1"],
+            "--endpoint-url must be an http(s) URL",
+        ),
+    ],
+)
+def test_cli_rejects_bad_settings_with_status_2_in_one_line(
+    tmp_path: Path, sources: str, flags: list[str], message: str
+) -> None:
+    path = write(tmp_path, sources)
+    result = run_cli("sync", "--config", str(path), "--data-dir", str(tmp_path / "data"), *flags)
+    assert result.code == 2, result.stderr
+    assert result.stderr.startswith("image-versions: error: ")
+    assert result.stderr.count("\n") == 1 and result.stderr.endswith("\n")
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and PASSWORD not in result.stderr

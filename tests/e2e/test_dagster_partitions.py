@@ -18,6 +18,8 @@ from pipeline.storage import DataDir
 from pipeline.warehouse import run_query
 from tests.support import OTHER_REGION, REGION, SYNC_OP, definitions, run_job
 
+pytestmark = pytest.mark.dagster
+
 SYNC_RUNS_FIGURES = (
     "images",
     "versions_new",

@@ -34,7 +34,7 @@ from pipeline.emulator import (
 )
 from tests.support import assert_conforms, error_code, raw_call
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 MS = timedelta(milliseconds=1)
 VERSION_FIELDS = {

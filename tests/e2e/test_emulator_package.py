@@ -11,7 +11,7 @@ import pytest
 
 import pipeline.emulator
 
-PACKAGE = Path(__file__).resolve().parents[1] / "pipeline" / "emulator"
+PACKAGE = Path(__file__).resolve().parents[2] / "pipeline" / "emulator"
 MODULES = sorted(PACKAGE.glob("*.py"))
 MAX_LINES = 700
 

@@ -16,8 +16,7 @@ from pipeline.emulator import DEFAULT_ACCOUNT_ID, Emulator, EmulatorServer, seed
 from pipeline.schema import STATE_SCHEMA
 from pipeline.state import account_key, load_state, state_file, state_files, target_key
 from pipeline.storage import DataDir
-
-from .support import REGION, assert_converged, run_cli
+from tests.support import REGION, assert_converged, run_cli
 
 ACCOUNT = account_key(DEFAULT_ACCOUNT_ID, REGION)
 

@@ -1,7 +1,7 @@
 """The rate limiter against every case of issue 18, in virtual time (tests/rate_sim.py): a
 hard limit with a bucket of a second or of one request, random throttles, a steady neighbour,
-eight accounts side by side, limits that move between syncs; then through boto3 against the
-emulator, and what a sync keeps for the next (per account, for every source reaching it)."""
+eight accounts side by side, limits that move between syncs; and the learned rate a sync keeps
+for the next. tests/e2e/test_ratelimit.py runs the limiter through boto3 against the emulator."""
 
 from __future__ import annotations
 
@@ -13,17 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import AccessSettings, ProjectConfig, SourceConfig, build_targets
-from pipeline.emulator import EmulatorServer, seed_catalogue
-from pipeline.extract import sync
 from pipeline.guard import Cancelled
 from pipeline.ratelimit import AdaptiveRateLimiter, Learned, SharedStart
-from pipeline.run import SyncOptions
 from pipeline.state import load_learned_rate, save_learned_rate
 from pipeline.storage import DataDir
-
-from . import rate_sim as sim
-from .support import REGION, assert_converged, run_sync
+from tests import rate_sim as sim
+from tests.support import REGION
 
 CALLS = 300
 
@@ -162,47 +157,6 @@ def test_a_waiting_worker_is_cancelled() -> None:
     cancel.set()
     with pytest.raises(Cancelled):
         limiter.acquire(cancel)
-
-
-def test_a_sync_against_a_rate_limited_emulator_keeps_the_limit_for_every_source(
-    server: EmulatorServer, data_dir: DataDir
-) -> None:
-    seed_catalogue(server.emulator, seed=21, images=40)
-    server.emulator.faults.rate_limit_rps = 20
-    server.emulator.faults.latency_s = 0.02  # requests in flight, as against AWS
-    report = run_sync(data_dir, server)
-    assert report.ok
-    assert report.stats.throttled <= 12, report.stats.throttled
-    assert_converged(data_dir, server.emulator)
-    (account,) = data_dir.account_keys()
-    learned = load_learned_rate(data_dir, account)
-    assert learned is not None and 15 <= learned.rps <= 22, learned
-    # The next sync starts from it: no probe, no burst.
-    again = run_sync(data_dir, server)
-    assert again.ok and again.stats.throttled <= 2, again.stats.throttled
-
-
-def test_another_source_reaching_the_account_starts_from_its_limit(
-    server: EmulatorServer, data_dir: DataDir
-) -> None:
-    """The limit is the account's, not the source's: a second source (another name, another
-    process in a real deployment) that reaches the same account starts from what the first
-    found, read once it holds the account's lock."""
-    seed_catalogue(server.emulator, seed=22, images=40)
-    server.emulator.faults.rate_limit_rps = 20
-    server.emulator.faults.latency_s = 0.02
-    first = run_sync(data_dir, server)
-    assert first.ok and first.stats.throttled > 0  # the first source probed
-    (account,) = data_dir.account_keys()
-    found = load_learned_rate(data_dir, account)
-    assert found is not None
-    server.emulator.faults.refill()
-    other = SourceConfig("other", (REGION,), endpoint_url=server.url)
-    targets = build_targets(ProjectConfig(sources=(other,)), AccessSettings())
-    second = sync(data_dir, targets, SyncOptions(full_refresh=True))
-    assert second.ok
-    assert second.stats.throttled <= 2, second.stats.throttled
-    assert load_learned_rate(data_dir, account) is not None
 
 
 def test_a_learned_rate_that_is_old_or_unreadable_is_ignored(data_dir: DataDir) -> None:

@@ -1,5 +1,5 @@
-"""Every DuckDB type prints as its natural JSON value, and as that value's text in CSV and tables;
-`query`, `status --json` and `sync --json` all print strict JSON (no NaN, no Infinity)."""
+"""Every DuckDB type prints as its natural JSON value, and as that value's text in CSV and tables,
+strict JSON (no NaN, no Infinity). tests/e2e/test_render.py checks the commands print the same."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ import csv
 import io
 import json
 import re
-import signal
 import uuid
-from collections.abc import Iterator
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import PurePosixPath
 from typing import Any
@@ -18,11 +16,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from pipeline.cli import main
-from pipeline.emulator import EmulatorServer, seed_catalogue
 from pipeline.render import json_value, print_json, print_records
-from pipeline.storage import DataDir
-from tests.support import run_cli
 
 BIG = "1" + "0" * 45
 # (column, SQL literal, its JSON value, its CSV text): every kind of DuckDB type.
@@ -165,13 +159,6 @@ def test_a_table_shows_the_same_text_and_no_python_reprs() -> None:
     assert cells.split() == " ".join(texts).split()
 
 
-def test_query_prints_every_type_as_json_through_the_command(data_dir: DataDir) -> None:
-    data_dir.prepare()
-    result = run_cli("query", EVERY_TYPE_SQL, "--data-dir", str(data_dir.root), "--format", "json")
-    assert result.code == 0, result.stderr
-    assert strict_json(result.stdout) == [{column: value for column, _, value, _ in TYPES}]
-
-
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
@@ -200,44 +187,3 @@ def test_plain_python_values_follow_the_same_rules(value: Any, expected: Any) ->
     out = io.StringIO()
     print_json({"value": value}, out)
     assert strict_json(out.getvalue()) == {"value": expected}
-
-
-@pytest.fixture
-def signal_handlers_kept() -> Iterator[None]:
-    """`main` hands SIGINT and SIGTERM to the sync it runs; the test process gets them back."""
-    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for signum, handler in saved.items():
-        signal.signal(signum, handler)
-
-
-def test_sync_and_status_json_are_strict_with_utc_times(
-    server: EmulatorServer,
-    data_dir: DataDir,
-    capsys: pytest.CaptureFixture[str],
-    signal_handlers_kept: None,
-) -> None:
-    seed_catalogue(server.emulator, seed=41, images=3)
-    root = str(data_dir.root)
-    assert main(["sync", "--data-dir", root, "--endpoint-url", server.url, "--json"]) == 0
-    summary = strict_json(capsys.readouterr().out)
-    latest: dict[str, datetime] = {}
-    for version in server.emulator.live_versions():
-        name, stamp = version["ImageName"], version["LastModifiedTime"]
-        latest[name] = max(stamp, latest.get(name, stamp))
-    watermarks = {
-        name: stamp.astimezone(UTC).isoformat(timespec="milliseconds")
-        for name, stamp in latest.items()
-    }
-    assert summary["watermark_min"] == min(watermarks.values())
-    assert summary["watermark_max"] == max(watermarks.values())
-    assert summary["ok"] is True and isinstance(summary["seconds"], float)
-
-    assert main(["status", "--data-dir", root, "--json"]) == 0
-    rows = strict_json(capsys.readouterr().out)
-    expected = {name: watermarks.get(name) for name in server.emulator.image_names()}
-    assert {row["image_name"]: row["watermark"] for row in rows} == expected
-    assert None in expected.values()  # an image without versions has no watermark yet
-    for row in rows:
-        assert ISO_UTC_MS.fullmatch(row["last_synced_at"]), row
-        assert type(row["version_count"]) is int and row["is_deleted"] is False

@@ -26,6 +26,8 @@ from pipeline.columns import (
 from pipeline.config import ProjectConfig, SourceConfig
 from pipeline.errors import ConfigError
 
+pytestmark = pytest.mark.dagster
+
 ASSETS = ("sagemaker_images", "image_versions", "image_versions_warehouse")
 README_COLUMN_TABLES = {
     "image_versions": IMAGE_VERSION_COLUMNS,

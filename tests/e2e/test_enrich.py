@@ -323,6 +323,7 @@ def test_details_that_cannot_be_written_keep_the_state_behind_them(
     assert live_details(data_dir, emulator) == source_truth(emulator)
 
 
+@pytest.mark.dagster
 def test_the_dagster_op_enriches_when_its_config_says_so(
     server: EmulatorServer, sources_file: Path, tmp_path: Path
 ) -> None:

@@ -235,6 +235,7 @@ def test_an_organization_source_syncs_every_active_member_and_isolates_a_denied_
     assert stored(data) == before
 
 
+@pytest.mark.dagster
 def test_an_organization_partition_is_materialized_with_its_members_figures_summed(
     tmp_path: Path, accounts: EmulatorServer, aws: Organization
 ) -> None:

@@ -46,6 +46,8 @@ from tests.support import (
     truth,
 )
 
+pytestmark = pytest.mark.s3
+
 LIVE_COLUMNS = (
     "region, image_name, version, image_arn, image_version_arn, status, failure_reason, "
     "epoch_ms(creation_time), epoch_ms(last_modified_time)"
@@ -300,6 +302,7 @@ def test_sigkill_mid_write_then_rerun_converges(
     assert verified.code == 0, verified.stdout + verified.stderr
 
 
+@pytest.mark.dagster
 def test_the_dagster_job_writes_an_s3_dataset(
     server: EmulatorServer, sources_file: Path, s3_dir: DataDir
 ) -> None:

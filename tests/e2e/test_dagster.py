@@ -32,7 +32,9 @@ from tests.support import (
     run_sync,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.dagster
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

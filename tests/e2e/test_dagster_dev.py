@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 
 from benchmarks.dagster_ui import FINISHED, DagsterDev, dagster_dev, wait_for
 from pipeline.emulator import EmulatorServer
 from tests.support import OTHER_REGION, REGION, SYNC_OP
+
+pytestmark = pytest.mark.dagster
 
 ASSETS = ["image_versions", "image_versions_warehouse", "sagemaker_images"]
 JOB = "sync_image_versions"

@@ -16,7 +16,7 @@ import pytest
 
 import dev
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # Released together, and pinned to each other's exact version.
 DAGSTER_RELEASE = (
     "dagster",

@@ -16,7 +16,7 @@ from pipeline.emulator import EmulatorServer, seed_catalogue
 from pipeline.storage import DataDir
 from tests.support import REGION, SYNC_OP, definitions, live_rows, run_cli, run_job, truth
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -104,6 +104,7 @@ def test_readme_sources_example_fails_as_documented_without_its_profiles(
     assert not data.exists()
 
 
+@pytest.mark.dagster
 def test_dagster_fails_only_the_partition_whose_profile_is_missing(
     server: EmulatorServer, tmp_path: Path, config: Path
 ) -> None:
