@@ -36,7 +36,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from filelock import FileLock, Timeout
 
-from .errors import ConfigError, WriterBusy
+from .aws_errors import AwsErrorKind, AwsFailure, aws_errors_as
+from .errors import ConfigError, StoreError, WriterBusy
 
 __all__ = ["LOCK_TTL_ENV", "S3_SCHEME", "LocalStore", "S3Store", "Store", "parse_s3_uri"]
 
@@ -380,18 +381,17 @@ class S3Store(Store):
         return Path(cache) / "image-versions" / "s3" / root
 
     def check_reachable(self, root: PurePath) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         bucket = root.parts[0]
-        try:
+
+        def problem(failure: AwsFailure) -> str:
+            if failure.kind is AwsErrorKind.NOT_FOUND:
+                return f"S3 bucket {bucket} does not exist; create it first"
+            if failure.code is not None:
+                return f"cannot use S3 bucket {bucket}: error {failure.code}"
+            return f"cannot reach S3 for {self.uri(root)}: {failure.detail}"
+
+        with aws_errors_as(ConfigError, problem):
             self.client.head_bucket(Bucket=bucket)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code in ("404", "NoSuchBucket"):
-                raise ConfigError(f"S3 bucket {bucket} does not exist; create it first") from exc
-            raise ConfigError(f"cannot use S3 bucket {bucket}: error {code}") from exc
-        except BotoCoreError as exc:
-            raise ConfigError(f"cannot reach S3 for {self.uri(root)}: {exc}") from exc
 
     def make_dirs(self, directories: Sequence[PurePath]) -> None:
         """S3 has no directories."""
@@ -399,19 +399,11 @@ class S3Store(Store):
     def touch(self, path: PurePath, data: bytes) -> None:
         self.put(path, data)
 
-    def put(self, path: PurePath, body: bytes, **conditions: str) -> str:
-        """One PutObject; the new ETag. OSError when it fails (ClientError for a condition)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
+    def put(self, path: PurePath, body: bytes) -> str:
+        """One PutObject; the new ETag. StoreError (an OSError) when it fails."""
         bucket, key = _split(path)
-        try:
-            response = self.client.put_object(Bucket=bucket, Key=key, Body=body, **conditions)
-        except ClientError as exc:
-            if conditions:
-                raise
-            raise OSError(f"S3 PutObject of {self.uri(path)} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise OSError(f"S3 PutObject of {self.uri(path)} failed: {exc}") from exc
+        with aws_errors_as(StoreError, f"S3 PutObject of {self.uri(path)} failed"):
+            response = self.client.put_object(Bucket=bucket, Key=key, Body=body)
         return str(response["ETag"])
 
     def _check_leases(self) -> None:
@@ -461,20 +453,16 @@ class S3Store(Store):
     def delete(self, paths: Sequence[PurePath]) -> None:
         # boto3, not pyarrow: pyarrow's delete_file leaves a marker object for the emptied
         # "directory" behind.
-        from botocore.exceptions import BotoCoreError, ClientError
-
         self._check_leases()
         for start in range(0, len(paths), 1000):
             batch = [_split(path) for path in paths[start : start + 1000]]
             bucket = batch[0][0]
-            try:
+            with aws_errors_as(StoreError, f"S3 DeleteObjects in {S3_SCHEME}{bucket} failed"):
                 response = self.client.delete_objects(
                     Bucket=bucket, Delete={"Objects": [{"Key": key} for _, key in batch]}
                 )
-            except (BotoCoreError, ClientError) as exc:
-                raise OSError(f"S3 DeleteObjects in {S3_SCHEME}{bucket} failed: {exc}") from exc
             if response.get("Errors"):
-                raise OSError(f"S3 DeleteObjects in {S3_SCHEME}{bucket}: {response['Errors']}")
+                raise StoreError(f"S3 DeleteObjects in {S3_SCHEME}{bucket}: {response['Errors']}")
 
     def move(self, source: PurePath, target: PurePath) -> None:
         self.put(target, self.read_bytes(source))

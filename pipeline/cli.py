@@ -18,11 +18,11 @@ from dataclasses import replace
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .errors import ConfigError, UserError
+from .errors import ConfigError, UserError, one_line
 from .fanout import Shard
 from .guard import Cancelled
 from .logs import QUIET_LOG_FORMAT, TEXT_LOG_FORMAT, JsonLogFormatter
-from .redact import RedactingFilter, redact
+from .redact import RedactingFilter
 from .render import print_json, print_records, report_metadata, summary_line, write_records
 from .settings import OPTIONS, Group, Option, option_named, options_of
 from .terminal import printable
@@ -501,7 +501,7 @@ def _stop_on_signals() -> tuple[threading.Event, list[int]]:
 
 
 def _error(message: str) -> None:
-    print(f"{PROG}: error: {printable(redact(' '.join(message.split())))}", file=sys.stderr)
+    print(f"{PROG}: error: {printable(one_line(message))}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

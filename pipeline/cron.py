@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from itertools import pairwise
 
+from .errors import ImageVersionsError
+
 __all__ = ["cron_problem", "longest_interval"]
 
 _MACRO_FIELDS = {
@@ -36,8 +38,8 @@ _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 FEBRUARY = 2
 
 
-class _Invalid(ValueError):
-    """Why a cron string is refused."""
+class _Invalid(ImageVersionsError, ValueError):
+    """Why a cron string is refused: a bad value, so a ValueError too."""
 
 
 @dataclass(frozen=True)

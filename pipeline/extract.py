@@ -18,11 +18,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .committer import Committer
-from .errors import ConfigError, DataError, WriterBusy
+from .errors import ConfigError, DataError, WriterBusy, one_line
 from .fanout import in_shard
 from .guard import CallGuard, Cancelled, close_client
 from .ratelimit import AdaptiveRateLimiter, SharedStart
-from .redact import redact
 from .run import Failure, SourceTarget, SyncOptions, SyncReport
 from .schema import (
     Row,
@@ -374,7 +373,7 @@ def _sync_run_row(
         "throttled_retries": report.stats.throttled,
         "seconds": report.seconds,
         "ok": not reasons,
-        "error": redact("; ".join(reasons))[:2000] if reasons else None,
+        "error": one_line("; ".join(reasons), max_chars=2000) if reasons else None,
     }
 
 

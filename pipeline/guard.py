@@ -15,6 +15,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from .errors import ImageVersionsError
+
 __all__ = [
     "CallDeadlineExceeded",
     "CallGuard",
@@ -27,12 +29,20 @@ __all__ = [
 _POLL_S = 0.1
 
 
-class Cancelled(Exception):
-    """The run was asked to stop (SIGINT, SIGTERM): calls in flight are abandoned."""
+class Cancelled(ImageVersionsError):
+    """The run was asked to stop (SIGINT, SIGTERM): calls in flight are abandoned.
+
+    An Exception, not a BaseException as KeyboardInterrupt is: it is raised on worker threads
+    and carried back through their futures, which hold Exceptions; the handlers that would
+    catch it with everything else (`except Exception` in a target's run) let it through by
+    name, and the command line maps it to the signal's exit status as it does the interrupt.
+    """
 
 
-class CallDeadlineExceeded(Exception):
-    """One API call spent its whole deadline waiting on the network, attempts added up."""
+class CallDeadlineExceeded(ImageVersionsError):
+    """One API call spent its whole deadline waiting on the network, attempts added up.
+
+    Raised in place of botocore's send, so `aws_errors` reads it as a timed-out call."""
 
 
 _STOP = object()

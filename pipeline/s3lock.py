@@ -25,19 +25,18 @@ import uuid
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from .aws_errors import AwsErrorKind, kind_of
+from .errors import StoreError
+
 __all__ = ["LockLost", "S3Lease"]
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5
 
 
-class LockLost(OSError):
-    """This process's lease was taken over: it must not write any more."""
-
-
-def _code(exc: Exception) -> str:
-    response = getattr(exc, "response", {}) or {}
-    return str(response.get("Error", {}).get("Code", ""))
+class LockLost(StoreError):
+    """This process's lease was taken over: it must not write any more (a refused write, as
+    far as its callers and the command line are concerned)."""
 
 
 class S3Lease:
@@ -69,7 +68,7 @@ class S3Lease:
             )
         except ClientError as exc:
             # 412: the condition failed; 409: a concurrent conditional write won the race.
-            if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if kind_of(exc) is AwsErrorKind.CONDITION_FAILED:
                 return None
             raise
         return str(response["ETag"])
@@ -81,7 +80,7 @@ class S3Lease:
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self.key)
         except ClientError as exc:
-            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+            if kind_of(exc) is AwsErrorKind.NOT_FOUND:
                 return ""
             raise
         now = parsedate_to_datetime(head["ResponseMetadata"]["HTTPHeaders"]["date"])
@@ -140,5 +139,5 @@ class S3Lease:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=self.etag)
         except ClientError as exc:
-            if _code(exc) not in ("PreconditionFailed", "NoSuchKey", "404"):
+            if kind_of(exc) not in (AwsErrorKind.CONDITION_FAILED, AwsErrorKind.NOT_FOUND):
                 raise

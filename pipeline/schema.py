@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from .apivalues import Unparsed, shown
+from .errors import ImageVersionsError
 
 __all__ = [
     "ACCOUNT_ID",
@@ -181,9 +182,12 @@ IMAGE_NAME = re.compile(r"[a-zA-Z0-9]([-.]?[a-zA-Z0-9]){0,62}\Z")
 Row = dict[str, Any]
 
 
-class MalformedRecord(ValueError):
+class MalformedRecord(ImageVersionsError, ValueError):
     """An API record that cannot be normalised (a required field missing, of the wrong JSON
-    type, or unparseable). It fails the record's image, never the run."""
+    type, or unparseable). It fails the record's image, never the run.
+
+    A ValueError too: a bad value is what it reports, and code that validates records (ours
+    or a caller's) may catch it as one."""
 
 
 def to_ms(value: datetime) -> int:

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .apivalues import Unparsed
+from .aws_errors import THROTTLING_CODES, AwsErrorKind, aws_errors_as, kind_of, response_error_code
 from .defaults import (
     CALL_DEADLINE_S,
     CONCURRENCY,
@@ -36,8 +37,8 @@ from .defaults import (
     READ_TIMEOUT_S,
     RETRY_MODE,
 )
-from .errors import ConfigError
-from .guard import CallDeadlineExceeded, CallGuard, guard_client, pause
+from .errors import ConfigError, ImageVersionsError
+from .guard import CallGuard, guard_client, pause
 from .ratelimit import AdaptiveRateLimiter
 
 __all__ = [
@@ -62,19 +63,7 @@ MAX_PAGES = 10_000
 """Pages of one listing (a million versions of one image): a server that never stops paging
 fails its image instead of holding the run."""
 THROTTLE_PATIENCE_S = 300.0
-TOKEN_ERROR_CODES = frozenset({"InvalidNextToken", "InvalidPaginationToken", "ExpiredNextToken"})
 log = logging.getLogger(__name__)
-# The throttling error codes botocore's retry handlers recognise for JSON services.
-THROTTLING_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-    }
-)
 
 
 PROFILE_VARS = ("AWS_DEFAULT_PROFILE", "AWS_PROFILE")
@@ -218,7 +207,7 @@ def _utc_timestamp(value: Any) -> datetime | Unparsed:
     return Unparsed(value)
 
 
-class MalformedResponse(Exception):
+class MalformedResponse(ImageVersionsError):
     """A 200 answer that is not the API's: no JSON, no result key, a NextToken seen before."""
 
 
@@ -263,10 +252,7 @@ def make_client(
         """Count the attempt and tell the limiter; a throttled one goes straight back to the
         limiter (0 s: its pace is the back-off) while attempts remain; anything else is left
         to botocore's retry handler (None)."""
-        code = None
-        if response is not None:
-            code = response[1].get("Error", {}).get("Code")
-        throttled = code in THROTTLING_CODES
+        throttled = response is not None and response_error_code(response[1]) in THROTTLING_CODES
         stats.count_attempt(throttled)
         if caught_exception is None:
             limiter.observe(getattr(sent, "at", 0.0), throttled, time.monotonic())
@@ -290,7 +276,6 @@ def aws_session(settings: ClientSettings, guard: CallGuard) -> Any:
     ConfigError when the profile is missing, there are no credentials or a role is refused.
     """
     import boto3
-    import botocore.exceptions
     import botocore.session
 
     def session_with(credentials: Any = None) -> tuple[Any, Any]:
@@ -305,16 +290,14 @@ def aws_session(settings: ClientSettings, guard: CallGuard) -> Any:
         )
         return core, session
 
-    try:
+    # A profile's source_profile missing, an unreadable config file, an expired SSO session,
+    # a failing credential_process: botocore raises them from deep inside.
+    with aws_errors_as(
+        ConfigError, f"cannot load the AWS credentials of source {settings.source!r}"
+    ):
         core, base = session_with()
         check_profile(core, settings.profile, settings.source)
         credentials = base.get_credentials()
-    except botocore.exceptions.BotoCoreError as exc:
-        # A profile's source_profile missing, an unreadable config file, an expired SSO
-        # session, a failing credential_process: botocore raises them from deep inside.
-        raise ConfigError(
-            f"cannot load the AWS credentials of source {settings.source!r}: {exc}"
-        ) from exc
     if credentials is None:
         raise ConfigError(
             "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
@@ -336,12 +319,8 @@ def check_profile(core: Any, profile: str | None, source: str) -> None:
     to AWS_DEFAULT_PROFILE or AWS_PROFILE, as botocore does. botocore itself would raise
     ProfileNotFound late, from inside credential or region resolution, naming neither.
     """
-    import botocore.exceptions
-
-    try:  # botocore reads them for any profile, `default` included
-        profiles = core.available_profiles
-    except botocore.exceptions.ConfigParseError as exc:
-        raise ConfigError(f"cannot read the AWS profiles of source {source!r}: {exc}") from exc
+    with aws_errors_as(ConfigError, f"cannot read the AWS profiles of source {source!r}"):
+        profiles = core.available_profiles  # botocore reads them for any profile, `default` too
     name = core.get_config_variable("profile")
     if name is None or name in profiles:
         return
@@ -395,7 +374,6 @@ def _assumed_role_credentials(
     of its first request."""
     import botocore.config
     import botocore.credentials
-    import botocore.exceptions
 
     extra: dict[str, Any] = {"RoleSessionName": role.session_name}
     if role.external_id is not None:
@@ -418,14 +396,8 @@ def _assumed_role_credentials(
         extra_args=extra,
         expiry_window_seconds=advisory,
     )
-    try:
+    with aws_errors_as(ConfigError, f"cannot assume role {role.role_arn}"):
         metadata = fetcher.fetch_credentials()
-    except (
-        botocore.exceptions.ClientError,
-        botocore.exceptions.BotoCoreError,
-        CallDeadlineExceeded,
-    ) as exc:
-        raise ConfigError(f"cannot assume role {role.role_arn}: {exc}") from exc
     return botocore.credentials.RefreshableCredentials.create_from_metadata(
         metadata,
         refresh_using=fetcher.fetch_credentials,
@@ -453,9 +425,7 @@ def list_organization_accounts(
 
     ConfigError when the accounts cannot be listed.
     """
-    import botocore.exceptions
-
-    try:
+    with aws_errors_as(ConfigError, "cannot list the organization's accounts"):
         client = guard_client(aws_session(settings, guard).client("organizations"), guard)
         stats.count_calls_of(client, "organizations")
         return [
@@ -463,12 +433,6 @@ def list_organization_accounts(
             for page in client.get_paginator("list_accounts").paginate()
             for account in page.get("Accounts", [])
         ]
-    except (
-        botocore.exceptions.ClientError,
-        botocore.exceptions.BotoCoreError,
-        CallDeadlineExceeded,
-    ) as exc:
-        raise ConfigError(f"cannot list the organization's accounts: {exc}") from exc
 
 
 def organization_members(settings: ClientSettings, listed: list[dict[str, Any]]) -> list[Member]:
@@ -537,8 +501,8 @@ def patiently(call: Callable[..., dict[str, Any]], **params: Any) -> dict[str, A
         try:
             return call(**params)
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code")
-            if code not in THROTTLING_CODES or time.monotonic() + wait_s > deadline:
+            throttled = kind_of(error) is AwsErrorKind.THROTTLED
+            if not throttled or time.monotonic() + wait_s > deadline:
                 raise
             log.warning("still throttled after retries; pausing %.0f s", wait_s)
             pause(call, wait_s * (0.5 + random.random() / 2))
@@ -621,13 +585,6 @@ def version_listing_params(image_name: str, modified_after: datetime | None) -> 
     return params
 
 
-def _is_bad_token(error: Any) -> bool:
-    """Whether a ClientError refuses the NextToken itself (expired or invalid)."""
-    details = error.response.get("Error", {})
-    code, message = details.get("Code", ""), str(details.get("Message", "")).lower()
-    return code in TOKEN_ERROR_CODES or (code == "ValidationException" and "token" in message)
-
-
 def list_image_versions(
     client: Any, image_name: str, modified_after: datetime | None
 ) -> Iterator[list[dict[str, Any]]]:
@@ -646,7 +603,7 @@ def list_image_versions(
         try:
             page = patiently(client.list_image_versions, **params)
         except ClientError as error:
-            if "NextToken" not in params or not _is_bad_token(error):
+            if "NextToken" not in params or kind_of(error) is not AwsErrorKind.BAD_PAGE_TOKEN:
                 raise
             restarts += 1
             if restarts > MAX_LISTING_RESTARTS:

@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .backends import S3_SCHEME, LocalStore, S3Store, Store, parse_s3_uri
-from .errors import ConfigError, DataError, WriterBusy
+from .errors import ConfigError, DataError, ImageVersionsError, WriterBusy, one_line
 from .guard import Cancelled
 from .schema import (
     IMAGE_SCHEMA,
@@ -100,7 +100,7 @@ def _distinct_rows(table: pa.Table) -> pa.Table:
     return table.group_by(table.schema.names, use_threads=False).aggregate([]).cast(table.schema)
 
 
-class UnreadableFile(Exception):
+class UnreadableFile(ImageVersionsError):
     """A dataset file that cannot be read back with the schema it should hold."""
 
 
@@ -518,7 +518,7 @@ class DataDir:
         except FileNotFoundError:
             raise
         except (OSError, pa.ArrowException) as exc:
-            raise UnreadableFile(" ".join(str(exc).split())) from exc
+            raise UnreadableFile(one_line(str(exc))) from exc
         if not table.schema.equals(schema, check_metadata=False):
             raise UnreadableFile(f"unexpected schema: {table.schema.names}")
         return table

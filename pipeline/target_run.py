@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any
 
+from .aws_errors import AwsErrorKind, aws_failure, describe, kind_of
 from .committer import Committer
 from .decisions import (
     Classified,
@@ -28,7 +29,7 @@ from .decisions import (
     on_or_after,
     versions_to_describe,
 )
-from .errors import DataError
+from .errors import DataError, one_line
 from .guard import Cancelled, close_client
 from .redact import redact
 from .run import Failure, SourceTarget, SyncOptions, SyncReport
@@ -98,8 +99,6 @@ def _fetch_image(
 ) -> _ImageResult:
     """List one image's versions, classify them and, when enriching, describe the new and
     changed ones (the only part that runs on worker threads)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     log.debug("listing versions of %s/%s", job.target.label, job.name)
     start = listing_start_ms(
         job.state, int(options.lookback.total_seconds() * 1000), options.full_listing
@@ -129,12 +128,11 @@ def _fetch_image(
             details, vanished = _describe_versions(client, wanted, observed_at_ms)
     except Cancelled:
         raise
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ResourceNotFound":
-            return _ImageResult(job, [], "deleted while the sync ran (tombstoned)", gone=True)
-        return _ImageResult(job, [], failure_reason(exc))
     except Exception as exc:  # bad data or a broken answer fails this image, never the run
-        if not isinstance(exc, BotoCoreError | MalformedRecord):
+        failure = aws_failure(exc)
+        if failure is not None and failure.kind is AwsErrorKind.NOT_FOUND:
+            return _ImageResult(job, [], "deleted while the sync ran (tombstoned)", gone=True)
+        if failure is None and not isinstance(exc, MalformedRecord):
             log.debug("%s/%s failed", job.target.label, job.name, exc_info=True)
         return _ImageResult(job, [], failure_reason(exc))
     return _ImageResult(job, listed, classified=classified, details=details, vanished=vanished)
@@ -159,7 +157,7 @@ def _unlisted_but_live(
         try:
             item = patiently(client.describe_image_version, ImageName=job.name, Version=version)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ResourceNotFound":
+            if kind_of(exc) is AwsErrorKind.NOT_FOUND:
                 continue
             raise
         row = version_row(
@@ -193,7 +191,7 @@ def _describe_versions(client: Any, rows: list[Row], observed_at_ms: int) -> tup
             described = patiently(client.describe_image_version, ImageName=name, Version=version)
             aliases = list_aliases(client, name, version)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ResourceNotFound":
+            if kind_of(exc) is not AwsErrorKind.NOT_FOUND:
                 raise
             log.info(
                 "%s version %d was deleted before it could be described; no details recorded",
@@ -513,13 +511,7 @@ def _orphans(
 
 def failure_reason(exc: BaseException) -> str:
     """Why a call or a record failed, in one line, without credentials."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        error = response.get("Error", {})
-        text = f"{error.get('Code')}: {error.get('Message')}"
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    return redact(" ".join(text.split()))
+    return one_line(describe(exc))
 
 
 def _absorb(

@@ -34,7 +34,7 @@ import duckdb
 import pyarrow as pa
 from filelock import FileLock, Timeout
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, one_line
 from .readonly_sql import check_read_only
 from .schema import (
     IMAGE_SCHEMA,
@@ -436,7 +436,7 @@ def _current_signature(data_dir: DataDir) -> list[tuple[Any, ...]]:
             if _is_lock_conflict(exc):
                 log.info("replacing the warehouse %s, held open for writing elsewhere", path)
                 return []
-            problem = " ".join(str(exc).split())
+            problem = one_line(str(exc))
     log.warning("rebuilding the unreadable warehouse %s: %s", path, problem)
     return []
 
@@ -611,7 +611,7 @@ def stream_query(
 
             yield QueryStream([c[0] for c in described], [c[1] for c in described], batches())
     except duckdb.Error as exc:
-        message = " ".join(str(exc).split())
+        message = one_line(str(exc))
         if isinstance(exc, duckdb.PermissionException):
             message += f" (query reads no file outside {data_dir.location})"
         raise ConfigError(f"query failed: {message}") from exc
