@@ -55,20 +55,6 @@ class AwsErrorKind(enum.Enum):
     SERVER_ERROR = "server error"
     OTHER = "other"
 
-    @property
-    def retryable(self) -> bool:
-        """Whether the same call may succeed when made again, unchanged."""
-        return self in _RETRYABLE
-
-
-_RETRYABLE = frozenset(
-    {
-        AwsErrorKind.THROTTLED,
-        AwsErrorKind.NETWORK,
-        AwsErrorKind.TIMED_OUT,
-        AwsErrorKind.SERVER_ERROR,
-    }
-)
 
 THROTTLING_CODES = frozenset(
     {

@@ -212,24 +212,6 @@ def test_a_bare_404_proves_absence_only_for_a_head_request() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "retryable"),
-    [
-        (AwsErrorKind.THROTTLED, True),
-        (AwsErrorKind.NETWORK, True),
-        (AwsErrorKind.TIMED_OUT, True),
-        (AwsErrorKind.SERVER_ERROR, True),
-        (AwsErrorKind.NOT_FOUND, False),
-        (AwsErrorKind.ACCESS_DENIED, False),
-        (AwsErrorKind.EXPIRED_CREDENTIALS, False),
-        (AwsErrorKind.CONDITION_FAILED, False),
-        (AwsErrorKind.OTHER, False),
-    ],
-)
-def test_only_transient_kinds_are_retryable(kind: AwsErrorKind, retryable: bool) -> None:
-    assert kind.retryable is retryable
-
-
-@pytest.mark.parametrize(
     "error",
     [ValueError("x"), MalformedRecord("Version is not an integer"), Cancelled(), OSError(28, "x")],
 )
