@@ -60,7 +60,7 @@ from .target_run import (
     failure_reason,
     now_ms,
 )
-from .warehouse import ensure_views
+from .warehouse import refresh_views
 
 __all__ = ["Progress", "ProgressCallback", "sync"]
 
@@ -166,7 +166,7 @@ def sync(
     check_cancel(cancel)  # committed; the views can wait for the next run
     if ready.done:  # else nothing was written, and the data dir may not even exist
         log.info("every target done; checking the views")
-        ensure_views(data_dir)
+        refresh_views(data_dir)
     log.info("sync done")
     report.seconds = time.monotonic() - started
     return report

@@ -17,6 +17,7 @@ from itertools import islice
 from typing import Any
 
 from .committer import Committer
+from .dataset import described_states, latest_live_rows
 from .decisions import (
     Classified,
     advance_state,
@@ -47,7 +48,6 @@ from .source import list_aliases, list_image_versions, patiently
 from .source import list_images as list_source_images
 from .state import ImageState, account_key
 from .storage import DataDir
-from .stored_rows import described_states, latest_live_rows
 
 __all__ = [
     "POLL_S",
