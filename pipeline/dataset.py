@@ -13,7 +13,8 @@ DuckDB views (warehouse.py) are for queries and checks; they apply the same rule
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 import pyarrow as pa
@@ -35,7 +36,13 @@ from .state import readable_state_files
 from .storage import DataDir, UnreadableFile
 
 __all__ = [
+    "DATA_TABLES",
+    "DETAILS",
+    "IMAGES",
     "LATEST_FIRST",
+    "SYNC_RUNS",
+    "VERSIONS",
+    "StoredTable",
     "data_files",
     "dataset_files",
     "described_states",
@@ -70,13 +77,33 @@ _REDUCE_ROWS = 500_000
 partition's latest states and this many more, never its whole history."""
 
 
+@dataclass(frozen=True)
+class StoredTable:
+    """A table of the dataset: the directory of its Parquet files, and their schema."""
+
+    name: str
+    schema: pa.Schema
+    directory: Callable[[DataDir], PurePath]
+
+    def files(self, data_dir: DataDir) -> list[PurePath]:
+        """Every file of the table."""
+        base = self.directory(data_dir)
+        return data_dir.store.glob(base, data_dir.files_pattern(base))
+
+
+VERSIONS = StoredTable("image_versions", IMAGE_VERSION_SCHEMA, lambda d: d.versions_dir)
+IMAGES = StoredTable("images", IMAGE_SCHEMA, lambda d: d.images_dir)
+DETAILS = StoredTable(
+    "image_version_details", IMAGE_VERSION_DETAILS_SCHEMA, lambda d: d.details_dir
+)
+SYNC_RUNS = StoredTable("sync_runs", SYNC_RUNS_SCHEMA, lambda d: d.sync_runs_dir)
+DATA_TABLES = (VERSIONS, IMAGES, DETAILS, SYNC_RUNS)
+"""The tables of data; the state (state.py) is the dataset's other table."""
+
+
 def data_files(data_dir: DataDir) -> list[tuple[PurePath, pa.Schema]]:
     """Every data file of the dataset (the state aside), with the schema it must hold."""
-    files = [(p, IMAGE_VERSION_SCHEMA) for p in data_dir.version_files()]
-    files += [(p, IMAGE_SCHEMA) for p in data_dir.image_files()]
-    files += [(p, IMAGE_VERSION_DETAILS_SCHEMA) for p in data_dir.details_files()]
-    files += [(p, SYNC_RUNS_SCHEMA) for p in data_dir.sync_run_files()]
-    return files
+    return [(path, table.schema) for table in DATA_TABLES for path in table.files(data_dir)]
 
 
 def dataset_files(data_dir: DataDir) -> list[tuple[PurePath, pa.Schema]]:

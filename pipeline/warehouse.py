@@ -35,15 +35,23 @@ import duckdb
 import pyarrow as pa
 from filelock import FileLock, Timeout
 
-from .dataset import LATEST_FIRST, dataset_files, unreadable_file_error
+from .dataset import (
+    DATA_TABLES,
+    DETAILS,
+    IMAGES,
+    LATEST_FIRST,
+    SYNC_RUNS,
+    VERSIONS,
+    StoredTable,
+    dataset_files,
+    unreadable_file_error,
+)
 from .errors import ConfigError, DataError
 from .readonly_sql import check_read_only
 from .schema import (
-    IMAGE_SCHEMA,
     IMAGE_VERSION_DETAILS_SCHEMA,
     IMAGE_VERSION_SCHEMA,
     STATE_COLUMNS,
-    SYNC_RUNS_SCHEMA,
     SYNC_STATE_VIEW_SCHEMA,
     VERSION_KEY,
 )
@@ -100,10 +108,8 @@ _DUCKDB_TYPES = {
     pa.bool_(): "BOOLEAN",
     pa.float64(): "DOUBLE",
 }
-# The Arrow datasets an S3 connection registers: name -> (schema, the files it covers).
-_RAW_VERSIONS, _RAW_IMAGES, _RAW_STATE = "_raw_image_versions", "_raw_images", "_raw_sync_state"
-_RAW_DETAILS = "_raw_image_version_details"
-_RAW_SYNC_RUNS = "_raw_sync_runs"
+_RAW_STATE = "_raw_sync_state"
+"""The Arrow dataset of the state files that an S3 connection registers (`_raw_name`)."""
 # Bytes 8-12 of every DuckDB database file (its main header's magic).
 _DUCKDB_MAGIC_AT, _DUCKDB_MAGIC = slice(8, 12), b"DUCK"
 STORAGE_COMPATIBILITY = "v1.1.0"
@@ -229,27 +235,37 @@ def _register_dataset(
     connection.register(name, dataset)
 
 
+def _raw_name(table: StoredTable) -> str:
+    """The name of the Arrow dataset of `table` that an S3 connection registers."""
+    return f"_raw_{table.name}"
+
+
 def _register_s3_dataset(connection: duckdb.DuckDBPyConnection, data_dir: DataDir) -> None:
+    """Register every table's files as it is now on `connection` (`_relation`)."""
+    for table in DATA_TABLES:
+        files = table.files(data_dir)
+        _register_dataset(connection, data_dir, _raw_name(table), files, table.schema)
     state = readable_state_files(data_dir)
-    _register_dataset(
-        connection, data_dir, _RAW_VERSIONS, data_dir.version_files(), IMAGE_VERSION_SCHEMA
-    )
-    _register_dataset(connection, data_dir, _RAW_IMAGES, data_dir.image_files(), IMAGE_SCHEMA)
-    _register_dataset(
-        connection, data_dir, _RAW_DETAILS, data_dir.details_files(), IMAGE_VERSION_DETAILS_SCHEMA
-    )
     _register_dataset(connection, data_dir, _RAW_STATE, state, SYNC_STATE_VIEW_SCHEMA)
-    _register_dataset(
-        connection, data_dir, _RAW_SYNC_RUNS, data_dir.sync_run_files(), SYNC_RUNS_SCHEMA
-    )
+
+
+def _relation(data_dir: DataDir, table: StoredTable) -> str:
+    """Every stored row of `table`, as a SQL relation with exactly its columns: its files by
+    glob, so that new files need no new view; for S3, the Arrow dataset that `connect` and
+    `scan_connection` register."""
+    if not data_dir.is_local:
+        return _arrow_relation(_raw_name(table), table.schema)
+    base = table.directory(data_dir)
+    glob = data_dir.local_glob(base, data_dir.files_pattern(base))
+    return _parquet_relation(glob, table.schema, bool(table.files(data_dir)))
 
 
 def scan_connection(data_dir: DataDir) -> duckdb.DuckDBPyConnection:
     """An in-memory connection on which `versions_relation(data_dir)` can be read."""
     connection = duckdb.connect()
     if not data_dir.is_local:
-        files = data_dir.version_files()
-        _register_dataset(connection, data_dir, _RAW_VERSIONS, files, IMAGE_VERSION_SCHEMA)
+        name, files = _raw_name(VERSIONS), VERSIONS.files(data_dir)
+        _register_dataset(connection, data_dir, name, files, VERSIONS.schema)
     return connection
 
 
@@ -258,30 +274,13 @@ def versions_relation(data_dir: DataDir) -> str:
 
     For an S3 dataset it is valid only on a connection from `connect` or `scan_connection`.
     """
-    if not data_dir.is_local:
-        return _arrow_relation(_RAW_VERSIONS, IMAGE_VERSION_SCHEMA)
-    return _parquet_relation(
-        data_dir.local_glob(data_dir.versions_dir, data_dir.files_pattern(data_dir.versions_dir)),
-        IMAGE_VERSION_SCHEMA,
-        bool(data_dir.version_files()),
-    )
-
-
-def details_relation(data_dir: DataDir) -> str:
-    """Every stored row of `image_version_details/`, as a SQL relation with exactly its columns."""
-    if not data_dir.is_local:
-        return _arrow_relation(_RAW_DETAILS, IMAGE_VERSION_DETAILS_SCHEMA)
-    return _parquet_relation(
-        data_dir.local_glob(data_dir.details_dir, data_dir.files_pattern(data_dir.details_dir)),
-        IMAGE_VERSION_DETAILS_SCHEMA,
-        bool(data_dir.details_files()),
-    )
+    return _relation(data_dir, VERSIONS)
 
 
 def _latest_details(data_dir: DataDir) -> str:
     """The `image_version_details` view: the most recently observed details of each version."""
     schema = IMAGE_VERSION_DETAILS_SCHEMA
-    latest = latest_states(details_relation(data_dir), schema)
+    latest = latest_states(_relation(data_dir, DETAILS), schema)
     return f"SELECT {_columns(schema)} FROM {latest}"
 
 
@@ -289,18 +288,10 @@ def _local_root(data_dir: DataDir) -> Path:
     return data_dir.store.local_dir(data_dir.root).resolve()
 
 
-def _images_and_state_relations(data_dir: DataDir) -> tuple[str, str]:
-    """The relations of `images/` and of the state file (without its window column)."""
+def _state_relation(data_dir: DataDir) -> str:
+    """The relation of the state files (without their window column)."""
     if not data_dir.is_local:
-        return (
-            _arrow_relation(_RAW_IMAGES, IMAGE_SCHEMA),
-            _arrow_relation(_RAW_STATE, SYNC_STATE_VIEW_SCHEMA),
-        )
-    images = _parquet_relation(
-        data_dir.local_glob(data_dir.images_dir, data_dir.files_pattern(data_dir.images_dir)),
-        IMAGE_SCHEMA,
-        bool(data_dir.image_files()),
-    )
+        return _arrow_relation(_RAW_STATE, SYNC_STATE_VIEW_SCHEMA)
     readable = readable_state_files(data_dir)
     # By glob, so that an account's first sync needs no new view; an older release's files
     # (until the next sync moves them) by name.
@@ -309,14 +300,13 @@ def _images_and_state_relations(data_dir: DataDir) -> tuple[str, str]:
         if readable == state_files_of(data_dir)
         else [str(Path(path).resolve()) for path in readable]
     )
-    state = _parquet_relation(state_files, SYNC_STATE_VIEW_SCHEMA, bool(readable))
-    return images, state
+    return _parquet_relation(state_files, SYNC_STATE_VIEW_SCHEMA, bool(readable))
 
 
 def _view_definitions(data_dir: DataDir, versions: str) -> dict[str, str]:
     """The SQL of each view over `versions` (the data dir's `versions_relation`), bound to
     this data dir's absolute paths (or, for S3, datasets)."""
-    images, state = _images_and_state_relations(data_dir)
+    state = _state_relation(data_dir)
     state_schema = SYNC_STATE_VIEW_SCHEMA
     state_columns = ", ".join(f"s.{name}" for name in state_schema.names if name != "source")
     return {
@@ -329,7 +319,7 @@ def _view_definitions(data_dir: DataDir, versions: str) -> dict[str, str]:
             f"FROM {versions} GROUP BY ALL"
         ),
         "image_version_changes": _changes(versions),
-        "images": f"SELECT * FROM {images}",
+        "images": f"SELECT * FROM {_relation(data_dir, IMAGES)}",
         "sync_state": (
             f"SELECT s.source, {state_columns}, coalesce(v.version_count, 0) AS version_count "
             f"FROM {state} AS s LEFT JOIN (SELECT account_id, region, image_name, "
@@ -337,20 +327,8 @@ def _view_definitions(data_dir: DataDir, versions: str) -> dict[str, str]:
             "USING (account_id, region, image_name)"
         ),
         "image_version_details": _latest_details(data_dir),
-        "sync_runs": f"SELECT * FROM {_sync_runs_relation(data_dir)}",
+        "sync_runs": f"SELECT * FROM {_relation(data_dir, SYNC_RUNS)}",
     }
-
-
-def _sync_runs_relation(data_dir: DataDir) -> str:
-    """Every target's rows of sync history."""
-    if not data_dir.is_local:
-        return _arrow_relation(_RAW_SYNC_RUNS, SYNC_RUNS_SCHEMA)
-    base = data_dir.sync_runs_dir
-    return _parquet_relation(
-        data_dir.local_glob(base, data_dir.files_pattern(base)),
-        SYNC_RUNS_SCHEMA,
-        bool(data_dir.sync_run_files()),
-    )
 
 
 def warehouse_statements(data_dir: DataDir, *, temporary: bool = False) -> list[tuple[str, str]]:
