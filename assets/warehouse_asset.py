@@ -3,7 +3,7 @@
 import dagster as dg
 
 from pipeline.storage import DataDir
-from pipeline.warehouse import ensure_views, views_summary
+from pipeline.warehouse import refresh_views, views_summary
 
 from .beta import using_beta_apis
 from .catalog import WAREHOUSE
@@ -45,7 +45,7 @@ def build_warehouse_asset(
     def image_versions_warehouse(data: DataDirResource) -> dg.MaterializeResult[None]:
         data_dir = data.data_dir()
         with failing_on_user_errors():
-            ensure_views(data_dir)
+            refresh_views(data_dir)
             counts = views_summary(data_dir)
         return dg.MaterializeResult(
             metadata={

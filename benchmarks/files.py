@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.storage import AUTO_COMPACT_FILES, DataDir
-from pipeline.warehouse import ensure_views, run_query
+from pipeline.warehouse import refresh_views, run_query
 
 from .catalogue import CatalogueSpec, image_name
 from .emulator_proc import open_emulator
@@ -71,7 +71,7 @@ def _compacted_copy(data_dir: DataDir, root: Path) -> DataDir:
     shutil.copytree(data_dir.root, root)
     copy = DataDir(root)
     copy.compact()
-    ensure_views(copy)  # the views name absolute paths: re-bind them to the copy
+    refresh_views(copy)  # the views name absolute paths: re-bind them to the copy
     return copy
 
 

@@ -34,7 +34,7 @@ FUNCTION_STAGES = {
         "list_source_images": "api_images",
         **dict.fromkeys(("advance_state", "rows_to_table"), "normalise"),
     },
-    extract: dict.fromkeys(("load_target_state", "keep_previous_state", "ensure_views"), "write"),
+    extract: dict.fromkeys(("load_account_state", "keep_previous_state", "refresh_views"), "write"),
     committer: {"rows_to_table": "normalise", "save_state": "write"},
 }
 PAGE_STAGES = {"list_image_versions": "api_versions"}

@@ -408,26 +408,26 @@ def _reader_may_leave() -> Iterator[None]:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
-    from .warehouse import ensure_views
+    from .warehouse import refresh_views
 
     data_dir = _readable_data_dir(args.data_dir)
     data_dir.check_writable()  # before any lock file is made
     with data_dir.exclusive(args.lock_timeout_s):
         before, after = data_dir.compact()
-        ensure_views(data_dir)
+        refresh_views(data_dir)
     print(f"compacted {data_dir.location}: {before} files -> {after}")
     return 0
 
 
 def cmd_retire(args: argparse.Namespace) -> int:
     from .retire import retire
-    from .warehouse import ensure_views
+    from .warehouse import refresh_views
 
     data_dir = _readable_data_dir(args.data_dir)
     data_dir.check_writable()  # before any lock file is made
     with data_dir.exclusive(args.lock_timeout_s):
         retired = retire(data_dir, args.source, purge=args.purge)
-        ensure_views(data_dir)
+        refresh_views(data_dir)
     print(f"retired {', '.join(retired.targets)} in {data_dir.location}")
     for account in retired.accounts:
         kept = "deleted" if args.purge else "kept (use --purge to delete it)"
@@ -437,7 +437,7 @@ def cmd_retire(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from .verify import find_problems, repair
-    from .warehouse import ensure_views
+    from .warehouse import refresh_views
 
     data_dir = _readable_data_dir(args.data_dir)
     with data_dir.exclusive(args.lock_timeout_s):
@@ -447,7 +447,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if args.repair and problems:
             for action in repair(data_dir, problems):
                 print(f"REPAIR {printable(str(action))}")
-            ensure_views(data_dir)
+            refresh_views(data_dir)
     print(f"{len(problems)} problem(s) in {data_dir.location}")
     return 1 if problems else 0
 

@@ -1,12 +1,13 @@
-"""The pure decisions of a per-image incremental sync: where a listing starts, which listed
-rows are new or changed states, which stored versions vanished, what enrichment describes,
-and the image's state once its rows are durable. No I/O: `target_run` wires these to the
-source, the Parquet writer and the state store.
+"""The pure decisions of a per-image incremental sync: which images a target lists and which
+are gone, where a listing starts, which listed rows are new or changed states, which stored
+versions vanished, what enrichment describes, and the image's state once its rows are
+durable. No I/O: `target_run` wires these to the source, the Parquet writer and the state
+store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from .schema import Row, fingerprint, tombstone
@@ -14,6 +15,7 @@ from .state import ImageState
 
 __all__ = [
     "Classified",
+    "ImagesPlan",
     "advance_state",
     "classify",
     "deleted_image_state",
@@ -21,8 +23,84 @@ __all__ = [
     "listing_filter_ms",
     "listing_start_ms",
     "on_or_after",
+    "plan_images",
     "versions_to_describe",
 ]
+
+
+@dataclass(frozen=True)
+class ImagesPlan:
+    """Which images a target's sync lists, and which it takes as deleted."""
+
+    to_list: list[ImageState]
+    """The state each listed image starts from, in name order: a new image's (or one back
+    after its deletion) starts from nothing."""
+    gone: list[ImageState]
+    """The images to tombstone: known ones absent from a complete catalogue, and for a full
+    listing, stored live ones that nothing else accounts for."""
+    unknown: list[str]
+    """The wanted images in neither the catalogue nor the state."""
+
+
+def plan_images(
+    catalogue: Iterable[Row],
+    failed: Collection[str],
+    *,
+    source: str,
+    complete: bool,
+    known: Mapping[str, ImageState],
+    wanted: Collection[str] | None,
+    stored: Mapping[str, Mapping[int, Row]] | None,
+) -> ImagesPlan:
+    """Plan the sync of one target of `source` from its catalogue (ListImages, one row per
+    image); `failed`: the images whose record is malformed (neither listed nor taken as
+    deleted); `complete`: whether every record named an image (only then is an absent image
+    deleted); `known`: the states, by image name; `wanted`: the names to sync (all when None);
+    `stored`: for a full listing, the stored live rows by image name.
+
+    A stored image that is neither listed nor known was deleted while its state was lost (a
+    repair drops it): it is tombstoned like any deleted image.
+    """
+    listed = {
+        row["image_name"]: row
+        for row in catalogue
+        if (wanted is None or row["image_name"] in wanted) and row["image_name"] not in failed
+    }
+    gone = [
+        state
+        for name, state in known.items()
+        if complete
+        and not state.is_deleted
+        and name not in listed
+        and name not in failed
+        and (wanted is None or name in wanted)
+    ]
+    if complete and stored is not None:
+        accounted = listed.keys() | set(failed) | {state.image_name for state in gone}
+        gone += [
+            _orphan(source, name, versions)
+            for name, versions in sorted(stored.items())
+            if name not in accounted and versions and (wanted is None or name in wanted)
+        ]
+    unknown = sorted(set(wanted or ()) - listed.keys() - known.keys() - set(failed))
+    to_list = [
+        _starting_state(source, row, known.get(name)) for name, row in sorted(listed.items())
+    ]
+    return ImagesPlan(to_list, gone, unknown)
+
+
+def _starting_state(source: str, row: Row, state: ImageState | None) -> ImageState:
+    """Where a catalogued image's sync starts: its state, or nothing when it is new or back
+    after a deletion."""
+    if state is not None and not state.is_deleted:
+        return state
+    return ImageState(source, row["account_id"], row["region"], row["image_name"], row["image_arn"])
+
+
+def _orphan(source: str, name: str, versions: Mapping[int, Row]) -> ImageState:
+    """A new state for a stored image that nothing accounts for, to tombstone it."""
+    some = next(iter(versions.values()))
+    return ImageState(source, some["account_id"], some["region"], name, some["image_arn"])
 
 
 def listing_start_ms(state: ImageState | None, lookback_ms: int, full_listing: bool) -> int | None:

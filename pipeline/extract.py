@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Any
@@ -51,6 +51,7 @@ from .state import (
 from .storage import AUTO_COMPACT_FILES, DataDir
 from .target_run import (
     POLL_S,
+    Catalogue,
     Progress,
     ProgressCallback,
     ProgressTracker,
@@ -59,7 +60,7 @@ from .target_run import (
     failure_reason,
     now_ms,
 )
-from .warehouse import ensure_views
+from .warehouse import refresh_views
 
 __all__ = ["Progress", "ProgressCallback", "sync"]
 
@@ -99,76 +100,108 @@ def sync(
     """
     started = time.monotonic()
     cancel = cancel or threading.Event()
-    report = SyncReport()
     data_dir.check_ours()
-    members, errors = _expand(targets, options, report, cancel)
+    members, errors, report = _expand(targets, options, cancel)
     report.enriched = options.enrich or any(member.enrich for member in members)
-    slots = max(1, min(options.target_concurrency, len(members)))
-    share = replace(
-        options,
-        concurrency=max(1, min(options.concurrency, options.max_in_flight // slots)),
-        flush_rows=max(1, options.flush_rows // slots),
-    )
-    progress = ProgressTracker(on_progress, len(members))
-    ready = _Once(lambda: _prepare(data_dir, options))
-    owners = _Owners()
-    start = SharedStart()  # one probe of an unknown limit at a time, the others start from it
-    unreachable: list[ConfigError] = []
-    busy: list[WriterBusy] = []
-    damaged: list[DataError | OSError] = []
-
-    def run(member: SourceTarget) -> SyncReport:
-        failed = SyncReport(target=member)
-        try:
-            connected = _connect(data_dir, member, cancel, start)
-        except _Unreachable as exc:
-            unreachable.append(exc)
-            failed.failures.append(Failure(member.source, member.region, None, str(exc)))
-            failed.stats.add(exc.stats)
-            progress.add(targets_done=1)
-            return failed
-        try:
-            ready()  # the data dir is made only once a target could be reached
-            return _sync_target(data_dir, connected, share, cancel, progress, owners)
-        except WriterBusy as exc:  # another writer holds this target
-            busy.append(exc)
-            failed.failures.append(Failure(member.source, member.region, None, str(exc)))
-            return failed
-        except (DataError, OSError) as exc:  # this target's files or writes: the others go on
-            if not ready.done:
-                raise  # the data dir itself could not be made
-            damaged.append(exc)
-            reason = str(exc) if isinstance(exc, DataError) else failure_reason(exc)
-            failed.failures.append(Failure(member.source, member.region, None, reason))
-            return failed
-        finally:
-            connected.limiter.finish()
-            close_client(connected.client)
-            progress.add(targets_done=1)
-
-    pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="target")
-    try:
-        for done in _each_done(pool, run, members, cancel):
-            report.merge(done)
-    except BaseException:
-        cancel.set()  # every target commits what it finished, then stops
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    errors += unreachable
-    if errors and len(unreachable) == len(members):
-        raise errors[0]
-    if busy and len(busy) + len(unreachable) == len(members):
-        raise busy[0]
-    if damaged and len(damaged) + len(busy) + len(unreachable) == len(members):
-        raise damaged[0]  # nothing was synced: exit 2 (a damaged file) or 1 (an I/O error)
+    targets_run = _TargetsRun(data_dir, options, members, cancel, on_progress)
+    for done in targets_run.each_done():
+        report.merge(done)
+    targets_run.check_any_synced(errors)
     check_cancel(cancel)  # committed; the views can wait for the next run
-    if ready.done:  # else nothing was written, and the data dir may not even exist
+    if targets_run.ready.done:  # else nothing was written, and the data dir may not even exist
         log.info("every target done; checking the views")
-        ensure_views(data_dir)
+        refresh_views(data_dir)
     log.info("sync done")
     report.seconds = time.monotonic() - started
     return report
+
+
+class _TargetsRun:
+    """The targets of one sync side by side, on a pool of `target_concurrency` threads, each
+    with its share of the request and row budgets; and how each one that did not sync ended
+    (unreachable, held by another writer, damaged)."""
+
+    def __init__(
+        self,
+        data_dir: DataDir,
+        options: SyncOptions,
+        members: list[SourceTarget],
+        cancel: threading.Event,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.members = members
+        self.cancel = cancel
+        self.slots = max(1, min(options.target_concurrency, len(members)))
+        self.share = replace(
+            options,
+            concurrency=max(1, min(options.concurrency, options.max_in_flight // self.slots)),
+            flush_rows=max(1, options.flush_rows // self.slots),
+        )
+        self.progress = ProgressTracker(on_progress, len(members))
+        self.ready = _Once(lambda: _prepare(data_dir, options))
+        self.owners = _Owners()
+        # One probe of an unknown limit at a time, the others start from it.
+        self.start = SharedStart()
+        self.unreachable: list[ConfigError] = []
+        self.busy: list[WriterBusy] = []
+        self.damaged: list[DataError | OSError] = []
+
+    def each_done(self) -> Iterator[SyncReport]:
+        """Every target's report, as each finishes."""
+        pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="target")
+        try:
+            yield from _each_done(pool, self._one, self.members, self.cancel)
+        except BaseException:
+            self.cancel.set()  # every target commits what it finished, then stops
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _one(self, member: SourceTarget) -> SyncReport:
+        """One target's report: what it synced, or why it could not."""
+        try:
+            connected = _connect(self.data_dir, member, self.cancel, self.start)
+        except _Unreachable as exc:
+            self.unreachable.append(exc)
+            self.progress.add(targets_done=1)
+            return _failed(member, str(exc), exc.stats)
+        try:
+            self.ready()  # the data dir is made only once a target could be reached
+            return _sync_target(
+                self.data_dir, connected, self.share, self.cancel, self.progress, self.owners
+            )
+        except WriterBusy as exc:  # another writer holds this target
+            self.busy.append(exc)
+            return _failed(member, str(exc))
+        except (DataError, OSError) as exc:  # this target's files or writes: the others go on
+            if not self.ready.done:
+                raise  # the data dir itself could not be made
+            self.damaged.append(exc)
+            return _failed(member, str(exc) if isinstance(exc, DataError) else failure_reason(exc))
+        finally:
+            connected.limiter.finish()
+            close_client(connected.client)
+            self.progress.add(targets_done=1)
+
+    def check_any_synced(self, errors: list[ConfigError]) -> None:
+        """Raise why when no target synced: all unreachable (the first error, the sources'
+        own included), else all busy or unreachable, else all damaged, busy or unreachable
+        (exit 2 for a damaged file, 1 for an I/O error)."""
+        members, unreachable, busy = len(self.members), self.unreachable, self.busy
+        errors = errors + unreachable
+        if errors and len(unreachable) == members:
+            raise errors[0]
+        if busy and len(busy) + len(unreachable) == members:
+            raise busy[0]
+        if self.damaged and len(self.damaged) + len(busy) + len(unreachable) == members:
+            raise self.damaged[0]
+
+
+def _failed(member: SourceTarget, reason: str, stats: ApiStats | None = None) -> SyncReport:
+    """The report of a target that did not sync."""
+    failure = Failure(member.source, member.region, None, reason)
+    return SyncReport(target=member, failures=[failure], stats=stats or ApiStats())
 
 
 class _Once:
@@ -268,58 +301,113 @@ def _sync_target(
     that account's state, images, commits and compaction; and its row of sync history.
     WriterBusy when another writer holds the target or its account too long."""
     check_cancel(cancel)  # a target still queued when the run was stopped never starts
-    started_ms = now_ms()
-    target, key = member.target, member.target.key
-    enriched = options.enrich or target.enrich
-    report = SyncReport(targets=1, stats=member.stats, target=target, enriched=enriched)
-    mine = data_dir.for_target(key)
-    with data_dir.target_lock(key, options.lock_timeout_s, cancel):
-        data_dir.store.make_dirs([mine.tmp_dir])
-        mine.clean_tmp()
-        mine.recover_compaction()  # an older release's journal of this target
-        run = TargetRun(data_dir, target, member.client, options, report, cancel, progress)
-        committer = Committer(mine, key, {}, options.flush_rows)  # history alone, until owning
-        with contextlib.ExitStack() as owning:
-            try:
-                account: str | None = None
-                catalogue = run.list_catalogue()
-                if catalogue is not None:
-                    account = catalogue.account(load_target_account(mine, key))
-                    if account is None:
-                        run.sync(catalogue, committer, started_ms)  # no image, ever: no owner
-                    elif (first := owners.claim(account, target.label)) is not None:
-                        log.warning(
-                            "%s and %s both reach account and region %s: synced once, as %s",
-                            *(first, target.label, account, first),
-                        )
-                    else:
-                        owning.enter_context(
-                            data_dir.account_lock(account, options.lock_timeout_s, cancel)
-                        )
-                        member.limiter.adopt(load_learned_rate(data_dir, account))
-                        committer = _owner_committer(data_dir, account, key, options)
-                        run.sync(catalogue, committer, _observed_at(started_ms, committer.states))
-                        save_learned_rate(
-                            data_dir.for_account(account), account, member.limiter.learned
-                        )
-                    if account is not None:
-                        save_target_account(mine, key, account)
-            except BaseException as exc:
-                committer.commit(_sync_run_row(target, account, report, started_ms, exc))
-                raise
-            finally:
-                report.rows_written = committer.rows_written
-            committer.commit(_sync_run_row(target, account, report, started_ms))
-            report.rows_written = committer.rows_written
-            check_cancel(cancel)
-            if options.compact:  # only where this sync added files: a partition grows no other way
-                committer.data_dir.compact(
-                    min_files=AUTO_COMPACT_FILES + 1, owners=committer.partitions_written
-                )
-    log.info(
-        "%s done: %d images, %d API calls", target.label, report.images, report.stats.total_calls
-    )
-    return report
+    return _TargetSync(data_dir, member, options, cancel, progress, owners).run()
+
+
+class _TargetSync:
+    """One target's sync (`_sync_target`), adding up its report as its steps finish."""
+
+    def __init__(
+        self,
+        data_dir: DataDir,
+        member: _Connected,
+        options: SyncOptions,
+        cancel: threading.Event,
+        progress: ProgressTracker,
+        owners: _Owners,
+    ) -> None:
+        self.data_dir, self.member, self.options = data_dir, member, options
+        self.cancel, self.progress, self.owners = cancel, progress, owners
+        self.started_ms = now_ms()
+        self.target, self.key = member.target, member.target.key
+        enriched = options.enrich or self.target.enrich
+        self.report = SyncReport(
+            targets=1, stats=member.stats, target=self.target, enriched=enriched
+        )
+        self.mine = data_dir.for_target(self.key)
+        # The target's history alone, until it owns an account (`_sync_owned`).
+        self.committer = Committer(self.mine, self.key, {}, options.flush_rows)
+        self.account: str | None = None
+
+    def run(self) -> SyncReport:
+        options = self.options
+        with self.data_dir.target_lock(self.key, options.lock_timeout_s, self.cancel):
+            self.data_dir.store.make_dirs([self.mine.tmp_dir])
+            self.mine.clean_tmp()
+            self.mine.recover_compaction()  # an older release's journal of this target
+            with contextlib.ExitStack() as owning:
+                try:
+                    self._sync(owning)
+                except BaseException as exc:
+                    self._commit_history(exc)
+                    raise
+                self._commit_history()
+                check_cancel(self.cancel)
+                if options.compact:  # only where this sync added files: a partition grows no
+                    self.committer.data_dir.compact(  # other way
+                        min_files=AUTO_COMPACT_FILES + 1, owners=self.committer.partitions_written
+                    )
+        report = self.report
+        log.info(
+            "%s done: %d images, %d API calls",
+            *(self.target.label, report.images, report.stats.total_calls),
+        )
+        return report
+
+    def _sync(self, owning: contextlib.ExitStack) -> None:
+        """The catalogue; then its images, synced by the first target of this run to reach
+        their account (holding that account's lock in `owning`)."""
+        run = TargetRun(
+            self.data_dir, self.target, self.member.client, self.options, self.cancel, self.progress
+        )
+        catalogue, failures = run.list_catalogue()
+        self.report.failures += failures
+        if catalogue is None:
+            return
+        self.account = catalogue.account(load_target_account(self.mine, self.key))
+        if self.account is None:  # no image, ever: no owner
+            self._add_up(run.sync(catalogue, self.committer, self.started_ms))
+        elif (first := self.owners.claim(self.account, self.target.label)) is not None:
+            log.warning(
+                "%s and %s both reach account and region %s: synced once, as %s",
+                *(first, self.target.label, self.account, first),
+            )
+        else:
+            self._sync_owned(run, catalogue, self.account, owning)
+        if self.account is not None:
+            save_target_account(self.mine, self.key, self.account)
+
+    def _sync_owned(
+        self, run: TargetRun, catalogue: Catalogue, account: str, owning: contextlib.ExitStack
+    ) -> None:
+        """The account's images, holding its lock, from its state, at its learned rate."""
+        options, limiter = self.options, self.member.limiter
+        lock = self.data_dir.account_lock(account, options.lock_timeout_s, self.cancel)
+        owning.enter_context(lock)
+        limiter.adopt(load_learned_rate(self.data_dir, account))
+        self.committer = _owner_committer(self.data_dir, account, self.key, options)
+        observed_at_ms = _observed_at(self.started_ms, self.committer.states)
+        self._add_up(run.sync(catalogue, self.committer, observed_at_ms))
+        save_learned_rate(self.data_dir.for_account(account), account, limiter.learned)
+
+    def _add_up(self, done: Iterable[SyncReport]) -> None:
+        """Add each step's report to the target's as the step is committed: an interrupted
+        sync's history row counts what it finished."""
+        for step in done:
+            self.report.merge(step)
+
+    def _commit_history(self, error: BaseException | None = None) -> None:
+        """Commit what is buffered and the target's row of sync history last; the report's
+        time and rows written are the row's."""
+        finished_ms = now_ms()
+        self.report.seconds = (finished_ms - self.started_ms) / 1000
+        row = _sync_run_row(
+            self.target, self.account, self.report, (self.started_ms, finished_ms), error
+        )
+        try:
+            self.committer.commit(row)
+        finally:
+            self.report.rows_written = self.committer.rows_written
 
 
 def _owner_committer(data_dir: DataDir, account: str, key: str, options: SyncOptions) -> Committer:
@@ -348,14 +436,12 @@ def _sync_run_row(
     target: SourceTarget,
     account: str | None,
     report: SyncReport,
-    started_ms: int,
+    span_ms: tuple[int, int],
     error: BaseException | None = None,
 ) -> Row:
-    """The target's row of `sync_runs`: what it did, and whether it succeeded; the account
-    (`account_key`) its listing reached, when it did. Its time is the report's `seconds`
-    too, so that the report's figures are the row's."""
-    finished_ms = now_ms()
-    report.seconds = (finished_ms - started_ms) / 1000
+    """The target's row of `sync_runs`: what it did from the start to the end of `span_ms`,
+    and whether it succeeded; the account (`account_key`) its listing reached, when it did."""
+    started_ms, finished_ms = span_ms
     reasons = [str(failure) for failure in report.failures]
     if error is not None:
         reasons.insert(0, "interrupted" if isinstance(error, Cancelled) else failure_reason(error))
@@ -371,7 +457,7 @@ def _sync_run_row(
         "versions_deleted": report.deleted,
         "api_calls": report.stats.total_calls,
         "throttled_retries": report.stats.throttled,
-        "seconds": report.seconds,
+        "seconds": (finished_ms - started_ms) / 1000,
         "ok": not reasons,
         "error": one_line("; ".join(reasons), max_chars=2000) if reasons else None,
     }
@@ -388,27 +474,28 @@ class _Unreachable(ConfigError):
 def _expand(
     targets: list[SourceTarget],
     options: SyncOptions,
-    report: SyncReport,
     cancel: threading.Event,
-) -> tuple[list[SourceTarget], list[ConfigError]]:
+) -> tuple[list[SourceTarget], list[ConfigError], SyncReport]:
     """Every target to sync: each plain one, and one per member account of an organization
     source (its accounts listed once and reused for each of its regions), in this process's
-    shard. A source whose accounts cannot be listed is reported (and returned as an error)."""
+    shard; the sources whose accounts cannot be listed (as errors); and the report of the
+    listing (its calls, and those sources' failures)."""
     members: list[SourceTarget] = []
     errors: list[ConfigError] = []
+    listed = SyncReport()
     listings: dict[str, list[dict[str, Any]] | ConfigError] = {}
     for target in targets:
         check_cancel(cancel)
         try:
             members.extend(
                 member
-                for member in _members(target, listings, report.stats, cancel)
+                for member in _members(target, listings, listed.stats, cancel)
                 if in_shard(member.key, options.shard)
             )
         except ConfigError as exc:
             errors.append(exc)
-            report.failures.append(Failure(target.source, target.region, None, str(exc)))
-    return members, errors
+            listed.failures.append(Failure(target.source, target.region, None, str(exc)))
+    return members, errors, listed
 
 
 def _connect(

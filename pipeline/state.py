@@ -44,7 +44,6 @@ __all__ = [
     "legacy_state_file",
     "load_account_state",
     "load_learned_rate",
-    "load_state",
     "load_target_account",
     "local_previous_state_copies",
     "local_state_copies",
@@ -252,11 +251,6 @@ def load_account_state(data_dir: DataDir, key: str) -> dict[StateKey, ImageState
     """One account and region's state; an empty mapping when it has none yet."""
     path = state_file(data_dir, key)
     return _read_states(data_dir, path) if data_dir.store.is_file(path) else {}
-
-
-def load_state(data_dir: DataDir) -> dict[StateKey, ImageState]:
-    """Every account's state, as readers see it (`readable_state_files`)."""
-    return _merged(_read_states(data_dir, path) for path in readable_state_files(data_dir))
 
 
 def _merged(

@@ -18,6 +18,7 @@ from typing import Any
 
 from .aws_errors import AwsErrorKind, aws_failure, describe, kind_of
 from .committer import Committer
+from .dataset import described_states, latest_live_rows
 from .decisions import (
     Classified,
     advance_state,
@@ -27,6 +28,7 @@ from .decisions import (
     listing_filter_ms,
     listing_start_ms,
     on_or_after,
+    plan_images,
     versions_to_describe,
 )
 from .errors import DataError, one_line
@@ -48,10 +50,10 @@ from .source import list_aliases, list_image_versions, patiently
 from .source import list_images as list_source_images
 from .state import ImageState, account_key
 from .storage import DataDir
-from .stored_rows import described_states, latest_live_rows
 
 __all__ = [
     "POLL_S",
+    "Catalogue",
     "Progress",
     "ProgressCallback",
     "ProgressTracker",
@@ -242,7 +244,7 @@ def check_cancel(cancel: threading.Event) -> None:
 
 
 @dataclass
-class _Catalogue:
+class Catalogue:
     """A region's ListImages as rows, and what could not be read of it."""
 
     rows: list[Row]
@@ -250,6 +252,8 @@ class _Catalogue:
     """Images whose record is malformed -> why: failed this run, never taken as deleted."""
     complete: bool
     """Every record named a valid image: only then can an absent image be taken as deleted."""
+    unnamed: list[str] = field(default_factory=list)
+    """Why each record that names no valid image could not be read: failures of the target."""
 
     def account(self, last_known: str | None) -> str | None:
         """The account and region (`account_key`) this listing is of: the one its images
@@ -279,70 +283,98 @@ class TargetRun:
     """One (source, region): the catalogue, then every image's versions, then tombstones.
 
     Whatever goes wrong with the target's answers fails the target (or one image of it), never
-    the run: only cancellation and a damaged data dir (DataError) get past it.
+    the run: only cancellation and a damaged data dir (DataError) get past it. What it did
+    comes back as SyncReports, for the caller to add up.
     """
 
     data_dir: DataDir
     target: SourceTarget
     client: Any
     options: SyncOptions
-    report: SyncReport
     cancel: threading.Event
     progress: ProgressTracker
 
-    def list_catalogue(self) -> _Catalogue | None:
-        """The region's images; None when they could not be listed (the target failed)."""
+    def list_catalogue(self) -> tuple[Catalogue | None, list[Failure]]:
+        """The region's images (None when they could not be listed: the target failed), and
+        the target's failures."""
         try:
-            return self._list_catalogue()
+            catalogue = self._list_catalogue()
         except (Cancelled, DataError):
             raise
         except Exception as exc:
             log.debug("%s failed", self.target.label, exc_info=True)
-            self._fail(None, failure_reason(exc))
             close_client(self.client)
-            return None
+            return None, [self._failure(None, failure_reason(exc))]
+        return catalogue, [self._failure(None, reason) for reason in catalogue.unnamed]
 
-    def sync(self, catalogue: _Catalogue, committer: Committer, observed_at_ms: int) -> None:
+    def sync(
+        self, catalogue: Catalogue, committer: Committer, observed_at_ms: int
+    ) -> Iterator[SyncReport]:
         """Every image of `catalogue` (all of one account), committed through `committer`,
-        which holds that account's state."""
+        which holds that account's state; what each step did, as it is committed."""
         try:
-            self._sync(catalogue, committer, observed_at_ms)
+            yield from self._sync(catalogue, committer, observed_at_ms)
         except (Cancelled, DataError):
             raise
         except Exception as exc:
             log.debug("%s failed", self.target.label, exc_info=True)
-            self._fail(None, failure_reason(exc))
+            yield SyncReport(failures=[self._failure(None, failure_reason(exc))])
         finally:
             close_client(self.client)  # its sender threads end here, not at the run's end
 
-    def _fail(self, image_name: str | None, reason: str) -> None:
-        self.report.failures.append(
-            Failure(self.target.source, self.target.region, image_name, reason)
-        )
+    def _failure(self, image_name: str | None, reason: str) -> Failure:
+        return Failure(self.target.source, self.target.region, image_name, reason)
 
-    def _sync(self, catalogue: _Catalogue, committer: Committer, observed_at_ms: int) -> None:
-        target = self.target
+    def _sync(
+        self, catalogue: Catalogue, committer: Committer, observed_at_ms: int
+    ) -> Iterator[SyncReport]:
         catalogue.keep_account()
         for row in catalogue.rows:
             row["observed_at"] = observed_at_ms
         known = {
-            name: replace(state, source=target.source)
+            name: replace(state, source=self.target.source)
             for (_, _, name), state in committer.states.items()
         }
+        yield SyncReport(failures=self._fail_malformed(catalogue, known, committer))
+        self._write_images(catalogue, known)
+        plan = _plan(self.data_dir, self.target, catalogue, known, self.options)
+        yield SyncReport(images=len(plan.jobs), failures=plan.failures)
+        self.progress.add(images=len(plan.jobs))
+        gone = list(plan.gone)
+        for result in self._fetch(plan.jobs, observed_at_ms):
+            yield _absorb(result, self.options, committer, observed_at_ms)
+            if result.gone:
+                gone.append(result.job.state)
+            self.progress.add(images_done=1)
+        yield _tombstone_images(self.data_dir, self.target, gone, committer, observed_at_ms)
+
+    def _fail_malformed(
+        self, catalogue: Catalogue, known: Mapping[str, ImageState], committer: Committer
+    ) -> list[Failure]:
+        """The failures of the wanted images whose record is malformed; a known one's state
+        keeps the error."""
         wanted = self.options.image_names
+        failures = []
         for name, reason in sorted(catalogue.failed.items()):
             if wanted is None or name in wanted:
-                self._fail(name, reason)
+                failures.append(self._failure(name, reason))
                 if name in known:
                     committer.add([], replace(known[name], last_error=redact(reason)))
+        return failures
+
+    def _write_images(self, catalogue: Catalogue, known: Mapping[str, ImageState]) -> None:
+        """The catalogue snapshot of every account it or the state names (an account whose
+        images are all gone gets an empty one)."""
         rows = catalogue.rows
         accounts = {row["account_id"] for row in rows} | {s.account_id for s in known.values()}
         for account in sorted(accounts):
             mine = [row for row in rows if row["account_id"] == account]
-            self.data_dir.write_images(account, target.region, rows_to_table(mine, IMAGE_SCHEMA))
-        jobs, gone = _plan(self.data_dir, target, catalogue, known, self.options, self.report)
-        self.report.images += len(jobs)
-        self.progress.add(images=len(jobs))
+            self.data_dir.write_images(
+                account, self.target.region, rows_to_table(mine, IMAGE_SCHEMA)
+            )
+
+    def _fetch(self, jobs: list[_ImageJob], observed_at_ms: int) -> Iterator[_ImageResult]:
+        """Every job's result, fetched on worker threads, as each finishes."""
 
         def fetch(job: _ImageJob) -> _ImageResult:
             return _fetch_image(self.client, job, self.options, observed_at_ms)
@@ -350,18 +382,12 @@ class TargetRun:
         workers = max(1, self.options.concurrency)
         pool = ThreadPoolExecutor(max_workers=workers)
         try:
-            results = _bounded_map(pool, fetch, jobs, 2 * workers, self.cancel)
-            for result in results:
-                _absorb(result, self.options, committer, self.report, observed_at_ms)
-                if result.gone:
-                    gone.append(result.job.state)
-                self.progress.add(images_done=1)
+            yield from _bounded_map(pool, fetch, jobs, 2 * workers, self.cancel)
         finally:
             # Not waiting: after a cancellation a worker may still sit in a back-off sleep.
             pool.shutdown(wait=not self.cancel.is_set(), cancel_futures=True)
-        _tombstone_images(self.data_dir, target, gone, committer, self.report, observed_at_ms)
 
-    def _list_catalogue(self) -> _Catalogue:
+    def _list_catalogue(self) -> Catalogue:
         """The region's images, as far as their records can be read (stamped when the
         sync's observation time is known, `_sync`).
 
@@ -369,7 +395,7 @@ class TargetRun:
         listing incomplete, so that no image of the region is taken as deleted this run.
         """
         log.info("listing images of %s", self.target.label)
-        catalogue = _Catalogue([], {}, complete=True)
+        catalogue = Catalogue([], {}, complete=True)
         for item in list_source_images(self.client):
             name = image_name_of(item) if isinstance(item, Mapping) else None
             try:
@@ -379,7 +405,9 @@ class TargetRun:
             except MalformedRecord as exc:
                 if name is None:
                     catalogue.complete = False
-                    self._fail(None, f"a ListImages record that names no valid image: {exc}")
+                    catalogue.unnamed.append(
+                        f"a ListImages record that names no valid image: {exc}"
+                    )
                 else:
                     catalogue.failed[name] = f"{type(exc).__name__}: {exc}"
         catalogue.rows, repeated = latest_per_image(catalogue.rows)
@@ -421,92 +449,96 @@ def _bounded_map(
             yield future.result()
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a target's sync does with its catalogue."""
+
+    jobs: list[_ImageJob]
+    """The images to list, with their state, and stored rows for a full listing."""
+    gone: list[ImageState]
+    """The known images that are gone from the catalogue, to tombstone."""
+    failures: list[Failure]
+    """The wanted images that are in neither the catalogue nor the state."""
+
+
 def _plan(
     data_dir: DataDir,
     target: SourceTarget,
-    catalogue: _Catalogue,
+    catalogue: Catalogue,
     known: dict[str, ImageState],
     options: SyncOptions,
-    report: SyncReport,
-) -> tuple[list[_ImageJob], list[ImageState]]:
-    """The images to list (with their state, and stored rows for a full listing), and the
-    known images that are gone from the catalogue.
-
-    An image whose catalogue record is malformed fails (its state keeps the error); it is
-    neither listed nor taken as deleted.
-    """
-    wanted = options.image_names
-    listed = {
-        row["image_name"]: row
-        for row in catalogue.rows
-        if (wanted is None or row["image_name"] in wanted)
-        and row["image_name"] not in catalogue.failed
-    }
-    gone = [
-        state
-        for name, state in known.items()
-        if catalogue.complete
-        and not state.is_deleted
-        and name not in listed
-        and name not in catalogue.failed
-        and (wanted is None or name in wanted)
-    ]
-    for name in sorted((wanted or set()) - listed.keys() - known.keys() - catalogue.failed.keys()):
-        report.failures.append(
-            Failure(target.source, target.region, name, "no such image in this region")
-        )
+) -> _Plan:
+    """The images to list (with their state, and stored rows for a full listing), the images
+    gone, and the failures of the wanted images that do not exist (`plan_images`)."""
+    stored = _Stored.read(data_dir, target, catalogue, known, options)
+    images = plan_images(
+        catalogue.rows,
+        catalogue.failed.keys(),
+        source=target.source,
+        complete=catalogue.complete,
+        known=known,
+        wanted=options.image_names,
+        stored=None if stored is None else stored.rows,
+    )
     enrich = options.enrich or target.enrich
-    stored: dict[str, dict[int, Row]] = {}
-    described: dict[str, set[tuple[int, int]]] = {}
-    if options.full_listing:
-        # Every live image stored, listed or not: the listed ones are compared with what the
-        # listing returns; one neither listed nor known to the state was deleted while its
-        # state was lost (a repair drops it), and is tombstoned like any deleted image.
+    return _Plan(
+        jobs=[_job(target, state, stored, enrich) for state in images.to_list],
+        gone=images.gone,
+        failures=[
+            Failure(target.source, target.region, name, "no such image in this region")
+            for name in images.unknown
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """What a full listing compares with: the live rows stored of every image of the
+    catalogue's accounts, and (when enriching) which of the wanted images' states have
+    details."""
+
+    rows: dict[str, dict[int, Row]]
+    described: dict[str, set[tuple[int, int]]]
+
+    @classmethod
+    def read(
+        cls,
+        data_dir: DataDir,
+        target: SourceTarget,
+        catalogue: Catalogue,
+        known: Mapping[str, ImageState],
+        options: SyncOptions,
+    ) -> _Stored | None:
+        """None for an incremental listing, which compares with the state alone. Every live
+        image stored, listed or not: `plan_images` tombstones those nothing accounts for."""
+        if not options.full_listing:
+            return None
+        wanted = options.image_names
+        stored = cls({}, {})
         accounts = {row["account_id"] for row in catalogue.rows}
         accounts |= {state.account_id for state in known.values()}
         for account in sorted(accounts):
-            stored.update(latest_live_rows(data_dir, account, target.region))
-            if enrich:
-                names = [name for name, row in listed.items() if row["account_id"] == account]
-                described.update(described_states(data_dir, account, target.region, names))
-        if catalogue.complete:
-            gone += _orphans(target, stored, listed.keys() | catalogue.failed.keys(), gone, wanted)
-    jobs = []
-    for name, row in sorted(listed.items()):
-        state = known.get(name)
-        if state is None or state.is_deleted:
-            state = ImageState(
-                source=target.source,
-                account_id=row["account_id"],
-                region=target.region,
-                image_name=name,
-                image_arn=row["image_arn"],
-            )
-        image_stored = stored.get(name, {}) if options.full_listing else None
-        image_described = described.get(name, set()) if options.full_listing else None
-        jobs.append(_ImageJob(target, name, state, image_stored, enrich, image_described))
-    return jobs, gone
+            stored.rows.update(latest_live_rows(data_dir, account, target.region))
+            if options.enrich or target.enrich:
+                names = [
+                    row["image_name"]
+                    for row in catalogue.rows
+                    if row["account_id"] == account
+                    and (wanted is None or row["image_name"] in wanted)
+                ]
+                stored.described.update(described_states(data_dir, account, target.region, names))
+        return stored
 
 
-def _orphans(
-    target: SourceTarget,
-    stored: Mapping[str, Mapping[int, Row]],
-    listed_or_failed: set[str],
-    gone: list[ImageState],
-    wanted: frozenset[str] | None,
-) -> list[ImageState]:
-    """The images of `stored` that nothing accounts for: neither listed (nor failed) nor
-    already gone; a new state for each, for `_tombstone_images`."""
-    accounted = listed_or_failed | {state.image_name for state in gone}
-    orphans = []
-    for name, versions in sorted(stored.items()):
-        if name in accounted or not versions or (wanted is not None and name not in wanted):
-            continue
-        some = next(iter(versions.values()))
-        orphans.append(
-            ImageState(target.source, some["account_id"], target.region, name, some["image_arn"])
-        )
-    return orphans
+def _job(
+    target: SourceTarget, state: ImageState, stored: _Stored | None, enrich: bool
+) -> _ImageJob:
+    """The listing of one image from `state` (`plan_images`)."""
+    name = state.image_name
+    if stored is None:
+        return _ImageJob(target, name, state, None, enrich, None)
+    rows, described = stored.rows.get(name, {}), stored.described.get(name, set())
+    return _ImageJob(target, name, state, rows, enrich, described)
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -518,21 +550,19 @@ def _absorb(
     result: _ImageResult,
     options: SyncOptions,
     committer: Committer,
-    report: SyncReport,
     observed_at_ms: int,
-) -> None:
+) -> SyncReport:
+    """Hand one image's rows and new state to `committer`; what that did."""
     job = result.job
     if result.error is not None:
-        report.failures.append(
-            Failure(job.target.source, job.target.region, job.name, result.error)
-        )
         if not result.gone:
             committer.add([], replace(job.state, last_error=result.error))
-        return
+        return SyncReport(
+            failures=[Failure(job.target.source, job.target.region, job.name, result.error)]
+        )
     classified = result.classified
-    report.record(job.target, job.name, classified)
-    report.described += len(result.details)
-    report.details_vanished += result.vanished
+    done = SyncReport(described=len(result.details), details_vanished=result.vanished)
+    done.record(job.target, job.name, classified)
     lookback_ms = int(options.lookback.total_seconds() * 1000)
     new_state = advance_state(
         job.state,
@@ -542,8 +572,9 @@ def _absorb(
         synced_at_ms=observed_at_ms,
     )
     if new_state.watermark_ms is not None:
-        report.watermarks.append(new_state.watermark_ms)
+        done.watermarks.append(new_state.watermark_ms)
     committer.add(classified.to_write, new_state, result.details)
+    return done
 
 
 def _tombstone_images(
@@ -551,10 +582,10 @@ def _tombstone_images(
     target: SourceTarget,
     gone: list[ImageState],
     committer: Committer,
-    report: SyncReport,
     observed_at_ms: int,
-) -> None:
-    """Turn every stored live version of deleted images into tombstones."""
+) -> SyncReport:
+    """Turn every stored live version of deleted images into tombstones; what that did."""
+    done = SyncReport()
     by_account: dict[str, list[ImageState]] = {}
     for state in gone:
         by_account.setdefault(state.account_id, []).append(state)
@@ -564,5 +595,6 @@ def _tombstone_images(
             result = classify(
                 [], state, stored.get(state.image_name, {}), observed_at_ms=observed_at_ms
             )
-            report.record(target, state.image_name, result)
+            done.record(target, state.image_name, result)
             committer.add(result.to_write, deleted_image_state(state, synced_at_ms=observed_at_ms))
+    return done

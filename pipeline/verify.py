@@ -11,23 +11,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path, PurePath
-
-import pyarrow as pa
+from pathlib import PurePath
 
 from . import quality
-from .errors import DataError
+from .dataset import data_files, unreadable
 from .schema import (
-    IMAGE_SCHEMA,
-    IMAGE_VERSION_DETAILS_SCHEMA,
-    IMAGE_VERSION_SCHEMA,
     STATE_SCHEMA,
-    SYNC_RUNS_SCHEMA,
 )
 from .state import readable_state_files, state_paths
-from .storage import DataDir, UnreadableFile
+from .storage import DataDir
 
-__all__ = ["dataset_files", "find_problems", "repair", "unreadable_file_error"]
+__all__ = ["find_problems", "repair"]
 
 QUARANTINE = "_quarantine"
 _MOVABLE = frozenset(
@@ -46,69 +40,6 @@ class Problem:
     def __str__(self) -> str:
         where = f" {self.path}" if self.path else ""
         return f"{self.kind}:{where} {self.detail}"
-
-
-def _unreadable(data_dir: DataDir, path: PurePath, schema: pa.Schema) -> UnreadableFile | None:
-    """Why a Parquet file cannot be read back with `schema`, or None when it can."""
-    try:
-        data_dir.read_checked(path, schema)
-    except UnreadableFile as exc:
-        return exc
-    return None
-
-
-def _data_files(data_dir: DataDir) -> list[tuple[PurePath, pa.Schema]]:
-    """Every data file of the dataset (the state aside), with the schema it must hold."""
-    files = [(p, IMAGE_VERSION_SCHEMA) for p in data_dir.version_files()]
-    files += [(p, IMAGE_SCHEMA) for p in data_dir.image_files()]
-    files += [(p, IMAGE_VERSION_DETAILS_SCHEMA) for p in data_dir.details_files()]
-    files += [(p, SYNC_RUNS_SCHEMA) for p in data_dir.sync_run_files()]
-    return files
-
-
-def dataset_files(data_dir: DataDir) -> list[tuple[PurePath, pa.Schema]]:
-    """Every Parquet file that the views read, with the schema it must hold."""
-    return [*_data_files(data_dir), *((p, STATE_SCHEMA) for p in readable_state_files(data_dir))]
-
-
-def unreadable_file_error(
-    data_dir: DataDir,
-    message: str,
-    files: list[tuple[PurePath, pa.Schema]],
-    *,
-    named_only: bool = False,
-) -> DataError | None:
-    """The error to show when a reader of `files` failed with `message`: one line naming the
-    first of them that cannot be read (relative to the data dir) and what to do; None when
-    each reads back.
-
-    The files that `message` (DuckDB's or Arrow's) names are tried first, and only they when
-    `named_only`: a failed user query must not cost a read of the whole dataset.
-    """
-
-    def named(path: PurePath) -> bool:
-        shown = str(Path(path).resolve()) if data_dir.is_local else str(path)
-        return shown in message
-
-    candidates = [file for file in files if named(file[0])]
-    if not named_only:
-        candidates += [file for file in files if not named(file[0])]
-    for path, schema in candidates:
-        problem = _unreadable(data_dir, path, schema)
-        if problem is None:
-            continue
-        where = f"{path.relative_to(data_dir.root)} in {data_dir.location}"
-        if isinstance(problem.__cause__, PermissionError):
-            return DataError(
-                f"{where} cannot be read: permission denied (written by another user?); make "
-                "it readable to this user, or run `image-versions verify --repair` to move it "
-                "aside"
-            )
-        return DataError(
-            f"{where} cannot be read ({problem}); run `image-versions verify --repair` to move "
-            "it aside"
-        )
-    return None
 
 
 def _misplaced(data_dir: DataDir) -> list[Problem]:
@@ -133,8 +64,8 @@ def find_problems(data_dir: DataDir) -> list[Problem]:
     bad values."""
     store = data_dir.store
     problems = _misplaced(data_dir)
-    for path, schema in _data_files(data_dir):
-        reason = _unreadable(data_dir, path, schema)
+    for path, schema in data_files(data_dir):
+        reason = unreadable(data_dir, path, schema)
         if reason is not None:
             problems.append(Problem("unreadable file", str(reason), path))
     strays = [
@@ -145,7 +76,7 @@ def find_problems(data_dir: DataDir) -> list[Problem]:
     ]
     problems += [Problem("stray file", "not a Parquet file", p) for p in strays]
     for state in readable_state_files(data_dir):
-        reason = _unreadable(data_dir, state, STATE_SCHEMA)
+        reason = unreadable(data_dir, state, STATE_SCHEMA)
         if reason is not None:
             problems.append(Problem("corrupt state", str(reason), state))
     problems += [

@@ -1,4 +1,5 @@
-"""DuckDB over the Parquet dataset: the views of `DATA/warehouse.duckdb`, and queries for sync.
+"""DuckDB over the Parquet dataset: the views of `DATA/warehouse.duckdb`, and read-only
+queries over them (the sync reads its own rows with pyarrow: dataset.py).
 
 The views (and the table macro `image_versions_as_of`) read the Parquet files directly (by
 glob), so new files show up without touching the database file; they are only re-created when
@@ -34,14 +35,23 @@ import duckdb
 import pyarrow as pa
 from filelock import FileLock, Timeout
 
+from .dataset import (
+    DATA_TABLES,
+    DETAILS,
+    IMAGES,
+    LATEST_FIRST,
+    SYNC_RUNS,
+    VERSIONS,
+    StoredTable,
+    dataset_files,
+    unreadable_file_error,
+)
 from .errors import ConfigError, DataError, one_line
 from .readonly_sql import check_read_only
 from .schema import (
-    IMAGE_SCHEMA,
     IMAGE_VERSION_DETAILS_SCHEMA,
     IMAGE_VERSION_SCHEMA,
     STATE_COLUMNS,
-    SYNC_RUNS_SCHEMA,
     SYNC_STATE_VIEW_SCHEMA,
     VERSION_KEY,
 )
@@ -56,14 +66,10 @@ __all__ = [
     "VIEW_NAMES",
     "QueryResult",
     "QueryStream",
-    "arrow_relation",
     "connect",
-    "ensure_views",
     "latest_states",
     "naming_unreadable_files",
-    "parquet_relation",
     "refresh_views",
-    "register_dataset",
     "run_query",
     "scan_connection",
     "stream_query",
@@ -102,11 +108,8 @@ _DUCKDB_TYPES = {
     pa.bool_(): "BOOLEAN",
     pa.float64(): "DOUBLE",
 }
-_LATEST_ORDER = "observed_at DESC, last_modified_time DESC, is_deleted DESC"
-# The Arrow datasets an S3 connection registers: name -> (schema, the files it covers).
-_RAW_VERSIONS, _RAW_IMAGES, _RAW_STATE = "_raw_image_versions", "_raw_images", "_raw_sync_state"
-_RAW_DETAILS = "_raw_image_version_details"
-_RAW_SYNC_RUNS = "_raw_sync_runs"
+_RAW_STATE = "_raw_sync_state"
+"""The Arrow dataset of the state files that an S3 connection registers (`_raw_name`)."""
 # Bytes 8-12 of every DuckDB database file (its main header's magic).
 _DUCKDB_MAGIC_AT, _DUCKDB_MAGIC = slice(8, 12), b"DUCK"
 STORAGE_COMPATIBILITY = "v1.1.0"
@@ -135,7 +138,7 @@ def _columns(schema: pa.Schema) -> str:
     return ", ".join(schema.names)
 
 
-def parquet_relation(files: str | list[str], schema: pa.Schema, has_files: bool) -> str:
+def _parquet_relation(files: str | list[str], schema: pa.Schema, has_files: bool) -> str:
     """A relation with exactly `schema`'s columns: the files (a glob, or a list of paths), or
     an empty typed relation."""
     if not has_files:
@@ -149,11 +152,22 @@ def parquet_relation(files: str | list[str], schema: pa.Schema, has_files: bool)
     return f"(SELECT {_columns(schema)} FROM read_parquet({named}))"
 
 
-def latest_states(relation: str) -> str:
-    """The latest observed state of every version in `relation` (tombstones included)."""
+def _latest_order(schema: pa.Schema) -> str:
+    """`LATEST_FIRST` (dataset.py, the one definition of "latest") as an ORDER BY, over the
+    columns of `schema` it names."""
+    return ", ".join(
+        f"{name} {'DESC' if way == 'descending' else 'ASC'}"
+        for name, way in LATEST_FIRST
+        if name in schema.names
+    )
+
+
+def latest_states(relation: str, schema: pa.Schema = IMAGE_VERSION_SCHEMA) -> str:
+    """The latest observed state (`LATEST_FIRST`) of every version in `relation`, whose
+    columns are `schema`'s (tombstones included)."""
     return (
         f"(SELECT * FROM {relation} QUALIFY row_number() OVER "
-        f"(PARTITION BY {', '.join(VERSION_KEY)} ORDER BY {_LATEST_ORDER}) = 1)"
+        f"(PARTITION BY {', '.join(VERSION_KEY)} ORDER BY {_latest_order(schema)}) = 1)"
     )
 
 
@@ -182,7 +196,7 @@ def _changes(relation: str) -> str:
         f"SELECT {key}, observed_at, last_modified_time, "
         f"CASE WHEN is_deleted THEN {_literal(DELETED_STATUS)} ELSE status END AS status "
         f"FROM {relation} QUALIFY row_number() OVER (PARTITION BY {key}, observed_at "
-        "ORDER BY last_modified_time DESC, is_deleted DESC) = 1"
+        f"ORDER BY {_latest_order(IMAGE_VERSION_SCHEMA)}) = 1"
     )
     transitions = (
         f"SELECT *, lag(status) OVER (PARTITION BY {key} ORDER BY observed_at) AS from_status "
@@ -197,12 +211,12 @@ def _changes(relation: str) -> str:
     )
 
 
-def arrow_relation(name: str, schema: pa.Schema) -> str:
+def _arrow_relation(name: str, schema: pa.Schema) -> str:
     """A relation with exactly `schema`'s columns over the Arrow dataset registered as `name`."""
     return f"(SELECT {_columns(schema)} FROM {name})"
 
 
-def register_dataset(
+def _register_dataset(
     connection: duckdb.DuckDBPyConnection,
     data_dir: DataDir,
     name: str,
@@ -221,27 +235,37 @@ def register_dataset(
     connection.register(name, dataset)
 
 
+def _raw_name(table: StoredTable) -> str:
+    """The name of the Arrow dataset of `table` that an S3 connection registers."""
+    return f"_raw_{table.name}"
+
+
 def _register_s3_dataset(connection: duckdb.DuckDBPyConnection, data_dir: DataDir) -> None:
+    """Register every table's files as it is now on `connection` (`_relation`)."""
+    for table in DATA_TABLES:
+        files = table.files(data_dir)
+        _register_dataset(connection, data_dir, _raw_name(table), files, table.schema)
     state = readable_state_files(data_dir)
-    register_dataset(
-        connection, data_dir, _RAW_VERSIONS, data_dir.version_files(), IMAGE_VERSION_SCHEMA
-    )
-    register_dataset(connection, data_dir, _RAW_IMAGES, data_dir.image_files(), IMAGE_SCHEMA)
-    register_dataset(
-        connection, data_dir, _RAW_DETAILS, data_dir.details_files(), IMAGE_VERSION_DETAILS_SCHEMA
-    )
-    register_dataset(connection, data_dir, _RAW_STATE, state, SYNC_STATE_VIEW_SCHEMA)
-    register_dataset(
-        connection, data_dir, _RAW_SYNC_RUNS, data_dir.sync_run_files(), SYNC_RUNS_SCHEMA
-    )
+    _register_dataset(connection, data_dir, _RAW_STATE, state, SYNC_STATE_VIEW_SCHEMA)
+
+
+def _relation(data_dir: DataDir, table: StoredTable) -> str:
+    """Every stored row of `table`, as a SQL relation with exactly its columns: its files by
+    glob, so that new files need no new view; for S3, the Arrow dataset that `connect` and
+    `scan_connection` register."""
+    if not data_dir.is_local:
+        return _arrow_relation(_raw_name(table), table.schema)
+    base = table.directory(data_dir)
+    glob = data_dir.local_glob(base, data_dir.files_pattern(base))
+    return _parquet_relation(glob, table.schema, bool(table.files(data_dir)))
 
 
 def scan_connection(data_dir: DataDir) -> duckdb.DuckDBPyConnection:
     """An in-memory connection on which `versions_relation(data_dir)` can be read."""
     connection = duckdb.connect()
     if not data_dir.is_local:
-        files = data_dir.version_files()
-        register_dataset(connection, data_dir, _RAW_VERSIONS, files, IMAGE_VERSION_SCHEMA)
+        name, files = _raw_name(VERSIONS), VERSIONS.files(data_dir)
+        _register_dataset(connection, data_dir, name, files, VERSIONS.schema)
     return connection
 
 
@@ -250,51 +274,24 @@ def versions_relation(data_dir: DataDir) -> str:
 
     For an S3 dataset it is valid only on a connection from `connect` or `scan_connection`.
     """
-    if not data_dir.is_local:
-        return arrow_relation(_RAW_VERSIONS, IMAGE_VERSION_SCHEMA)
-    return parquet_relation(
-        data_dir.local_glob(data_dir.versions_dir, data_dir.files_pattern(data_dir.versions_dir)),
-        IMAGE_VERSION_SCHEMA,
-        bool(data_dir.version_files()),
-    )
-
-
-def details_relation(data_dir: DataDir) -> str:
-    """Every stored row of `image_version_details/`, as a SQL relation with exactly its columns."""
-    if not data_dir.is_local:
-        return arrow_relation(_RAW_DETAILS, IMAGE_VERSION_DETAILS_SCHEMA)
-    return parquet_relation(
-        data_dir.local_glob(data_dir.details_dir, data_dir.files_pattern(data_dir.details_dir)),
-        IMAGE_VERSION_DETAILS_SCHEMA,
-        bool(data_dir.details_files()),
-    )
+    return _relation(data_dir, VERSIONS)
 
 
 def _latest_details(data_dir: DataDir) -> str:
     """The `image_version_details` view: the most recently observed details of each version."""
-    return (
-        f"SELECT {_columns(IMAGE_VERSION_DETAILS_SCHEMA)} FROM {details_relation(data_dir)} "
-        f"QUALIFY row_number() OVER (PARTITION BY {', '.join(VERSION_KEY)} "
-        "ORDER BY observed_at DESC, last_modified_time DESC) = 1"
-    )
+    schema = IMAGE_VERSION_DETAILS_SCHEMA
+    latest = latest_states(_relation(data_dir, DETAILS), schema)
+    return f"SELECT {_columns(schema)} FROM {latest}"
 
 
 def _local_root(data_dir: DataDir) -> Path:
     return data_dir.store.local_dir(data_dir.root).resolve()
 
 
-def _images_and_state_relations(data_dir: DataDir) -> tuple[str, str]:
-    """The relations of `images/` and of the state file (without its window column)."""
+def _state_relation(data_dir: DataDir) -> str:
+    """The relation of the state files (without their window column)."""
     if not data_dir.is_local:
-        return (
-            arrow_relation(_RAW_IMAGES, IMAGE_SCHEMA),
-            arrow_relation(_RAW_STATE, SYNC_STATE_VIEW_SCHEMA),
-        )
-    images = parquet_relation(
-        data_dir.local_glob(data_dir.images_dir, data_dir.files_pattern(data_dir.images_dir)),
-        IMAGE_SCHEMA,
-        bool(data_dir.image_files()),
-    )
+        return _arrow_relation(_RAW_STATE, SYNC_STATE_VIEW_SCHEMA)
     readable = readable_state_files(data_dir)
     # By glob, so that an account's first sync needs no new view; an older release's files
     # (until the next sync moves them) by name.
@@ -303,14 +300,13 @@ def _images_and_state_relations(data_dir: DataDir) -> tuple[str, str]:
         if readable == state_files_of(data_dir)
         else [str(Path(path).resolve()) for path in readable]
     )
-    state = parquet_relation(state_files, SYNC_STATE_VIEW_SCHEMA, bool(readable))
-    return images, state
+    return _parquet_relation(state_files, SYNC_STATE_VIEW_SCHEMA, bool(readable))
 
 
 def _view_definitions(data_dir: DataDir, versions: str) -> dict[str, str]:
     """The SQL of each view over `versions` (the data dir's `versions_relation`), bound to
     this data dir's absolute paths (or, for S3, datasets)."""
-    images, state = _images_and_state_relations(data_dir)
+    state = _state_relation(data_dir)
     state_schema = SYNC_STATE_VIEW_SCHEMA
     state_columns = ", ".join(f"s.{name}" for name in state_schema.names if name != "source")
     return {
@@ -323,7 +319,7 @@ def _view_definitions(data_dir: DataDir, versions: str) -> dict[str, str]:
             f"FROM {versions} GROUP BY ALL"
         ),
         "image_version_changes": _changes(versions),
-        "images": f"SELECT * FROM {images}",
+        "images": f"SELECT * FROM {_relation(data_dir, IMAGES)}",
         "sync_state": (
             f"SELECT s.source, {state_columns}, coalesce(v.version_count, 0) AS version_count "
             f"FROM {state} AS s LEFT JOIN (SELECT account_id, region, image_name, "
@@ -331,20 +327,8 @@ def _view_definitions(data_dir: DataDir, versions: str) -> dict[str, str]:
             "USING (account_id, region, image_name)"
         ),
         "image_version_details": _latest_details(data_dir),
-        "sync_runs": f"SELECT * FROM {_sync_runs_relation(data_dir)}",
+        "sync_runs": f"SELECT * FROM {_relation(data_dir, SYNC_RUNS)}",
     }
-
-
-def _sync_runs_relation(data_dir: DataDir) -> str:
-    """Every target's rows of sync history."""
-    if not data_dir.is_local:
-        return arrow_relation(_RAW_SYNC_RUNS, SYNC_RUNS_SCHEMA)
-    base = data_dir.sync_runs_dir
-    return parquet_relation(
-        data_dir.local_glob(base, data_dir.files_pattern(base)),
-        SYNC_RUNS_SCHEMA,
-        bool(data_dir.sync_run_files()),
-    )
 
 
 def warehouse_statements(data_dir: DataDir, *, temporary: bool = False) -> list[tuple[str, str]]:
@@ -458,8 +442,6 @@ def naming_unreadable_files(
     try:
         yield
     except duckdb.Error as exc:
-        from .verify import dataset_files, unreadable_file_error  # verify imports this module
-
         candidates = files() if files is not None else dataset_files(data_dir)
         error = unreadable_file_error(data_dir, str(exc), candidates, named_only=named_only)
         if error is None:
@@ -534,12 +516,6 @@ def refresh_views(data_dir: DataDir, *, lock_timeout_s: float = REFRESH_LOCK_TIM
             return False
         _replace_warehouse(data_dir, statements)
     return True
-
-
-def ensure_views(data_dir: DataDir) -> None:
-    """Make sure the views exist and match the data dir (`refresh_views`, for callers that do
-    not need to know whether it wrote)."""
-    refresh_views(data_dir)
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,9 @@ from typing import Any
 import duckdb
 
 from pipeline.defaults import READ_TIMEOUT_S
-from pipeline.state import load_state
 from tests.fault_harness import Harness, Row, Run, harness, read_until
 from tests.hostile import HostileProxy, Misbehaviour, Plan, aimed_at, body, rewrite
-from tests.support import REGION
+from tests.support import REGION, stored_states
 
 ACCOUNT = "123456789012"
 VERSION_DAMAGE: list[tuple[str, Any]] = [
@@ -87,7 +86,7 @@ def deleted_transitions(h: Harness) -> int:
 
 def watermarks(h: Harness) -> dict[str, Any]:
     """image -> watermark, from the committed state file."""
-    return {state.image_name: state.watermark_ms for state in load_state(h.data).values()}
+    return {state.image_name: state.watermark_ms for state in stored_states(h.data).values()}
 
 
 def _damage_versions(cases: dict[str, tuple[str, Any]]) -> Callable[[dict[str, Any]], None]:

@@ -28,6 +28,7 @@ from pipeline.emulator import Emulator, EmulatorServer
 from pipeline.extract import sync
 from pipeline.run import SyncOptions, SyncReport
 from pipeline.schema import to_ms
+from pipeline.state import ImageState, StateKey, load_account_state
 from pipeline.storage import DataDir
 
 if TYPE_CHECKING:  # the Dagster layer loads only in the tests that run it
@@ -77,6 +78,15 @@ def live_rows(data_dir: DataDir, regions: tuple[str, ...] = (REGION,)) -> list[t
             "FROM image_versions WHERE list_contains(?, region)",
             [list(regions)],
         ).fetchall()
+
+
+def stored_states(data_dir: DataDir) -> dict[StateKey, ImageState]:
+    """Every account's committed state, read as a sync reads it (`load_account_state`)."""
+    return {
+        key: state
+        for account in data_dir.account_keys()
+        for key, state in load_account_state(data_dir, account).items()
+    }
 
 
 def history_duplicates(data_dir: DataDir) -> int:

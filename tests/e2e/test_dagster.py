@@ -20,7 +20,7 @@ from assets.schedules import JOB_NAME, RANGE_END, RANGE_START
 from assets.warehouse_asset import WAREHOUSE_ASSET
 from pipeline.config import load_config
 from pipeline.emulator import EmulatorServer
-from pipeline.state import load_state, save_state
+from pipeline.state import save_state
 from pipeline.storage import DataDir
 from tests.support import (
     OTHER_REGION,
@@ -30,6 +30,7 @@ from tests.support import (
     run_cli,
     run_job,
     run_sync,
+    stored_states,
 )
 
 pytestmark = pytest.mark.dagster
@@ -167,7 +168,7 @@ def test_checks_fail_on_seeded_bad_data(
     twin = table.set_column(table.schema.get_field_index("status"), "status", [["DELETE_FAILED"]])
     data_dir.atomic_write(twin, some_file.parent / "part-seeded.parquet")
     # A watermark that went back.
-    states = load_state(data_dir)
+    states = stored_states(data_dir)
     victim = next(s for s in states.values() if s.watermark_ms)
     victim.watermark_ms -= 60_000
     save_state(data_dir, states)
@@ -211,7 +212,7 @@ def test_freshness_and_model_checks_fail_when_they_should(
     keys = load_config(str(sources_file)).partition_keys()
     assert run_job(built, instance, keys).success
     data_dir = DataDir(root)
-    states = load_state(data_dir)
+    states = stored_states(data_dir)
     for state in states.values():
         state.last_synced_ms -= 3 * 3600 * 1000  # three hours: more than two hourly intervals
     save_state(data_dir, states)

@@ -13,7 +13,6 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.emulator import Emulator, EmulatorServer, random_mutations, seed_catalogue
-from pipeline.state import load_state
 from pipeline.storage import DataDir
 from tests.support import (
     REGION,
@@ -23,6 +22,7 @@ from tests.support import (
     run_cli,
     run_job,
     run_sync,
+    stored_states,
     truth,
 )
 
@@ -298,7 +298,7 @@ def test_details_that_cannot_be_written_keep_the_state_behind_them(
     run_sync(data_dir, server, enrich=True)
     emulator.clock.advance(60)
     random_mutations(emulator, random.Random(49), 6)
-    state_before = load_state(data_dir)
+    state_before = stored_states(data_dir)
     version_files = len(data_dir.version_files())
     # A file where the details' partition directory belongs: the details write fails late,
     # after the versions are written (a file in the layout's top level is refused up front).
@@ -308,7 +308,7 @@ def test_details_that_cannot_be_written_keep_the_state_behind_them(
     with pytest.raises(OSError):
         run_sync(data_dir, server, enrich=True)
     assert len(data_dir.version_files()) > version_files  # the versions were written first,
-    assert load_state(data_dir) == state_before  # but the state waits for the details too
+    assert stored_states(data_dir) == state_before  # but the state waits for the details too
     partition.unlink()
     (data_dir.root / "moved-away").rename(partition)
     report = run_sync(data_dir, server, enrich=True, reconcile=True)

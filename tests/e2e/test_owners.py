@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 
 from pipeline.emulator import DEFAULT_ACCOUNT_ID, Emulator, EmulatorServer, seed_catalogue
 from pipeline.schema import STATE_SCHEMA
-from pipeline.state import account_key, load_state, state_file, state_files, target_key
+from pipeline.state import account_key, state_file, state_files, target_key
 from pipeline.storage import DataDir
-from tests.support import REGION, assert_converged, run_cli
+from tests.support import REGION, assert_converged, run_cli, stored_states
 
 ACCOUNT = account_key(DEFAULT_ACCOUNT_ID, REGION)
 
@@ -82,7 +82,7 @@ def test_a_sources_file_added_after_syncing_without_one_carries_on_from_the_stat
     first = run_cli("sync", "--data-dir", str(data_dir.root), *endpoint)  # source `default`
     assert first.code == 0, first.stderr
     stored = _raw_and_distinct(data_dir)
-    watermarks = {key: state.watermark_ms for key, state in load_state(data_dir).items()}
+    watermarks = {key: state.watermark_ms for key, state in stored_states(data_dir).items()}
     before = len(server.emulator.requests())
     for name in ("prod", "renamed"):  # a sources file, then the source renamed
         _sync(data_dir, _sources(tmp_path / f"{name}.toml", server, [name]))
@@ -93,7 +93,7 @@ def test_a_sources_file_added_after_syncing_without_one_carries_on_from_the_stat
     assert len(calls) == 2 * len(watermarks)
     listed_from_watermark = [params for params in calls if "LastModifiedTimeAfter" in params]
     assert len(listed_from_watermark) == 2 * sum(w is not None for w in watermarks.values())
-    states = load_state(data_dir)
+    states = stored_states(data_dir)
     assert {key: state.watermark_ms for key, state in states.items()} == watermarks
     assert {state.source for state in states.values()} == {"renamed"}
     assert_converged(data_dir, server.emulator)
@@ -152,7 +152,7 @@ def test_a_data_dir_of_overlapping_sources_moves_to_one_owner_and_compacts_its_c
     seed_catalogue(server.emulator, seed=44, images=6)
     config = _sources(tmp_path / "sources.toml", server, ["old", "older"])
     _sync(data_dir, config)
-    expected_watermarks = {k: s.watermark_ms for k, s in load_state(data_dir).items()}
+    expected_watermarks = {k: s.watermark_ms for k, s in stored_states(data_dir).items()}
     raw, distinct = _raw_and_distinct(data_dir)
     _previous_release_layout(data_dir, ["old", "older"])
     assert _raw_and_distinct(data_dir) == (2 * raw, distinct)
@@ -165,7 +165,7 @@ def test_a_data_dir_of_overlapping_sources_moves_to_one_owner_and_compacts_its_c
     _sync(data_dir, config)  # moves the state, then lists from the old watermarks
     calls = [op for op, _ in server.emulator.requests()[before:] if op == "ListImageVersions"]
     assert len(calls) == len(expected_watermarks)
-    assert {k: s.watermark_ms for k, s in load_state(data_dir).items()} == expected_watermarks
+    assert {k: s.watermark_ms for k, s in stored_states(data_dir).items()} == expected_watermarks
     assert [Path(path).parent.name for path in state_files(data_dir)] == [ACCOUNT]
 
     compacted = run_cli("compact", "--data-dir", str(data_dir.root))
