@@ -24,9 +24,9 @@ from pydantic import (
 from pydantic import ValidationInfo as Info
 from pydantic_core import ErrorDetails
 
-from .config import ProjectConfig, SourceConfig, check_endpoint_url, check_region
 from .cron import cron_problem
 from .errors import ConfigError
+from .project import ProjectConfig, SourceConfig, check_endpoint_url, check_region
 from .schema import ACCOUNT_ID
 from .settings import OPTIONS
 from .source import AssumeRole, Organization
