@@ -9,10 +9,10 @@ from typing import Any
 
 from pipeline.committer import Committer
 from pipeline.schema import Row, from_ms, to_ms, version_row
-from pipeline.state import ImageState, load_state, target_key
+from pipeline.state import ImageState, target_key
 from pipeline.storage import DataDir
 from pipeline.warehouse import refresh_views
-from tests.support import REGION, START
+from tests.support import REGION, START, stored_states
 
 ACCOUNT = "123456789012"
 IMAGE = "lab-image"
@@ -60,7 +60,7 @@ def synced(data_dir: DataDir, rows: list[Row], *, synced_at_ms: int = T0_MS + 20
     """`rows` committed as one sync of IMAGE commits them (data, then the state whose
     watermark covers them), then the views refreshed."""
     data_dir.prepare()
-    committer = Committer(data_dir, TARGET, load_state(data_dir), flush_rows=10_000)
+    committer = Committer(data_dir, TARGET, stored_states(data_dir), flush_rows=10_000)
     watermark = max((row["last_modified_time"] for row in rows), default=None)
     versions = [row["version"] for row in rows]
     state = image_state(

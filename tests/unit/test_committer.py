@@ -12,10 +12,9 @@ import pytest
 
 from pipeline.committer import Committer
 from pipeline.schema import to_ms
-from pipeline.state import load_state
 from pipeline.storage import DataDir
 from tests.datasets import ACCOUNT, IMAGE, TARGET, image_state, version_rows
-from tests.support import REGION, START
+from tests.support import REGION, START, stored_states
 
 
 def stored_versions(data_dir: DataDir) -> list[int]:
@@ -32,11 +31,14 @@ def test_nothing_is_written_until_the_buffer_is_full_then_rows_before_their_stat
     data_dir.prepare()
     committer = Committer(data_dir, TARGET, {}, flush_rows=3, interval_s=3600)
     committer.add(version_rows([1, 2]), image_state("a", watermark_ms=1))
-    assert stored_versions(data_dir) == [] and load_state(data_dir) == {}
+    assert stored_versions(data_dir) == [] and stored_states(data_dir) == {}
 
     committer.add(version_rows([3, 4]), image_state("b", watermark_ms=2))
     assert stored_versions(data_dir) == [1, 2, 3, 4]
-    assert {key[2]: s.watermark_ms for key, s in load_state(data_dir).items()} == {"a": 1, "b": 2}
+    assert {key[2]: s.watermark_ms for key, s in stored_states(data_dir).items()} == {
+        "a": 1,
+        "b": 2,
+    }
     assert committer.rows_written == 4 and committer.rows == [] and committer.pending == []
 
 
@@ -45,7 +47,7 @@ def test_an_overdue_buffer_is_committed_by_the_next_image(data_dir: DataDir) -> 
     committer = Committer(data_dir, TARGET, {}, flush_rows=10_000, interval_s=0)
     committer.add(version_rows([1]), image_state(watermark_ms=7))
     assert stored_versions(data_dir) == [1]
-    assert load_state(data_dir)[(ACCOUNT, REGION, IMAGE)].watermark_ms == 7
+    assert stored_states(data_dir)[(ACCOUNT, REGION, IMAGE)].watermark_ms == 7
 
 
 def test_the_state_is_not_saved_when_its_rows_could_not_be_made_durable(
@@ -55,7 +57,7 @@ def test_the_state_is_not_saved_when_its_rows_could_not_be_made_durable(
     committer = Committer(data_dir, TARGET, {}, flush_rows=10_000, interval_s=3600)
     committer.add(version_rows([1]), image_state(watermark_ms=1))
     committer.commit()
-    before = load_state(data_dir)
+    before = stored_states(data_dir)
     versions = Path(data_dir.versions_dir)
     shutil.rmtree(versions)
     versions.write_text("a file where the versions' directory belongs")
@@ -63,7 +65,7 @@ def test_the_state_is_not_saved_when_its_rows_could_not_be_made_durable(
     committer.add(version_rows([2]), image_state(watermark_ms=99))
     with pytest.raises(OSError):
         committer.commit()
-    assert load_state(data_dir) == before  # the watermark did not move past the lost rows
+    assert stored_states(data_dir) == before  # the watermark did not move past the lost rows
     assert committer.states == before
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.state import load_state, state_paths
+from pipeline.state import state_paths
 from pipeline.storage import DataDir
 from pipeline.verify import find_problems, repair
-from pipeline.warehouse import ensure_views
+from pipeline.warehouse import refresh_views
 from tests.datasets import synced, version_rows
+from tests.support import stored_states
 
 QUARANTINE = "_quarantine"
 """Where `--repair` moves what it takes out of the dataset (docs/operations.md)."""
@@ -50,9 +51,9 @@ def test_an_unreadable_data_file_is_moved_aside_with_the_state_that_covered_it(
     moved = quarantined(data_dir)
     assert moved[str(damaged.relative_to(data_dir.root))] == b"PAR1 not really"
     assert any(name.startswith("_state/") for name in moved)  # the state went too
-    assert load_state(data_dir) == {}  # so the next sync lists everything again
+    assert stored_states(data_dir) == {}  # so the next sync lists everything again
     assert "sync --full-refresh" in actions[-1]
-    ensure_views(data_dir)  # as `verify --repair` does: the views no longer name the file
+    refresh_views(data_dir)  # as `verify --repair` does: the views no longer name the file
     assert find_problems(data_dir) == []
 
 
