@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -216,3 +216,16 @@ class Context:
     @classmethod
     def create(cls, sizes: Sizes) -> Context:
         return cls(sizes, Path(tempfile.mkdtemp(prefix="image-versions-bench-")))
+
+
+COLUMNS = ("scenario", "variant", "median", "ratio", "target", "result", "note")
+
+
+def print_table(rows: list[Row]) -> None:
+    lines = [COLUMNS, *(astuple(row) for row in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS) - 1)]
+    for index, line in enumerate(lines):
+        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
+        print("  ".join([*cells, line[-1]]).rstrip())
+        if index == 0:
+            print("  ".join("-" * width for width in [*widths, len(COLUMNS[-1])]))

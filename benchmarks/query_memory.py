@@ -23,7 +23,16 @@ from typing import Any
 from pipeline.storage import DataDir
 
 from .commands import cli
-from .harness import Context, Outcome, Row, Sizes, isolate_aws_env, seconds_text, verdict
+from .harness import (
+    Context,
+    Outcome,
+    Row,
+    Sizes,
+    isolate_aws_env,
+    print_table,
+    seconds_text,
+    verdict,
+)
 from .measured import run_measured
 
 PEAK_LIMIT_MB = 300.0
@@ -94,8 +103,6 @@ def q1(ctx: Context) -> Outcome:
 
 
 def main() -> int:
-    from .run import print_table  # run imports this module
-
     parser = argparse.ArgumentParser(prog="python -m benchmarks.query_memory", description=__doc__)
     parser.add_argument("--rows", type=int, default=Sizes().query_rows)
     parser.add_argument(

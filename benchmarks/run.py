@@ -14,12 +14,12 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, astuple
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 from . import api, bulk, ceiling, files, organization, query_memory, rate, scale, startup
-from .harness import Context, Outcome, Row, Sizes, isolate_aws_env
+from .harness import Context, Outcome, Sizes, isolate_aws_env, print_table
 
 Scenario = Callable[[Context, frozenset[str]], dict[str, Outcome]]
 
@@ -47,7 +47,6 @@ SCENARIOS: list[tuple[tuple[str, ...], Scenario]] = [
     (("Q1",), _single("Q1", query_memory.q1)),
 ]
 ALL = tuple(name for names, _ in SCENARIOS for name in names)
-COLUMNS = ("scenario", "variant", "median", "ratio", "target", "result", "note")
 
 
 def _parse_args() -> argparse.Namespace:
@@ -75,16 +74,6 @@ def _parse_args() -> argparse.Namespace:
         parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {', '.join(ALL)}")
     args.wanted = frozenset(wanted)
     return args
-
-
-def print_table(rows: list[Row]) -> None:
-    lines = [COLUMNS, *(astuple(row) for row in rows)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS) - 1)]
-    for index, line in enumerate(lines):
-        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
-        print("  ".join([*cells, line[-1]]).rstrip())
-        if index == 0:
-            print("  ".join("-" * width for width in [*widths, len(COLUMNS[-1])]))
 
 
 def main() -> int:
