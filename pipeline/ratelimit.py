@@ -92,6 +92,9 @@ STORM_RPS = 5.0
 """Throttled before `MIN_EVIDENCE` requests were accepted (another client drained the bucket,
 or the service sheds load), the rate falls no lower than this: nothing says what the limit
 is yet."""
+THIN_EVIDENCE = 8
+"""A first estimate from fewer accepted requests proves no limit (one accepted request, then a
+storm, reads as a limit of about one a second)."""
 CONFIRM_DOUBLING_S = 1.0
 DOUBLING_CALLS = 4
 """Near a limit, the rate doubles no faster than once in this many requests, so at a low
@@ -388,6 +391,11 @@ class AdaptiveRateLimiter:
         self._calm_since = now
         if self.limit is None:
             self._first_throttle(sent_at, now)
+        elif self._accepted < THIN_EVIDENCE and self._since_cut[1] == self._since_cut[0]:
+            # Nothing accepted since a first estimate that rests on next to nothing: a storm
+            # (the first throttles were its start), not the limit, which is still to be met
+            # by the climb from the estimate.
+            return
         elif self._confirming and self._rate > self.limit:
             # The first estimate was a floor (the bucket may have held less than a second of
             # the limit): the rate that met the limit tells more.

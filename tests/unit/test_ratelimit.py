@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.guard import Cancelled
-from pipeline.ratelimit import AdaptiveRateLimiter, Learned, SharedStart
+from pipeline.ratelimit import STORM_RPS, AdaptiveRateLimiter, Learned, SharedStart
 from pipeline.state import load_learned_rate, save_learned_rate
 from pipeline.storage import DataDir
 from tests import rate_sim as sim
@@ -135,6 +135,21 @@ def test_a_storm_of_throttles_costs_about_its_length_not_the_rest_of_the_sync(
     target = sim.run([sim.Target(AdaptiveRateLimiter(learned=learned), account, 400)])[0]
     assert target.finished <= 400 / 20 + 3 + 6
     assert target.limiter.learned is not None and target.limiter.learned.rps >= 16
+
+
+@pytest.mark.parametrize(("limit", "calls"), [(None, 2000), (20, 400), (2, 60)])
+def test_a_storm_right_after_the_first_answer_is_not_taken_for_a_limit(
+    limit: float | None, calls: int
+) -> None:
+    """One request accepted, then every one throttled for 5 s: the first estimate (about one
+    request a second) rests on nothing, so the throttles that follow it, nothing accepted, are
+    the storm's, and the climb from it goes on once the storm ends (it waited a minute for a
+    probe when they ended the climb: 3-60x the time)."""
+    storm = sim.Account(limit, storm=(0.001, 5.0))
+    target = sim.run([sim.Target(AdaptiveRateLimiter(), storm, calls)])[0]
+    calm = sim.run([sim.Target(AdaptiveRateLimiter(), sim.Account(limit), calls)])[0]
+    assert target.finished <= calm.finished + 5.0 + 12.0
+    assert target.throttled <= calm.throttled + 5.0 * STORM_RPS
 
 
 def test_an_unthrottled_endpoint_is_limited_only_by_the_workers() -> None:
