@@ -38,7 +38,7 @@ from .guard import Cancelled
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AdaptiveRateLimiter", "Learned", "SharedStart"]
+__all__ = ["STORM_RPS", "AdaptiveRateLimiter", "Learned", "SharedStart"]
 
 # Pacing.
 CRUISE = 0.9
