@@ -18,6 +18,7 @@ from .storage import DataDir
 from .warehouse import connect, scan_connection, versions_relation
 
 __all__ = [
+    "DAMAGE_CHECKS",
     "CheckOutcome",
     "no_duplicate_live_versions",
     "sources_are_fresh",
@@ -219,3 +220,13 @@ def states_stored_once(data_dir: DataDir) -> CheckOutcome:
         "accounts and regions store copies of states",
         example,
     )
+
+
+DAMAGE_CHECKS = (
+    no_duplicate_live_versions,
+    values_match_the_api_model,
+    watermarks_never_decrease,
+    states_stored_once,
+)
+"""The checks a healthy dataset passes whenever it is read (`verify` runs them); freshness is
+a schedule's question, not damage."""

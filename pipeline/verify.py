@@ -85,12 +85,7 @@ def find_problems(data_dir: DataDir) -> list[Problem]:
         if store.is_file(journal)
     ]
     if not problems and data_dir.warehouse_path.exists():
-        for check in (
-            quality.no_duplicate_live_versions,
-            quality.values_match_the_api_model,
-            quality.watermarks_never_decrease,
-            quality.states_stored_once,
-        ):
+        for check in quality.DAMAGE_CHECKS:
             outcome = check(data_dir)
             if not outcome.passed:
                 examples = "; ".join(outcome.details.get("examples", []))

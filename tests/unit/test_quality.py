@@ -16,12 +16,7 @@ from tests.support import REGION
 
 def test_the_checks_pass_on_a_healthy_data_dir(data_dir: DataDir) -> None:
     synced(data_dir, version_rows([1, 2, 3]))
-    for check in (
-        quality.no_duplicate_live_versions,
-        quality.values_match_the_api_model,
-        quality.watermarks_never_decrease,
-        quality.states_stored_once,
-    ):
+    for check in quality.DAMAGE_CHECKS:
         outcome = check(data_dir)
         assert outcome.passed, (check.__name__, outcome)
 
