@@ -168,9 +168,9 @@ class _TargetsRun:
             return _failed(member, str(exc), exc.stats)
         try:
             self.ready()  # the data dir is made only once a target could be reached
-            return _sync_target(
+            return _TargetSync(
                 self.data_dir, connected, self.share, self.cancel, self.progress, self.owners
-            )
+            ).run()
         except WriterBusy as exc:  # another writer holds this target
             self.busy.append(exc)
             return _failed(member, str(exc))
@@ -289,23 +289,11 @@ class _Owners:
         return None if first == label else first
 
 
-def _sync_target(
-    data_dir: DataDir,
-    member: _Connected,
-    options: SyncOptions,
-    cancel: threading.Event,
-    progress: ProgressTracker,
-    owners: _Owners,
-) -> SyncReport:
-    """One target, holding its writer lock: its catalogue; then, holding its account's lock,
-    that account's state, images, commits and compaction; and its row of sync history.
-    WriterBusy when another writer holds the target or its account too long."""
-    check_cancel(cancel)  # a target still queued when the run was stopped never starts
-    return _TargetSync(data_dir, member, options, cancel, progress, owners).run()
-
-
 class _TargetSync:
-    """One target's sync (`_sync_target`), adding up its report as its steps finish."""
+    """One target's sync, adding up its report as its steps finish: holding its writer lock,
+    its catalogue; then, holding its account's lock, that account's state, images, commits
+    and compaction; and its row of sync history. WriterBusy when another writer holds the
+    target or its account too long."""
 
     def __init__(
         self,
@@ -330,6 +318,7 @@ class _TargetSync:
         self.account: str | None = None
 
     def run(self) -> SyncReport:
+        check_cancel(self.cancel)  # a target still queued when the run was stopped never starts
         options = self.options
         with self.data_dir.target_lock(self.key, options.lock_timeout_s, self.cancel):
             self.data_dir.store.make_dirs([self.mine.tmp_dir])
