@@ -19,7 +19,6 @@ from pathlib import Path, PurePath
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .errors import DataError
 from .schema import (
@@ -188,16 +187,7 @@ def _read(
     """`columns` (all when None) of one file, which must hold exactly `schema`; DataError
     naming the file when it cannot be read or holds something else."""
     try:
-        try:
-            with data_dir.store.filesystem.open_input_file(str(path)) as source:
-                parquet = pq.ParquetFile(source)
-                if not parquet.schema_arrow.equals(schema, check_metadata=False):
-                    raise UnreadableFile(f"unexpected schema: {parquet.schema_arrow.names}")
-                return parquet.read(columns=columns)
-        except FileNotFoundError:
-            raise
-        except (OSError, pa.ArrowException) as exc:
-            raise UnreadableFile(" ".join(str(exc).split())) from exc
+        return data_dir.read_checked(path, schema, columns)
     except UnreadableFile as problem:
         raise _unreadable_error(data_dir, path, problem) from problem
 

@@ -506,21 +506,25 @@ class DataDir:
             after += len(self.store.glob(directory, pattern))
         return before, after
 
-    def read_checked(self, path: PurePath, schema: pa.Schema) -> pa.Table:
-        """One Parquet file of this dataset, which must hold exactly `schema`; UnreadableFile
-        (why, on one line) when it cannot be read or holds something else.
+    def read_checked(
+        self, path: PurePath, schema: pa.Schema, columns: list[str] | None = None
+    ) -> pa.Table:
+        """`columns` (all when None) of one Parquet file of this dataset, which must hold
+        exactly `schema`; UnreadableFile (why, on one line) when it cannot be read or holds
+        something else.
 
         One file, not `pq.read_table`: that goes through pyarrow.dataset, whose import pulls
         in pandas (a quarter of a second of every sync's start-up)."""
         try:
             with self.store.filesystem.open_input_file(str(path)) as source:
-                table = pq.ParquetFile(source).read()
+                parquet = pq.ParquetFile(source)
+                table = parquet.read(columns=columns)
         except FileNotFoundError:
             raise
         except (OSError, pa.ArrowException) as exc:
             raise UnreadableFile(one_line(str(exc))) from exc
-        if not table.schema.equals(schema, check_metadata=False):
-            raise UnreadableFile(f"unexpected schema: {table.schema.names}")
+        if not parquet.schema_arrow.equals(schema, check_metadata=False):
+            raise UnreadableFile(f"unexpected schema: {parquet.schema_arrow.names}")
         return table
 
     def _merge_partition(
