@@ -315,3 +315,13 @@ def assert_conforms(shape: Any, value: Any, path: str = "$") -> None:
     else:
         assert kind == "timestamp", path
         assert isinstance(value, int | float) and round(value, 3) == value, path
+
+
+GOOD_SOURCE = "[sources.a]\nregions = ['us-east-1']\n"
+
+
+def sources_file(directory: Path, text: str) -> Path:
+    """`text` as the sources file `image-versions.toml` in `directory`."""
+    path = directory / "image-versions.toml"
+    path.write_text(text)
+    return path

@@ -11,7 +11,13 @@ import pytest
 
 from pipeline.emulator import EmulatorServer, seed_catalogue
 from pipeline.storage import DataDir
-from tests.support import assert_converged, run_cli, run_cli_reporting_imports
+from tests.support import (
+    GOOD_SOURCE,
+    assert_converged,
+    run_cli,
+    run_cli_reporting_imports,
+    sources_file,
+)
 
 
 def sync_args(server: EmulatorServer, data_dir: DataDir, *extra: str) -> list[str]:
@@ -270,19 +276,14 @@ def test_demo_runs_the_dagster_job_and_shows_what_changed(tmp_path: Path) -> Non
 # ------------------------------------------------------- settings the command refuses (exit 2)
 # What pipeline.config refuses (tests/unit/test_config.py), as the command shows it: one line.
 
-GOOD_SOURCE = "[sources.a]\nregions = ['us-east-1']\n"
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "image-versions.toml"
-    path.write_text(text)
-    return path
-
 
 def test_cli_reports_config_file_problems_in_one_line(tmp_path: Path) -> None:
     for args, fragment in (
         (["--config", str(tmp_path / "missing.toml")], "does not exist"),
-        (["--config", str(write(tmp_path, GOOD_SOURCE)), "--source", "nope"], "unknown source"),
+        (
+            ["--config", str(sources_file(tmp_path, GOOD_SOURCE)), "--source", "nope"],
+            "unknown source",
+        ),
     ):
         result = run_cli("sync", "--data-dir", str(tmp_path / "data"), *args)
         assert result.code == 2 and fragment in result.stderr
@@ -290,7 +291,7 @@ def test_cli_reports_config_file_problems_in_one_line(tmp_path: Path) -> None:
 
 
 def test_cli_rejects_a_malformed_role_arn_with_status_2(tmp_path: Path) -> None:
-    path = write(tmp_path, "[sources.a]\nrole_arn = 'arn:aws:iam::role/x'\n")
+    path = sources_file(tmp_path, "[sources.a]\nrole_arn = 'arn:aws:iam::role/x'\n")
     result = run_cli("sync", "--config", str(path), "--data-dir", str(tmp_path / "data"))
     assert result.code == 2 and "role_arn must be an IAM role ARN" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -324,7 +325,7 @@ PASSWORD = "hunter2-secret"
 def test_cli_rejects_bad_settings_with_status_2_in_one_line(
     tmp_path: Path, sources: str, flags: list[str], message: str
 ) -> None:
-    path = write(tmp_path, sources)
+    path = sources_file(tmp_path, sources)
     result = run_cli("sync", "--config", str(path), "--data-dir", str(tmp_path / "data"), *flags)
     assert result.code == 2, result.stderr
     assert result.stderr.startswith("image-versions: error: ")

@@ -19,6 +19,7 @@ from pipeline.config import (
 from pipeline.cron import cron_problem
 from pipeline.errors import ConfigError
 from pipeline.redact import redact
+from tests.support import GOOD_SOURCE, sources_file
 
 SOURCES = """
 [schedules]
@@ -33,14 +34,8 @@ endpoint_url = "http://127.0.0.1:8765"
 """
 
 
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "image-versions.toml"
-    path.write_text(text)
-    return path
-
-
 def test_sources_file_gives_sources_partitions_and_schedules(tmp_path: Path) -> None:
-    config = load_config(str(write(tmp_path, SOURCES)))
+    config = load_config(str(sources_file(tmp_path, SOURCES)))
     assert [s.name for s in config.sources] == ["prod", "lab"]
     assert config.partition_keys() == ["prod/us-east-1", "prod/eu-west-1", "lab"]
     assert config.sync_cron == "*/30 * * * *" and config.reconcile_cron == "30 2 * * *"
@@ -49,7 +44,7 @@ def test_sources_file_gives_sources_partitions_and_schedules(tmp_path: Path) -> 
 def test_the_file_is_found_through_the_environment_or_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = write(tmp_path, SOURCES)
+    path = sources_file(tmp_path, SOURCES)
     assert load_config(environ={"IMAGE_VERSIONS_CONFIG": str(path)}).path == path
     monkeypatch.chdir(tmp_path)
     assert load_config(environ={}).path == Path("image-versions.toml")
@@ -61,7 +56,7 @@ def test_targets_follow_partitions_sources_and_flags(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-south-1")
-    config = load_config(str(write(tmp_path, SOURCES)))
+    config = load_config(str(sources_file(tmp_path, SOURCES)))
     access = AccessSettings(max_rps=5, concurrency=4)
 
     def pairs(targets: list) -> list[tuple[str, str]]:
@@ -99,11 +94,11 @@ def test_a_malformed_sources_file_is_a_config_error(
     tmp_path: Path, text: str, fragment: str
 ) -> None:
     with pytest.raises(ConfigError, match=fragment.replace("[", r"\[")):
-        load_config(str(write(tmp_path, text)))
+        load_config(str(sources_file(tmp_path, text)))
 
 
 def test_bad_choices_are_config_errors(tmp_path: Path) -> None:
-    config = load_config(str(write(tmp_path, SOURCES)))
+    config = load_config(str(sources_file(tmp_path, SOURCES)))
     with pytest.raises(ConfigError, match="unknown source 'nope'"):
         build_targets(config, AccessSettings(), Overrides(sources=("nope",)))
     with pytest.raises(ConfigError, match="partition"):
@@ -132,7 +127,7 @@ organization = { member_role = "SageMakerReadOnly", exclude = ["444455556666"] }
 def test_role_and_organization_sources_become_role_chains_and_one_partition_per_region(
     tmp_path: Path,
 ) -> None:
-    config = load_config(str(write(tmp_path, ROLES)))
+    config = load_config(str(sources_file(tmp_path, ROLES)))
     assert config.partition_keys() == ["analytics/us-east-1", "org/us-east-1", "org/eu-west-1"]
     analytics, org, _ = build_targets(config, AccessSettings())
     assert analytics.client.profile == "hub" and analytics.client.organization is None
@@ -186,7 +181,7 @@ def test_malformed_role_settings_are_config_errors(
     tmp_path: Path, text: str, fragment: str
 ) -> None:
     with pytest.raises(ConfigError, match=r"\[sources\.a\] " + fragment):
-        load_config(str(write(tmp_path, f"[sources.a]\n{text}\n")))
+        load_config(str(sources_file(tmp_path, f"[sources.a]\n{text}\n")))
 
 
 # ------------------------------------------------------------------ crons, regions, endpoints
@@ -307,7 +302,7 @@ def test_cron_validation_refuses_what_only_croniter_reads() -> None:
 
 def test_schedules_take_macros_and_names(tmp_path: Path) -> None:
     text = "[schedules]\nsync_cron = '15 8-18 * * MON-FRI'\nreconcile_cron = '@daily'\n"
-    config = load_config(str(write(tmp_path, text + "[sources.a]\n")))
+    config = load_config(str(sources_file(tmp_path, text + "[sources.a]\n")))
     assert (config.sync_cron, config.reconcile_cron) == ("15 8-18 * * MON-FRI", "@daily")
 
 
@@ -324,7 +319,7 @@ def test_schedules_take_macros_and_names(tmp_path: Path) -> None:
 def test_a_bad_cron_is_a_config_error_naming_key_and_value(
     tmp_path: Path, setting: str, message: str
 ) -> None:
-    path = write(tmp_path, f"[sources.a]\n[schedules]\n{setting}\n")
+    path = sources_file(tmp_path, f"[sources.a]\n[schedules]\n{setting}\n")
     with pytest.raises(ConfigError, match=r"\[schedules\] " + re.escape(message)):
         load_config(str(path))
 
@@ -334,19 +329,18 @@ def test_a_malformed_region_is_a_config_error_from_the_file_or_the_flag(
     tmp_path: Path, region: str
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(f"[sources.a] region {region!r} is not")):
-        load_config(str(write(tmp_path, f"[sources.a]\nregions = [{region!r}]\n")))
-    config = load_config(str(write(tmp_path, SOURCES)))
+        load_config(str(sources_file(tmp_path, f"[sources.a]\nregions = [{region!r}]\n")))
+    config = load_config(str(sources_file(tmp_path, SOURCES)))
     with pytest.raises(ConfigError, match=re.escape(f"--region {region!r} is not")):
         build_targets(config, AccessSettings(), Overrides(regions=(region,)))
 
 
 def test_a_well_formed_unknown_region_is_left_to_the_run(tmp_path: Path) -> None:
-    config = load_config(str(write(tmp_path, "[sources.a]\nregions = ['xx-nowhere-9']\n")))
+    config = load_config(str(sources_file(tmp_path, "[sources.a]\nregions = ['xx-nowhere-9']\n")))
     (target,) = build_targets(config, AccessSettings(), Overrides(regions=("yy-elsewhere-1",)))
     assert (config.sources[0].regions, target.region) == (("xx-nowhere-9",), "yy-elsewhere-1")
 
 
-GOOD_SOURCE = "[sources.a]\nregions = ['us-east-1']\n"
 GOOD_ENDPOINTS = [
     "http://127.0.0.1:8765",
     "https://api.sagemaker.us-east-1.amazonaws.com",
@@ -357,7 +351,9 @@ GOOD_ENDPOINTS = [
 
 @pytest.mark.parametrize("url", GOOD_ENDPOINTS)
 def test_a_good_endpoint_url_is_taken_from_the_file_or_the_flag(tmp_path: Path, url: str) -> None:
-    config = load_config(str(write(tmp_path, f"[sources.a]\nendpoint_url = {json.dumps(url)}\n")))
+    config = load_config(
+        str(sources_file(tmp_path, f"[sources.a]\nendpoint_url = {json.dumps(url)}\n"))
+    )
     assert config.sources[0].endpoint_url == url
     overrides = Overrides(regions=("us-east-1",), endpoint_url=url)
     assert build_targets(config, AccessSettings(), overrides)[0].client.endpoint_url == url
@@ -365,7 +361,7 @@ def test_a_good_endpoint_url_is_taken_from_the_file_or_the_flag(tmp_path: Path, 
 
 def endpoint_url_error(tmp_path: Path, url: str, via: str) -> str:
     """The message of the ConfigError that `url` raises from the sources file or the flag."""
-    source = write(
+    source = sources_file(
         tmp_path,
         f"[sources.a]\nendpoint_url = {json.dumps(url)}\n" if via == "file" else GOOD_SOURCE,
     )
