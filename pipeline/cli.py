@@ -408,11 +408,14 @@ def _reader_may_leave() -> Iterator[None]:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
+    from .committer import roll_back_unfinished_commit
     from .warehouse import refresh_views
 
     data_dir = _readable_data_dir(args.data_dir)
     data_dir.check_writable()  # before any lock file is made
     with data_dir.exclusive(args.lock_timeout_s):
+        for account in data_dir.account_keys():  # not merged in: their rows come again
+            roll_back_unfinished_commit(data_dir, account)
         before, after = data_dir.compact()
         refresh_views(data_dir)
     print(f"compacted {data_dir.location}: {before} files -> {after}")

@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .committer import Committer
+from .committer import Committer, roll_back_unfinished_commit
 from .errors import ConfigError, DataError, WriterBusy, one_line
 from .fanout import in_shard
 from .guard import CallGuard, Cancelled, close_client
@@ -407,6 +407,7 @@ def _owner_committer(data_dir: DataDir, account: str, key: str, options: SyncOpt
     owned.clean_tmp()
     owned.recover_compaction()
     try:
+        roll_back_unfinished_commit(data_dir, account)
         states = load_account_state(data_dir, account)
     except DataError:
         if not options.full_refresh:

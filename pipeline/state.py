@@ -54,6 +54,7 @@ __all__ = [
     "save_learned_rate",
     "save_state",
     "save_target_account",
+    "saved_commit",
     "split_account_key",
     "state_file",
     "state_files",
@@ -70,6 +71,8 @@ RATE_HINT_MAX_AGE_S = 7 * 24 * 3600
 """Older than this, what syncs found of an account's API limit is not trusted any more: the
 next sync finds it again."""
 STATE_FILES_PATTERN = f"*/{STATE_FILE}"
+_COMMIT_KEY = b"image_versions.commit"
+"""The state file's Parquet metadata key holding the commit its state covers."""
 """The glob of every account's state file under `DataDir.accounts_dir`."""
 
 StateKey = tuple[str, str, str]
@@ -220,10 +223,7 @@ def _read_states(data_dir: DataDir, path: PurePath) -> dict[StateKey, ImageState
     try:
         table = data_dir.read_checked(path, STATE_SCHEMA)
     except (OSError, UnreadableFile) as exc:
-        raise DataError(
-            f"state file {data_dir.store.uri(path)} is corrupt ({exc}); run "
-            "`image-versions sync --full-refresh` to rebuild it from the source"
-        ) from exc
+        raise _corrupt(data_dir, path, exc) from exc
     states = {}
     for row in table_to_rows(table):
         window = {
@@ -278,13 +278,39 @@ def _by_account(states: Iterable[ImageState]) -> dict[str, list[ImageState]]:
     return grouped
 
 
-def save_state(data_dir: DataDir, states: Mapping[StateKey, ImageState]) -> None:
-    """Replace the state file of each account in `states` atomically with its states."""
+def save_state(
+    data_dir: DataDir, states: Mapping[StateKey, ImageState], commit: str | None = None
+) -> None:
+    """Replace the state file of each account in `states` atomically with its states; with
+    the id of the commit whose files it covers (`DataDir.publish_commit`)."""
     for key, mine in sorted(_by_account(states.values()).items()):
-        _write_states(data_dir, state_file(data_dir, key), mine)
+        _write_states(data_dir, state_file(data_dir, key), mine, commit)
 
 
-def _write_states(data_dir: DataDir, path: PurePath, states: list[ImageState]) -> None:
+def saved_commit(data_dir: DataDir, key: str) -> str | None:
+    """The commit whose files an account's saved state covers; None when it records none
+    (no state, or one written before commits had ids). DataError when it is unreadable."""
+    path = state_file(data_dir, key)
+    if not data_dir.store.is_file(path):
+        return None
+    try:
+        metadata = data_dir.read_metadata(path)
+    except (OSError, UnreadableFile) as exc:
+        raise _corrupt(data_dir, path, exc) from exc
+    commit = metadata.get(_COMMIT_KEY)
+    return None if commit is None else commit.decode()
+
+
+def _corrupt(data_dir: DataDir, path: PurePath, exc: Exception) -> DataError:
+    return DataError(
+        f"state file {data_dir.store.uri(path)} is corrupt ({exc}); run "
+        "`image-versions sync --full-refresh` to rebuild it from the source"
+    )
+
+
+def _write_states(
+    data_dir: DataDir, path: PurePath, states: list[ImageState], commit: str | None = None
+) -> None:
     rows = [
         {
             "source": state.source,
@@ -304,7 +330,10 @@ def _write_states(data_dir: DataDir, path: PurePath, states: list[ImageState]) -
         }
         for state in sorted(states, key=lambda state: state.key)
     ]
-    data_dir.atomic_write(pa.Table.from_pylist(rows, schema=STATE_SCHEMA), path)
+    table = pa.Table.from_pylist(rows, schema=STATE_SCHEMA)
+    if commit is not None:
+        table = table.replace_schema_metadata({_COMMIT_KEY: commit.encode()})
+    data_dir.atomic_write(table, path)
 
 
 def migrate_state(data_dir: DataDir) -> int:

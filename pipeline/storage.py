@@ -9,9 +9,12 @@ Layout under DATA, a local directory or `s3://bucket/prefix` (paths marked * are
     image_version_details/*  the same layout as image_versions (written only when enriching)
     sync_runs/*              target=<target>/month=<YYYY-MM>/<name>.parquet: a row per target
                              per sync
-    _state/targets/<target>/ one target's watermarks (state.py), its writer lock and its
-                             compaction journal; <target> is `<source>.<region>`, with an
-                             organization member's source `org/123456789012` as `org.123456789012`
+    _state/accounts/<key>/   one account and region's watermarks (state.py), its lock, and the
+                             journals of its unfinished compaction and commit; <key> is
+                             `<account>.<region>`
+    _state/targets/<target>/ one target's writer lock and the account it reached; <target> is
+                             `<source>.<region>`, with an organization member's source
+                             `org/123456789012` as `org.123456789012`
     _tmp/<target>/           local only: a target's files being written; renamed into place
                              once durable
     warehouse.duckdb*        views (warehouse.py); for S3, in a local cache directory
@@ -39,7 +42,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import TypedDict
+from typing import Any, TypedDict, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -107,6 +110,11 @@ class UnreadableFile(ImageVersionsError):
 class _Journal(TypedDict):
     new: str
     old: list[str]
+
+
+class _CommitJournal(TypedDict):
+    commit: str
+    files: list[str]
 
 
 @dataclass(frozen=True)
@@ -214,8 +222,16 @@ class DataDir:
 
     @property
     def journal_path(self) -> PurePath:
-        base = self.state_dir if self.scope is None else self.state_dir / self.scope
-        return base / "compaction.json"
+        return self._scoped_state / "compaction.json"
+
+    @property
+    def commit_journal_path(self) -> PurePath:
+        """The files of the commit under way of an account (`publish_commit`)."""
+        return self._scoped_state / "commit.json"
+
+    @property
+    def _scoped_state(self) -> PurePath:
+        return self.state_dir if self.scope is None else self.state_dir / self.scope
 
     def journal_paths(self) -> list[PurePath]:
         """Every compaction journal in the dataset: the dataset's own, each account's, and
@@ -223,6 +239,10 @@ class DataDir:
         every = [self.for_account(key) for key in self.account_keys()]
         every += [self.for_target(key) for key in self.target_keys()]
         return [d.journal_path for d in (DataDir(self.root, self.store), *every)]
+
+    def commit_journal_paths(self) -> list[PurePath]:
+        """Where each account's journal of an unfinished commit would be."""
+        return [self.for_account(key).commit_journal_path for key in self.account_keys()]
 
     def is_ours(self) -> bool:
         return self.store.is_file(self.root / MARKER)
@@ -386,13 +406,58 @@ class DataDir:
 
     def write_versions(self, table: pa.Table) -> list[PurePath]:
         """Write version rows as one new file per (account, region, month) partition."""
-        return self._write_monthly(table, IMAGE_VERSION_SCHEMA, self.versions_dir)
+        return self._write_parts(self._version_parts(table))
 
     def write_details(self, table: pa.Table) -> list[PurePath]:
         """Write details rows as one new file per (account, region, month) partition."""
-        return self._write_monthly(table, IMAGE_VERSION_DETAILS_SCHEMA, self.details_dir)
+        return self._write_parts(self._details_parts(table))
 
-    def _write_monthly(self, table: pa.Table, schema: pa.Schema, base: PurePath) -> list[PurePath]:
+    def publish_commit(self, commit: str, versions: pa.Table, details: pa.Table) -> list[PurePath]:
+        """Write one commit's version and details rows as new files per partition, named
+        first in the account's commit journal.
+
+        A process killed after the files appear and before the state that covers them is
+        saved leaves that journal behind: positive evidence of which files no state covers,
+        for `roll_back_commit` to delete before a re-run lists the same rows again
+        (invariant 14). `end_commit` drops the journal once the state is saved."""
+        parts = self._version_parts(versions) + self._details_parts(details)
+        journal: _CommitJournal = {
+            "commit": commit,
+            "files": [str(path.relative_to(self.root)) for path, _ in parts],
+        }
+        self.publish_bytes(json.dumps(journal).encode(), self.commit_journal_path)
+        return self._write_parts(parts)
+
+    def end_commit(self) -> None:
+        """The state covering the commit's files is saved: its journal is not needed."""
+        self.store.delete([self.commit_journal_path])
+
+    def roll_back_commit(self, committed: str | None) -> int:
+        """Delete the files of an unfinished commit, unless `committed` (the commit the
+        account's saved state records) is that commit; then drop its journal. Returns how
+        many files it deleted. DataError when the journal is unreadable or names files
+        outside the partitions."""
+        path = self.commit_journal_path
+        if not self.store.is_file(path):
+            return 0
+        journal = self._read_journal(path)
+        named = [] if journal["commit"] == committed else journal["files"]
+        files = [self.root / name for name in named if self.store.is_file(self.root / name)]
+        self.store.delete(files)
+        self.store.delete([path])
+        return len(files)
+
+    def _version_parts(self, table: pa.Table) -> list[tuple[PurePath, pa.Table]]:
+        return self._monthly_parts(table, IMAGE_VERSION_SCHEMA, self.versions_dir)
+
+    def _details_parts(self, table: pa.Table) -> list[tuple[PurePath, pa.Table]]:
+        return self._monthly_parts(table, IMAGE_VERSION_DETAILS_SCHEMA, self.details_dir)
+
+    def _monthly_parts(
+        self, table: pa.Table, schema: pa.Schema, base: PurePath
+    ) -> list[tuple[PurePath, pa.Table]]:
+        """Each (account, region, month) partition's rows of `table` and the new file under
+        `base` they go to."""
         if table.num_rows == 0:
             return []
         table = table.select(schema.names).cast(schema)
@@ -406,7 +471,7 @@ class DataDir:
             .aggregate([([], "count_all")])
             .sort_by(partition_order)
         )
-        written, offset = [], 0
+        parts, offset = [], 0
         for account, region, month, count in zip(
             *(runs.column(name).to_pylist() for name in ("account_id", "region", "_month")),
             runs.column("count_all").to_pylist(),
@@ -415,8 +480,11 @@ class DataDir:
             part = keyed.slice(offset, count).drop_columns(["_month"])
             offset += count
             directory = self._month_partition(base, account, region, month)
-            written.append(self.atomic_write(part, directory / f"part-{uuid.uuid4().hex}.parquet"))
-        return written
+            parts.append((directory / f"part-{uuid.uuid4().hex}.parquet", part))
+        return parts
+
+    def _write_parts(self, parts: list[tuple[PurePath, pa.Table]]) -> list[PurePath]:
+        return [self.atomic_write(part, path) for path, part in parts]
 
     @staticmethod
     def account_region_dir(base: PurePath, account: str, region: str) -> PurePath:
@@ -527,6 +595,17 @@ class DataDir:
             raise UnreadableFile(f"unexpected schema: {parquet.schema_arrow.names}")
         return table
 
+    def read_metadata(self, path: PurePath) -> dict[bytes, bytes]:
+        """The key-value metadata of one Parquet file of this dataset (its footer alone);
+        UnreadableFile when it cannot be read."""
+        try:
+            with self.store.filesystem.open_input_file(str(path)) as source:
+                return dict(pq.read_schema(source).metadata or {})
+        except FileNotFoundError:
+            raise
+        except (OSError, pa.ArrowException) as exc:
+            raise UnreadableFile(one_line(str(exc))) from exc
+
     def _merge_partition(
         self, directory: PurePath, files: list[PurePath], schema: pa.Schema
     ) -> None:
@@ -571,23 +650,34 @@ class DataDir:
                 self._recover_journal(path)
 
     def _recover_journal(self, path: PurePath) -> None:
+        journal = self._read_journal(path)
+        self._finish_journal({"new": journal["new"], "old": journal["old"]}, path)
+
+    def _read_journal(self, path: PurePath) -> dict[str, Any]:
+        """A journal read back, a compaction's or a commit's. DataError when it is unreadable,
+        or names anything but Parquet files inside the partitions: it is a list of files to
+        delete, so a planted one must not reach outside the dataset."""
+        what = f"{path.stem} journal {self.store.uri(path)}"
         try:
             journal = json.loads(self.store.read_bytes(path))
         except (OSError, ValueError) as exc:
-            raise DataError(f"compaction journal {path} is unreadable: {exc}") from exc
-        if not self._journal_is_sound(journal):
+            raise DataError(f"{what} is unreadable: {one_line(str(exc))}") from exc
+        if not self._names_only_partition_files(journal):
             raise DataError(
-                f"compaction journal {self.store.uri(path)} names files outside the "
-                "dataset's Parquet partitions; remove it, then run `image-versions verify`"
+                f"{what} names files outside the dataset's Parquet partitions; remove it, "
+                "then run `image-versions verify`"
             )
-        self._finish_journal(journal, path)
+        return cast(dict[str, Any], journal)
 
-    def _journal_is_sound(self, journal: object) -> bool:
-        """Whether a journal read back names only Parquet files inside the partitions: it is a
-        list of files to delete, so a planted one must not reach outside the dataset."""
-        if not isinstance(journal, dict) or not isinstance(journal.get("old"), list):
+    def _names_only_partition_files(self, journal: object) -> bool:
+        if not isinstance(journal, dict):
             return False
-        names = [journal.get("new"), *journal["old"]]
+        if isinstance(journal.get("old"), list):  # a compaction's
+            names = [journal.get("new"), *journal["old"]]
+        elif isinstance(journal.get("files"), list) and isinstance(journal.get("commit"), str):
+            names = journal["files"]
+        else:
+            return False
         bases = {self.versions_dir.name, self.details_dir.name, self.sync_runs_dir.name}
         return all(
             isinstance(name, str)

@@ -50,7 +50,7 @@ def _misplaced(data_dir: DataDir) -> list[Problem]:
         Problem("misplaced file", "a file where a directory belongs", directory)
         for directory in data_dir.files_in_layout()
     ]
-    files = [*state_paths(data_dir), *data_dir.journal_paths()]
+    files = [*state_paths(data_dir), *data_dir.journal_paths(), *data_dir.commit_journal_paths()]
     problems += [
         Problem("misplaced directory", "a directory where a file belongs", path)
         for path in files
@@ -82,6 +82,15 @@ def find_problems(data_dir: DataDir) -> list[Problem]:
     problems += [
         Problem("unfinished compaction", "the next sync finishes it", journal)
         for journal in data_dir.journal_paths()
+        if store.is_file(journal)
+    ]
+    problems += [
+        Problem(
+            "unfinished commit",
+            "the next sync of the account deletes the files its state does not cover",
+            journal,
+        )
+        for journal in data_dir.commit_journal_paths()
         if store.is_file(journal)
     ]
     if not problems and data_dir.warehouse_path.exists():

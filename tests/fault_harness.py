@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import random
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 from pipeline.emulator import Clock, Emulator, EmulatorServer, seed_catalogue
 from pipeline.storage import DataDir
-from tests.support import REGION, START, history_duplicates, live_rows, truth
+from tests.support import REGION, START, cli_killed_at, history_duplicates, live_rows, truth
 
 
 @dataclass
@@ -181,10 +182,13 @@ class Harness:
         return Trial(lost + tracebacks, duplicates, run.code, run.message, note)
 
     @contextmanager
-    def started(self, args: list[str]) -> Iterator[subprocess.Popen[str]]:
-        """The CLI running with -v (its log on a pipe); SIGKILLed at the end of the block."""
+    def started(
+        self, args: list[str], command: Sequence[str] = (sys.executable, "-m", "pipeline")
+    ) -> Iterator[subprocess.Popen[str]]:
+        """The CLI (run by `command`) running with -v (its log on a pipe); SIGKILLed at the
+        end of the block."""
         with subprocess.Popen(
-            [sys.executable, "-m", "pipeline", *args, "-v"],
+            [*command, *args, "-v"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -204,6 +208,15 @@ class Harness:
             last = "" if marker is None else read_until(process, marker)
             time.sleep(delay)
         return last
+
+    def killed_at(self, args: list[str], instant: str) -> str:
+        """Run the CLI, which SIGKILLs itself at `instant` of its first commit of data
+        (`cli_killed_at`). Returns its last log line, ending in "never mid-run" when it was
+        not killed (it committed no data)."""
+        with self.started(args, cli_killed_at(instant)) as process:
+            lines = list(process.stderr or ()) or [""]
+            killed = process.wait(timeout=60) == -signal.SIGKILL
+        return lines[-1].strip() + ("" if killed else ": never mid-run")
 
 
 def read_until(process: subprocess.Popen[str], marker: str) -> str:

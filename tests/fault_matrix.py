@@ -31,7 +31,7 @@ from tests.fault_dagster import DAGSTER_MATRIX
 from tests.fault_harness import Harness, Row, Trial, harness, read_until
 from tests.fault_hostile import HOSTILE_MATRIX
 from tests.fault_modes import MODES_MATRIX
-from tests.support import OTHER_REGION, REGION, held_listings, kill_mid_run
+from tests.support import KILL_INSTANTS, OTHER_REGION, REGION, held_listings, kill_mid_run
 
 ROOT = Path(__file__).resolve().parents[1]
 KILL_PHASES = (
@@ -44,7 +44,6 @@ KILL_PHASES = (
 PHASE_MARKERS = {
     "listing": "listing images of",
     "parquet write": "writing ",
-    "data committed, state not yet": "data durable",
     "compaction": "compacting ",
 }
 PLANTED_SECRET = "PLANTEDsecretKEY0123456789abcdefXYZ"
@@ -56,7 +55,7 @@ PLANTED_TOKEN = "PLANTEDsessionTOKEN9876543210zyxw"
 
 def sigkill(trials: int) -> Row:
     """SIGKILL at every phase's marker, and at instants spread over a whole `--reconcile` run
-    (wherever they fall), each followed by a normal re-run (invariant 2)."""
+    (wherever they fall), each followed by a normal re-run (invariants 2 and 14)."""
     results = []
     phases = [KILL_PHASES[i % len(KILL_PHASES)] for i in range(trials)]
     spread = phases.count("any instant")
@@ -75,6 +74,9 @@ def sigkill(trials: int) -> Row:
                     PHASE_MARKERS[phase],
                     h.rng.uniform(0, 0.05),
                 )
+            elif phase == "data committed, state not yet":
+                instant = KILL_INSTANTS[phases[: len(results)].count(phase) % 2]
+                last = h.killed_at(h.args("--concurrency", "2"), instant)
             elif phase == "any instant":
                 index = phases[: len(results)].count(phase)
                 instant = run_seconds * (index + 0.5) / spread
@@ -91,6 +93,7 @@ def sigkill(trials: int) -> Row:
             run = h.sync()
             trial = h.trial(run, note=f"{phase} (last log: {last[-60:]})")
             trial.lost += len(partial) + last.endswith("never mid-run")  # a kill that missed
+            trial.duplicates += stored_copies(h)  # no state stored twice (invariant 14)
             results.append(trial)
     row = Row("SIGKILL mid-run, then a normal re-run", results)
     row.details["instants"] = {p: phases.count(p) for p in KILL_PHASES}

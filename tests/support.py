@@ -149,6 +149,30 @@ def run_cli(
     return CliResult(completed.returncode, completed.stdout, completed.stderr)
 
 
+_KILLED_AT = (
+    "import os, signal, sys\n"
+    "from pipeline import committer, storage\n"
+    "def kill(*args, **kwargs):\n"
+    "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    "if sys.argv[1] == 'state':\n"
+    "    committer.save_state = kill\n"
+    "else:\n"
+    "    storage.DataDir.end_commit = kill\n"
+    "from pipeline.cli import main\n"
+    "sys.exit(main(sys.argv[2:]))\n"
+)
+KILL_INSTANTS = ("state", "journal")
+
+
+def cli_killed_at(instant: str) -> list[str]:
+    """The command (CLI arguments follow it) of a CLI that SIGKILLs itself at its first
+    commit of data: at `state`, just before it saves the state that covers the files it has
+    published; at `journal`, just after, before it drops the commit's journal. No delay after
+    a log line can land a kill there reliably: the two steps are a millisecond apart."""
+    assert instant in KILL_INSTANTS
+    return [sys.executable, "-c", _KILLED_AT, instant]
+
+
 _IMPORTS_REPORTED = (
     "import atexit, json, os, sys\n"
     "def report():\n"

@@ -1,22 +1,25 @@
 """One owner per account and region: however many sources reach an account, whatever they are
-called and however often they are renamed, each observed state is stored once (invariant 14).
+called, however often they are renamed and wherever a sync is killed, each observed state is
+stored once (invariant 14).
 """
 
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
+import pytest
 
 from pipeline.emulator import DEFAULT_ACCOUNT_ID, Emulator, EmulatorServer, seed_catalogue
 from pipeline.schema import STATE_SCHEMA
 from pipeline.state import account_key, state_file, state_files, target_key
 from pipeline.storage import DataDir
-from tests.support import REGION, assert_converged, run_cli, stored_states
+from tests.support import REGION, assert_converged, cli_killed_at, run_cli, stored_states
 
 ACCOUNT = account_key(DEFAULT_ACCOUNT_ID, REGION)
 
@@ -198,3 +201,35 @@ def test_retiring_a_source_forgets_its_accounts_unless_another_source_reaches_th
         left = connection.execute("SELECT count(*) FROM image_versions").fetchone()
         state = connection.execute("SELECT count(*) FROM sync_state").fetchone()
     assert live is not None and live[0] > 0 and left == (0,) and state == (0,)
+
+
+@pytest.mark.parametrize("instant", ["state", "journal"])
+def test_a_sync_killed_between_its_data_and_its_state_stores_nothing_twice(
+    server: EmulatorServer, data_dir: DataDir, tmp_path: Path, instant: str
+) -> None:
+    seed_catalogue(server.emulator, seed=46, images=6)
+    config = _sources(tmp_path / "sources.toml", server, ["only"])
+    _sync(data_dir, config)
+    for step in range(3):
+        _change(server.emulator, step)
+    args = ("sync", "--data-dir", str(data_dir.root), "--config", str(config))
+    killed = subprocess.run(
+        [*cli_killed_at(instant), *args, "-v"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert "data durable" in killed.stderr
+    journal = Path(data_dir.for_account(ACCOUNT).commit_journal_path)
+    verified = run_cli("verify", "--data-dir", str(data_dir.root))
+    assert verified.code == 1 and "unfinished commit" in verified.stdout, verified.stdout
+
+    stderr = _sync(data_dir, config)
+    raw, distinct = _raw_and_distinct(data_dir)
+    assert raw == distinct, f"{raw} rows stored for {distinct} states"
+    rolled_back = "data file(s) of a commit that an interrupted sync never finished"
+    assert (rolled_back in stderr) == (instant == "state"), stderr
+    assert not journal.exists()
+    assert_converged(data_dir, server.emulator)

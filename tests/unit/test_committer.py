@@ -1,8 +1,10 @@
 """The committer (`pipeline.committer`): rows durable before the state that covers them
-(invariant 2), at bounded intervals, and the sync history row last."""
+(invariant 2), at bounded intervals, the sync history row last, and the files of a commit
+whose state was never saved deleted before they are stored again (invariant 14)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -10,8 +12,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.committer import Committer
+from pipeline import committer as committer_module
+from pipeline.committer import Committer, roll_back_unfinished_commit
+from pipeline.errors import DataError
 from pipeline.schema import to_ms
+from pipeline.state import account_key
 from pipeline.storage import DataDir
 from tests.datasets import ACCOUNT, IMAGE, TARGET, image_state, version_rows
 from tests.support import REGION, START, stored_states
@@ -104,3 +109,80 @@ def sync_run_row(started_ms: int, finished_ms: int) -> dict[str, object]:
         "ok": True,
         "error": None,
     }
+
+
+ACCOUNT_KEY = account_key(ACCOUNT, REGION)
+
+
+class Killed(Exception):
+    """Where a SIGKILL would have stopped the process (tests/e2e/test_sync.py kills for real)."""
+
+
+def _interrupted_commit(data_dir: DataDir, monkeypatch: pytest.MonkeyPatch, step: str) -> None:
+    """A first commit, then a second one interrupted at `step`: before its state is saved,
+    or after, before its journal is dropped."""
+    data_dir.prepare()
+    owned = data_dir.for_account(ACCOUNT_KEY)
+    data_dir.store.make_dirs([owned.tmp_dir])
+    committer = Committer(owned, TARGET, {}, flush_rows=10_000, interval_s=3600)
+    committer.add(version_rows([1]), image_state(watermark_ms=1))
+    committer.commit()
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise Killed(step)
+
+    if step == "state":
+        monkeypatch.setattr(committer_module, "save_state", killed)
+    else:
+        monkeypatch.setattr(DataDir, "end_commit", killed)
+    committer.add(version_rows([2, 3]), image_state(watermark_ms=3))
+    with pytest.raises(Killed):
+        committer.commit()
+    monkeypatch.undo()
+    assert Path(owned.commit_journal_path).is_file()
+    assert stored_versions(data_dir) == [1, 2, 3]
+
+
+def test_the_files_of_a_commit_whose_state_was_never_saved_are_deleted_before_a_re_run(
+    data_dir: DataDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _interrupted_commit(data_dir, monkeypatch, "state")
+    assert stored_states(data_dir)[(ACCOUNT, REGION, IMAGE)].watermark_ms == 1
+
+    roll_back_unfinished_commit(data_dir, ACCOUNT_KEY)
+    assert stored_versions(data_dir) == [1]  # the re-run lists 2 and 3 again, from watermark 1
+    assert not Path(data_dir.for_account(ACCOUNT_KEY).commit_journal_path).exists()
+
+
+def test_the_files_of_a_commit_whose_state_was_saved_are_kept(
+    data_dir: DataDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _interrupted_commit(data_dir, monkeypatch, "journal")
+    assert stored_states(data_dir)[(ACCOUNT, REGION, IMAGE)].watermark_ms == 3
+
+    roll_back_unfinished_commit(data_dir, ACCOUNT_KEY)
+    assert stored_versions(data_dir) == [1, 2, 3]  # the state covers them: nothing lists them
+    assert not Path(data_dir.for_account(ACCOUNT_KEY).commit_journal_path).exists()
+
+
+@pytest.mark.parametrize(
+    "journal",
+    [
+        {"commit": "x", "files": ["../../outside.parquet"]},
+        {"commit": "x", "files": ["image_versions/../../../outside.parquet"]},
+        {"commit": "x", "files": ["_state/accounts/other/images.parquet"]},
+        {"commit": 1, "files": []},
+        "not json",
+    ],
+)
+def test_a_planted_commit_journal_deletes_nothing(data_dir: DataDir, journal: object) -> None:
+    data_dir.prepare()
+    owned = data_dir.for_account(ACCOUNT_KEY)
+    outside = Path(data_dir.root).parent / "outside.parquet"
+    outside.write_bytes(b"not ours")
+    path = Path(owned.commit_journal_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(journal if isinstance(journal, str) else json.dumps(journal))
+    with pytest.raises(DataError, match="commit journal"):
+        roll_back_unfinished_commit(data_dir, ACCOUNT_KEY)
+    assert outside.read_bytes() == b"not ours" and path.is_file()
