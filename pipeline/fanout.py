@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from .child import python_module
 
 __all__ = ["Shard", "ShardOutcome", "in_shard", "merge_figures", "run_shards"]
 
@@ -85,16 +86,7 @@ def run_shards(argv: Sequence[str], processes: int, cancel: threading.Event) -> 
     them all; once `cancel` is set they are sent SIGTERM (each commits what it finished)."""
     children = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pipeline",
-                "sync",
-                *argv,
-                "--json",
-                "--shard",
-                f"{i}/{processes}",
-            ],
+            python_module("pipeline", "sync", *argv, "--json", "--shard", f"{i}/{processes}"),
             stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,

@@ -135,18 +135,31 @@ def run_cli(
     env: dict[str, str] | None = None,
     timeout: float = 120,
     prefix: Sequence[str] = (),
+    cwd: Path | None = None,
 ) -> CliResult:
-    """`python -m pipeline ARGS` in a subprocess, with the test's environment; `prefix` is a
-    command that runs it (e.g. `FILE_PERMISSIONS_HOLD`)."""
+    """`python -P -m pipeline ARGS` in a subprocess (the installed package, whatever the
+    working directory holds), with the test's environment; `prefix` is a command that runs it
+    (e.g. `FILE_PERMISSIONS_HOLD`)."""
     completed = subprocess.run(
-        [*prefix, sys.executable, "-m", "pipeline", *args],
+        [*prefix, sys.executable, "-P", "-m", "pipeline", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
         stdin=subprocess.DEVNULL,
+        cwd=cwd,
     )
     return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+
+def foreign_packages(directory: Path) -> Path:
+    """A directory with packages of its own named `assets` and `pipeline` (a Dagster repository
+    has the first), neither of them importable: where users run the commands from."""
+    for name in ("assets", "pipeline"):
+        package = directory / name
+        package.mkdir(parents=True, exist_ok=True)
+        (package / "__init__.py").write_text(f'raise ImportError("the user\'s own {name}")\n')
+    return directory
 
 
 _KILLED_AT = (
@@ -186,16 +199,17 @@ _IMPORTS_REPORTED = (
 
 
 def run_cli_reporting_imports(
-    report: Path, *args: str, timeout: float = 180
+    report: Path, *args: str, timeout: float = 180, cwd: Path | None = None
 ) -> tuple[CliResult, list[str]]:
     """`run_cli`, and which of the Dagster layers (`dagster`, `assets`) the process imported."""
     completed = subprocess.run(
-        [sys.executable, "-c", _IMPORTS_REPORTED, *args],
+        [sys.executable, "-P", "-c", _IMPORTS_REPORTED, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         env={**os.environ, "IMPORTS_REPORT": str(report)},
         stdin=subprocess.DEVNULL,
+        cwd=cwd,
     )
     result = CliResult(completed.returncode, completed.stdout, completed.stderr)
     return result, json.loads(report.read_text())

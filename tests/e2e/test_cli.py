@@ -14,6 +14,7 @@ from pipeline.storage import DataDir
 from tests.support import (
     GOOD_SOURCE,
     assert_converged,
+    foreign_packages,
     run_cli,
     run_cli_reporting_imports,
     sources_file,
@@ -255,8 +256,11 @@ def test_no_command_imports_the_dagster_layer(
 
 @pytest.mark.dagster
 def test_demo_runs_the_dagster_job_and_shows_what_changed(tmp_path: Path) -> None:
+    # From a directory with its own `assets` and `pipeline`, as in a user's Dagster repository.
     result, layers = run_cli_reporting_imports(
-        tmp_path / "imports.json", "demo", "--data-dir", str(tmp_path / "demo")
+        tmp_path / "imports.json",
+        *("demo", "--data-dir", str(tmp_path / "demo")),
+        cwd=foreign_packages(tmp_path / "repo"),
     )
     assert layers == []  # the Dagster run is the child's
     assert result.code == 0, result.stderr

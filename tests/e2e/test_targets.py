@@ -34,6 +34,7 @@ from tests.support import (
     OTHER_REGION,
     REGION,
     assert_converged,
+    foreign_packages,
     held_listings,
     live_rows,
     run_cli,
@@ -253,11 +254,12 @@ def test_target_keys_read_back_unambiguously() -> None:
 
 
 def test_processes_share_the_targets_out_and_add_up_their_figures(
-    server: EmulatorServer, data_dir: DataDir, sources_file: Path
+    server: EmulatorServer, data_dir: DataDir, sources_file: Path, tmp_path: Path
 ) -> None:
     result = run_cli(
         "sync", "--data-dir", str(data_dir.root), "--config", str(sources_file),
         "--processes", "2", "--json",
+        cwd=foreign_packages(tmp_path),  # the shards import this package, not the user's
     )  # fmt: skip
     assert result.code == 0, result.stderr
     summary = json.loads(result.stdout)
