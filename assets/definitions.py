@@ -19,6 +19,7 @@ from .warehouse_asset import build_warehouse_asset
 __all__ = [
     "PARTITIONS_PER_RUN_ENV",
     "build_definitions",
+    "definitions_from_environment",
     "defs",
     "environment_resources",
     "partitions_per_run",
@@ -104,10 +105,10 @@ def environment_resources(config: ProjectConfig) -> tuple[SageMakerResource, Dat
     )
 
 
-@dg.definitions
-def defs() -> dg.Definitions:
-    """Loaded by Dagster at code-location load, not at import: reads the sources file, the
-    environment and the checkout's git remote then."""
+def definitions_from_environment() -> dg.Definitions:
+    """The code location's definitions, from the sources file, the environment and the
+    checkout's git remote: what a team's own module merges its assets with
+    (examples/downstream.py)."""
     config = load_config()
     return build_definitions(
         config,
@@ -115,3 +116,9 @@ def defs() -> dg.Definitions:
         max_partitions_per_run=partitions_per_run(os.environ),
         git=git_source(),
     )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Loaded by Dagster at code-location load, not at import."""
+    return definitions_from_environment()

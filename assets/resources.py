@@ -7,12 +7,13 @@ No `from __future__ import annotations` here: Dagster reads these annotations at
 from typing import Any, Optional
 
 import dagster as dg
+import pyarrow as pa
 from pydantic import BaseModel, Field, create_model
 
 from pipeline.config import AccessSettings, ProjectConfig, load_config, resolve_data_dir
 from pipeline.settings import Group, options_of
 from pipeline.storage import DataDir
-from pipeline.warehouse import QueryResult, run_query
+from pipeline.warehouse import QueryResult, query_arrow, run_query
 
 __all__ = [
     "DataDirResource",
@@ -97,3 +98,8 @@ class WarehouseResource(DataDirResource):
     def query(self, sql: str) -> QueryResult:
         """The columns and rows of `sql` (e.g. `SELECT ... FROM image_versions`)."""
         return run_query(self.data_dir(), sql)
+
+    def arrow(self, sql: str) -> pa.Table:
+        """The result of `sql` as an Arrow table, DuckDB's types kept: `.to_pandas()` makes a
+        pandas DataFrame of it, `polars.from_arrow(...)` a polars one."""
+        return query_arrow(self.data_dir(), sql)

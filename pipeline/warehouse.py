@@ -70,6 +70,7 @@ __all__ = [
     "latest_states",
     "naming_unreadable_files",
     "refresh_views",
+    "query_arrow",
     "run_query",
     "scan_connection",
     "stream_query",
@@ -569,23 +570,14 @@ class QueryStream:
 
 
 @contextlib.contextmanager
-def stream_query(
-    data_dir: DataDir, sql: str, batch_rows: int = QUERY_BATCH_ROWS
-) -> Iterator[QueryStream]:
-    """Run user SQL: read-only statements, over the views, reading only the dataset; its rows
-    are read `batch_rows` at a time while the caller takes them, inside this context, so memory
-    does not grow with the result."""
+def _user_query(data_dir: DataDir, sql: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection for user SQL: read-only statements (`sql` is checked first), over the
+    views, reading only the dataset. ConfigError (one line) when DuckDB refuses it, when run
+    or while its rows are read inside this context."""
     try:
         check_read_only(sql)
         with _dataset_connection(data_dir) as connection:
-            connection.execute(sql)
-            described = connection.description or []
-
-            def batches() -> Iterator[list[tuple[Any, ...]]]:
-                while described and (batch := connection.fetchmany(batch_rows)):
-                    yield batch
-
-            yield QueryStream([c[0] for c in described], [c[1] for c in described], batches())
+            yield connection
     except duckdb.Error as exc:
         message = one_line(str(exc))
         if isinstance(exc, duckdb.PermissionException):
@@ -593,11 +585,35 @@ def stream_query(
         raise ConfigError(f"query failed: {message}") from exc
 
 
+@contextlib.contextmanager
+def stream_query(
+    data_dir: DataDir, sql: str, batch_rows: int = QUERY_BATCH_ROWS
+) -> Iterator[QueryStream]:
+    """Run user SQL (`_user_query`); its rows are read `batch_rows` at a time while the caller
+    takes them, inside this context, so memory does not grow with the result."""
+    with _user_query(data_dir, sql) as connection:
+        described = connection.execute(sql).description or []
+
+        def batches() -> Iterator[list[tuple[Any, ...]]]:
+            while described and (batch := connection.fetchmany(batch_rows)):
+                yield batch
+
+        yield QueryStream([c[0] for c in described], [c[1] for c in described], batches())
+
+
 def run_query(data_dir: DataDir, sql: str) -> QueryResult:
     """`stream_query`, every row held."""
     with stream_query(data_dir, sql) as result:
         rows = [row for batch in result.batches for row in batch]
         return QueryResult(result.columns, rows, result.types)
+
+
+def query_arrow(data_dir: DataDir, sql: str) -> pa.Table:
+    """User SQL (`_user_query`) as one Arrow table, DuckDB's types kept: what pandas
+    (`.to_pandas()`) and polars (`polars.from_arrow`) take without a copy per row."""
+    with _user_query(data_dir, sql) as connection:
+        relation = connection.sql(sql)
+        return pa.table({}) if relation is None else relation.to_arrow_table()
 
 
 def views_summary(data_dir: DataDir, names: Sequence[str] = SUMMARY_VIEWS) -> dict[str, int]:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -10,6 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -18,7 +23,7 @@ from assets.definitions import defs
 from assets.resources import WarehouseResource
 from assets.schedules import JOB_NAME, RANGE_END, RANGE_START
 from assets.warehouse_asset import WAREHOUSE_ASSET
-from pipeline.config import load_config
+from pipeline.config import CONFIG_ENV, DATA_DIR_ENV, load_config
 from pipeline.emulator import EmulatorServer
 from pipeline.state import save_state
 from pipeline.storage import DataDir
@@ -253,8 +258,12 @@ def test_a_downstream_asset_queries_the_views_through_the_warehouse_resource(
 
     @dg.asset(deps=["image_versions_warehouse"])
     def versions_by_status(warehouse: WarehouseResource) -> dict[str, int]:
-        result = warehouse.query("SELECT status, count(*) FROM image_versions GROUP BY 1")
-        return dict(result.rows)
+        sql = "SELECT status, count(*) AS n FROM image_versions GROUP BY 1"
+        table = warehouse.arrow(sql)
+        assert table.schema.field("n").type == pa.int64()  # DuckDB's type, through Arrow
+        arrow = dict(zip(table["status"].to_pylist(), table["n"].to_pylist(), strict=True))
+        assert arrow == dict(warehouse.query(sql).rows)
+        return arrow
 
     resources = definitions(sources_file, root).resources
     result = dg.materialize([versions_by_status], instance=instance, resources=resources)
@@ -268,6 +277,67 @@ def test_a_downstream_asset_queries_the_views_through_the_warehouse_resource(
 
     refused = dg.materialize([writes], instance=instance, resources=resources, raise_on_error=False)
     assert not refused.success  # read-only: SELECT statements only
+
+    @dg.asset
+    def writes_through_arrow(warehouse: WarehouseResource) -> None:
+        warehouse.arrow("CREATE TABLE sneaky AS SELECT 1")
+
+    refused = dg.materialize(
+        [writes_through_arrow], instance=instance, resources=resources, raise_on_error=False
+    )
+    assert not refused.success
+
+
+def test_a_teams_own_module_adds_a_downstream_asset_without_editing_the_project(
+    server: EmulatorServer, sources_file: Path, tmp_path: Path
+) -> None:
+    """examples/downstream.py, loaded by the dagster CLI from the team's own directory, merges
+    its asset with the project's definitions and reads the views as Arrow through the
+    warehouse resource."""
+    root = tmp_path / "data"
+    assert run_sync(DataDir(root), server).ok
+    team = tmp_path / "team"
+    team.mkdir()
+    shutil.copy(ROOT / "examples" / "downstream.py", team / "analytics.py")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    environment = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        CONFIG_ENV: str(sources_file),
+        DATA_DIR_ENV: str(root),
+    }
+    dagster = Path(sys.executable).parent / "dagster"
+    materialised = subprocess.run(
+        [
+            dagster,
+            "asset",
+            "materialize",
+            "-f",
+            "analytics.py",
+            "--select",
+            "failed_builds_per_image",
+        ],
+        cwd=team,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+    )
+    assert materialised.returncode == 0, materialised.stderr[-2000:]
+    failed = Counter(
+        v["ImageName"]
+        for v in server.emulator.live_versions(REGION)  # the region run_sync synced
+        if v["ImageVersionStatus"] in ("CREATE_FAILED", "DELETE_FAILED")
+    )
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("failed_builds_per_image"))
+    assert event is not None and event.asset_materialization is not None
+    metadata = event.asset_materialization.metadata
+    assert metadata["failed_versions"].value == sum(failed.values()) > 0
+    assert metadata["images_with_failures"].value == len(failed)
 
 
 def test_the_core_warnings_reach_the_run_event_log(
