@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 from pydantic import create_model
 
+from pipeline import __version__
 from pipeline.config import build_targets
 from pipeline.errors import UserError
 from pipeline.extract import sync
@@ -134,6 +135,7 @@ def _partition_metadata(
             **VERSIONS.location(data_dir),
             **report_metadata(share),
             "changed_images": _changed_images_table(share),
+            "image_versions_version": __version__,
         }
     return {"sagemaker_images": images, "image_versions": versions}
 

@@ -1,0 +1,11 @@
+"""image-versions: an analytics-ready copy of SageMaker image-version metadata (the core,
+without Dagster)."""
+
+from importlib import metadata
+
+DISTRIBUTION = "sagemaker-image-versions"
+
+try:
+    __version__ = metadata.version(DISTRIBUTION)
+except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+    __version__ = "unknown (not installed)"

@@ -15,9 +15,9 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from importlib import metadata
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from . import __version__
 from .errors import ConfigError, UserError, one_line
 from .fanout import Shard
 from .guard import Cancelled
@@ -68,20 +68,13 @@ def _whole_number(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _version() -> str:
-    try:
-        return metadata.version("sagemaker-image-versions")
-    except metadata.PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Keep an analytics-ready copy of SageMaker image versions "
         "(Parquet + DuckDB), synced incrementally.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_sync(commands)
     _add_readers(commands)

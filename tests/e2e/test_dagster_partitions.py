@@ -5,6 +5,7 @@ partition failed, to be retried alone."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from importlib import metadata as metadata_of_package
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import dagster as dg
 import pytest
 
 from assets.schedules import JOB_NAME
+from pipeline import DISTRIBUTION
 from pipeline.config import load_config
 from pipeline.emulator import EmulatorServer
 from pipeline.storage import DataDir
@@ -98,6 +100,7 @@ def test_a_denied_target_leaves_its_partition_failed_and_the_other_materialized(
     }
     assert metadata["seconds"].value == round(row["seconds"], 3)
     assert metadata["targets"].value == 1
+    assert metadata["image_versions_version"].value == metadata_of_package.version(DISTRIBUTION)
     live = len(server.emulator.live_versions(REGION))
     assert metadata["live_versions"].value == live
     assert metadata["dagster/row_count"].value == live  # one state each, one sync so far

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from importlib.metadata import version
 from pathlib import Path
 
@@ -154,3 +155,47 @@ def test_readme_says_how_to_run_image_versions_after_the_quick_start() -> None:
     command = Path(sys.executable).parent / "image-versions"
     shown = subprocess.run([command, "--version"], capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0 and shown.stdout.startswith("image-versions "), shown.stderr
+
+
+def test_a_release_wheel_holds_both_packages_and_reports_the_changelogs_version(
+    tmp_path: Path,
+) -> None:
+    """README's install line for a release: the wheel `uv build` makes holds the core and the
+    code location, and the version it reports is the one CHANGELOG.md gives last."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    released = re.findall(r"^## (\d+\.\d+\.\d+) ", changelog, flags=re.MULTILINE)
+    assert released and released[0] == project["version"]
+    wheel_name = f"sagemaker_image_versions-{project['version']}-py3-none-any.whl"
+    assert f"pip install {wheel_name}" in (ROOT / "README.md").read_text()
+
+    built = subprocess.run(
+        [dev.uv(), "build", "--wheel", "--out-dir", str(tmp_path), "--quiet", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    wheel = tmp_path / wheel_name
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    for module in ("pipeline/cli.py", "pipeline/emulator/__init__.py", "assets/definitions.py"):
+        assert module in names
+    assert not [name for name in names if name.startswith(("tests/", "benchmarks/"))]
+
+    venv = tmp_path / "venv"
+    for command in (
+        [dev.uv(), "venv", "--quiet", "--python", sys.executable, str(venv)],
+        [dev.uv(), "pip", "install", "--quiet", "--no-deps", "--python", str(venv), str(wheel)],
+    ):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
+    shown = subprocess.run(
+        [python, "-P", "-c", "import pipeline; print(pipeline.__version__)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert shown.stdout.strip() == project["version"], shown.stderr
