@@ -71,9 +71,9 @@ RATE_HINT_MAX_AGE_S = 7 * 24 * 3600
 """Older than this, what syncs found of an account's API limit is not trusted any more: the
 next sync finds it again."""
 STATE_FILES_PATTERN = f"*/{STATE_FILE}"
+"""The glob of every account's state file under `DataDir.accounts_dir`."""
 _COMMIT_KEY = b"image_versions.commit"
 """The state file's Parquet metadata key holding the commit its state covers."""
-"""The glob of every account's state file under `DataDir.accounts_dir`."""
 
 StateKey = tuple[str, str, str]
 """(account_id, region, image_name)."""
