@@ -3,6 +3,8 @@ without Dagster)."""
 
 from importlib import metadata
 
+__all__ = ["DISTRIBUTION", "__version__"]
+
 DISTRIBUTION = "sagemaker-image-versions"
 
 try:

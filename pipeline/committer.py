@@ -19,8 +19,9 @@ from collections.abc import Iterable
 from pathlib import PurePath
 
 from .defaults import COMMIT_INTERVAL_S
-from .schema import IMAGE_VERSION_DETAILS_SCHEMA, SYNC_RUNS_SCHEMA, Row, rows_to_table
-from .state import ImageState, StateKey, save_state, saved_commit
+from .model import ImageState, Row, StateKey
+from .schema import IMAGE_VERSION_DETAILS_SCHEMA, SYNC_RUNS_SCHEMA, rows_to_table
+from .state import save_state, saved_commit
 from .storage import DataDir
 
 __all__ = ["Committer", "roll_back_unfinished_commit"]

@@ -21,14 +21,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import DataError
+from .model import VERSION_KEY, Row
 from .schema import (
     IMAGE_SCHEMA,
     IMAGE_VERSION_DETAILS_SCHEMA,
     IMAGE_VERSION_SCHEMA,
     STATE_SCHEMA,
     SYNC_RUNS_SCHEMA,
-    VERSION_KEY,
-    Row,
     table_to_rows,
 )
 from .state import readable_state_files

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from .schema import Row, fingerprint, tombstone
-from .state import ImageState
+from .model import ImageState, Row, fingerprint, tombstone
 
 __all__ = [
     "Classified",

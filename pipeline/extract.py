@@ -21,12 +21,10 @@ from .committer import Committer, roll_back_unfinished_commit
 from .errors import ConfigError, DataError, WriterBusy, one_line
 from .fanout import in_shard
 from .guard import CallGuard, Cancelled, close_client
+from .model import ImageState, Row, StateKey, split_account_key
 from .ratelimit import AdaptiveRateLimiter, SharedStart
 from .run import Failure, SourceTarget, SyncOptions, SyncReport
-from .schema import (
-    Row,
-    from_ms,
-)
+from .schema import from_ms
 from .source import (
     ApiStats,
     check_reachable,
@@ -35,8 +33,6 @@ from .source import (
     organization_members,
 )
 from .state import (
-    ImageState,
-    StateKey,
     drop_older_state,
     keep_previous_state,
     load_account_state,
@@ -46,7 +42,6 @@ from .state import (
     needs_migration,
     save_learned_rate,
     save_target_account,
-    split_account_key,
 )
 from .storage import AUTO_COMPACT_FILES, DataDir
 from .target_run import (

@@ -13,8 +13,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .model import REGION
 from .redact import redact
-from .schema import REGION
 from .source import AssumeRole, Organization
 
 __all__ = [

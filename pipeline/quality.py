@@ -12,7 +12,7 @@ from typing import Any
 
 import duckdb
 
-from .schema import STATE_COLUMNS, VERSION_KEY
+from .model import STATE_COLUMNS, VERSION_KEY
 from .state import local_previous_state_copies, local_state_copies
 from .storage import DataDir
 from .warehouse import connect, scan_connection, versions_relation

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
-from .state import ACCOUNT_FILE, RATE_HINT_FILE, load_target_account, split_account_key, state_paths
+from .model import split_account_key
+from .state import ACCOUNT_FILE, RATE_HINT_FILE, load_target_account, state_paths
 from .storage import DataDir
 
 __all__ = ["Retired", "retire"]
@@ -27,7 +28,7 @@ class Retired:
 
 
 def _source_of(target: str) -> str:
-    return target.split(".", 1)[0]  # source names hold no dots (state.target_key)
+    return target.split(".", 1)[0]  # source names hold no dots (model.target_key)
 
 
 def retire(data_dir: DataDir, source: str, *, purge: bool = False) -> Retired:

@@ -18,6 +18,7 @@ from .defaults import (
     TARGET_CONCURRENCY,
 )
 from .fanout import Shard
+from .model import target_key
 from .redact import redact
 from .settings import check_group, option_named
 from .source import ApiStats, ClientSettings
@@ -92,9 +93,7 @@ class SourceTarget:
 
     @property
     def key(self) -> str:
-        """The name of its state directory (state.target_key)."""
-        from .state import target_key
-
+        """The name of its state directory (`model.target_key`)."""
         return target_key(self.source, self.region)
 
     @property

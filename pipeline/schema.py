@@ -10,8 +10,6 @@ Every writer and reader derives from the constants here: `IMAGE_VERSION_SCHEMA` 
 from __future__ import annotations
 
 import functools
-import hashlib
-import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,58 +18,48 @@ import pyarrow as pa
 
 from .apivalues import Unparsed, shown
 from .errors import ImageVersionsError
+from .model import ACCOUNT_ID, IMAGE_NAME, REGION, VERSION_COLUMNS, Row
 
 __all__ = [
-    "ACCOUNT_ID",
-    "IMAGE_NAME",
     "IMAGE_SCHEMA",
     "IMAGE_VERSION_DETAILS_SCHEMA",
     "IMAGE_VERSION_SCHEMA",
-    "REGION",
-    "STATE_COLUMNS",
     "STATE_SCHEMA",
     "SYNC_RUNS_SCHEMA",
     "SYNC_STATE_VIEW_SCHEMA",
-    "VERSION_KEY",
     "MalformedRecord",
-    "Row",
     "arn_account_region",
     "details_row",
-    "fingerprint",
     "from_ms",
     "image_name_of",
     "image_row",
     "rows_to_table",
     "table_to_rows",
     "to_ms",
-    "tombstone",
     "version_row",
 ]
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 
-IMAGE_VERSION_SCHEMA = pa.schema(
-    [
-        pa.field("account_id", pa.string(), nullable=False),
-        pa.field("region", pa.string(), nullable=False),
-        pa.field("image_name", pa.string(), nullable=False),
-        pa.field("version", pa.int32(), nullable=False),
-        pa.field("image_arn", pa.string(), nullable=False),
-        pa.field("image_version_arn", pa.string(), nullable=False),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("failure_reason", pa.string(), nullable=True),
-        pa.field("creation_time", TIMESTAMP, nullable=False),
-        pa.field("last_modified_time", TIMESTAMP, nullable=False),
-        pa.field("is_deleted", pa.bool_(), nullable=False),
-        pa.field("observed_at", TIMESTAMP, nullable=False),
-    ]
-)
+_VERSION_TYPES: dict[str, tuple[pa.DataType, bool]] = {
+    "account_id": (pa.string(), False),
+    "region": (pa.string(), False),
+    "image_name": (pa.string(), False),
+    "version": (pa.int32(), False),
+    "image_arn": (pa.string(), False),
+    "image_version_arn": (pa.string(), False),
+    "status": (pa.string(), False),
+    "failure_reason": (pa.string(), True),
+    "creation_time": (TIMESTAMP, False),
+    "last_modified_time": (TIMESTAMP, False),
+    "is_deleted": (pa.bool_(), False),
+    "observed_at": (TIMESTAMP, False),
+}
+"""The type of each of the model's `VERSION_COLUMNS`, and whether it may be null."""
 
-# Columns that identify one observed state of a version: everything but when we saw it.
-STATE_COLUMNS: tuple[str, ...] = tuple(
-    name for name in IMAGE_VERSION_SCHEMA.names if name != "observed_at"
+IMAGE_VERSION_SCHEMA = pa.schema(
+    [pa.field(name, *_VERSION_TYPES[name]) for name in VERSION_COLUMNS]
 )
-VERSION_KEY: tuple[str, ...] = ("account_id", "region", "image_name", "version")
 
 IMAGE_SCHEMA = pa.schema(
     [
@@ -174,12 +162,6 @@ DETAIL_STRING_MEMBERS = {
 }
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-ACCOUNT_ID = re.compile(r"[0-9]{12}\Z")
-REGION = re.compile(r"[a-z]{2,4}(-[a-z0-9]+)+\Z")
-"""The shape of an AWS region name (us-east-1, us-gov-west-1, eusc-de-east-1)."""
-IMAGE_NAME = re.compile(r"[a-zA-Z0-9]([-.]?[a-zA-Z0-9]){0,62}\Z")
-"""The API's ImageName pattern (case matters, dots allowed)."""
-Row = dict[str, Any]
 
 
 class MalformedRecord(ImageVersionsError, ValueError):
@@ -410,17 +392,6 @@ def details_row(
         "aliases": sorted(set(aliases)),
         "observed_at": observed_at_ms,
     }
-
-
-def tombstone(row: Mapping[str, Any], *, observed_at_ms: int) -> Row:
-    """The tombstone of a version: its last known fields, marked deleted at `observed_at_ms`."""
-    return {**row, "is_deleted": True, "observed_at": observed_at_ms}
-
-
-def fingerprint(row: Mapping[str, Any]) -> str:
-    """A short stable digest of a row's observed state (every column but `observed_at`)."""
-    text = "\x1f".join(repr(row[name]) for name in STATE_COLUMNS)
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def rows_to_table(rows: Iterable[Row], schema: pa.Schema = IMAGE_VERSION_SCHEMA) -> pa.Table:

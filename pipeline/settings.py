@@ -28,6 +28,7 @@ from .defaults import (
     TARGET_CONCURRENCY,
 )
 from .errors import ConfigError
+from .model import IMAGE_NAME
 
 __all__ = [
     "OPTIONS",
@@ -159,8 +160,6 @@ def _items(value: Any, name: str) -> Iterable[str]:
 
 def check_image_name(name: str) -> None:
     """The API's ImageName pattern: 1-63 letters, digits, and single '-' or '.' between them."""
-    from .schema import IMAGE_NAME  # pyarrow: only once a command runs
-
     if not isinstance(name, str) or not IMAGE_NAME.match(name):
         raise ConfigError(
             f"invalid image name {name!r}: SageMaker image names are 1-63 letters, digits, "

@@ -26,8 +26,8 @@ from pydantic_core import ErrorDetails
 
 from .cron import cron_problem
 from .errors import ConfigError
+from .model import ACCOUNT_ID
 from .project import ProjectConfig, SourceConfig, check_endpoint_url, check_region
-from .schema import ACCOUNT_ID
 from .settings import OPTIONS
 from .source import AssumeRole, Organization
 

@@ -22,12 +22,12 @@ import json
 import os
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
 import pyarrow as pa
 
 from .errors import DataError
+from .model import ImageState, StateKey, split_account_key
 from .ratelimit import Learned
 from .schema import STATE_SCHEMA, table_to_rows
 from .storage import DataDir, UnreadableFile
@@ -36,9 +36,6 @@ __all__ = [
     "ACCOUNT_FILE",
     "RATE_HINT_FILE",
     "STATE_FILES_PATTERN",
-    "ImageState",
-    "StateKey",
-    "account_key",
     "drop_older_state",
     "keep_previous_state",
     "legacy_state_file",
@@ -55,11 +52,9 @@ __all__ = [
     "save_state",
     "save_target_account",
     "saved_commit",
-    "split_account_key",
     "state_file",
     "state_files",
     "state_paths",
-    "target_key",
 ]
 
 STATE_FILE = "images.parquet"
@@ -74,55 +69,6 @@ STATE_FILES_PATTERN = f"*/{STATE_FILE}"
 """The glob of every account's state file under `DataDir.accounts_dir`."""
 _COMMIT_KEY = b"image_versions.commit"
 """The state file's Parquet metadata key holding the commit its state covers."""
-
-StateKey = tuple[str, str, str]
-"""(account_id, region, image_name)."""
-
-
-def target_key(source: str, region: str) -> str:
-    """The name of a target's directory: `prod.us-east-1`, `org.123456789012.us-east-1`.
-
-    Source names hold no dots, so the key reads back unambiguously."""
-    return f"{source.replace('/', '.')}.{region}"
-
-
-def account_key(account_id: str, region: str) -> str:
-    """The name of an account and region's state directory: `123456789012.us-east-1`."""
-    return f"{account_id}.{region}"
-
-
-def split_account_key(key: str) -> tuple[str, str]:
-    """(account_id, region) of an `account_key` (account ids hold no dots)."""
-    account_id, _, region = key.partition(".")
-    return account_id, region
-
-
-@dataclass
-class ImageState:
-    """What the last successful syncs established about one image."""
-
-    source: str
-    """The source whose sync last wrote this state (any source reaching the account may)."""
-    account_id: str
-    region: str
-    image_name: str
-    image_arn: str
-    watermark_ms: int | None = None
-    max_version: int = 0
-    last_synced_ms: int | None = None
-    is_deleted: bool = False
-    last_error: str | None = None
-    window: dict[int, tuple[int, str]] = field(default_factory=dict)
-    """version -> (last_modified_time ms, fingerprint of the stored state)."""
-
-    @property
-    def key(self) -> StateKey:
-        return (self.account_id, self.region, self.image_name)
-
-    @property
-    def account(self) -> str:
-        """Its account and region's key (`account_key`)."""
-        return account_key(self.account_id, self.region)
 
 
 def state_file(data_dir: DataDir, key: str) -> PurePath:

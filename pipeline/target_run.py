@@ -33,12 +33,12 @@ from .decisions import (
 )
 from .errors import DataError, one_line
 from .guard import Cancelled, close_client
+from .model import ImageState, Row, account_key
 from .redact import redact
 from .run import Failure, SourceTarget, SyncOptions, SyncReport
 from .schema import (
     IMAGE_SCHEMA,
     MalformedRecord,
-    Row,
     details_row,
     from_ms,
     image_name_of,
@@ -48,7 +48,6 @@ from .schema import (
 )
 from .source import list_aliases, list_image_versions, patiently
 from .source import list_images as list_source_images
-from .state import ImageState, account_key
 from .storage import DataDir
 
 __all__ = [

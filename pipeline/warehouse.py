@@ -47,14 +47,9 @@ from .dataset import (
     unreadable_file_error,
 )
 from .errors import ConfigError, DataError, one_line
+from .model import STATE_COLUMNS, VERSION_KEY
 from .readonly_sql import check_read_only
-from .schema import (
-    IMAGE_VERSION_DETAILS_SCHEMA,
-    IMAGE_VERSION_SCHEMA,
-    STATE_COLUMNS,
-    SYNC_STATE_VIEW_SCHEMA,
-    VERSION_KEY,
-)
+from .schema import IMAGE_VERSION_DETAILS_SCHEMA, IMAGE_VERSION_SCHEMA, SYNC_STATE_VIEW_SCHEMA
 from .state import STATE_FILES_PATTERN, readable_state_files
 from .state import state_files as state_files_of
 from .storage import DataDir

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from pipeline.committer import Committer
-from pipeline.schema import Row, from_ms, to_ms, version_row
-from pipeline.state import ImageState, target_key
+from pipeline.model import ImageState, Row, target_key
+from pipeline.schema import from_ms, to_ms, version_row
 from pipeline.storage import DataDir
 from pipeline.warehouse import refresh_views
 from tests.support import REGION, START, stored_states

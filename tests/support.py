@@ -26,9 +26,10 @@ import duckdb
 from pipeline.config import AccessSettings, ProjectConfig, SourceConfig, build_targets
 from pipeline.emulator import Emulator, EmulatorServer
 from pipeline.extract import sync
+from pipeline.model import ImageState, StateKey
 from pipeline.run import SyncOptions, SyncReport
 from pipeline.schema import to_ms
-from pipeline.state import ImageState, StateKey, load_account_state
+from pipeline.state import load_account_state
 from pipeline.storage import DataDir
 
 if TYPE_CHECKING:  # the Dagster layer loads only in the tests that run it

@@ -19,8 +19,8 @@ import pytest
 from pipeline.backends import LocalStore
 from pipeline.emulator import DEFAULT_ACCOUNT_ID, EmulatorServer, seed_catalogue
 from pipeline.errors import DataError
+from pipeline.model import account_key, target_key
 from pipeline.schema import IMAGE_VERSION_SCHEMA
-from pipeline.state import account_key, target_key
 from pipeline.storage import DataDir
 from tests.support import FILE_PERMISSIONS_HOLD, REGION, CliResult, run_cli, run_sync
 

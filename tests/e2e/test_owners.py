@@ -16,8 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.emulator import DEFAULT_ACCOUNT_ID, Emulator, EmulatorServer, seed_catalogue
+from pipeline.model import account_key, target_key
 from pipeline.schema import STATE_SCHEMA
-from pipeline.state import account_key, state_file, state_files, target_key
+from pipeline.state import state_file, state_files
 from pipeline.storage import DataDir
 from tests.support import REGION, assert_converged, cli_killed_at, run_cli, stored_states
 

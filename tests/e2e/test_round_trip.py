@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.emulator import DEFAULT_ACCOUNT_ID, EmulatorServer, seed_catalogue
+from pipeline.model import account_key, target_key
 from pipeline.schema import IMAGE_VERSION_SCHEMA, arn_account_region, rows_to_table, version_row
-from pipeline.state import account_key, target_key
 from pipeline.storage import DataDir
 from tests.support import REGION, run_sync
 

@@ -31,9 +31,9 @@ from pipeline.backends import LOCK_TTL_ENV, S3Store
 from pipeline.config import load_config
 from pipeline.emulator import EmulatorServer, random_mutations, seed_catalogue
 from pipeline.errors import ConfigError
+from pipeline.model import target_key
 from pipeline.s3lock import LockLost
 from pipeline.schema import IMAGE_SCHEMA
-from pipeline.state import target_key
 from pipeline.storage import DataDir
 from pipeline.warehouse import connect
 from tests.support import (

@@ -18,16 +18,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.emulator import DEFAULT_ACCOUNT_ID, EmulatorServer, seed_catalogue
+from pipeline.model import account_key, target_key
 from pipeline.run import Failure, SourceTarget, SyncReport
 from pipeline.schema import STATE_SCHEMA
 from pipeline.source import ClientSettings
-from pipeline.state import (
-    account_key,
-    legacy_state_file,
-    state_file,
-    state_files,
-    target_key,
-)
+from pipeline.state import legacy_state_file, state_file, state_files
 from pipeline.storage import DataDir
 from pipeline.warehouse import run_query
 from tests.support import (

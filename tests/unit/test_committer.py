@@ -15,8 +15,8 @@ import pytest
 from pipeline import committer as committer_module
 from pipeline.committer import Committer, roll_back_unfinished_commit
 from pipeline.errors import DataError
+from pipeline.model import account_key
 from pipeline.schema import to_ms
-from pipeline.state import account_key
 from pipeline.storage import DataDir
 from tests.datasets import ACCOUNT, IMAGE, TARGET, image_state, version_rows
 from tests.support import REGION, START, stored_states

@@ -12,10 +12,10 @@ import pytest
 from pipeline import dataset
 from pipeline.dataset import described_states, latest_live_rows, latest_states
 from pipeline.errors import DataError
+from pipeline.model import Row
 from pipeline.schema import (
     IMAGE_VERSION_DETAILS_SCHEMA,
     IMAGE_VERSION_SCHEMA,
-    Row,
     rows_to_table,
     table_to_rows,
 )

@@ -14,8 +14,7 @@ from pipeline.decisions import (
     on_or_after,
     plan_images,
 )
-from pipeline.schema import Row
-from pipeline.state import ImageState
+from pipeline.model import ImageState, Row
 
 ACCOUNT, REGION, SOURCE = "012345678901", "us-east-1", "prod"
 T0 = 1_772_323_200_000  # 2026-03-01, ms

@@ -16,10 +16,10 @@ from pipeline.decisions import (
     listing_start_ms,
     on_or_after,
 )
+from pipeline.model import ImageState, fingerprint
 from pipeline.schema import (
     IMAGE_VERSION_SCHEMA,
     MalformedRecord,
-    fingerprint,
     from_ms,
     image_row,
     rows_to_table,
@@ -27,7 +27,6 @@ from pipeline.schema import (
     to_ms,
     version_row,
 )
-from pipeline.state import ImageState
 
 ARN = "arn:aws:sagemaker:us-east-1:012345678901:image/Custom.R-4"
 VERSION_ARN = "arn:aws:sagemaker:us-east-1:012345678901:image-version/custom.r-4"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.fanout import Shard, in_shard, merge_figures
-from pipeline.state import target_key
+from pipeline.model import target_key
 
 
 def test_a_shard_is_written_index_slash_count() -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from pipeline import quality
+from pipeline.model import account_key
 from pipeline.schema import from_ms, rows_to_table
-from pipeline.state import account_key, keep_previous_state, save_state
+from pipeline.state import keep_previous_state, save_state
 from pipeline.storage import DataDir
 from pipeline.warehouse import refresh_views
 from tests.datasets import ACCOUNT, IMAGE, T0_MS, image_state, synced, version_rows
