@@ -14,9 +14,8 @@ so an unreadable one is simply replaced.
 objects on an in-memory connection that runs only read-only statements (readonly_sql.py) and
 can read no file outside the data dir; `query` prints the rows as they are read.
 
-An S3 dataset is read without DuckDB's network extensions: each connection (`connect`) lists
-the files through pyarrow's S3 filesystem and registers them as Arrow datasets named
-`_raw_*`; the same views, kept in a local cache file, read those.
+How the views read each stored table, by glob or (for S3) through Arrow datasets registered
+on each connection, is relations.py's; for S3 the warehouse file is kept in a local cache.
 """
 
 from __future__ import annotations
@@ -36,22 +35,19 @@ import pyarrow as pa
 from filelock import FileLock, Timeout
 
 from .dataset import (
-    DATA_TABLES,
     DETAILS,
     IMAGES,
     LATEST_FIRST,
     SYNC_RUNS,
     VERSIONS,
-    StoredTable,
     dataset_files,
     unreadable_file_error,
 )
 from .errors import ConfigError, DataError, one_line
 from .model import STATE_COLUMNS, VERSION_KEY
 from .readonly_sql import check_read_only
+from .relations import Relations, column_list, relations_of, sql_literal
 from .schema import IMAGE_VERSION_DETAILS_SCHEMA, IMAGE_VERSION_SCHEMA, SYNC_STATE_VIEW_SCHEMA
-from .state import STATE_FILES_PATTERN, readable_state_files
-from .state import state_files as state_files_of
 from .storage import DataDir
 
 __all__ = [
@@ -97,15 +93,6 @@ SUMMARY_VIEWS = (
 AS_OF_MACRO = "image_versions_as_of"
 DELETED_STATUS = "DELETED"
 """The `to_status` of a version's deletion in `image_version_changes` (from its tombstone)."""
-_DUCKDB_TYPES = {
-    pa.string(): "VARCHAR",
-    pa.int32(): "INTEGER",
-    pa.int64(): "BIGINT",
-    pa.bool_(): "BOOLEAN",
-    pa.float64(): "DOUBLE",
-}
-_RAW_STATE = "_raw_sync_state"
-"""The Arrow dataset of the state files that an S3 connection registers (`_raw_name`)."""
 # Bytes 8-12 of every DuckDB database file (its main header's magic).
 _DUCKDB_MAGIC_AT, _DUCKDB_MAGIC = slice(8, 12), b"DUCK"
 STORAGE_COMPATIBILITY = "v1.1.0"
@@ -115,37 +102,6 @@ REFRESH_LOCK_TIMEOUT_S = 60.0
 """How long a refresh waits for another process's refresh of the same file (each takes well
 under a second)."""
 QUERY_BATCH_ROWS = 2048  # a few MB of Python objects at most; per-batch costs do not count
-
-
-def _literal(text: str) -> str:
-    """A SQL string literal (DDL cannot take parameters, so paths are quoted here)."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _duckdb_type(arrow_type: pa.DataType) -> str:
-    if pa.types.is_timestamp(arrow_type):
-        return "TIMESTAMPTZ"
-    if pa.types.is_list(arrow_type):
-        return f"{_duckdb_type(arrow_type.value_type)}[]"
-    return _DUCKDB_TYPES[arrow_type]
-
-
-def _columns(schema: pa.Schema) -> str:
-    return ", ".join(schema.names)
-
-
-def _parquet_relation(files: str | list[str], schema: pa.Schema, has_files: bool) -> str:
-    """A relation with exactly `schema`'s columns: the files (a glob, or a list of paths), or
-    an empty typed relation."""
-    if not has_files:
-        typed = ", ".join(f"NULL::{_duckdb_type(f.type)} AS {f.name}" for f in schema)
-        return f"(SELECT {typed} WHERE false)"
-    named = (
-        _literal(files)
-        if isinstance(files, str)
-        else "[" + ", ".join(_literal(path) for path in files) + "]"
-    )
-    return f"(SELECT {_columns(schema)} FROM read_parquet({named}))"
 
 
 def _latest_order(schema: pa.Schema) -> str:
@@ -177,7 +133,7 @@ def _as_of(relation: str) -> str:
     """
     observed = f"(SELECT * FROM {relation} WHERE observed_at <= CAST(ts AS TIMESTAMPTZ))"
     latest = latest_states(observed)
-    return f"SELECT {_columns(IMAGE_VERSION_SCHEMA)} FROM {latest} WHERE NOT is_deleted"
+    return f"SELECT {column_list(IMAGE_VERSION_SCHEMA)} FROM {latest} WHERE NOT is_deleted"
 
 
 def _changes(relation: str) -> str:
@@ -190,7 +146,7 @@ def _changes(relation: str) -> str:
     key = ", ".join(VERSION_KEY)
     observations = (
         f"SELECT {key}, observed_at, last_modified_time, "
-        f"CASE WHEN is_deleted THEN {_literal(DELETED_STATUS)} ELSE status END AS status "
+        f"CASE WHEN is_deleted THEN {sql_literal(DELETED_STATUS)} ELSE status END AS status "
         f"FROM {relation} QUALIFY row_number() OVER (PARTITION BY {key}, observed_at "
         f"ORDER BY {_latest_order(IMAGE_VERSION_SCHEMA)}) = 1"
     )
@@ -202,66 +158,15 @@ def _changes(relation: str) -> str:
         f"SELECT {key}, from_status, status AS to_status, observed_at AS changed_at, "
         f"observed_at - lag(observed_at) OVER (PARTITION BY {key} ORDER BY observed_at) "
         "AS time_in_previous_status, "
-        f"CASE WHEN status <> {_literal(DELETED_STATUS)} THEN last_modified_time END "
+        f"CASE WHEN status <> {sql_literal(DELETED_STATUS)} THEN last_modified_time END "
         f"AS last_modified_time FROM ({transitions})"
     )
-
-
-def _arrow_relation(name: str, schema: pa.Schema) -> str:
-    """A relation with exactly `schema`'s columns over the Arrow dataset registered as `name`."""
-    return f"(SELECT {_columns(schema)} FROM {name})"
-
-
-def _register_dataset(
-    connection: duckdb.DuckDBPyConnection,
-    data_dir: DataDir,
-    name: str,
-    files: list[PurePath],
-    schema: pa.Schema,
-) -> None:
-    """Register `files` (read through pyarrow's filesystem layer) on `connection` as `name`."""
-    import pyarrow.dataset as ds  # here: it imports pandas, which only S3 datasets need
-
-    dataset = ds.dataset(
-        [str(path) for path in files],
-        schema=schema,
-        format="parquet",
-        filesystem=data_dir.store.filesystem,
-    )
-    connection.register(name, dataset)
-
-
-def _raw_name(table: StoredTable) -> str:
-    """The name of the Arrow dataset of `table` that an S3 connection registers."""
-    return f"_raw_{table.name}"
-
-
-def _register_s3_dataset(connection: duckdb.DuckDBPyConnection, data_dir: DataDir) -> None:
-    """Register every table's files as it is now on `connection` (`_relation`)."""
-    for table in DATA_TABLES:
-        files = table.files(data_dir)
-        _register_dataset(connection, data_dir, _raw_name(table), files, table.schema)
-    state = readable_state_files(data_dir)
-    _register_dataset(connection, data_dir, _RAW_STATE, state, SYNC_STATE_VIEW_SCHEMA)
-
-
-def _relation(data_dir: DataDir, table: StoredTable) -> str:
-    """Every stored row of `table`, as a SQL relation with exactly its columns: its files by
-    glob, so that new files need no new view; for S3, the Arrow dataset that `connect` and
-    `scan_connection` register."""
-    if not data_dir.is_local:
-        return _arrow_relation(_raw_name(table), table.schema)
-    base = table.directory(data_dir)
-    glob = data_dir.local_glob(base, data_dir.files_pattern(base))
-    return _parquet_relation(glob, table.schema, bool(table.files(data_dir)))
 
 
 def scan_connection(data_dir: DataDir) -> duckdb.DuckDBPyConnection:
     """An in-memory connection on which `versions_relation(data_dir)` can be read."""
     connection = duckdb.connect()
-    if not data_dir.is_local:
-        name, files = _raw_name(VERSIONS), VERSIONS.files(data_dir)
-        _register_dataset(connection, data_dir, name, files, VERSIONS.schema)
+    relations_of(data_dir).attach(connection, [VERSIONS], state=False)
     return connection
 
 
@@ -270,44 +175,30 @@ def versions_relation(data_dir: DataDir) -> str:
 
     For an S3 dataset it is valid only on a connection from `connect` or `scan_connection`.
     """
-    return _relation(data_dir, VERSIONS)
+    return relations_of(data_dir).table(VERSIONS)
 
 
-def _latest_details(data_dir: DataDir) -> str:
+def _latest_details(relations: Relations) -> str:
     """The `image_version_details` view: the most recently observed details of each version."""
     schema = IMAGE_VERSION_DETAILS_SCHEMA
-    latest = latest_states(_relation(data_dir, DETAILS), schema)
-    return f"SELECT {_columns(schema)} FROM {latest}"
+    latest = latest_states(relations.table(DETAILS), schema)
+    return f"SELECT {column_list(schema)} FROM {latest}"
 
 
 def _local_root(data_dir: DataDir) -> Path:
     return data_dir.store.local_dir(data_dir.root).resolve()
 
 
-def _state_relation(data_dir: DataDir) -> str:
-    """The relation of the state files (without their window column)."""
-    if not data_dir.is_local:
-        return _arrow_relation(_RAW_STATE, SYNC_STATE_VIEW_SCHEMA)
-    readable = readable_state_files(data_dir)
-    # By glob, so that an account's first sync needs no new view; an older release's files
-    # (until the next sync moves them) by name.
-    state_files: str | list[str] = (
-        data_dir.local_glob(data_dir.accounts_dir, STATE_FILES_PATTERN)
-        if readable == state_files_of(data_dir)
-        else [str(Path(path).resolve()) for path in readable]
-    )
-    return _parquet_relation(state_files, SYNC_STATE_VIEW_SCHEMA, bool(readable))
-
-
 def _view_definitions(data_dir: DataDir, versions: str) -> dict[str, str]:
     """The SQL of each view over `versions` (the data dir's `versions_relation`), bound to
     this data dir's absolute paths (or, for S3, datasets)."""
-    state = _state_relation(data_dir)
+    relations = relations_of(data_dir)
+    state = relations.state()
     state_schema = SYNC_STATE_VIEW_SCHEMA
     state_columns = ", ".join(f"s.{name}" for name in state_schema.names if name != "source")
     return {
         "image_versions": (
-            f"SELECT {_columns(IMAGE_VERSION_SCHEMA)} FROM {latest_states(versions)} "
+            f"SELECT {column_list(IMAGE_VERSION_SCHEMA)} FROM {latest_states(versions)} "
             "WHERE NOT is_deleted"
         ),
         "image_version_history": (
@@ -315,15 +206,15 @@ def _view_definitions(data_dir: DataDir, versions: str) -> dict[str, str]:
             f"FROM {versions} GROUP BY ALL"
         ),
         "image_version_changes": _changes(versions),
-        "images": f"SELECT * FROM {_relation(data_dir, IMAGES)}",
+        "images": f"SELECT * FROM {relations.table(IMAGES)}",
         "sync_state": (
             f"SELECT s.source, {state_columns}, coalesce(v.version_count, 0) AS version_count "
             f"FROM {state} AS s LEFT JOIN (SELECT account_id, region, image_name, "
             "count(*) AS version_count FROM image_versions GROUP BY ALL) AS v "
             "USING (account_id, region, image_name)"
         ),
-        "image_version_details": _latest_details(data_dir),
-        "sync_runs": f"SELECT * FROM {_relation(data_dir, SYNC_RUNS)}",
+        "image_version_details": _latest_details(relations),
+        "sync_runs": f"SELECT * FROM {relations.table(SYNC_RUNS)}",
     }
 
 
@@ -362,15 +253,8 @@ def _connect_file(
     """`connect`, to the database file at `path`; a `new_file` is written in the format of
     `STORAGE_COMPATIBILITY`. (Only then: in one process DuckDB refuses a second connection to
     a file with another configuration than the first's.)"""
-    config: dict[str, str | bool | int | float | list[str]] = {}
-    if new_file:
-        config["storage_compatibility_version"] = STORAGE_COMPATIBILITY
-    if not data_dir.is_local:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        config["autoinstall_known_extensions"] = False
-    connection = duckdb.connect(str(path), read_only=read_only, config=config)
-    if not data_dir.is_local:
-        _register_s3_dataset(connection, data_dir)
+    config = {"storage_compatibility_version": STORAGE_COMPATIBILITY} if new_file else {}
+    connection = relations_of(data_dir).connect_file(path, read_only=read_only, config=config)
     connection.execute("SET TimeZone = 'UTC'")
     return connection
 
@@ -473,7 +357,7 @@ def _replace_warehouse(data_dir: DataDir, statements: list[tuple[str, str]]) -> 
     built = _beside(path, ".new")
     for leftover in (built, _beside(built, ".wal")):  # from a refresh killed midway
         leftover.unlink(missing_ok=True)
-    signature = _literal(_signature(statements))
+    signature = sql_literal(_signature(statements))
     with (
         _connect_file(data_dir, built, read_only=False, new_file=True) as connection,
         naming_unreadable_files(data_dir),  # creating a view reads its first file's schema
@@ -541,14 +425,13 @@ def _dataset_connection(data_dir: DataDir) -> Iterator[duckdb.DuckDBPyConnection
         with duckdb.connect(config=config) as connection:
             connection.execute("SET TimeZone = 'UTC'")
             connection.execute("SET enable_progress_bar = false")  # it draws on stdout
-            if not data_dir.is_local:
-                _register_s3_dataset(connection, data_dir)
+            relations_of(data_dir).attach(connection)
             with naming_unreadable_files(data_dir):
                 for _, sql in warehouse_statements(data_dir, temporary=True):
                     connection.execute(sql)
             # In this order: allowed_directories cannot be set at connect time, nor once
             # external access is off; the lock stops SQL from turning either back.
-            connection.execute(f"SET allowed_directories = [{_literal(allowed)}]")
+            connection.execute(f"SET allowed_directories = [{sql_literal(allowed)}]")
             connection.execute("SET enable_external_access = false")
             connection.execute("SET lock_configuration = true")
             with naming_unreadable_files(data_dir, named_only=True):
