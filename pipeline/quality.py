@@ -13,9 +13,10 @@ from typing import Any
 import duckdb
 
 from .model import STATE_COLUMNS, VERSION_KEY
+from .schema import IMAGE_VERSION_SCHEMA
 from .state import local_previous_state_copies, local_state_copies
 from .storage import DataDir
-from .warehouse import connect, scan_connection, versions_relation
+from .warehouse import connect, latest_order, scan_connection, versions_relation
 
 __all__ = [
     "DAMAGE_CHECKS",
@@ -81,21 +82,22 @@ def _rows(connection: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) ->
 
 
 def no_duplicate_live_versions(data_dir: DataDir) -> CheckOutcome:
-    """No version has two different states at its latest observation.
+    """No version has two different states that are both its latest.
 
     The `image_versions` view keeps one row per version by construction; this checks the
-    stored rows underneath it, where two states observed at the same instant would make
-    "the latest state" ambiguous.
+    stored rows underneath it, where two states that the rule of "latest" (`LATEST_FIRST`)
+    cannot tell apart would make the latest state ambiguous.
     """
     key = ", ".join(VERSION_KEY)
     state = ", ".join(c for c in STATE_COLUMNS if c not in VERSION_KEY)
+    order = latest_order(IMAGE_VERSION_SCHEMA)
     with scan_connection(data_dir) as connection:
         rows = _rows(
             connection,
-            f"WITH raw AS (SELECT * FROM {versions_relation(data_dir)}), "
-            f"latest AS (SELECT {key}, max(observed_at) AS observed_at FROM raw GROUP BY ALL) "
-            f"SELECT {key}, count(DISTINCT ({state})) AS n FROM raw JOIN latest "
-            f"USING ({key}, observed_at) GROUP BY ALL HAVING n > 1 ORDER BY ALL LIMIT ?",
+            f"WITH latest AS (SELECT * FROM {versions_relation(data_dir)} "
+            f"QUALIFY rank() OVER (PARTITION BY {key} ORDER BY {order}) = 1) "
+            f"SELECT {key}, count(DISTINCT ({state})) AS n FROM latest "
+            "GROUP BY ALL HAVING n > 1 ORDER BY ALL LIMIT ?",
             [SAMPLE_ROWS],
         )
     return _outcome(

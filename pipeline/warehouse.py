@@ -58,6 +58,7 @@ __all__ = [
     "QueryResult",
     "QueryStream",
     "connect",
+    "latest_order",
     "latest_states",
     "naming_unreadable_files",
     "query_arrow",
@@ -104,7 +105,7 @@ under a second)."""
 QUERY_BATCH_ROWS = 2048  # a few MB of Python objects at most; per-batch costs do not count
 
 
-def _latest_order(schema: pa.Schema) -> str:
+def latest_order(schema: pa.Schema) -> str:
     """`LATEST_FIRST` (dataset.py, the one definition of "latest") as an ORDER BY, over the
     columns of `schema` it names."""
     return ", ".join(
@@ -119,7 +120,7 @@ def latest_states(relation: str, schema: pa.Schema = IMAGE_VERSION_SCHEMA) -> st
     columns are `schema`'s (tombstones included)."""
     return (
         f"(SELECT * FROM {relation} QUALIFY row_number() OVER "
-        f"(PARTITION BY {', '.join(VERSION_KEY)} ORDER BY {_latest_order(schema)}) = 1)"
+        f"(PARTITION BY {', '.join(VERSION_KEY)} ORDER BY {latest_order(schema)}) = 1)"
     )
 
 
@@ -148,7 +149,7 @@ def _changes(relation: str) -> str:
         f"SELECT {key}, observed_at, last_modified_time, "
         f"CASE WHEN is_deleted THEN {sql_literal(DELETED_STATUS)} ELSE status END AS status "
         f"FROM {relation} QUALIFY row_number() OVER (PARTITION BY {key}, observed_at "
-        f"ORDER BY {_latest_order(IMAGE_VERSION_SCHEMA)}) = 1"
+        f"ORDER BY {latest_order(IMAGE_VERSION_SCHEMA)}) = 1"
     )
     transitions = (
         f"SELECT *, lag(status) OVER (PARTITION BY {key} ORDER BY observed_at) AS from_status "

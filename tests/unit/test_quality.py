@@ -40,6 +40,17 @@ def test_two_states_of_a_version_at_one_instant_are_ambiguous(data_dir: DataDir)
     assert outcome.details["examples"] == [f"{ACCOUNT}/{REGION}/{IMAGE} v1: 2 states"]
 
 
+def test_states_at_one_instant_that_the_rule_of_latest_tells_apart_are_not_ambiguous(
+    data_dir: DataDir,
+) -> None:
+    """Observed at one instant, the state the API modified last is the latest (LATEST_FIRST),
+    as the views take it: the check follows the same rule."""
+    (row,) = version_rows([1])
+    later = {**row, "status": "CREATE_FAILED", "last_modified_time": row["last_modified_time"] + 5}
+    synced(data_dir, [row, later])
+    assert quality.no_duplicate_live_versions(data_dir).passed
+
+
 def test_an_arn_naming_another_image_breaks_the_api_model(data_dir: DataDir) -> None:
     synced(data_dir, version_rows([1]))
     (planted,) = version_rows([2])
