@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
 import pyarrow as pa
@@ -40,6 +40,7 @@ __all__ = [
     "LATEST_FIRST",
     "SYNC_RUNS",
     "VERSIONS",
+    "Described",
     "StoredTable",
     "data_files",
     "dataset_files",
@@ -271,30 +272,48 @@ def latest_live_rows(
     return result
 
 
+@dataclass
+class Described:
+    """What enrichment stored of one image: the states that have details, and each version's
+    aliases as its latest details recorded them."""
+
+    states: set[tuple[int, int]] = field(default_factory=set)
+    """(version, last_modified_time ms) of every state with details."""
+    aliases: dict[int, frozenset[str]] = field(default_factory=dict)
+    """version -> its aliases, as last observed."""
+
+
 def described_states(
     data_dir: DataDir, account_id: str, region: str, image_names: Iterable[str]
-) -> dict[str, set[tuple[int, int]]]:
-    """The states that have details stored: image -> {(version, last_modified_time ms)}.
+) -> dict[str, Described]:
+    """What enrichment stored of each named image (`Described`).
 
     Raises DataError naming the file when one of the partition cannot be read.
     """
     names = sorted(set(image_names))
-    result: dict[str, set[tuple[int, int]]] = {name: set() for name in names}
+    result = {name: Described() for name in names}
     if not names:
         return result
     key = (account_id, region)
     files = _partition_files(data_dir, data_dir.details_dir, key)
     columns = ["account_id", "region", "image_name", "version", "last_modified_time"]
+    columns += ["aliases", "observed_at"]
     schema = IMAGE_VERSION_DETAILS_SCHEMA
+    seen_at: dict[tuple[str, int], int] = {}
     for table in _partition_tables(data_dir, files, key, schema, names, columns):
-        modified = table.column("last_modified_time").cast(pa.int64())
-        for name, version, modified_ms in zip(
+        for name, version, modified_ms, aliases, observed_ms in zip(
             table.column("image_name").to_pylist(),
             table.column("version").to_pylist(),
-            modified.to_pylist(),
+            table.column("last_modified_time").cast(pa.int64()).to_pylist(),
+            table.column("aliases").to_pylist(),
+            table.column("observed_at").cast(pa.int64()).to_pylist(),
             strict=True,
         ):
-            result[name].add((version, modified_ms))
+            described = result[name]
+            described.states.add((version, modified_ms))
+            if observed_ms >= seen_at.get((name, version), observed_ms):
+                seen_at[(name, version)] = observed_ms
+                described.aliases[version] = frozenset(aliases)
     return result
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "on_or_after",
     "plan_images",
     "versions_to_describe",
+    "versions_with_moved_aliases",
 ]
 
 
@@ -220,19 +221,44 @@ def versions_to_describe(
     classified: Classified,
     listed: Iterable[Row],
     described: set[tuple[int, int]] | None,
+    moved: Collection[int] = (),
 ) -> list[Row]:
     """The listed states whose details enrichment fetches, in version order.
 
-    Every new or changed state that is written (tombstones aside); and, when `described` is
-    given (a full listing that backfills), every listed state whose (version,
-    last_modified_time) has no details stored yet.
+    Every new or changed state that is written (tombstones aside); when `described` is given
+    (a full listing that backfills), every listed state whose (version, last_modified_time)
+    has no details stored yet; and the listed versions in `moved`, whose aliases changed
+    without a change of state (`versions_with_moved_aliases`).
     """
     chosen = {row["version"]: row for row in classified.to_write if not row["is_deleted"]}
+    latest = latest_per_version(listed)
     if described is not None:
-        for version, row in latest_per_version(listed).items():
+        for version, row in latest.items():
             if (version, row["last_modified_time"]) not in described:
                 chosen.setdefault(version, row)
+    for version in moved:
+        if version in latest and not latest[version]["is_deleted"]:
+            chosen.setdefault(version, latest[version])
     return [chosen[version] for version in sorted(chosen)]
+
+
+def versions_with_moved_aliases(
+    current: Mapping[str, int], stored: Mapping[int, frozenset[str]]
+) -> set[int]:
+    """The versions whose aliases now (`current`: alias -> the version it names) differ from
+    those their latest stored details record (`stored`: version -> aliases).
+
+    Whether an alias change moves a version's LastModifiedTime is not documented, so a full
+    listing compares the aliases themselves (docs/aws-behaviour.md); a version that gained or
+    lost one is described again, the alias's old and new holders alike."""
+    now: dict[int, set[str]] = {}
+    for alias, version in current.items():
+        now.setdefault(version, set()).add(alias)
+    return {
+        version
+        for version in now.keys() | stored.keys()
+        if frozenset(now.get(version, ())) != stored.get(version, frozenset())
+    }
 
 
 def advance_state(

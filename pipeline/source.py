@@ -561,14 +561,16 @@ def list_images(client: Any) -> list[dict[str, Any]]:
     return _every_page(client.list_images, "ListImages", "Images")
 
 
-def list_aliases(client: Any, image_name: str, version: int) -> list[str]:
-    """Every alias of one image version, all pages of ListAliases."""
+def list_aliases(client: Any, image_name: str, version: int | None = None) -> list[str]:
+    """Every alias of one image version (of every version when None), all pages of
+    ListAliases."""
+    which = {} if version is None else {"Version": version}
     return _every_page(
         client.list_aliases,
         "ListAliases",
         "SageMakerImageVersionAliases",
         ImageName=image_name,
-        Version=version,
+        **which,
     )
 
 

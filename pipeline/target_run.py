@@ -18,7 +18,7 @@ from typing import Any
 
 from .aws_errors import AwsErrorKind, aws_failure, describe, kind_of
 from .committer import Committer
-from .dataset import described_states, latest_live_rows
+from .dataset import Described, described_states, latest_live_rows
 from .decisions import (
     Classified,
     advance_state,
@@ -30,6 +30,7 @@ from .decisions import (
     on_or_after,
     plan_images,
     versions_to_describe,
+    versions_with_moved_aliases,
 )
 from .errors import DataError, one_line
 from .guard import Cancelled, close_client
@@ -76,8 +77,9 @@ class _ImageJob:
     state: ImageState
     stored: Mapping[int, Row] | None
     enrich: bool = False
-    described: set[tuple[int, int]] | None = None
-    """For a backfill: the (version, last_modified_time) states that have details already."""
+    described: Described | None = None
+    """For a full listing: what enrichment stored of the image (its described states, and
+    each version's aliases), to backfill and to compare the aliases with."""
 
 
 @dataclass
@@ -125,7 +127,13 @@ def _fetch_image(
         details: list[Row] = []
         vanished = 0
         if job.enrich:
-            wanted = versions_to_describe(classified, listed, job.described)
+            described, moved = None, set()
+            if job.described is not None:
+                described = job.described.states
+                moved = versions_with_moved_aliases(
+                    _alias_holders(client, job.name), job.described.aliases
+                )
+            wanted = versions_to_describe(classified, listed, described, moved)
             details, vanished = _describe_versions(client, wanted, observed_at_ms)
     except Cancelled:
         raise
@@ -172,6 +180,27 @@ def _unlisted_but_live(
         log.info("%s version %d is not listed but exists (archived?): kept", job.name, version)
         found.append(row)
     return found
+
+
+def _alias_holders(client: Any, image_name: str) -> dict[str, int]:
+    """alias -> the version it names now, for every alias of the image: one ListAliases (all
+    pages), then a DescribeImageVersion by alias each (the listing names no versions). An
+    alias deleted in between is left out."""
+    from botocore.exceptions import ClientError
+
+    holders = {}
+    for alias in list_aliases(client, image_name):
+        try:
+            item = patiently(client.describe_image_version, ImageName=image_name, Alias=alias)
+        except ClientError as exc:
+            if kind_of(exc) is AwsErrorKind.NOT_FOUND:
+                continue
+            raise
+        version = item.get("Version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise MalformedRecord(f"DescribeImageVersion of alias {alias} named no version")
+        holders[alias] = version
+    return holders
 
 
 def _describe_versions(client: Any, rows: list[Row], observed_at_ms: int) -> tuple[list[Row], int]:
@@ -497,7 +526,7 @@ class _Stored:
     details."""
 
     rows: dict[str, dict[int, Row]]
-    described: dict[str, set[tuple[int, int]]]
+    described: dict[str, Described]
 
     @classmethod
     def read(
@@ -536,7 +565,7 @@ def _job(
     name = state.image_name
     if stored is None:
         return _ImageJob(target, name, state, None, enrich, None)
-    rows, described = stored.rows.get(name, {}), stored.described.get(name, set())
+    rows, described = stored.rows.get(name, {}), stored.described.get(name, Described())
     return _ImageJob(target, name, state, rows, enrich, described)
 
 

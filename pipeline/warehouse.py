@@ -80,6 +80,7 @@ VIEW_NAMES = (
     "images",
     "sync_state",
     "image_version_details",
+    "image_version_aliases",
     "sync_runs",
 )
 SUMMARY_VIEWS = (
@@ -164,6 +165,44 @@ def _changes(relation: str) -> str:
     )
 
 
+def _alias_history(details: str, versions: str) -> str:
+    """The `image_version_aliases` view: for each alias of an image, which version it named
+    from when (`valid_from`) until when (`valid_to`, NULL while it still does), from every
+    stored details row (`details`) and the versions' tombstones (`versions`).
+
+    A details row of a version holding the alias claims it from its `observed_at`. A later
+    details row of the holder without it, or the holder's tombstone, releases it; a release
+    of a version that no longer held it (the alias had moved on) changes nothing, so it is
+    matched with the alias's last claim (ASOF) first. Consecutive claims by one version are
+    one interval."""
+    image = "account_id, region, image_name"
+    claims = f"SELECT {image}, version, unnest(aliases) AS alias, observed_at FROM {details}"
+    held = f"SELECT DISTINCT {image}, alias, version FROM ({claims})"
+    releases = (
+        f"SELECT h.*, d.observed_at FROM ({held}) AS h JOIN {details} AS d "
+        f"USING ({image}, version) WHERE NOT list_contains(d.aliases, h.alias) UNION ALL "
+        f"SELECT h.*, v.observed_at FROM ({held}) AS h JOIN {versions} AS v "
+        f"USING ({image}, version) WHERE v.is_deleted"
+    )
+    same_alias = " AND ".join(f"r.{c} = c.{c}" for c in ("account_id", "region", "image_name"))
+    effective = (
+        f"SELECT r.account_id, r.region, r.image_name, r.alias, NULL::INTEGER AS version, "
+        f"r.observed_at FROM ({releases}) AS r ASOF JOIN ({claims}) AS c "
+        f"ON {same_alias} AND r.alias = c.alias AND r.observed_at >= c.observed_at "
+        "WHERE r.version = c.version"
+    )
+    events = f"SELECT {image}, alias, version, observed_at FROM ({claims}) UNION ALL {effective}"
+    per_alias = f"PARTITION BY {image}, alias ORDER BY observed_at, version NULLS FIRST"
+    changes = (
+        f"SELECT * FROM ({events}) QUALIFY version IS DISTINCT FROM lag(version) OVER ({per_alias})"
+    )
+    return (
+        f"SELECT {image}, image_name AS image, version, alias, observed_at AS valid_from, "
+        f"lead(observed_at) OVER ({per_alias}) AS valid_to FROM ({changes}) "
+        "QUALIFY version IS NOT NULL"
+    )
+
+
 def scan_connection(data_dir: DataDir) -> duckdb.DuckDBPyConnection:
     """An in-memory connection on which `versions_relation(data_dir)` can be read."""
     connection = duckdb.connect()
@@ -215,6 +254,7 @@ def _view_definitions(data_dir: DataDir, versions: str) -> dict[str, str]:
             "USING (account_id, region, image_name)"
         ),
         "image_version_details": _latest_details(relations),
+        "image_version_aliases": _alias_history(relations.table(DETAILS), versions),
         "sync_runs": f"SELECT * FROM {relations.table(SYNC_RUNS)}",
     }
 

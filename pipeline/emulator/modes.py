@@ -16,6 +16,9 @@ extractor must be correct under either answer; these modes give the emulator the
   lower-cases the name; whether lookups do too is not documented).
 - ``archived_unlisted``: versions whose VendorGuidance is ARCHIVED ("not searchable", says the
   model) drop out of ListImageVersions; DescribeImageVersion still answers for them.
+- ``updates_stamp``: whether UpdateImageVersion (its details, or an alias added or deleted)
+  moves the version's LastModifiedTime; when not, only a comparison of the aliases (an
+  enriched reconcile) sees an alias move.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ _DELETE_FAILURE = "Deleting the image version failed: its container image is in 
 class Modes:
     """The emulator's answers to the open questions; every field's default is today's AWS
     reading (exact filters, full pages, synchronous changes, case-sensitive names, archived
-    versions listed). Mutable at runtime, like :class:`Faults`."""
+    versions listed, updates that move LastModifiedTime). Mutable at runtime, like
+    :class:`Faults`."""
 
     whole_second_filters: bool = False
     filtered_scan_pages: bool = False
@@ -50,6 +54,7 @@ class Modes:
     LastModifiedTime; when not, only a full comparison (a reconcile) sees the new status."""
     case_insensitive_names: bool = False
     archived_unlisted: bool = False
+    updates_stamp: bool = True
     seed: int = 0
 
     @classmethod
@@ -63,6 +68,7 @@ class Modes:
             delete_failure_rate=0.3,
             case_insensitive_names=True,
             archived_unlisted=True,
+            updates_stamp=False,
         )
 
     def describe(self) -> str:

@@ -382,7 +382,8 @@ class Emulator:
         if version is None:
             raise _invalid("Version", None, "not be null when no Alias is given")
         self._change_version(image, version, params)
-        version.modified_ms = self._now_ms()
+        if self.modes.updates_stamp:
+            version.modified_ms = self._now_ms()
         return {"ImageVersionArn": _version_arn(image, version.number)}
 
     def _list_aliases(self, region: str, params: _Params) -> dict[str, Any]:

@@ -35,7 +35,37 @@ DETAILS = (
 
 
 def enrichment_calls(emulator: Emulator) -> list[tuple[str, dict[str, Any]]]:
-    return [(op, params) for op, params in emulator.requests() if op in ENRICHMENT_CALLS]
+    """The calls that describe a version (each names its version)."""
+    return [
+        (op, params)
+        for op, params in emulator.requests()
+        if op in ENRICHMENT_CALLS and "Version" in params
+    ]
+
+
+def alias_checks(emulator: Emulator) -> list[str]:
+    """The calls that compare an image's aliases on a full listing: a ListAliases of the whole
+    image, and a DescribeImageVersion by alias."""
+    return [
+        op
+        for op, params in emulator.requests()
+        if op in ENRICHMENT_CALLS and "Version" not in params
+    ]
+
+
+def alias_check_cost(emulator: Emulator, region: str = REGION) -> int:
+    """The calls a full listing makes to compare the region's aliases: every page of each
+    image's ListAliases, and one DescribeImageVersion per alias."""
+    calls = 0
+    for name in emulator.image_names(region):
+        params: dict[str, Any] = {"ImageName": name, "MaxResults": 100}
+        while True:
+            page = emulator.call("ListAliases", params, region=region)
+            calls += 1 + len(page["SageMakerImageVersionAliases"])
+            if "NextToken" not in page:
+                break
+            params["NextToken"] = page["NextToken"]
+    return calls
 
 
 def source_details(emulator: Emulator, name: str, version: int) -> tuple[Any, ...]:
@@ -140,6 +170,8 @@ def test_an_enriched_sync_describes_each_new_and_changed_version_once(
         ]
         assert len(probes) <= report.deleted
         assert len(enrichment_calls(emulator)) == 2 * report.described + len(probes)
+        # And to compare the aliases: one ListAliases per image, one describe per alias.
+        assert len(alias_checks(emulator)) == alias_check_cost(emulator)
         assert_converged(data_dir, emulator)
         assert live_details(data_dir, emulator) == source_truth(emulator)
 
@@ -232,6 +264,7 @@ def test_reconcile_with_enrich_backfills_details_of_versions_synced_before(
     emulator.clear_requests()
     assert run_sync(data_dir, server, enrich=True, full_refresh=True).described == 0
     assert enrichment_calls(emulator) == []
+    assert len(alias_checks(emulator)) == alias_check_cost(emulator)
     # A state written while enrichment was off gets its details on the next backfill.
     emulator.clock.advance(60)
     changed = emulator.live_versions()[0]
@@ -341,7 +374,9 @@ def test_the_dagster_op_enriches_when_its_config_says_so(
     ]
     described = len(server.emulator.live_versions(REGION))
     assert versions.metadata["versions_described"].value == described
-    assert versions.metadata["describe_image_version_calls"].value == described
+    by_alias = alias_checks(server.emulator).count("DescribeImageVersion")
+    assert by_alias > 0  # the reconcile compares the aliases too
+    assert versions.metadata["describe_image_version_calls"].value == described + by_alias
     assert len(stored(DataDir(tmp_path / "data"))) == described
 
 
@@ -378,3 +413,69 @@ def test_verify_finds_and_quarantines_a_corrupt_details_file(
     # The state went with the damaged file: a full refresh with enrichment restores the details.
     run_sync(data_dir, server, enrich=True, full_refresh=True)
     assert stored_details(data_dir) == source_truth(server.emulator)
+
+
+ALIAS_HISTORY = (
+    "SELECT version, epoch_ms(valid_from), epoch_ms(valid_to) FROM image_version_aliases "
+    "WHERE image = 'lab' AND alias = 'stable' ORDER BY valid_from"
+)
+
+
+def alias_history(data_dir: DataDir) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(data_dir.warehouse_path), read_only=True) as connection:
+        return connection.execute(ALIAS_HISTORY).fetchall()
+
+
+def sync_started_at(data_dir: DataDir) -> list[int]:
+    with duckdb.connect(str(data_dir.warehouse_path), read_only=True) as connection:
+        rows = connection.execute("SELECT epoch_ms(started_at) FROM sync_runs ORDER BY 1")
+        return [started for (started,) in rows.fetchall()]
+
+
+def test_an_alias_move_that_leaves_last_modified_time_alone_is_found_by_an_enriched_reconcile(
+    server: EmulatorServer, data_dir: DataDir
+) -> None:
+    """Whether an alias change moves LastModifiedTime is undocumented: with the emulator
+    answering no, an incremental sync cannot see a move; a reconcile compares the aliases, and
+    `image_version_aliases` says which version `stable` named when."""
+    emulator = server.emulator
+    emulator.modes.updates_stamp = False
+    emulator.create_image("lab")
+    for aliases in (["stable"], [], ["beta"]):
+        emulator.create_image_version("lab", aliases=aliases)
+    assert run_sync(data_dir, server, enrich=True).described == 3
+
+    emulator.clock.advance(60)
+    emulator.call(
+        "UpdateImageVersion", {"ImageName": "lab", "Version": 1, "AliasesToDelete": ["stable"]}
+    )
+    emulator.call(
+        "UpdateImageVersion", {"ImageName": "lab", "Version": 2, "AliasesToAdd": ["stable"]}
+    )
+    emulator.clear_requests()
+    assert run_sync(data_dir, server, enrich=True).described == 0  # nothing listed as changed
+    assert alias_checks(emulator) == []  # an incremental sync does not compare aliases
+    [(version, _, until)] = alias_history(data_dir)
+    assert (version, until) == (1, None)
+
+    emulator.clear_requests()
+    report = run_sync(data_dir, server, enrich=True, reconcile=True)
+    assert report.ok and (report.new, report.changed, report.described) == (0, 0, 2)
+    # One ListAliases of the image, one DescribeImageVersion per alias (stable, beta).
+    assert sorted(alias_checks(emulator)) == ["DescribeImageVersion"] * 2 + ["ListAliases"]
+    assert live_details(data_dir, emulator) == source_truth(emulator)
+    first, moved = sync_started_at(data_dir)[0], sync_started_at(data_dir)[-1]
+    [(v1, since, until), (v2, moved_at, still)] = alias_history(data_dir)
+    assert (v1, v2, still) == (1, 2, None)
+    assert since >= first and until == moved_at >= moved
+
+    emulator.clock.advance(60)
+    emulator.call(
+        "UpdateImageVersion", {"ImageName": "lab", "Version": 2, "AliasesToDelete": ["stable"]}
+    )
+    emulator.delete_image_version("lab", 2)
+    assert run_sync(data_dir, server, enrich=True, reconcile=True).ok
+    *_, (last, _, ended) = alias_history(data_dir)
+    assert last == 2 and ended is not None  # the version's tombstone ends its alias
+    emulator.clear_requests()
+    assert run_sync(data_dir, server, enrich=True, reconcile=True).described == 0

@@ -137,11 +137,25 @@ def test_described_states_are_the_stored_details_of_the_named_images(tmp_path: P
         for row in (FIRST_SYNC[0], SECOND_SYNC[0], FIRST_SYNC[7], FIRST_SYNC[8])
     ]
     data_dir.write_details(rows_to_table(rows, IMAGE_VERSION_DETAILS_SCHEMA))
-    assert described_states(data_dir, ACCOUNT, REGION, ["a", "b", "c"]) == {
+    found = described_states(data_dir, ACCOUNT, REGION, ["a", "b", "c"])
+    assert {name: described.states for name, described in found.items()} == {
         "a": {(1, T0 + 1), (1, T0 + 5)},
         "b": {(1, T0 + 1)},
         "c": set(),
     }
+    assert found["a"].aliases == {1: frozenset()} and found["c"].aliases == {}
+
+
+def test_a_versions_aliases_are_those_of_its_latest_details(tmp_path: Path) -> None:
+    data_dir = DataDir(tmp_path / "data")
+    data_dir.prepare()
+    details = {name: None for name in IMAGE_VERSION_DETAILS_SCHEMA.names}
+    row = details | {k: v for k, v in FIRST_SYNC[0].items() if k in details}
+    later = {**row, "observed_at": row["observed_at"] + 10, "aliases": ["stable"]}
+    for stored in (later, {**row, "aliases": ["old"]}):  # the older one written last
+        data_dir.write_details(rows_to_table([stored], IMAGE_VERSION_DETAILS_SCHEMA))
+    (found,) = described_states(data_dir, ACCOUNT, REGION, ["a"]).values()
+    assert found.aliases == {1: frozenset({"stable"})}
 
 
 def test_an_unreadable_file_of_the_partition_is_named_with_its_repair(stored: DataDir) -> None:

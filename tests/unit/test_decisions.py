@@ -13,6 +13,7 @@ from pipeline.decisions import (
     listing_start_ms,
     on_or_after,
     plan_images,
+    versions_with_moved_aliases,
 )
 from pipeline.model import ImageState, Row
 
@@ -161,3 +162,11 @@ def test_a_gone_image_is_tombstoned_and_its_state_reset() -> None:
     deleted = deleted_image_state(state, synced_at_ms=T0 + MINUTE)
     assert (deleted.is_deleted, deleted.window, deleted.last_synced_ms) == (True, {}, T0 + MINUTE)
     assert listing_start_ms(deleted, LOOKBACK, full_listing=False) is None
+
+
+def test_versions_whose_aliases_moved_are_both_ends_of_each_move() -> None:
+    stored = {1: frozenset({"stable"}), 2: frozenset(), 3: frozenset({"beta"})}
+    assert versions_with_moved_aliases({"stable": 1, "beta": 3}, stored) == set()
+    assert versions_with_moved_aliases({"stable": 2, "beta": 3}, stored) == {1, 2}
+    assert versions_with_moved_aliases({"stable": 1}, stored) == {3}  # beta deleted
+    assert versions_with_moved_aliases({"stable": 1, "beta": 3, "rc": 4}, stored) == {4}
