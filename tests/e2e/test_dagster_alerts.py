@@ -15,7 +15,7 @@ import dagster as dg
 import pytest
 
 from assets.checks import FAILED_BUILDS_CHECK
-from assets.definitions import build_definitions
+from assets.definitions import ALERT_WEBHOOK_ENV, alerts_resource, build_definitions
 from assets.resources import BuildAlertsResource, DataDirResource, SageMakerResource
 from pipeline.config import load_config
 from pipeline.emulator import EmulatorServer
@@ -169,3 +169,10 @@ def test_a_failed_delivery_leaves_the_sync_done_and_is_posted_by_the_next_run(
     assert again.metadata["delivery"].value == "HTTP 200"
     (document,) = receiver.documents
     assert named(document) == [("train", 2, "CREATE_FAILED", "pip: no space left")]
+
+
+def test_the_webhook_is_bound_to_the_environment_only_when_set() -> None:
+    assert alerts_resource({}).webhook_url is None
+    assert alerts_resource({ALERT_WEBHOOK_ENV: " "}).webhook_url is None
+    bound = alerts_resource({ALERT_WEBHOOK_ENV: "http://127.0.0.1:9/hooks/T0KEN"}).webhook_url
+    assert isinstance(bound, dg.EnvVar) and bound == ALERT_WEBHOOK_ENV  # the name, not the URL
