@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 
 from pipeline import quality
-from pipeline.failed_builds import FAILED_STATUSES, FailedBuilds, failed_builds
+from pipeline.failed_builds import FAILED_STATUSES, failed_builds
 from pipeline.storage import DataDir
 from pipeline.webhook import DeliveryFailed
 
@@ -69,20 +69,16 @@ def _window_start(context: dg.AssetCheckExecutionContext) -> datetime:
 
 
 def _deliver(
-    context: dg.AssetCheckExecutionContext, alerts: BuildAlertsResource, builds: FailedBuilds
+    context: dg.AssetCheckExecutionContext, alerts: BuildAlertsResource, listing: dict[str, Any]
 ) -> tuple[str, bool]:
-    """Post the failed builds to the webhook: what happened, in words, and whether they count
-    as reported (else the next evaluation lists them again). Never raises: the sync is done."""
-    if not builds.rows:
+    """Post the listing of the failed builds to the webhook: what happened, in words, and
+    whether they count as reported (else the next evaluation lists them again). Never raises
+    for a failed delivery: the sync it reports on is done."""
+    if not listing["count"]:
         return "nothing to deliver", True
-    document = {
-        "check": FAILED_BUILDS_CHECK,
-        "asset": CHECKED_ASSET,
-        "run_id": context.run.run_id,
-        **builds.listing(alerts.max_listed),
-    }
+    document = {"check": FAILED_BUILDS_CHECK, "asset": CHECKED_ASSET, "run_id": context.run.run_id}
     try:
-        status = alerts.deliver(document)
+        status = alerts.deliver({**document, **listing})
     except DeliveryFailed as exc:
         context.log.warning(f"failed builds not delivered, listed again next time: {exc}")
         return f"failed: {exc}; listed again at the next evaluation", False
@@ -102,20 +98,17 @@ def _failed_builds_check() -> dg.AssetChecksDefinition:
     def check(
         context: dg.AssetCheckExecutionContext, data: DataDirResource, alerts: BuildAlertsResource
     ) -> dg.AssetCheckResult:
-        since = _window_start(context)
-        builds = failed_builds(data.data_dir(), since)
-        delivery, reported = _deliver(context, alerts, builds)
-        listing = builds.listing(alerts.max_listed)
-        window_end = listing["through"] if reported and builds.through else listing["since"]
+        listing = failed_builds(data.data_dir(), _window_start(context)).listing(alerts.max_listed)
+        delivery, reported = _deliver(context, alerts, listing)
+        count = listing["count"]
         metadata: dict[str, Any] = {
-            "failed_count": len(builds.rows),
+            "failed_count": count,
             "failed_versions": dg.MetadataValue.json(listing["versions"]),
             "more": listing["more"],
             "since": listing["since"],
-            WINDOW_END: window_end,
+            WINDOW_END: (reported and listing["through"]) or listing["since"],
             "delivery": delivery,
         }
-        count = len(builds.rows)
         return dg.AssetCheckResult(
             passed=not count,
             severity=alerts.severity,
