@@ -19,6 +19,7 @@ from typing import Any
 
 from duckdb.sqltypes import DuckDBPyType
 
+from .model import VERSION_KEY
 from .render import json_value, timestamp_text
 from .storage import DataDir
 from .warehouse import run_query
@@ -28,7 +29,7 @@ __all__ = ["FAILED_STATUSES", "FailedBuilds", "failed_builds", "parse_since"]
 FAILED_STATUSES = ("CREATE_FAILED", "DELETE_FAILED")
 _DURATION = re.compile(r"(?P<amount>[0-9]+)(?P<unit>[mhdw])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_KEY = "account_id, region, image_name, version"
+_KEY = ", ".join(VERSION_KEY)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def _sql_instant(instant: datetime) -> str:
 
 def _same(left: str, right: str) -> str:
     """SQL: rows `left` and `right` are of the same version, in the same state."""
-    columns = (*_KEY.split(", "), "status", "last_modified_time")
+    columns = (*VERSION_KEY, "status", "last_modified_time")
     return " AND ".join(f"{left}.{c} = {right}.{c}" for c in columns)
 
 

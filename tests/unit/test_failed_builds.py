@@ -9,7 +9,8 @@ import pytest
 
 from pipeline.committer import Committer
 from pipeline.failed_builds import FailedBuilds, failed_builds, parse_since
-from pipeline.schema import Row, from_ms, version_row
+from pipeline.model import Row
+from pipeline.schema import from_ms, version_row
 from pipeline.storage import DataDir
 from tests.datasets import ACCOUNT, IMAGE, T0_MS, TARGET, image_state, version_record
 from tests.support import REGION, START, stored_states
