@@ -11,13 +11,15 @@ from pipeline.errors import ConfigError
 
 from .checks import build_checks
 from .code_references import GitSource, git_source, with_code_references
-from .resources import DataDirResource, SageMakerResource, WarehouseResource
+from .resources import BuildAlertsResource, DataDirResource, SageMakerResource, WarehouseResource
 from .schedules import JOB_NAME, build_schedules
 from .sync_assets import build_sync_assets
 from .warehouse_asset import build_warehouse_asset
 
 __all__ = [
+    "ALERT_WEBHOOK_ENV",
     "PARTITIONS_PER_RUN_ENV",
+    "alerts_resource",
     "build_definitions",
     "definitions_from_environment",
     "defs",
@@ -26,6 +28,7 @@ __all__ = [
 ]
 
 PARTITIONS_PER_RUN_ENV = "IMAGE_VERSIONS_PARTITIONS_PER_RUN"
+ALERT_WEBHOOK_ENV = "IMAGE_VERSIONS_ALERT_WEBHOOK_URL"
 FRESHNESS_INTERVALS = 2
 """`image_versions` is stale once older than this many (longest) sync intervals."""
 
@@ -57,12 +60,14 @@ def build_definitions(
     *,
     max_partitions_per_run: int | None = None,
     git: GitSource | None = None,
+    alerts: BuildAlertsResource | None = None,
 ) -> dg.Definitions:
     """Definitions for the sources in `config`: one partition per (source, region).
 
     Every job runs its steps in one process (the in-process executor): a step is cheap beside
     the start of a process, and the parallelism is elsewhere (the targets of a run sync side
     by side in the core; a backfill fans out over runs when `max_partitions_per_run` is set).
+    `alerts` configures the failed-builds check (default: WARN, no webhook).
     """
     partition_keys = config.partition_keys()
     partitions = dg.StaticPartitionsDefinition(partition_keys)
@@ -90,6 +95,7 @@ def build_definitions(
             "sagemaker": sagemaker,
             "data": data,
             "warehouse": WarehouseResource(path=data.path),  # the same binding (EnvVar or path)
+            "alerts": alerts or BuildAlertsResource(),
         },
         executor=dg.in_process_executor,
     )
@@ -105,6 +111,14 @@ def environment_resources(config: ProjectConfig) -> tuple[SageMakerResource, Dat
     )
 
 
+def alerts_resource(environ: Mapping[str, str]) -> BuildAlertsResource:
+    """The failed-builds check's settings: its webhook bound to $IMAGE_VERSIONS_ALERT_WEBHOOK_URL
+    when that is set (read when the check runs, never stored in the definitions)."""
+    if not environ.get(ALERT_WEBHOOK_ENV, "").strip():
+        return BuildAlertsResource()
+    return BuildAlertsResource(webhook_url=dg.EnvVar(ALERT_WEBHOOK_ENV))
+
+
 def definitions_from_environment() -> dg.Definitions:
     """The code location's definitions, from the sources file, the environment and the
     checkout's git remote: what a team's own module merges its assets with
@@ -115,6 +129,7 @@ def definitions_from_environment() -> dg.Definitions:
         *environment_resources(config),
         max_partitions_per_run=partitions_per_run(os.environ),
         git=git_source(),
+        alerts=alerts_resource(os.environ),
     )
 
 

@@ -6,6 +6,7 @@ Dagster.
 """
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,19 +19,38 @@ from pipeline.demo import SyncOutcome, SyncRunner, run_demo
 from pipeline.run import SyncOptions
 from pipeline.storage import DataDir
 
-from .definitions import build_definitions
+from .checks import FAILED_BUILDS_CHECK
+from .definitions import alerts_resource, build_definitions
 from .resources import DataDirResource, SageMakerResource
 from .schedules import JOB_NAME, range_tags
 from .sync_assets import SYNC_OP, SyncConfig, changes_from_metadata
 
 
+def _failed_builds(result: dg.ExecuteInProcessResult) -> tuple[list[str], int]:
+    """The versions the failed-builds check listed, and how many it found."""
+    for evaluation in result.get_asset_check_evaluations():
+        if evaluation.check_name == FAILED_BUILDS_CHECK:
+            listed, count = (
+                evaluation.metadata[k].value for k in ("failed_versions", "failed_count")
+            )
+            assert isinstance(listed, list) and isinstance(count, int)
+            lines = [
+                f"{v['image_name']} v{v['version']} {v['status']}: {v['failure_reason']}"
+                for v in listed
+            ]
+            return lines, count
+    return [], 0
+
+
 def dagster_runner(sources_file: Path, data_dir: DataDir) -> SyncRunner:
-    """Runs the `sync_image_versions` job over every source, on an in-memory instance."""
+    """Runs the `sync_image_versions` job over every source, on an in-memory instance; the
+    failed-builds check posts to $IMAGE_VERSIONS_ALERT_WEBHOOK_URL when it is set."""
     config = load_config(str(sources_file))
     definitions = build_definitions(
         config,
         SageMakerResource(config_path=str(sources_file)),
         DataDirResource(path=str(data_dir.root)),
+        alerts=alerts_resource(os.environ),
     )
     job = definitions.resolve_job_def(JOB_NAME)
     instance = dg.DagsterInstance.ephemeral()
@@ -51,10 +71,13 @@ def dagster_runner(sources_file: Path, data_dir: DataDir) -> SyncRunner:
             if m.asset_key == dg.AssetKey("image_versions")
         )
         failure = result.failure_data_for_node(SYNC_OP)
+        failed_builds, failed_count = _failed_builds(result)
         return SyncOutcome(
             figures={key: value.value for key, value in metadata.items()},
             changes=changes_from_metadata(metadata),
             failures=[failure.error.message.strip()] if failure and failure.error else [],
+            failed_builds=failed_builds,
+            failed_count=failed_count,
         )
 
     return run

@@ -14,8 +14,10 @@ from pipeline.config import AccessSettings, ProjectConfig, load_config, resolve_
 from pipeline.settings import Group, options_of
 from pipeline.storage import DataDir
 from pipeline.warehouse import QueryResult, query_arrow, run_query
+from pipeline.webhook import post_json
 
 __all__ = [
+    "BuildAlertsResource",
     "DataDirResource",
     "SageMakerResource",
     "WarehouseResource",
@@ -103,3 +105,26 @@ class WarehouseResource(DataDirResource):
         """The result of `sql` as an Arrow table, DuckDB's types kept: `.to_pandas()` makes a
         pandas DataFrame of it, `polars.from_arrow(...)` a polars one."""
         return query_arrow(self.data_dir(), sql)
+
+
+class BuildAlertsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """How the check `failed_builds_since_last_run` reports versions that entered
+    CREATE_FAILED or DELETE_FAILED: its severity, how many versions it lists, and the webhook
+    it posts them to (none by default; bind `webhook_url` with EnvVar, as `defs` does from
+    IMAGE_VERSIONS_ALERT_WEBHOOK_URL: the URL may hold a token, and is never logged)."""
+
+    webhook_url: Optional[str] = Field(  # noqa: UP045 - Dagster's config schema needs Optional
+        default=None, description="http(s) URL that receives one JSON POST per alert"
+    )
+    severity: dg.AssetCheckSeverity = Field(
+        default=dg.AssetCheckSeverity.WARN, description="WARN, or ERROR to fail the check"
+    )
+    max_listed: int = Field(default=50, ge=1, description="versions listed in full, at most")
+    timeout_s: float = Field(default=10.0, gt=0, description="the webhook's socket timeout")
+
+    def deliver(self, document: dict[str, Any]) -> int | None:
+        """POST `document` to the webhook: its HTTP status, or None when none is configured.
+        Raises pipeline.webhook.DeliveryFailed (a message without the URL)."""
+        if not self.webhook_url:
+            return None
+        return post_json(self.webhook_url, document, timeout_s=self.timeout_s)

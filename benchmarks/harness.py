@@ -165,6 +165,8 @@ class Sizes:
     """RATE's accounts side by side, and each one's images."""
     query_rows: int = 10_000_000
     """Q1: rows of each `query` whose peak memory is measured."""
+    alert_images: int = 1000
+    """A1: images of 100 versions each: the history the failed-builds query reads."""
     repeats: int = 3
     latency_repeats: int = 5
     """For B2's product syncs: a few seconds each, and noisier than the rest."""
@@ -196,6 +198,7 @@ class Sizes:
             rate_neighbour_images=60,
             rate_org_images=60,
             query_rows=1_000_000,
+            alert_images=100,
             repeats=1,
             latency_repeats=1,
         )

@@ -18,7 +18,18 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import api, bulk, ceiling, files, organization, query_memory, rate, scale, startup
+from . import (
+    api,
+    bulk,
+    ceiling,
+    failed_builds,
+    files,
+    organization,
+    query_memory,
+    rate,
+    scale,
+    startup,
+)
 from .harness import Context, Outcome, Sizes, isolate_aws_env, print_table
 
 Scenario = Callable[[Context, frozenset[str]], dict[str, Outcome]]
@@ -45,6 +56,7 @@ SCENARIOS: list[tuple[tuple[str, ...], Scenario]] = [
     (("B8",), _single("B8", startup.b8)),
     (("SCALE",), _single("SCALE", scale.scale)),
     (("Q1",), _single("Q1", query_memory.q1)),
+    (("A1",), _single("A1", failed_builds.a1)),
 ]
 ALL = tuple(name for names, _ in SCENARIOS for name in names)
 

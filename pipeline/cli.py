@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
@@ -66,6 +67,16 @@ def _whole_number(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _instant(text: str) -> datetime:
+    """An argparse type: `failed_builds.parse_since` of `text`, now."""
+    from .failed_builds import parse_since
+
+    try:
+        return parse_since(text, datetime.now(UTC))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,6 +190,13 @@ def _add_readers(commands: Any) -> None:
     status = commands.add_parser("status", help="one row per image: watermark, last sync, counts")
     _data_dir_option(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.add_argument(
+        "--failed-since",
+        metavar="WHEN",
+        type=_instant,
+        help="instead, the versions that entered CREATE_FAILED or DELETE_FAILED in the syncs "
+        "recorded after WHEN: a duration before now (90m, 24h, 7d, 2w) or an ISO date or time",
+    )
 
     query = commands.add_parser("query", help="run SQL against the DuckDB views")
     query.add_argument("sql", metavar="SQL")
@@ -360,6 +378,8 @@ def _readable_data_dir(flag: str | None) -> Any:
 def cmd_status(args: argparse.Namespace) -> int:
     from .warehouse import run_query
 
+    if args.failed_since is not None:
+        return _print_failed_builds(args)
     data_dir = _readable_data_dir(args.data_dir)
     result = run_query(
         data_dir,
@@ -369,6 +389,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     fmt = "json" if args.json else "table"
     with _reader_may_leave():
         print_records(result.columns, result.rows, fmt, sys.stdout, result.types)
+    return 0
+
+
+def _print_failed_builds(args: argparse.Namespace) -> int:
+    """`status --failed-since WHEN`: one row per version that entered a failed status."""
+    from .failed_builds import failed_builds
+
+    builds = failed_builds(_readable_data_dir(args.data_dir), args.failed_since)
+    fmt = "json" if args.json else "table"
+    with _reader_may_leave():
+        print_records(builds.columns, builds.rows, fmt, sys.stdout, builds.types)
     return 0
 
 

@@ -43,6 +43,10 @@ class SyncOutcome:
     changes: Sequence[tuple[str, int, int, int]]
     """(image, new, changed, deleted) for each image that changed."""
     failures: Sequence[str]
+    failed_builds: Sequence[str] = ()
+    """A line for each version (the first few) that entered CREATE_FAILED or DELETE_FAILED in
+    this sync, as the failed-builds check lists them."""
+    failed_count: int = 0
 
 
 SyncRunner = Callable[[SyncOptions], SyncOutcome]
@@ -57,6 +61,9 @@ def _show(out: TextIO, outcome: SyncOutcome) -> None:
     out.write(summary_line(outcome.figures) + "\n")
     for failure in outcome.failures:
         out.write(f"FAILED {failure}\n")
+    out.write(f"{outcome.failed_count} version(s) entered a failed status\n")
+    for line in outcome.failed_builds[:CHANGES_SHOWN]:
+        out.write(f"  ! {line}\n")
     if outcome.changes:
         print_table(["image", "new", "changed", "deleted"], outcome.changes[:CHANGES_SHOWN], out)
         if len(outcome.changes) > CHANGES_SHOWN:

@@ -16,6 +16,7 @@ the package to hold it so), so a caller can tell the product's failures from a b
     ├── source.MalformedResponse   a 200 answer that is not the API's: fails a target or image
     ├── schema.MalformedRecord (+ ValueError)   an API record that cannot be normalised
     ├── storage.UnreadableFile     a dataset file that cannot be read back
+    ├── webhook.DeliveryFailed     a webhook refused an alert (the message never holds its URL)
     └── cron._Invalid (+ ValueError)   why a cron field is refused
 
 The classes that belong to one module's job stay in that module; this docstring is the map.

@@ -74,7 +74,7 @@ def test_definitions_load_from_the_sources_file(
     }
     job = loaded.resolve_job_def(JOB_NAME)
     assert job.partitions_def.get_partition_keys() == [f"emu/{REGION}", f"emu/{OTHER_REGION}"]
-    assert set(loaded.resources or {}) == {"sagemaker", "data", "warehouse"}
+    assert set(loaded.resources or {}) == {"sagemaker", "data", "warehouse", "alerts"}
     assert {s.name for s in loaded.schedules} == {
         "sync_image_versions_hourly",
         "reconcile_image_versions_daily",
@@ -117,9 +117,15 @@ def test_one_run_over_all_sources_equals_a_cli_sync(
         assert len(metadata["changed_images"].value.records) <= 50
     checks = result.get_asset_check_evaluations()
     assert {c.asset_key.to_user_string() for c in checks} == {"image_versions"}
+    builds = next(c for c in checks if c.check_name == "failed_builds_since_last_run")
+    checks.remove(builds)
     assert len(checks) == 4 and all(c.passed for c in checks), [
         (c.check_name, c.description) for c in checks if not c.passed
     ]
+    failed = "SELECT count(*) FROM image_versions WHERE status LIKE '%FAILED'"
+    assert (
+        builds.metadata["failed_count"].value == view(tmp_path / "dagster-data", failed)[0][0] > 0
+    )
     warehouse = result.asset_materializations_for_node("image_versions_warehouse")
     assert sorted(m.partition for m in warehouse) == sorted(keys)
     assert {m.metadata["dagster/row_count"].value for m in warehouse} == {len(from_dagster)}
@@ -184,6 +190,7 @@ def test_checks_fail_on_seeded_bad_data(
         "watermarks_never_decrease": False,
         "values_match_the_api_model": True,
         "sources_are_fresh": True,
+        "failed_builds_since_last_run": True,  # no sync since the last evaluation
     }
 
     # The duplicate is bad data: a sync's run stops before it refreshes the warehouse.

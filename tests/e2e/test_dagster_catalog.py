@@ -230,6 +230,7 @@ def test_the_checks_describe_image_versions_and_bad_data_blocks_the_warehouse(
         "values_match_the_api_model": "image_versions",
         "watermarks_never_decrease": "image_versions",
         "sources_are_fresh": "image_versions",
+        "failed_builds_since_last_run": "image_versions",
     }
     assert {name for name, spec in checks.items() if spec.blocking} == {
         "no_duplicate_live_versions",

@@ -62,5 +62,5 @@ def test_dg_checks_and_lists_the_definitions(tmp_path: Path) -> None:
         "sync_image_versions_hourly",
         "reconcile_image_versions_daily",
     }
-    assert {r["name"] for r in defs["resources"]} == {"sagemaker", "data", "warehouse"}
+    assert {r["name"] for r in defs["resources"]} == {"sagemaker", "data", "warehouse", "alerts"}
     assert list(tmp_path.glob("data*")) == []  # listing the definitions writes nothing

@@ -321,10 +321,14 @@ def test_the_dagster_job_writes_an_s3_dataset(
         )
     assert result.success
     checks = result.get_asset_check_evaluations()
+    (builds,) = [c for c in checks if c.check_name == "failed_builds_since_last_run"]
+    checks.remove(builds)
     assert len(checks) == 4 and all(c.passed for c in checks), [
         (c.check_name, c.description) for c in checks if not c.passed
     ]
     assert set(live(s3_dir)) == truth(server.emulator, (REGION, OTHER_REGION))
+    (failed,) = view_rows(s3_dir, "SELECT count(*) FROM image_versions WHERE status LIKE '%FAILED'")
+    assert builds.metadata["failed_count"].value == failed[0] > 0  # the query reads S3 too
 
 
 @pytest.mark.parametrize(
