@@ -29,7 +29,7 @@ from .terminal import printable
 
 if TYPE_CHECKING:
     from .config import AccessSettings
-    from .run import SyncOptions
+    from .run import SourceTarget, SyncOptions
 
 __all__ = ["build_parser", "main", "options_from", "run"]
 
@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_sync(commands)
+    _add_check(commands)
     _add_readers(commands)
     _add_maintenance(commands)
     _add_emulator_commands(commands)
@@ -151,35 +152,53 @@ def _add_sync(commands: Any) -> None:
         help="share the targets out over N processes, for more than one core (default: 1)",
     )
     sync.add_argument("--shard", type=Shard.parse, help=argparse.SUPPRESS)
-    sync.add_argument(
+    _target_options(sync, "sync")
+    for option in OPTIONS:
+        _add_option(sync, option)
+    _verbose_option(sync)
+    sync.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+
+def _target_options(command: argparse.ArgumentParser, verb: str) -> None:
+    """The flags that choose the targets (`build_targets`): those of `sync` and `check`."""
+    command.add_argument(
         "--region",
         action="append",
         default=[],
         metavar="R",
         help="AWS region; repeat for several (default: boto3's region)",
     )
-    sync.add_argument(
+    command.add_argument(
         "--endpoint-url",
         metavar="URL",
         help="SageMaker endpoint (default: boto3's, e.g. AWS_ENDPOINT_URL_SAGEMAKER)",
     )
-    sync.add_argument("--profile", metavar="NAME", help="AWS profile (default: boto3's chain)")
-    sync.add_argument(
+    command.add_argument("--profile", metavar="NAME", help="AWS profile (default: boto3's chain)")
+    command.add_argument(
         "--source",
         action="append",
         default=[],
         metavar="NAME",
-        help="sync only this source of the sources file; repeat for several",
+        help=f"{verb} only this source of the sources file; repeat for several",
     )
-    sync.add_argument(
+    command.add_argument(
         "--config",
         metavar="FILE",
         help="sources file (default: $IMAGE_VERSIONS_CONFIG, else ./image-versions.toml)",
     )
-    for option in OPTIONS:
-        _add_option(sync, option)
-    _verbose_option(sync)
-    sync.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+
+def _add_check(commands: Any) -> None:
+    check = commands.add_parser(
+        "check",
+        help="without syncing: each target's identity and ListImages permission, the data "
+        "dir's writability and locks, the Dagster code location's load (exit 1 if any fails)",
+    )
+    _data_dir_option(check)
+    _target_options(check, "check")
+    for option in options_of("access"):
+        _add_option(check, option)
+    check.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _add_readers(commands: Any) -> None:
@@ -269,19 +288,26 @@ def _progress_bar() -> Any:
     return update
 
 
-def cmd_sync(args: argparse.Namespace) -> int:
-    from .config import Overrides, build_targets, load_config, resolve_data_dir
-    from .extract import sync
+def _targets_from(args: argparse.Namespace, access: AccessSettings) -> list[SourceTarget]:
+    """The targets that the sources file and the target flags choose."""
+    from .config import Overrides, build_targets, load_config
 
-    data_dir = resolve_data_dir(args.data_dir)
-    options, access = options_from(args)
     overrides = Overrides(
         regions=tuple(args.region),
         endpoint_url=args.endpoint_url,
         profile=args.profile,
         sources=tuple(args.source),
     )
-    targets = build_targets(load_config(args.config), access, overrides)
+    return build_targets(load_config(args.config), access, overrides)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from .config import resolve_data_dir
+    from .extract import sync
+
+    data_dir = resolve_data_dir(args.data_dir)
+    options, access = options_from(args)
+    targets = _targets_from(args, access)
     if args.processes > 1:
         if args.shard is not None:
             raise ConfigError("--processes and --shard do not go together")
@@ -294,15 +320,19 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def options_from(args: argparse.Namespace) -> tuple[SyncOptions, AccessSettings]:
     """The options of `sync` as its flags (settings.OPTIONS) give them, checked."""
-    from .config import AccessSettings
     from .run import SyncOptions
 
-    def given(group: Group) -> dict[str, Any]:
-        return {option.name: getattr(args, option.name) for option in options_of(group)}
+    return SyncOptions(**_given(args, "sync"), concurrency=args.concurrency), _access_from(args)
 
-    return SyncOptions(**given("sync"), concurrency=args.concurrency), AccessSettings(
-        **given("access")
-    )
+
+def _given(args: argparse.Namespace, group: Group) -> dict[str, Any]:
+    return {option.name: getattr(args, option.name) for option in options_of(group)}
+
+
+def _access_from(args: argparse.Namespace) -> AccessSettings:
+    from .config import AccessSettings
+
+    return AccessSettings(**_given(args, "access"))
 
 
 def _print_summary(args: argparse.Namespace, figures: dict[str, Any], failures: list[str]) -> int:
@@ -407,6 +437,23 @@ def _reader_may_leave() -> Iterator[None]:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import DagsterLoad, dagster_environment, run_checks, targets_deadline_s
+    from .config import resolve_data_dir
+
+    data_dir = resolve_data_dir(args.data_dir)
+    access = _access_from(args)
+    targets = _targets_from(args, access)
+    dagster = DagsterLoad(dagster_environment(args.config, args.data_dir))
+    report = run_checks(targets, data_dir, dagster, targets_deadline_s(access.call_deadline_s))
+    if args.json:
+        print_json(report.record, sys.stdout)
+    else:
+        for check in report.checks:
+            print(printable(check.line))
+    return 0 if report.ok else 1
+
+
 def cmd_compact(args: argparse.Namespace) -> int:
     from .warehouse import refresh_views
 
@@ -472,6 +519,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "sync": cmd_sync,
+    "check": cmd_check,
     "status": cmd_status,
     "query": cmd_query,
     "compact": cmd_compact,
