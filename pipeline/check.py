@@ -50,8 +50,8 @@ __all__ = [
 DAGSTER_LOAD_TIMEOUT_S = 120.0
 """How long the Dagster code location may take to import (it takes seconds)."""
 CALLS_PER_TARGET = 4
-"""Calls one target's check makes one after another at most: its organization's accounts, a
-role to assume, GetCallerIdentity, ListImages."""
+"""Calls one target's check makes one after another at most: two roles to assume (a member
+account's: the source's role, then the member role), GetCallerIdentity, ListImages."""
 DAGSTER_LOAD = (
     "from assets.definitions import defs\ndefs().get_repository_def().load_all_definitions()"
 )
