@@ -30,6 +30,7 @@ from .terminal import printable
 if TYPE_CHECKING:
     from .config import AccessSettings
     from .run import SourceTarget, SyncOptions
+    from .warehouse import QueryResult
 
 __all__ = ["build_parser", "main", "options_from", "run"]
 
@@ -202,9 +203,14 @@ def _add_check(commands: Any) -> None:
 
 
 def _add_readers(commands: Any) -> None:
-    status = commands.add_parser("status", help="one row per image: watermark, last sync, counts")
+    status = commands.add_parser(
+        "status",
+        help="one row per target: images, live versions, last sync and failure, learned rate; "
+        "--images: one row per image",
+    )
     _data_dir_option(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _status_filters(status)
 
     query = commands.add_parser("query", help="run SQL against the DuckDB views")
     query.add_argument("sql", metavar="SQL")
@@ -216,6 +222,34 @@ def _add_readers(commands: Any) -> None:
         help=f"table (the first {QUERY_TABLE_ROWS:,} rows, control characters escaped), csv, "
         "json (one array of objects) or jsonl (one object a line); csv and json keep values "
         "exact and stream any number of rows",
+    )
+
+
+def _status_filters(status: argparse.ArgumentParser) -> None:
+    status.add_argument(
+        "--images",
+        action="store_true",
+        help="one row per image: watermark, last sync, version count, deleted, last error",
+    )
+    status.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this source (with an organization source's member accounts); repeat for several",
+    )
+    status.add_argument(
+        "--account",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only this account; repeat for several",
+    )
+    status.add_argument(
+        "--image",
+        metavar="GLOB",
+        help="with --images: only the images whose name matches this glob ('pytorch-*'; "
+        "case matters)",
     )
 
 
@@ -395,18 +429,22 @@ def _readable_data_dir(flag: str | None) -> Any:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .warehouse import run_query
-
     data_dir = _readable_data_dir(args.data_dir)
-    result = run_query(
-        data_dir,
-        "SELECT source, account_id, region, image_name, watermark, last_synced_at, "
-        "version_count, is_deleted, last_error FROM sync_state ORDER BY ALL",
-    )
+    result = _status_rows(args, data_dir)
     fmt = "json" if args.json else "table"
     with _reader_may_leave():
         print_records(result.columns, result.rows, fmt, sys.stdout, result.types)
     return 0
+
+
+def _status_rows(args: argparse.Namespace, data_dir: Any) -> QueryResult:
+    """The rows `status` shows, as its flags choose."""
+    from .status import StatusFilter, image_rows, target_rows
+
+    if args.image is not None and not args.images:
+        raise ConfigError("--image narrows the per-image rows: add --images")
+    chosen = StatusFilter(tuple(args.source), tuple(args.account), args.image)
+    return image_rows(data_dir, chosen) if args.images else target_rows(data_dir, chosen)
 
 
 def cmd_query(args: argparse.Namespace) -> int:

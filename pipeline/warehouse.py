@@ -570,15 +570,18 @@ class QueryStream:
 
 @contextlib.contextmanager
 def stream_query(
-    data_dir: DataDir, sql: str, batch_rows: int = QUERY_BATCH_ROWS
+    data_dir: DataDir,
+    sql: str,
+    batch_rows: int = QUERY_BATCH_ROWS,
+    params: Sequence[Any] = (),
 ) -> Iterator[QueryStream]:
-    """Run user SQL: read-only statements, over the views, reading only the dataset; its rows
-    are read `batch_rows` at a time while the caller takes them, inside this context, so memory
-    does not grow with the result."""
+    """Run user SQL (with `params` for its `?`): read-only statements, over the views, reading
+    only the dataset; its rows are read `batch_rows` at a time while the caller takes them,
+    inside this context, so memory does not grow with the result."""
     try:
         check_read_only(sql)
         with _dataset_connection(data_dir) as connection:
-            connection.execute(sql)
+            connection.execute(sql, list(params))
             described = connection.description or []
 
             def batches() -> Iterator[list[tuple[Any, ...]]]:
@@ -593,9 +596,9 @@ def stream_query(
         raise ConfigError(f"query failed: {message}") from exc
 
 
-def run_query(data_dir: DataDir, sql: str) -> QueryResult:
+def run_query(data_dir: DataDir, sql: str, params: Sequence[Any] = ()) -> QueryResult:
     """`stream_query`, every row held."""
-    with stream_query(data_dir, sql) as result:
+    with stream_query(data_dir, sql, params=params) as result:
         rows = [row for batch in result.batches for row in batch]
         return QueryResult(result.columns, rows, result.types)
 

@@ -161,7 +161,7 @@ def test_status_query_compact_verify_on_s3_without_duckdb_extensions(
         assert run_cli(*sync_args(s3_dir, server, "--reconcile")).code == 0
     # A home with no DuckDB extension directory: nothing installed, nothing to load.
     home = {"HOME": str(tmp_path / "empty-home")}
-    status = run_cli("status", "--data-dir", s3_dir.location, "--json", env=home)
+    status = run_cli("status", "--data-dir", s3_dir.location, "--images", "--json", env=home)
     assert status.code == 0, status.stderr
     live_images = {row["image_name"] for row in json.loads(status.stdout) if not row["is_deleted"]}
     assert live_images == set(server.emulator.image_names(REGION))
