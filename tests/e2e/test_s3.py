@@ -378,3 +378,30 @@ def test_pyarrow_is_handed_fresh_credentials_when_boto3_refreshes_them(s3_dir: D
     assert access_key() == "SECOND"
     s3_dir.prepare()  # and the dataset is still reached through it
     assert s3_dir.is_ours()
+
+
+@pytest.mark.dagster  # check loads the code location, in a child process
+def test_check_on_an_s3_data_dir_leaves_its_objects_as_they_were(
+    server: EmulatorServer, s3_dir: DataDir, s3_client: Any, s3_url: str
+) -> None:
+    seed_catalogue(server.emulator, seed=47, images=3)
+    sts = {"AWS_ENDPOINT_URL_STS": s3_url}  # moto's server answers every service
+    args = ("check", "--endpoint-url", server.url, "--json", "--data-dir")
+
+    fresh = run_cli(*args, s3_dir.location, env=sts)
+    assert fresh.code == 0, fresh.stdout + fresh.stderr
+    assert json.loads(fresh.stdout)["data_dir"]["exists"] is False
+    assert objects(s3_client, s3_dir) == []
+
+    assert run_cli(*sync_args(s3_dir, server)).code == 0
+    before = objects(s3_client, s3_dir)
+    synced = run_cli(*args, s3_dir.location, env=sts)
+    assert synced.code == 0, synced.stdout + synced.stderr
+    assert json.loads(synced.stdout)["data_dir"]["detail"] == "writable, 3 locks free"
+    assert objects(s3_client, s3_dir) == before
+
+    missing = run_cli(*args, "s3://iv-no-such-bucket/data", env=sts)
+    assert missing.code == 1
+    assert json.loads(missing.stdout)["data_dir"]["detail"] == (
+        "S3 bucket iv-no-such-bucket does not exist; create it first"
+    )
