@@ -30,7 +30,8 @@ from .terminal import printable
 
 if TYPE_CHECKING:
     from .config import AccessSettings
-    from .run import SyncOptions
+    from .run import SourceTarget, SyncOptions
+    from .warehouse import QueryResult
 
 __all__ = ["build_parser", "main", "options_from", "run"]
 
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_sync(commands)
+    _add_check(commands)
     _add_readers(commands)
     _add_maintenance(commands)
     _add_emulator_commands(commands)
@@ -155,41 +157,64 @@ def _add_sync(commands: Any) -> None:
         help="share the targets out over N processes, for more than one core (default: 1)",
     )
     sync.add_argument("--shard", type=Shard.parse, help=argparse.SUPPRESS)
-    sync.add_argument(
-        "--region",
-        action="append",
-        default=[],
-        metavar="R",
-        help="AWS region; repeat for several (default: boto3's region)",
-    )
-    sync.add_argument(
-        "--endpoint-url",
-        metavar="URL",
-        help="SageMaker endpoint (default: boto3's, e.g. AWS_ENDPOINT_URL_SAGEMAKER)",
-    )
-    sync.add_argument("--profile", metavar="NAME", help="AWS profile (default: boto3's chain)")
-    sync.add_argument(
-        "--source",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="sync only this source of the sources file; repeat for several",
-    )
-    sync.add_argument(
-        "--config",
-        metavar="FILE",
-        help="sources file (default: $IMAGE_VERSIONS_CONFIG, else ./image-versions.toml)",
-    )
+    _target_options(sync, "sync")
     for option in OPTIONS:
         _add_option(sync, option)
     _verbose_option(sync)
     sync.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 
+def _target_options(command: argparse.ArgumentParser, verb: str) -> None:
+    """The flags that choose the targets (`build_targets`): those of `sync` and `check`."""
+    command.add_argument(
+        "--region",
+        action="append",
+        default=[],
+        metavar="R",
+        help="AWS region; repeat for several (default: boto3's region)",
+    )
+    command.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help="SageMaker endpoint (default: boto3's, e.g. AWS_ENDPOINT_URL_SAGEMAKER)",
+    )
+    command.add_argument("--profile", metavar="NAME", help="AWS profile (default: boto3's chain)")
+    command.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"{verb} only this source of the sources file; repeat for several",
+    )
+    command.add_argument(
+        "--config",
+        metavar="FILE",
+        help="sources file (default: $IMAGE_VERSIONS_CONFIG, else ./image-versions.toml)",
+    )
+
+
+def _add_check(commands: Any) -> None:
+    check = commands.add_parser(
+        "check",
+        help="without syncing: each target's identity and ListImages permission, the data "
+        "dir's writability and locks, the Dagster code location's load (exit 1 if any fails)",
+    )
+    _data_dir_option(check)
+    _target_options(check, "check")
+    for option in options_of("access"):
+        _add_option(check, option)
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 def _add_readers(commands: Any) -> None:
-    status = commands.add_parser("status", help="one row per image: watermark, last sync, counts")
+    status = commands.add_parser(
+        "status",
+        help="one row per target: images, live versions, last sync and failure, learned rate; "
+        "--images: one row per image",
+    )
     _data_dir_option(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _status_filters(status)
     status.add_argument(
         "--failed-since",
         metavar="WHEN",
@@ -208,6 +233,34 @@ def _add_readers(commands: Any) -> None:
         help=f"table (the first {QUERY_TABLE_ROWS:,} rows, control characters escaped), csv, "
         "json (one array of objects) or jsonl (one object a line); csv and json keep values "
         "exact and stream any number of rows",
+    )
+
+
+def _status_filters(status: argparse.ArgumentParser) -> None:
+    status.add_argument(
+        "--images",
+        action="store_true",
+        help="one row per image: watermark, last sync, version count, deleted, last error",
+    )
+    status.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this source (with an organization source's member accounts); repeat for several",
+    )
+    status.add_argument(
+        "--account",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only this account; repeat for several",
+    )
+    status.add_argument(
+        "--image",
+        metavar="GLOB",
+        help="with --images: only the images whose name matches this glob ('pytorch-*'; "
+        "case matters)",
     )
 
 
@@ -280,19 +333,26 @@ def _progress_bar() -> Any:
     return update
 
 
-def cmd_sync(args: argparse.Namespace) -> int:
-    from .config import Overrides, build_targets, load_config, resolve_data_dir
-    from .extract import sync
+def _targets_from(args: argparse.Namespace, access: AccessSettings) -> list[SourceTarget]:
+    """The targets that the sources file and the target flags choose."""
+    from .config import Overrides, build_targets, load_config
 
-    data_dir = resolve_data_dir(args.data_dir)
-    options, access = options_from(args)
     overrides = Overrides(
         regions=tuple(args.region),
         endpoint_url=args.endpoint_url,
         profile=args.profile,
         sources=tuple(args.source),
     )
-    targets = build_targets(load_config(args.config), access, overrides)
+    return build_targets(load_config(args.config), access, overrides)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from .config import resolve_data_dir
+    from .extract import sync
+
+    data_dir = resolve_data_dir(args.data_dir)
+    options, access = options_from(args)
+    targets = _targets_from(args, access)
     if args.processes > 1:
         if args.shard is not None:
             raise ConfigError("--processes and --shard do not go together")
@@ -305,15 +365,19 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def options_from(args: argparse.Namespace) -> tuple[SyncOptions, AccessSettings]:
     """The options of `sync` as its flags (settings.OPTIONS) give them, checked."""
-    from .config import AccessSettings
     from .run import SyncOptions
 
-    def given(group: Group) -> dict[str, Any]:
-        return {option.name: getattr(args, option.name) for option in options_of(group)}
+    return SyncOptions(**_given(args, "sync"), concurrency=args.concurrency), _access_from(args)
 
-    return SyncOptions(**given("sync"), concurrency=args.concurrency), AccessSettings(
-        **given("access")
-    )
+
+def _given(args: argparse.Namespace, group: Group) -> dict[str, Any]:
+    return {option.name: getattr(args, option.name) for option in options_of(group)}
+
+
+def _access_from(args: argparse.Namespace) -> AccessSettings:
+    from .config import AccessSettings
+
+    return AccessSettings(**_given(args, "access"))
 
 
 def _print_summary(args: argparse.Namespace, figures: dict[str, Any], failures: list[str]) -> int:
@@ -376,20 +440,24 @@ def _readable_data_dir(flag: str | None) -> Any:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .warehouse import run_query
-
     if args.failed_since is not None:
         return _print_failed_builds(args)
     data_dir = _readable_data_dir(args.data_dir)
-    result = run_query(
-        data_dir,
-        "SELECT source, account_id, region, image_name, watermark, last_synced_at, "
-        "version_count, is_deleted, last_error FROM sync_state ORDER BY ALL",
-    )
+    result = _status_rows(args, data_dir)
     fmt = "json" if args.json else "table"
     with _reader_may_leave():
         print_records(result.columns, result.rows, fmt, sys.stdout, result.types)
     return 0
+
+
+def _status_rows(args: argparse.Namespace, data_dir: Any) -> QueryResult:
+    """The rows `status` shows, as its flags choose."""
+    from .status import StatusFilter, image_rows, target_rows
+
+    if args.image is not None and not args.images:
+        raise ConfigError("--image narrows the per-image rows: add --images")
+    chosen = StatusFilter(tuple(args.source), tuple(args.account), args.image)
+    return image_rows(data_dir, chosen) if args.images else target_rows(data_dir, chosen)
 
 
 def _print_failed_builds(args: argparse.Namespace) -> int:
@@ -429,6 +497,23 @@ def _reader_may_leave() -> Iterator[None]:
         sys.stdout.flush()  # inside: a reader that left shows here, not at exit
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import DagsterLoad, dagster_environment, run_checks, targets_deadline_s
+    from .config import resolve_data_dir
+
+    data_dir = resolve_data_dir(args.data_dir)
+    access = _access_from(args)
+    targets = _targets_from(args, access)
+    dagster = DagsterLoad(dagster_environment(args.config, args.data_dir))
+    report = run_checks(targets, data_dir, dagster, targets_deadline_s(access.call_deadline_s))
+    if args.json:
+        print_json(report.record, sys.stdout)
+    else:
+        for check in report.checks:
+            print(printable(check.line))
+    return 0 if report.ok else 1
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
@@ -501,6 +586,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "sync": cmd_sync,
+    "check": cmd_check,
     "status": cmd_status,
     "query": cmd_query,
     "compact": cmd_compact,

@@ -57,7 +57,7 @@ from .target_run import (
 )
 from .warehouse import refresh_views
 
-__all__ = ["Progress", "ProgressCallback", "sync"]
+__all__ = ["Progress", "ProgressCallback", "member_targets", "sync"]
 
 log = logging.getLogger(__name__)
 MIGRATION_WAIT_S = 60.0
@@ -474,7 +474,7 @@ def _expand(
         try:
             members.extend(
                 member
-                for member in _members(target, listings, listed.stats, cancel)
+                for member in member_targets(target, listings, listed.stats, cancel)
                 if in_shard(member.key, options.shard)
             )
         except ConfigError as exc:
@@ -502,7 +502,7 @@ def _connect(
     return _Connected(member, client, stats, limiter)
 
 
-def _members(
+def member_targets(
     target: SourceTarget,
     listings: dict[str, list[dict[str, Any]] | ConfigError],
     stats: ApiStats,

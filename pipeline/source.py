@@ -46,8 +46,10 @@ __all__ = [
     "AssumeRole",
     "ClientSettings",
     "Organization",
+    "aws_session",
     "check_profile",
     "check_reachable",
+    "client_config",
     "list_aliases",
     "list_image_versions",
     "list_images",
@@ -216,28 +218,24 @@ def make_client(
     stats: ApiStats,
     guard: CallGuard,
     limiter: AdaptiveRateLimiter | None = None,
+    session: Any = None,
 ) -> Any:
     """A SageMaker client for one region, counting into `stats`, its request rate adapted to
     throttling and capped at settings.max_rps (ratelimit.py),
-    every call (and every STS call that refreshes its credentials) bounded by `guard`.
+    every call (and every STS call that refreshes its credentials) bounded by `guard`; from
+    `session` (`aws_session(settings, guard)`) when the caller has one already.
 
     ConfigError when the region is unknown, the profile missing, no credentials are found or a
     role cannot be assumed.
     """
-    import botocore.config
-
     if settings.region not in known_regions():
         raise ConfigError(f"unknown region {settings.region!r}: SageMaker has no endpoint there")
-    session = aws_session(settings, guard)
-    config = botocore.config.Config(
-        retries={"mode": settings.retry_mode, "total_max_attempts": settings.max_attempts},
-        max_pool_connections=max(10, settings.pool_size),
-        connect_timeout=settings.connect_timeout_s,
-        read_timeout=settings.read_timeout_s,
-        user_agent_extra="image-versions",
-    )
+    session = aws_session(settings, guard) if session is None else session
     client = guard_client(
-        session.client("sagemaker", endpoint_url=settings.endpoint_url, config=config), guard
+        session.client(
+            "sagemaker", endpoint_url=settings.endpoint_url, config=client_config(settings)
+        ),
+        guard,
     )
     events = client.meta.events
     limiter = limiter or AdaptiveRateLimiter(settings.max_rps)
@@ -266,6 +264,19 @@ def make_client(
     events.register("before-send.sagemaker", before_send)
     events.register_first("needs-retry.sagemaker", needs_retry)
     return client
+
+
+def client_config(settings: ClientSettings) -> Any:
+    """The botocore config of a client that `settings` make: retries, timeouts, its pool."""
+    import botocore.config
+
+    return botocore.config.Config(
+        retries={"mode": settings.retry_mode, "total_max_attempts": settings.max_attempts},
+        max_pool_connections=max(10, settings.pool_size),
+        connect_timeout=settings.connect_timeout_s,
+        read_timeout=settings.read_timeout_s,
+        user_agent_extra="image-versions",
+    )
 
 
 def aws_session(settings: ClientSettings, guard: CallGuard) -> Any:
@@ -468,8 +479,14 @@ def organization_members(settings: ClientSettings, listed: list[dict[str, Any]])
     return members
 
 
-def check_reachable(client: Any, timeout_s: float = 5.0) -> None:
-    """Fail fast (ConfigError) when the client's endpoint cannot be resolved or connected to.
+def check_reachable(
+    client: Any,
+    timeout_s: float = 5.0,
+    service: str = "SageMaker",
+    hint: str = "check --region and --endpoint-url",
+) -> None:
+    """Fail fast (ConfigError, naming `service` and ending in `hint`) when the client's
+    endpoint cannot be resolved or connected to.
 
     botocore would retry a dead endpoint with back-off for minutes; a bad --endpoint-url or
     region deserves a one-line answer at once. This opens a TCP connection, makes no API call.
@@ -481,8 +498,7 @@ def check_reachable(client: Any, timeout_s: float = 5.0) -> None:
             pass
     except OSError as exc:
         raise ConfigError(
-            f"cannot reach SageMaker endpoint {client.meta.endpoint_url} ({exc}); "
-            "check --region and --endpoint-url"
+            f"cannot reach {service} endpoint {client.meta.endpoint_url} ({exc}); {hint}"
         ) from exc
 
 

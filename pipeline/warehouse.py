@@ -506,12 +506,16 @@ def _user_query(data_dir: DataDir, sql: str) -> Iterator[duckdb.DuckDBPyConnecti
 
 @contextlib.contextmanager
 def stream_query(
-    data_dir: DataDir, sql: str, batch_rows: int = QUERY_BATCH_ROWS
+    data_dir: DataDir,
+    sql: str,
+    batch_rows: int = QUERY_BATCH_ROWS,
+    params: Sequence[Any] = (),
 ) -> Iterator[QueryStream]:
-    """Run user SQL (`_user_query`); its rows are read `batch_rows` at a time while the caller
-    takes them, inside this context, so memory does not grow with the result."""
+    """Run user SQL (`_user_query`, with `params` for its `?`); its rows are read
+    `batch_rows` at a time while the caller takes them, inside this context, so memory does
+    not grow with the result."""
     with _user_query(data_dir, sql) as connection:
-        described = connection.execute(sql).description or []
+        described = connection.execute(sql, list(params)).description or []
 
         def batches() -> Iterator[list[tuple[Any, ...]]]:
             while described and (batch := connection.fetchmany(batch_rows)):
@@ -520,9 +524,9 @@ def stream_query(
         yield QueryStream([c[0] for c in described], [c[1] for c in described], batches())
 
 
-def run_query(data_dir: DataDir, sql: str) -> QueryResult:
+def run_query(data_dir: DataDir, sql: str, params: Sequence[Any] = ()) -> QueryResult:
     """`stream_query`, every row held."""
-    with stream_query(data_dir, sql) as result:
+    with stream_query(data_dir, sql, params=params) as result:
         rows = [row for batch in result.batches for row in batch]
         return QueryResult(result.columns, rows, result.types)
 

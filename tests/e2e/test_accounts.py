@@ -166,6 +166,31 @@ def write_sources(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def test_check_names_each_member_accounts_identity_and_fails_on_a_denied_one(
+    tmp_path: Path, accounts: EmulatorServer, aws: Organization
+) -> None:
+    sources = write_sources(
+        tmp_path,
+        f'[sources.org]\nendpoint_url = "{accounts.url}"\nregions = ["{REGION}"]\n'
+        f'organization = {{ member_role = "{MEMBER_ROLE}" }}\n',
+    )
+    data = tmp_path / "data"
+    result = run_cli("check", "--config", str(sources), "--data-dir", str(data), "--json")
+
+    assert result.code == 1, result.stderr
+    report = json.loads(result.stdout)
+    checked = {target["source"]: target for target in report["targets"]}
+    for account in (DEFAULT_ACCOUNT_ID, *aws.hosted, aws.unhosted):
+        target = checked[f"org/{account}"]
+        assert target["account_id"] == account
+        assert target["arn"] == f"arn:aws:sts::{account}:assumed-role/{MEMBER_ROLE}/image-versions"
+        allowed = account != aws.unhosted
+        assert (target["ok"], target["list_images"]) == (allowed, allowed)
+    assert "AccessDeniedException" in checked[f"org/{aws.unhosted}"]["detail"]
+    assert f"org/{aws.suspended}" not in checked
+    assert report["data_dir"]["ok"] and not data.exists()
+
+
 def test_role_sources_sync_each_account_under_its_own_account_id(
     tmp_path: Path, accounts: EmulatorServer, aws: Organization
 ) -> None:
@@ -218,7 +243,7 @@ def test_an_organization_source_syncs_every_active_member_and_isolates_a_denied_
     assert "AccessDenied" in result.stdout + result.stderr
     assert aws.suspended not in result.stdout + result.stderr
     assert stored(data) == set().union(*(truth(e) for e in accounts.accounts.values()))
-    status = run_cli("status", "--data-dir", str(data), "--json")
+    status = run_cli("status", "--data-dir", str(data), "--images", "--json")
     assert {(row["account_id"]) for row in json.loads(status.stdout)} == {
         DEFAULT_ACCOUNT_ID,
         *aws.hosted,
@@ -448,7 +473,7 @@ def test_a_refused_assume_role_fails_its_source_alone(
     assert failure.startswith(f"denied/{REGION}: cannot assume role {guarded_aws.denied_role}: ")
     assert "AccessDenied" in failure and "not authorized to perform: sts:AssumeRole" in failure
     assert stored(data) == truth(one_account.emulator)
-    status = run_cli("status", "--data-dir", str(data), "--json")
+    status = run_cli("status", "--data-dir", str(data), "--images", "--json")
     assert {row["source"] for row in json.loads(status.stdout)} == {"allowed"}
 
 

@@ -40,7 +40,7 @@ def test_sync_then_status_query_and_compact(server: EmulatorServer, data_dir: Da
     assert "synced 6 images of 1 target" in first.stdout and "API calls" in first.stdout
     assert_converged(data_dir, server.emulator)
 
-    status = run_cli("status", "--data-dir", str(data_dir.root), "--json")
+    status = run_cli("status", "--data-dir", str(data_dir.root), "--images", "--json")
     rows = json.loads(status.stdout)
     assert status.code == 0 and len(rows) == 6
     counts = {r["image_name"]: r["version_count"] for r in rows}

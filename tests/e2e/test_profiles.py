@@ -60,7 +60,7 @@ def test_a_source_whose_profile_is_missing_fails_alone(
     summary = json.loads(result.stdout)
     assert summary["failures"] == [f"sandbox/{REGION}: {missing('sandbox', 'sandbox', config)}"]
     assert set(live_rows(data)) == truth(server.emulator)
-    status = run_cli("status", "--data-dir", str(data.root), "--json")
+    status = run_cli("status", "--data-dir", str(data.root), "--images", "--json")
     assert {row["source"] for row in json.loads(status.stdout)} == {"good"}
 
 

@@ -173,7 +173,7 @@ def test_query_and_status_ignore_a_garbage_warehouse_and_take_no_lock(
 
     with data_dir.exclusive():
         before = snapshot(data_dir.root)
-        status = run_cli("status", "--data-dir", root, "--json")
+        status = run_cli("status", "--data-dir", root, "--images", "--json")
         count = query_json(data_dir, "SELECT count(*) AS n FROM image_versions")
 
     assert status.code == 0, status.stderr

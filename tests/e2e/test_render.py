@@ -54,7 +54,7 @@ def test_sync_and_status_json_are_strict_with_utc_times(
     assert summary["watermark_max"] == max(watermarks.values())
     assert summary["ok"] is True and isinstance(summary["seconds"], float)
 
-    assert main(["status", "--data-dir", root, "--json"]) == 0
+    assert main(["status", "--data-dir", root, "--images", "--json"]) == 0
     rows = strict_json(capsys.readouterr().out)
     expected = {name: watermarks.get(name) for name in server.emulator.image_names()}
     assert {row["image_name"]: row["watermark"] for row in rows} == expected

@@ -161,7 +161,7 @@ def test_status_query_compact_verify_on_s3_without_duckdb_extensions(
         assert run_cli(*sync_args(s3_dir, server, "--reconcile")).code == 0
     # A home with no DuckDB extension directory: nothing installed, nothing to load.
     home = {"HOME": str(tmp_path / "empty-home")}
-    status = run_cli("status", "--data-dir", s3_dir.location, "--json", env=home)
+    status = run_cli("status", "--data-dir", s3_dir.location, "--images", "--json", env=home)
     assert status.code == 0, status.stderr
     live_images = {row["image_name"] for row in json.loads(status.stdout) if not row["is_deleted"]}
     assert live_images == set(server.emulator.image_names(REGION))
@@ -382,3 +382,30 @@ def test_pyarrow_is_handed_fresh_credentials_when_boto3_refreshes_them(s3_dir: D
     assert access_key() == "SECOND"
     s3_dir.prepare()  # and the dataset is still reached through it
     assert s3_dir.is_ours()
+
+
+@pytest.mark.dagster  # check loads the code location, in a child process
+def test_check_on_an_s3_data_dir_leaves_its_objects_as_they_were(
+    server: EmulatorServer, s3_dir: DataDir, s3_client: Any, s3_url: str
+) -> None:
+    seed_catalogue(server.emulator, seed=47, images=3)
+    sts = {"AWS_ENDPOINT_URL_STS": s3_url}  # moto's server answers every service
+    args = ("check", "--endpoint-url", server.url, "--json", "--data-dir")
+
+    fresh = run_cli(*args, s3_dir.location, env=sts)
+    assert fresh.code == 0, fresh.stdout + fresh.stderr
+    assert json.loads(fresh.stdout)["data_dir"]["exists"] is False
+    assert objects(s3_client, s3_dir) == []
+
+    assert run_cli(*sync_args(s3_dir, server)).code == 0
+    before = objects(s3_client, s3_dir)
+    synced = run_cli(*args, s3_dir.location, env=sts)
+    assert synced.code == 0, synced.stdout + synced.stderr
+    assert json.loads(synced.stdout)["data_dir"]["detail"] == "writable, 3 locks free"
+    assert objects(s3_client, s3_dir) == before
+
+    missing = run_cli(*args, "s3://iv-no-such-bucket/data", env=sts)
+    assert missing.code == 1
+    assert json.loads(missing.stdout)["data_dir"]["detail"] == (
+        "S3 bucket iv-no-such-bucket does not exist; create it first"
+    )

@@ -100,7 +100,7 @@ def test_human_output_shows_planted_control_characters_as_escapes(
     [failed] = assert_safe(hostile_sync.stderr).splitlines()
     assert failed.startswith("FAILED default/us-east-1 image refused:") and AS_ERROR in failed
 
-    status = cli("status", "--data-dir", root)
+    status = cli("status", "--data-dir", root, "--images")
     assert status.returncode == 0
     assert AS_ERROR in assert_safe(status.stdout)
 
@@ -155,7 +155,7 @@ def test_sync_and_status_json_keep_the_error_message(
     kept = " ".join(f"{AS_ERROR}: {HOSTILE}".split())
     assert failure.endswith(f"ValidationException: {kept}")
 
-    status = cli("status", "--data-dir", root, "--json")
+    status = cli("status", "--data-dir", root, "--images", "--json")
     errors = {row["image_name"]: row["last_error"] for row in json.loads(status.stdout)}
     assert errors["refused"] == f"ValidationException: {kept}"
 
