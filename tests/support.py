@@ -163,6 +163,23 @@ def foreign_packages(directory: Path) -> Path:
     return directory
 
 
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's server (S3, STS, Organizations...) on a free loopback port: its URL."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
 _KILLED_AT = (
     "import os, signal, sys\n"
     "from pipeline import committer, storage\n"

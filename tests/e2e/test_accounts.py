@@ -166,14 +166,19 @@ def write_sources(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_check_names_each_member_accounts_identity_and_fails_on_a_denied_one(
-    tmp_path: Path, accounts: EmulatorServer, aws: Organization
-) -> None:
-    sources = write_sources(
+def organization_sources(tmp_path: Path, accounts: EmulatorServer) -> Path:
+    """A sources file of one organization source, `org`, over the accounts' emulator."""
+    return write_sources(
         tmp_path,
         f'[sources.org]\nendpoint_url = "{accounts.url}"\nregions = ["{REGION}"]\n'
         f'organization = {{ member_role = "{MEMBER_ROLE}" }}\n',
     )
+
+
+def test_check_names_each_member_accounts_identity_and_fails_on_a_denied_one(
+    tmp_path: Path, accounts: EmulatorServer, aws: Organization
+) -> None:
+    sources = organization_sources(tmp_path, accounts)
     data = tmp_path / "data"
     result = run_cli("check", "--config", str(sources), "--data-dir", str(data), "--json")
 
@@ -230,11 +235,7 @@ def test_role_sources_sync_each_account_under_its_own_account_id(
 def test_an_organization_source_syncs_every_active_member_and_isolates_a_denied_one(
     tmp_path: Path, accounts: EmulatorServer, aws: Organization
 ) -> None:
-    sources = write_sources(
-        tmp_path,
-        f'[sources.org]\nendpoint_url = "{accounts.url}"\nregions = ["{REGION}"]\n'
-        f'organization = {{ member_role = "{MEMBER_ROLE}" }}\n',
-    )
+    sources = organization_sources(tmp_path, accounts)
     data = tmp_path / "data"
     result = run_cli("sync", "--config", str(sources), "--data-dir", str(data))
     # The unhosted account's SageMaker refuses the member role; everyone else commits.

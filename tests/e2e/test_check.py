@@ -4,18 +4,24 @@ emulator), the data dir's writability and locks, and the Dagster code location's
 from __future__ import annotations
 
 import json
-import logging
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from pipeline.emulator import DEFAULT_ACCOUNT_ID, EmulatorServer, seed_catalogue
 from pipeline.model import target_key
 from pipeline.storage import DataDir
-from tests.support import OTHER_REGION, REGION, CliResult, run_cli, run_sync, sources_file
+from tests.support import (
+    OTHER_REGION,
+    REGION,
+    CliResult,
+    moto_server,
+    run_cli,
+    run_sync,
+    sources_file,
+)
 
 pytestmark = pytest.mark.dagster  # check imports the code location, in a child process
 
@@ -25,12 +31,8 @@ MOTO_USER = f"arn:aws:sts::{DEFAULT_ACCOUNT_ID}:user/moto"
 
 @pytest.fixture(scope="module")
 def sts_url() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ and the Dagster job with an s3:// DataDirResource."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import random
 import signal
@@ -22,7 +21,6 @@ from typing import Any
 import boto3
 import dagster as dg
 import pytest
-from moto.server import ThreadedMotoServer
 
 from assets.definitions import build_definitions
 from assets.resources import DataDirResource, SageMakerResource
@@ -41,6 +39,7 @@ from tests.support import (
     REGION,
     held_listings,
     kill_mid_run,
+    moto_server,
     run_cli,
     run_sync,
     truth,
@@ -58,12 +57,8 @@ TRIALS = 4
 
 @pytest.fixture(scope="module")
 def s3_url() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture
