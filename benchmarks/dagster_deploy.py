@@ -17,19 +17,24 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+
+import yaml
 
 from .dagster_ui import ROOT, DagsterDev, free_port, wait_for
 
 __all__ = [
     "Deployment",
     "Postgres",
+    "Processes",
     "deployment",
     "postgres",
     "postgres_binaries",
+    "processes",
 ]
 
 DEPLOY = ROOT / "deploy"
@@ -135,7 +140,8 @@ def postgres(binaries: Path, log: TextIO) -> Iterator[Postgres]:
         data = _init_cluster(binaries, root, server.password)
         command = [str(binaries / "postgres"), "-D", str(data), "-h", "127.0.0.1"]
         command += ["-p", str(server.port), "-k", str(root), "-c", "fsync=off"]
-        with _process(_as_unprivileged(command), os.environ, log, signal.SIGINT):
+        with processes(log) as server_process:
+            server_process.start(_as_unprivileged(command), os.environ, signal.SIGINT)
             admin = wait_for("PostgreSQL", lambda: server.connect("postgres"), 60, every=0.2)
             with contextlib.closing(admin):
                 admin.autocommit = True
@@ -145,35 +151,53 @@ def postgres(binaries: Path, log: TextIO) -> Iterator[Postgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _process(
-    command: Sequence[str],
-    env: Mapping[str, str],
-    log: TextIO,
-    stop: signal.Signals = signal.SIGTERM,
-) -> Iterator[subprocess.Popen[bytes]]:
-    """`command` in a session of its own, output to `log`; its whole process group is sent
-    `stop` on exit, then SIGKILL if it has not ended within STOP_SECONDS."""
-    process = subprocess.Popen(
-        list(command),
-        cwd=ROOT,
-        env=dict(env),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        yield process
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, stop)
-        with contextlib.suppress(subprocess.TimeoutExpired):
+class Processes:
+    """Commands started in sessions of their own, their output to one log; `stop` ends them
+    together: each whole process group is sent its stop signal, then SIGKILL once
+    STOP_SECONDS have passed (a code server's runs, postgres' backends end too)."""
+
+    def __init__(self, log: TextIO) -> None:
+        self.log = log
+        self._started: list[tuple[subprocess.Popen[bytes], signal.Signals]] = []
+
+    def start(
+        self, command: Sequence[str], env: Mapping[str, str], stop: signal.Signals = signal.SIGTERM
+    ) -> None:
+        process = subprocess.Popen(
+            list(command),
+            cwd=ROOT,
+            env=dict(env),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self._started.append((process, stop))
+
+    def _signal_all(self, which: signal.Signals | None = None) -> None:
+        for process, stop in self._started:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, which or stop)
+
+    def stop(self) -> None:
+        self._signal_all()
+        deadline = time.monotonic() + STOP_SECONDS
+        for process, _ in self._started:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        self._signal_all(signal.SIGKILL)
+        for process, _ in self._started:
             process.wait(timeout=STOP_SECONDS)
-        # The group's other members (a code server's runs, postgres' backends) end too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=STOP_SECONDS)
+
+
+@contextlib.contextmanager
+def processes(log: TextIO) -> Iterator[Processes]:
+    """Processes that are all stopped on exit, whatever happened."""
+    started = Processes(log)
+    try:
+        yield started
+    finally:
+        started.stop()
 
 
 def _tool(name: str) -> str:
@@ -186,27 +210,37 @@ class Deployment:
 
     webserver: DagsterDev
     env: dict[str, str]
-    log: TextIO
-    stack: contextlib.ExitStack
+    processes: Processes
 
     def start_daemon(self) -> None:
         """`dagster-daemon run`: the queue, the backfills, the schedules and the monitoring.
         Its first pass over backfills comes at its start, its next ones every 30 s."""
         workspace = str(DEPLOY / "workspace.yaml")
-        command = [_tool("dagster-daemon"), "run", "-w", workspace]
-        self.stack.enter_context(_process(command, self.env, self.log))
+        self.processes.start([_tool("dagster-daemon"), "run", "-w", workspace], self.env)
 
 
 @contextlib.contextmanager
 def deployment(
-    scratch: Path, env: Mapping[str, str], database: Postgres, log: TextIO, *, daemon: bool = True
+    scratch: Path,
+    env: Mapping[str, str],
+    database: Postgres,
+    log: TextIO,
+    *,
+    daemon: bool = True,
+    instance: Mapping[str, Any] | None = None,
+    code_env: Mapping[str, str] | None = None,
 ) -> Iterator[Deployment]:
     """The code server, the webserver and (with `daemon`; else `start_daemon` later) the
     daemon, with `env` (the code location's settings) and a DAGSTER_HOME under `scratch` holding
-    deploy/dagster.yaml; every process is stopped on exit."""
+    deploy/dagster.yaml (its top-level sections replaced by those of `instance`, if given);
+    `code_env` is added to the code server's environment (its runs' too). Every process is
+    stopped on exit."""
     home = scratch / "dagster_home"
     home.mkdir(parents=True)
     shutil.copyfile(DEPLOY / "dagster.yaml", home / "dagster.yaml")
+    if instance:
+        deployed = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+        (home / "dagster.yaml").write_text(yaml.safe_dump({**deployed, **instance}))
     code_port, web_port = free_port(), free_port()
     full_env = {
         **env,
@@ -219,10 +253,10 @@ def deployment(
     code_server += ["--location-name", LOCATION, "-h", "127.0.0.1", "-p", str(code_port)]
     webserver = [_tool("dagster-webserver"), "-w", str(DEPLOY / "workspace.yaml")]
     webserver += ["-h", "127.0.0.1", "-p", str(web_port)]
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(_process(code_server, full_env, log))
-        stack.enter_context(_process(webserver, full_env, log))
-        running = Deployment(DagsterDev(web_port), full_env, log, stack)
+    with processes(log) as started:
+        started.start(code_server, {**full_env, **(code_env or {})})
+        started.start(webserver, full_env)
+        running = Deployment(DagsterDev(web_port), full_env, started)
         # The webserver lists the assets once it has loaded them from the code server.
         wait_for("the code location", running.webserver.asset_names, timeout=120, every=0.5)
         if daemon:
