@@ -39,7 +39,7 @@ from typing import Any
 from pipeline.emulator import Emulator, EmulatorServer, seed_catalogue
 
 from .dagster_deploy import Deployment, deployment, postgres, postgres_binaries
-from .dagster_ui import BACKFILL_TAG, FINISHED, DagsterDev, wait_for
+from .dagster_ui import BACKFILL_TAG, POLL_S, DagsterDev, wait_for
 from .harness import INFO, Context, Row, Sizes, isolate_aws_env, median, print_table
 
 REGIONS = ("us-east-1", "eu-west-1", "us-west-2", "ap-south-1", "eu-central-1", "ca-central-1")
@@ -48,7 +48,6 @@ SYNC_ASSETS = ("image_versions", "sagemaker_images")
 JOB = "sync_image_versions"
 PARTITION_TAG = "dagster/partition"
 RUN_TIMEOUT_S = 300
-POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -83,13 +82,7 @@ def run_times(webserver: DagsterDev, run_id: str, launched: float) -> dict[str, 
     }
 
 
-def _finished(webserver: DagsterDev, tags: Mapping[str, str], count: int) -> list[Any] | None:
-    runs = webserver.runs(tags)
-    done = len(runs) == count and all(run["status"] in FINISHED for run in runs)
-    return runs if done else None
-
-
-def time_backfill(deployed: Deployment, partitions: list[str]) -> list[dict[str, float]]:
+def time_backfill(deployed: Deployment, partitions: list[str]) -> list[dict[str, Any]]:
     """A backfill of the sync assets over `partitions` (one run each), launched before the
     daemon starts; each run's times from the launch."""
     webserver = deployed.webserver
@@ -98,28 +91,21 @@ def time_backfill(deployed: Deployment, partitions: list[str]) -> list[dict[str,
     deployed.start_daemon()
     runs = wait_for(
         "the backfill's runs",
-        lambda: _finished(webserver, {BACKFILL_TAG: backfill}, len(partitions)),
+        lambda: webserver.finished_runs(len(partitions), {BACKFILL_TAG: backfill}),
         RUN_TIMEOUT_S,
         every=POLL_S,
     )
-    return [run_times(webserver, run["runId"], launched) | _status(run) for run in runs]
+    return [
+        run_times(webserver, run["runId"], launched) | {"success": run["status"] == "SUCCESS"}
+        for run in runs
+    ]
 
 
-def time_ui_run(webserver: DagsterDev, partition: str) -> dict[str, float]:
+def time_ui_run(webserver: DagsterDev, partition: str) -> dict[str, Any]:
     """One run of the job for `partition`, as the UI's "Materialize" launches it."""
     launched = time.time()
-    run_id = webserver.launch_run(JOB, {PARTITION_TAG: partition})
-    run = wait_for(f"run {run_id}", lambda: _ended(webserver, run_id), RUN_TIMEOUT_S, every=POLL_S)
-    return run_times(webserver, run_id, launched) | _status(run)
-
-
-def _ended(webserver: DagsterDev, run_id: str) -> dict[str, Any] | None:
-    run = webserver.run(run_id)
-    return run if run["status"] in FINISHED else None
-
-
-def _status(run: Mapping[str, Any]) -> dict[str, Any]:
-    return {"success": run["status"] == "SUCCESS"}
+    timing = webserver.timed_run(lambda: webserver.launch_run(JOB, {PARTITION_TAG: partition}))
+    return run_times(webserver, timing.run_id, launched) | {"success": timing.status == "SUCCESS"}
 
 
 def measure(variant: Variant, scratch: Path, partitions: int, repeats: int) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from .dagster_ui import ROOT, DagsterDev, free_port, wait_for
+from .dagster_ui import LOCATION, ROOT, DagsterDev, free_port, wait_for
 
 __all__ = [
     "Deployment",
@@ -38,7 +38,6 @@ __all__ = [
 ]
 
 DEPLOY = ROOT / "deploy"
-LOCATION = "image_versions"
 UNPRIVILEGED_UID = 65534
 """`nobody`: PostgreSQL refuses to run as root, which CI is."""
 STOP_SECONDS = 20

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-__all__ = ["BACKFILL_TAG", "DagsterDev", "RunTiming", "dagster_dev", "wait_for"]
+__all__ = ["BACKFILL_TAG", "DagsterDev", "RunTiming", "dagster_dev", "tags_of", "wait_for"]
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCATION = "image_versions"
@@ -54,6 +54,11 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: fl
             return value
         time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def tags_of(run: Mapping[str, Any]) -> dict[str, str]:
+    """A run's tags (as `DagsterDev.runs` gives them) as a dict."""
+    return {tag["key"]: tag["value"] for tag in run["tags"]}
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,15 @@ class DagsterDev:
             " ... on Runs { results { runId status startTime endTime tags { key value } } } } }",
             {"tags": selected},
         )["runsOrError"]["results"]
+
+    def finished_runs(
+        self, count: int, tags: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]] | None:
+        """The runs (with `tags`, those that carry them) once there are `count` and all have
+        ended, else None."""
+        runs = self.runs(tags)
+        done = len(runs) == count and all(run["status"] in FINISHED for run in runs)
+        return runs if done else None
 
     def launch_backfill(self, assets: Sequence[str], partitions: Sequence[str]) -> str:
         """Launch a backfill of `assets` over `partitions`, as the UI's "Materialize" of a

@@ -10,14 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from assets.definitions import PARTITIONS_PER_RUN_ENV
 from assets.schedules import RANGE_END, RANGE_START
 from benchmarks.dagster_deploy import deployment, postgres, postgres_binaries
-from benchmarks.dagster_ui import BACKFILL_TAG, FINISHED, DagsterDev, wait_for
+from benchmarks.dagster_ui import BACKFILL_TAG, tags_of, wait_for
 from pipeline.emulator import EmulatorServer
 from pipeline.storage import DataDir
 from tests.support import OTHER_REGION, REGION, assert_converged
@@ -37,16 +36,6 @@ def postgres_bin() -> Path:
             pytest.fail(f"{reason}; CI must have them")
         pytest.skip(reason)
     return found
-
-
-def tags(run: dict[str, Any]) -> dict[str, str]:
-    return {tag["key"]: tag["value"] for tag in run["tags"]}
-
-
-def finished_backfill_runs(webserver: DagsterDev, backfill: str, count: int) -> list[Any] | None:
-    runs = webserver.runs({BACKFILL_TAG: backfill})
-    done = len(runs) == count and all(run["status"] in FINISHED for run in runs)
-    return runs if done else None
 
 
 def test_a_backfill_through_the_deployment_syncs_every_partition_in_runs_of_its_own(
@@ -70,11 +59,11 @@ def test_a_backfill_through_the_deployment_syncs_every_partition_in_runs_of_its_
         deployed.start_daemon()
         runs = wait_for(
             "the backfill's runs",
-            lambda: finished_backfill_runs(deployed.webserver, backfill, len(keys)),
+            lambda: deployed.webserver.finished_runs(len(keys), {BACKFILL_TAG: backfill}),
             timeout=150,
         )
         assert [run["status"] for run in runs] == ["SUCCESS"] * len(keys)
-        ranges = sorted((tags(run)[RANGE_START], tags(run)[RANGE_END]) for run in runs)
+        ranges = sorted((tags_of(run)[RANGE_START], tags_of(run)[RANGE_END]) for run in runs)
         assert ranges == [(key, key) for key in keys]
         with contextlib.closing(database.connect(database.database)) as connection:
             cursor = connection.cursor()
