@@ -17,12 +17,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-__all__ = ["DagsterDev", "RunTiming", "dagster_dev", "wait_for"]
+__all__ = ["BACKFILL_TAG", "DagsterDev", "RunTiming", "dagster_dev", "tags_of", "wait_for"]
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCATION = "image_versions"
@@ -31,6 +31,7 @@ REPOSITORY = "__repository__"
 ASSET_JOB = "__ASSET_JOB"
 """The implicit job the UI launches for an asset or check selection."""
 FINISHED = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
+BACKFILL_TAG = "dagster/backfill"
 POLL_S = 0.2
 T = TypeVar("T")
 
@@ -53,6 +54,11 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: fl
             return value
         time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def tags_of(run: Mapping[str, Any]) -> dict[str, str]:
+    """A run's tags (as `DagsterDev.runs` gives them) as a dict."""
+    return {tag["key"]: tag["value"] for tag in run["tags"]}
 
 
 @dataclass(frozen=True)
@@ -148,15 +154,20 @@ class DagsterDev:
         worker = (run["endTime"] or 0) - (run["startTime"] or 0)
         return RunTiming(run_id, run["status"], wall, worker)
 
-    def launched_at(self, run_id: str) -> float:
-        """When the queue handed the run to the launcher (its RUN_STARTING event), in s."""
+    def event_times(self, run_id: str) -> dict[str, float]:
+        """When each of the run's events of a type last came (by GraphQL type name: e.g.
+        RunStartingEvent when the queue handed it to the launcher, RunStartEvent when its
+        process began executing), in seconds since the epoch."""
         events = self.graphql(
             "query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection"
             " { events { __typename ... on MessageEvent { timestamp } } } } }",
             {"id": run_id},
         )["logsForRun"]["events"]
-        (starting,) = [e for e in events if e["__typename"] == "RunStartingEvent"]
-        return int(starting["timestamp"]) / 1000
+        return {e["__typename"]: int(e["timestamp"]) / 1000 for e in events if e.get("timestamp")}
+
+    def launched_at(self, run_id: str) -> float:
+        """When the queue handed the run to the launcher (its RUN_STARTING event), in s."""
+        return self.event_times(run_id)["RunStartingEvent"]
 
     def log_messages(self, run_id: str) -> list[str]:
         """The messages of the run's event log, in order."""
@@ -167,12 +178,41 @@ class DagsterDev:
         )["logsForRun"]["events"]
         return [event["message"] for event in events if event.get("message")]
 
-    def runs(self) -> list[dict[str, Any]]:
-        """Every run of the instance, newest first: status, start and end, tags."""
+    def runs(self, tags: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """Every run of the instance (with `tags`, those that carry them), newest first:
+        status, start and end, tags."""
+        selected = [{"key": key, "value": value} for key, value in (tags or {}).items()]
         return self.graphql(  # type: ignore[no-any-return]
-            "{ runsOrError { ... on Runs { results { runId status startTime endTime"
-            " tags { key value } } } } }"
+            "query($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) {"
+            " ... on Runs { results { runId status startTime endTime tags { key value } } } } }",
+            {"tags": selected},
         )["runsOrError"]["results"]
+
+    def finished_runs(
+        self, count: int, tags: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]] | None:
+        """The runs (with `tags`, those that carry them) once there are `count` and all have
+        ended, else None."""
+        runs = self.runs(tags)
+        done = len(runs) == count and all(run["status"] in FINISHED for run in runs)
+        return runs if done else None
+
+    def launch_backfill(self, assets: Sequence[str], partitions: Sequence[str]) -> str:
+        """Launch a backfill of `assets` over `partitions`, as the UI's "Materialize" of a
+        partition selection does; returns its id (its runs carry the tag BACKFILL_TAG)."""
+        params = {
+            "assetSelection": [{"path": [asset]} for asset in assets],
+            "partitionNames": list(partitions),
+        }
+        launched = self.graphql(
+            "mutation($params: LaunchBackfillParams!) {"
+            " launchPartitionBackfill(backfillParams: $params) { __typename"
+            " ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }",
+            {"params": params},
+        )["launchPartitionBackfill"]
+        if launched["__typename"] != "LaunchBackfillSuccess":
+            raise RuntimeError(f"launchPartitionBackfill failed: {launched}")
+        return str(launched["backfillId"])
 
 
 @contextlib.contextmanager

@@ -102,11 +102,14 @@ def history_duplicates(data_dir: DataDir) -> int:
     return int(row[0])
 
 
-def assert_converged(data_dir: DataDir, emulator: Emulator) -> None:
-    """Invariant 1: the view equals the source's live versions, no duplicate anywhere."""
-    rows = live_rows(data_dir)
+def assert_converged(
+    data_dir: DataDir, emulator: Emulator, regions: tuple[str, ...] = (REGION,)
+) -> None:
+    """Invariant 1: the view equals the source's live versions (in `regions`), no duplicate
+    anywhere."""
+    rows = live_rows(data_dir, regions)
     assert len(rows) == len(set(rows)), "duplicate live versions"
-    assert set(rows) == truth(emulator)
+    assert set(rows) == truth(emulator, regions)
     assert history_duplicates(data_dir) == 0
 
 

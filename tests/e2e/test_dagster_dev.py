@@ -13,7 +13,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from benchmarks.dagster_ui import FINISHED, DagsterDev, dagster_dev, wait_for
+from benchmarks.dagster_ui import DagsterDev, dagster_dev, tags_of, wait_for
 from pipeline.emulator import EmulatorServer
 from tests.support import OTHER_REGION, REGION, SYNC_OP
 
@@ -22,17 +22,6 @@ pytestmark = pytest.mark.dagster
 ASSETS = ["image_versions", "image_versions_warehouse", "sagemaker_images"]
 JOB = "sync_image_versions"
 PARTITION = "dagster/partition"
-
-
-def finished_runs(dev: DagsterDev, count: int) -> list[dict[str, Any]] | None:
-    """All the instance's runs once there are `count` and all have ended (newest first)."""
-    runs = dev.runs()
-    done = len(runs) == count and all(run["status"] in FINISHED for run in runs)
-    return runs if done else None
-
-
-def tags(run: dict[str, Any]) -> dict[str, str]:
-    return {tag["key"]: tag["value"] for tag in run["tags"]}
 
 
 def launched_side_by_side(dev: DagsterDev, runs: list[dict[str, Any]]) -> bool:
@@ -60,9 +49,9 @@ def test_two_partitions_run_side_by_side_and_one_target_has_one_writer(
         keys = [f"emu/{region}" for region in sorted((REGION, OTHER_REGION))]
         for key in keys:
             dev.launch_run(JOB, {PARTITION: key})
-        fanned = wait_for("the partitions' runs", lambda: finished_runs(dev, 2), timeout=120)
+        fanned = wait_for("the partitions' runs", lambda: dev.finished_runs(2), timeout=120)
         assert [run["status"] for run in fanned] == ["SUCCESS", "SUCCESS"]
-        assert sorted(tags(run)[PARTITION] for run in fanned) == keys
+        assert sorted(tags_of(run)[PARTITION] for run in fanned) == keys
         assert launched_side_by_side(dev, fanned), "a target's queue held the other's run"
         expected = sum(len(server.emulator.live_versions(r)) for r in (REGION, OTHER_REGION))
         with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
@@ -74,7 +63,7 @@ def test_two_partitions_run_side_by_side_and_one_target_has_one_writer(
         config = {"ops": {SYNC_OP: {"config": {"wait_seconds": 0}}}}
         for _ in range(2):
             dev.launch_run(JOB, one, run_config=config)
-        runs = wait_for("the two runs", lambda: finished_runs(dev, 4), timeout=120)
+        runs = wait_for("the two runs", lambda: dev.finished_runs(4), timeout=120)
         latest, previous = runs[0], runs[1]
         assert [latest["status"], previous["status"]] == ["SUCCESS", "SUCCESS"]
         assert previous["endTime"] <= latest["startTime"]
