@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .aws_errors import aws_failure, describe
+from .child import python_child
 from .defaults import TARGET_CONCURRENCY
 from .errors import ConfigError, ImageVersionsError, UserError, WriterBusy, one_line
 from .extract import member_targets
@@ -246,7 +246,7 @@ class DagsterLoad:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._started = time.monotonic()
         self._process = subprocess.Popen(
-            [sys.executable, "-c", DAGSTER_LOAD],
+            python_child("-c", DAGSTER_LOAD),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

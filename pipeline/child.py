@@ -1,15 +1,15 @@
-"""How this package starts a child Python process that runs one of its own modules."""
+"""How this package starts a child Python process that runs its own code."""
 
 from __future__ import annotations
 
 import sys
 
-__all__ = ["python_module"]
+__all__ = ["python_child"]
 
 
-def python_module(module: str, *args: str) -> list[str]:
-    """The command of `python -m MODULE ARGS`, run by this interpreter. With -P: the working
-    directory stays off the child's import path, so that a directory the user runs from with
-    its own `assets/` or `pipeline/` package (a Dagster repository has the first) does not
-    shadow this one's."""
-    return [sys.executable, "-P", "-m", module, *args]
+def python_child(*args: str) -> list[str]:
+    """The command of a child of this interpreter: `python -P ARGS`, where ARGS is `-m MODULE
+    ...` or `-c CODE ...`. -P keeps the working directory off the child's import path, so that
+    a directory the user runs from with its own `assets/` or `pipeline/` package (a Dagster
+    repository has the first) does not shadow this one's."""
+    return [sys.executable, "-P", *args]

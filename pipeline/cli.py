@@ -569,10 +569,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # Dagster out of this one.
     import subprocess
 
-    from .child import python_module
+    from .child import python_child
 
     data_dir = ["--data-dir", args.data_dir] if args.data_dir else []
-    return subprocess.call(python_module("assets.demo", *data_dir))
+    return subprocess.call(python_child("-m", "assets.demo", *data_dir))
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:

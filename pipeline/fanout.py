@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .child import python_module
+from .child import python_child
 
 __all__ = ["Shard", "ShardOutcome", "in_shard", "merge_figures", "run_shards"]
 
@@ -86,7 +86,7 @@ def run_shards(argv: Sequence[str], processes: int, cancel: threading.Event) -> 
     them all; once `cancel` is set they are sent SIGTERM (each commits what it finished)."""
     children = [
         subprocess.Popen(
-            python_module("pipeline", "sync", *argv, "--json", "--shard", f"{i}/{processes}"),
+            python_child("-m", "pipeline", "sync", *argv, "--json", "--shard", f"{i}/{processes}"),
             stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,

@@ -17,6 +17,7 @@ from tests.support import (
     OTHER_REGION,
     REGION,
     CliResult,
+    foreign_packages,
     moto_server,
     run_cli,
     run_sync,
@@ -55,8 +56,15 @@ def refused_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def check(sources: Path, data: Path, *extra: str, env: dict[str, str] | None = None) -> CliResult:
-    return run_cli("check", "--config", str(sources), "--data-dir", str(data), *extra, env=env)
+def check(
+    sources: Path,
+    data: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> CliResult:
+    args = ("check", "--config", str(sources), "--data-dir", str(data), *extra)
+    return run_cli(*args, env=env, cwd=cwd)
 
 
 def test_check_gives_one_line_per_target_and_fails_on_any(
@@ -71,7 +79,8 @@ def test_check_gives_one_line_per_target_and_fails_on_any(
     )
     run_sync(data_dir, seeded)  # the data dir exists, with a target's and an account's locks
 
-    text = check(sources, data_dir.root)
+    # From a directory with its own `assets` and `pipeline`: the Dagster load is this one's.
+    text = check(sources, data_dir.root, cwd=foreign_packages(tmp_path / "repo"))
     assert text.code == 1 and not text.stderr, text.stderr
     identity = f"account {DEFAULT_ACCOUNT_ID} as {MOTO_USER}"
     assert text.stdout.splitlines() == [
