@@ -30,6 +30,7 @@ from .terminal import printable
 
 if TYPE_CHECKING:
     from .config import AccessSettings
+    from .failed_builds import FailedBuilds
     from .run import SourceTarget, SyncOptions
     from .warehouse import QueryResult
 
@@ -440,8 +441,6 @@ def _readable_data_dir(flag: str | None) -> Any:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    if args.failed_since is not None:
-        return _print_failed_builds(args)
     data_dir = _readable_data_dir(args.data_dir)
     result = _status_rows(args, data_dir)
     fmt = "json" if args.json else "table"
@@ -450,25 +449,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status_rows(args: argparse.Namespace, data_dir: Any) -> QueryResult:
-    """The rows `status` shows, as its flags choose."""
+def _status_rows(args: argparse.Namespace, data_dir: Any) -> QueryResult | FailedBuilds:
+    """The rows `status` shows, as its flags choose: with --failed-since, one row per version
+    that entered a failed status."""
+    from .failed_builds import failed_builds
     from .status import StatusFilter, image_rows, target_rows
 
+    if args.failed_since is not None:
+        return failed_builds(data_dir, args.failed_since)
     if args.image is not None and not args.images:
         raise ConfigError("--image narrows the per-image rows: add --images")
     chosen = StatusFilter(tuple(args.source), tuple(args.account), args.image)
     return image_rows(data_dir, chosen) if args.images else target_rows(data_dir, chosen)
-
-
-def _print_failed_builds(args: argparse.Namespace) -> int:
-    """`status --failed-since WHEN`: one row per version that entered a failed status."""
-    from .failed_builds import failed_builds
-
-    builds = failed_builds(_readable_data_dir(args.data_dir), args.failed_since)
-    fmt = "json" if args.json else "table"
-    with _reader_may_leave():
-        print_records(builds.columns, builds.rows, fmt, sys.stdout, builds.types)
-    return 0
 
 
 def cmd_query(args: argparse.Namespace) -> int:

@@ -583,14 +583,8 @@ class DataDir:
 
         One file, not `pq.read_table`: that goes through pyarrow.dataset, whose import pulls
         in pandas (a quarter of a second of every sync's start-up)."""
-        try:
-            with self.store.filesystem.open_input_file(str(path)) as source:
-                parquet = pq.ParquetFile(source)
-                table = parquet.read(columns=columns)
-        except FileNotFoundError:
-            raise
-        except (OSError, pa.ArrowException) as exc:
-            raise UnreadableFile(one_line(str(exc))) from exc
+        with self._opened(path) as parquet:
+            table = parquet.read(columns=columns)
         if not parquet.schema_arrow.equals(schema, check_metadata=False):
             raise UnreadableFile(f"unexpected schema: {parquet.schema_arrow.names}")
         return table
@@ -598,9 +592,16 @@ class DataDir:
     def read_metadata(self, path: PurePath) -> dict[bytes, bytes]:
         """The key-value metadata of one Parquet file of this dataset (its footer alone);
         UnreadableFile when it cannot be read."""
+        with self._opened(path) as parquet:
+            return dict(parquet.schema_arrow.metadata or {})
+
+    @contextlib.contextmanager
+    def _opened(self, path: PurePath) -> Iterator[pq.ParquetFile]:
+        """One Parquet file of this dataset, open for reading; what fails to read it inside
+        becomes UnreadableFile (why, on one line). FileNotFoundError passes through."""
         try:
             with self.store.filesystem.open_input_file(str(path)) as source:
-                return dict(pq.read_schema(source).metadata or {})
+                yield pq.ParquetFile(source)
         except FileNotFoundError:
             raise
         except (OSError, pa.ArrowException) as exc:
