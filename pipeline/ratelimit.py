@@ -361,7 +361,7 @@ class AdaptiveRateLimiter:
         if now - self._weighed_at < EVIDENCE_EVERY_S:
             return
         self._weighed_at = now
-        burst, times = self._burst(), sorted(self._accepted_at)
+        burst, times = self._most_burst(), sorted(self._accepted_at)
         for span in EVIDENCE_SPANS_S:
             # Only a span without a throttle: while the bucket is dry, another client's
             # throttled requests leave tokens to us that are no part of our share.
@@ -377,6 +377,13 @@ class AdaptiveRateLimiter:
         """Requests the bucket holds beyond the limit: as seen, or at most `BUCKET_S` of it."""
         assert self.limit is not None
         return self.burst if self.burst is not None else BUCKET_S * self.limit
+
+    def _most_burst(self) -> float:
+        """The most the bucket may hold, for evidence that raises the limit: a burst read too
+        small at the first throttle (its answers bunched by a busy client) would take a full
+        bucket for a higher limit."""
+        assert self.limit is not None
+        return max(self._burst(), BUCKET_S * self.limit)
 
     def _throttles_among(self, answers: int) -> int:
         """Throttled answers among the last `answers`."""
@@ -401,11 +408,11 @@ class AdaptiveRateLimiter:
             # the limit): the rate that met the limit tells more.
             self._confirming = False
             doubling = max(CONFIRM_DOUBLING_S, DOUBLING_CALLS / self._rate)
-            self._met(self._rate * math.log(2) / doubling, sent_at, now)
+            self._met(self._rate * math.log(2) / doubling, self._burst(), sent_at, now)
             self._leave_start()
         elif self._rate > self.limit:
             # A probe past the limit found met it; probe less often from now on.
-            self._met(PROBE_PER_S * self.limit, sent_at, now)
+            self._met(PROBE_PER_S * self.limit, self._most_burst(), sent_at, now)
             self._quiet_s = min(MAX_QUIET_S, max(2 * self._quiet_s, PROBE_CALLS / self.limit))
         elif self._throttles_among(MEASURE_WINDOW) >= 2:
             # Under the limit found (or, still climbing, under the first estimate: the burst
@@ -418,13 +425,13 @@ class AdaptiveRateLimiter:
             step = BACKOFF if share is None else CRUISE * (1 - share)
             self._cut(step * self._rate, now)
 
-    def _met(self, slope: float, sent_at: float, now: float) -> None:
+    def _met(self, slope: float, burst: float, sent_at: float, now: float) -> None:
         """A rate rising by `slope` a second met the limit. A bucket holding `burst` runs dry
         once the rate has been past the limit by sqrt(2 x (burst - 1) x slope) (one request
         takes the last token), so the limit is at least that far under the rate the throttled
         request went at; then go back under it."""
         assert self.limit is not None
-        buffer = max(0.0, self._burst() - 1)
+        buffer = max(0.0, burst - 1)
         # The request before the throttled one, one interval earlier, was accepted.
         went_at = self._rate - slope * (now - sent_at + 1 / self._rate)
         met = went_at - math.sqrt(2 * buffer * slope)

@@ -114,6 +114,17 @@ def test_the_learned_limit_does_not_creep_upward() -> None:
         assert target.limiter.learned.rps <= 21
 
 
+def test_a_full_bucket_is_no_evidence_of_a_higher_limit_even_when_the_burst_was_misread() -> None:
+    """A first throttle read with bunched answers can take a bucket of a second for one of a
+    request: probes past the limit then drain the full bucket, which must not read as a
+    higher limit."""
+    target = sim.run(
+        [sim.Target(AdaptiveRateLimiter(learned=Learned(20.0, 1.0)), sim.Account(20), 1200)]
+    )[0]
+    assert target.limiter.learned is not None
+    assert target.limiter.learned.rps <= 21, target.limiter.learned
+
+
 def test_a_limit_raised_between_syncs_is_found_and_a_lowered_one_costs_a_few_throttles() -> None:
     raised = syncs(sim.Account(40), 1, 1200)[0]
     assert raised.limiter.learned is not None and raised.limiter.learned.rps >= 30
