@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
+from .defaults import PROCESS_PER_CORE_TARGETS
 from .errors import ConfigError, UserError, one_line
-from .fanout import Shard
+from .fanout import Shard, read_plan
 from .guard import Cancelled
 from .logs import QUIET_LOG_FORMAT, TEXT_LOG_FORMAT, JsonLogFormatter
 from .redact import RedactingFilter
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from .config import AccessSettings
     from .failed_builds import FailedBuilds
     from .run import SourceTarget, SyncOptions
+    from .storage import DataDir
     from .warehouse import QueryResult
 
 __all__ = ["build_parser", "main", "options_from", "run"]
@@ -153,11 +155,12 @@ def _add_sync(commands: Any) -> None:
     sync.add_argument(
         "--processes",
         type=_whole_number(1),
-        default=1,
         metavar="N",
-        help="share the targets out over N processes, for more than one core (default: 1)",
+        help="share the targets out over N processes, for more than one core (default: the "
+        f"cores once the data dir knows {PROCESS_PER_CORE_TARGETS} targets of the sources, else 1)",
     )
     sync.add_argument("--shard", type=Shard.parse, help=argparse.SUPPRESS)
+    sync.add_argument("--shard-plan", action="store_true", help=argparse.SUPPRESS)
     _target_options(sync, "sync")
     for option in OPTIONS:
         _add_option(sync, option)
@@ -350,15 +353,19 @@ def _targets_from(args: argparse.Namespace, access: AccessSettings) -> list[Sour
 def cmd_sync(args: argparse.Namespace) -> int:
     from .config import resolve_data_dir
     from .extract import sync
+    from .shares import default_processes
 
     data_dir = resolve_data_dir(args.data_dir)
     options, access = options_from(args)
     targets = _targets_from(args, access)
-    if args.processes > 1:
-        if args.shard is not None:
+    sources = {target.source for target in targets}
+    if args.shard is not None:
+        if args.processes is not None:
             raise ConfigError("--processes and --shard do not go together")
-        return _sync_in_processes(args)
-    options = replace(options, shard=args.shard)
+        planned = read_plan(sys.stdin.read()) if args.shard_plan else {}
+        options = replace(options, shard=replace(args.shard, planned=planned))
+    elif (processes := args.processes or default_processes(data_dir, sources)) > 1:
+        return _sync_in_processes(args, data_dir, sources, processes)
     report = sync(data_dir, targets, options, on_progress=_progress_bar(), cancel=args.cancel)
     failures = [str(failure) for failure in report.failures]
     return _print_summary(args, report_metadata(report), failures)
@@ -396,13 +403,17 @@ def _print_failures(failures: list[str]) -> None:
         print(f"FAILED {printable(failure)}", file=sys.stderr)
 
 
-def _sync_in_processes(args: argparse.Namespace) -> int:
-    """The same sync as `args.processes` children, each a shard of the targets (fanout.py);
-    their own errors reach stderr as they happen."""
+def _sync_in_processes(
+    args: argparse.Namespace, data_dir: DataDir, sources: set[str], processes: int
+) -> int:
+    """The same sync as `processes` children, each a shard of the targets planned by what
+    each cost last (fanout.py); their own errors reach stderr as they happen."""
     from .fanout import run_shards
+    from .shares import plan_by_cost
 
+    plan = plan_by_cost(data_dir, sources, processes)
     argv = _without_option(args.argv[args.argv.index("sync") + 1 :], "--processes")
-    outcome = run_shards(argv, args.processes, args.cancel)
+    outcome = run_shards(argv, processes, plan, args.cancel)
     if args.cancel.is_set():
         raise Cancelled()
     if outcome.figures:

@@ -2,9 +2,18 @@
 
 One process's interpreter lock caps it near one core: botocore's work per call, not the
 network, is the floor of a large organisation's sync. Targets are independent (each has its own
-state and writer lock), so N children of this same command each take every N-th target
-(`--shard I/N`, a stable hash of the target's key, so an organisation's member accounts spread
-too) and write into the one data dir side by side. The parent adds up their JSON summaries.
+state and writer lock), so N children of this same command each take a share of the targets
+(`--shard I/N`) and write into the one data dir side by side. The parent adds up their JSON
+summaries.
+
+The shares are planned by cost: the parent weighs each target an earlier sync reached by the
+images in its account's state (a no-change sync makes a call per image) and deals them out
+largest first, each to the least loaded child, so one large target does not leave a process
+idle. It hands the plan to every child on its standard input (nothing is written outside the
+data dir): the children must agree, and each reads the state while the others change it. A
+target the plan does not know (a new source or member account) goes by a stable hash of its key.
+
+shares.py plans the shares, and the processes, from what the data dir knows of the targets.
 
 A process pool of the CLI's own, rather than Dagster's executors, because it serves the CLI
 and Dagster alike (the sync op runs the same command's core) and needs no run launcher; in
@@ -17,13 +26,21 @@ import json
 import subprocess
 import threading
 import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from .child import python_child
 
-__all__ = ["Shard", "ShardOutcome", "in_shard", "merge_figures", "run_shards"]
+__all__ = [
+    "Shard",
+    "ShardOutcome",
+    "in_shard",
+    "merge_figures",
+    "plan_shards",
+    "read_plan",
+    "run_shards",
+]
 
 _POLL_S = 0.1
 
@@ -34,6 +51,8 @@ class Shard:
 
     index: int
     count: int
+    planned: Mapping[str, int] = field(default_factory=dict, compare=False)
+    """The shard of each target the parent weighed (`plan_shards`); others go by hash."""
 
     @classmethod
     def parse(cls, text: str) -> Shard:
@@ -46,7 +65,34 @@ class Shard:
 
 def in_shard(key: str, shard: Shard | None) -> bool:
     """Whether the target `key` is this process's to sync."""
-    return shard is None or zlib.crc32(key.encode()) % shard.count == shard.index
+    if shard is None:
+        return True
+    index = shard.planned.get(key)
+    if index is None:
+        index = zlib.crc32(key.encode()) % shard.count
+    return index == shard.index
+
+
+def plan_shards(costs: Mapping[str, float], count: int) -> dict[str, int]:
+    """Each target's shard: the costliest first, each to the least loaded shard (longest
+    processing time first: within 4/3 of the best split)."""
+    loads = [0.0] * count
+    plan: dict[str, int] = {}
+    for key in sorted(costs, key=lambda key: (-costs[key], key)):
+        index = min(range(count), key=lambda i: (loads[i], i))
+        plan[key] = index
+        loads[index] += costs[key]
+    return plan
+
+
+def read_plan(text: str) -> dict[str, int]:
+    """The plan a child gets on its standard input (`run_shards`)."""
+    plan = json.loads(text)
+    if not isinstance(plan, dict) or not all(
+        isinstance(key, str) and type(index) is int for key, index in plan.items()
+    ):
+        raise ValueError("a shard plan is a JSON object of target keys to shard indexes")
+    return plan
 
 
 @dataclass
@@ -81,22 +127,27 @@ def merge_figures(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def run_shards(argv: Sequence[str], processes: int, cancel: threading.Event) -> ShardOutcome:
-    """Run `image-versions sync ARGV` as `processes` children, one shard each, and wait for
-    them all; once `cancel` is set they are sent SIGTERM (each commits what it finished)."""
+def run_shards(
+    argv: Sequence[str], processes: int, plan: Mapping[str, int], cancel: threading.Event
+) -> ShardOutcome:
+    """Run `image-versions sync ARGV` as `processes` children, one shard each of `plan`, and
+    wait for them all; once `cancel` is set they are sent SIGTERM (each commits what it
+    finished)."""
+    shard_options = ("--json", "--shard-plan", "--shard")
     children = [
         subprocess.Popen(
-            python_child("-m", "pipeline", "sync", *argv, "--json", "--shard", f"{i}/{processes}"),
+            python_child("-m", "pipeline", "sync", *argv, *shard_options, f"{i}/{processes}"),
             stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             text=True,
         )
         for i in range(processes)
     ]
     outputs: list[str] = [""] * processes
+    planned = json.dumps(plan)
 
     def collect(i: int) -> None:
-        outputs[i] = children[i].communicate()[0]
+        outputs[i] = children[i].communicate(planned)[0]
 
     readers = [threading.Thread(target=collect, args=(i,), daemon=True) for i in range(processes)]
     for reader in readers:

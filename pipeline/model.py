@@ -30,6 +30,7 @@ __all__ = [
     "fingerprint",
     "split_account_key",
     "target_key",
+    "target_key_source",
     "tombstone",
 ]
 
@@ -72,6 +73,11 @@ def target_key(source: str, region: str) -> str:
 
     Source names hold no dots, so the key reads back unambiguously."""
     return f"{source.replace('/', '.')}.{region}"
+
+
+def target_key_source(key: str) -> str:
+    """The source name a target key (`target_key`) begins with."""
+    return key.split(".", 1)[0]
 
 
 def account_key(account_id: str, region: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
-from .model import split_account_key
+from .model import split_account_key, target_key_source
 from .state import ACCOUNT_FILE, RATE_HINT_FILE, load_target_account, state_paths
 from .storage import DataDir
 
@@ -27,18 +27,14 @@ class Retired:
     partitions: int = 0
 
 
-def _source_of(target: str) -> str:
-    return target.split(".", 1)[0]  # source names hold no dots (model.target_key)
-
-
 def retire(data_dir: DataDir, source: str, *, purge: bool = False) -> Retired:
     """Remove the files of every target of `source` (a region of it, or a member account of
     an organization source), and the state of each account no other target reaches.
     ConfigError, before anything is removed, when the data dir has no target of `source`."""
     keys = data_dir.target_keys()
-    mine = [key for key in keys if _source_of(key) == source]
+    mine = [key for key in keys if target_key_source(key) == source]
     if not mine:
-        known = sorted({_source_of(key) for key in keys}) or ["none"]
+        known = sorted({target_key_source(key) for key in keys}) or ["none"]
         raise ConfigError(
             f"no target of source {source!r} in {data_dir.location} "
             f"(sources there: {', '.join(known)})"

@@ -21,13 +21,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePath
 
 import pyarrow as pa
 
 from .errors import DataError
-from .model import ImageState, StateKey, split_account_key
+from .model import ImageState, StateKey, split_account_key, target_key_source
 from .ratelimit import Learned
 from .schema import STATE_SCHEMA, table_to_rows
 from .storage import DataDir, UnreadableFile
@@ -38,6 +39,7 @@ __all__ = [
     "STATE_FILES_PATTERN",
     "drop_older_state",
     "keep_previous_state",
+    "known_target_images",
     "legacy_state_file",
     "load_account_state",
     "load_learned_rate",
@@ -240,7 +242,7 @@ def saved_commit(data_dir: DataDir, key: str) -> str | None:
     if not data_dir.store.is_file(path):
         return None
     try:
-        metadata = data_dir.read_metadata(path)
+        metadata = data_dir.read_footer(path).metadata or {}
     except (OSError, UnreadableFile) as exc:
         raise _corrupt(data_dir, path, exc) from exc
     commit = metadata.get(_COMMIT_KEY)
@@ -330,6 +332,27 @@ def load_target_account(data_dir: DataDir, key: str) -> str | None:
     except (OSError, ValueError, TypeError, KeyError):
         return None  # as if never known: an empty listing then tombstones nothing
     return account if isinstance(account, str) and _is_account_key(account) else None
+
+
+def known_target_images(data_dir: DataDir, sources: Collection[str]) -> dict[str, int]:
+    """The images (live or tombstoned) in the state of the account each target of `sources`
+    reached last, by target key: what a sync of it will cost (`fanout.plan_shards`). Targets
+    never synced, or whose state cannot be read, are left out."""
+
+    def images_of(key: str) -> int | None:
+        account = load_target_account(data_dir, key)
+        if account is None:
+            return None
+        try:
+            return int(data_dir.read_footer(state_file(data_dir, account)).num_rows)
+        except (OSError, UnreadableFile):
+            return None  # unknown: a sync of its own will say what is wrong with it
+
+    keys = [key for key in data_dir.target_keys() if target_key_source(key) in sources]
+    # Side by side: two small reads a target, each a round trip when the data dir is on S3.
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        found = dict(zip(keys, pool.map(images_of, keys), strict=True))
+    return {key: images for key, images in found.items() if images is not None}
 
 
 def _is_account_key(value: str) -> bool:

@@ -589,11 +589,11 @@ class DataDir:
             raise UnreadableFile(f"unexpected schema: {parquet.schema_arrow.names}")
         return table
 
-    def read_metadata(self, path: PurePath) -> dict[bytes, bytes]:
-        """The key-value metadata of one Parquet file of this dataset (its footer alone);
-        UnreadableFile when it cannot be read."""
+    def read_footer(self, path: PurePath) -> pq.FileMetaData:
+        """The footer of one Parquet file of this dataset (its rows, its key-value metadata),
+        nothing else read; UnreadableFile when it cannot be read."""
         with self._opened(path) as parquet:
-            return dict(parquet.schema_arrow.metadata or {})
+            return parquet.metadata
 
     @contextlib.contextmanager
     def _opened(self, path: PurePath) -> Iterator[pq.ParquetFile]:

@@ -140,17 +140,18 @@ def run_cli(
     timeout: float = 120,
     prefix: Sequence[str] = (),
     cwd: Path | None = None,
+    stdin: str = "",
 ) -> CliResult:
     """`python -P -m pipeline ARGS` in a subprocess (the installed package, whatever the
-    working directory holds), with the test's environment; `prefix` is a command that runs it
-    (e.g. `FILE_PERMISSIONS_HOLD`)."""
+    working directory holds), with the test's environment and `stdin`; `prefix` is a command
+    that runs it (e.g. `FILE_PERMISSIONS_HOLD`)."""
     completed = subprocess.run(
         [*prefix, sys.executable, "-P", "-m", "pipeline", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
-        stdin=subprocess.DEVNULL,
+        input=stdin,
         cwd=cwd,
     )
     return CliResult(completed.returncode, completed.stdout, completed.stderr)

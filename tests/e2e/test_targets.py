@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.emulator import DEFAULT_ACCOUNT_ID, EmulatorServer, seed_catalogue
+from pipeline.fanout import Shard, in_shard
 from pipeline.model import account_key, target_key
 from pipeline.run import Failure, SourceTarget, SyncReport
 from pipeline.schema import STATE_SCHEMA
@@ -263,6 +264,21 @@ def test_processes_share_the_targets_out_and_add_up_their_figures(
     assert set(live_rows(data_dir, regions)) == truth(server.emulator, regions)
     # Each target was synced by exactly one of the two processes.
     assert sorted(row[1] for row in _sync_runs(data_dir)) == sorted(regions)
+
+
+def test_a_shard_syncs_the_targets_its_plan_gives_it_whatever_their_hash(
+    server: EmulatorServer, data_dir: DataDir, sources_file: Path
+) -> None:
+    keys = {region: target_key("emu", region) for region in (REGION, OTHER_REGION)}
+    hashed = {region: 0 if in_shard(key, Shard(0, 2)) else 1 for region, key in keys.items()}
+    plan = {keys[region]: 1 - index for region, index in hashed.items()}  # each the other way
+    result = run_cli(
+        "sync", "--data-dir", str(data_dir.root), "--config", str(sources_file),
+        "--shard", "0/2", "--shard-plan", "--json", stdin=json.dumps(plan),
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    synced = {row[1] for row in _sync_runs(data_dir)}
+    assert synced == {region for region, index in hashed.items() if index == 1}
 
 
 def _child_with(argument: str, deadline: float) -> int:

@@ -1,12 +1,18 @@
-"""`sync --processes N` (`pipeline.fanout`): how targets are shared out, and how the children's
-summaries add up. tests/e2e/test_targets.py runs the children for real."""
+"""`sync --processes N` (`pipeline.fanout`, `pipeline.shares`): how targets are shared out,
+and how the children's summaries add up. tests/e2e/test_targets.py runs the children for real."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from pipeline.fanout import Shard, in_shard, merge_figures
-from pipeline.model import target_key
+from pipeline.defaults import PROCESS_PER_CORE_TARGETS
+from pipeline.fanout import Shard, in_shard, merge_figures, plan_shards, read_plan
+from pipeline.model import ImageState, account_key, target_key
+from pipeline.shares import default_processes, plan_by_cost
+from pipeline.state import save_state, save_target_account
+from pipeline.storage import DataDir
 
 
 def test_a_shard_is_written_index_slash_count() -> None:
@@ -26,6 +32,66 @@ def test_every_target_belongs_to_exactly_one_shard_and_spreads_over_all() -> Non
     assert min(sizes) >= len(keys) // 8, sizes  # a stable hash, not the first N to one child
     assert all(in_shard(key, None) for key in keys)  # no --shard: every target
     assert owners == {key: [s.index for s in shards if in_shard(key, s)] for key in keys}
+
+
+def test_a_plan_deals_the_costliest_targets_first_each_to_the_least_loaded_shard() -> None:
+    costs = {"big.r": 500.0, **{f"small-{i}.r": 50.0 for i in range(10)}}
+    plan = plan_shards(costs, 2)
+    loads = [sum(costs[key] for key, index in plan.items() if index == shard) for shard in (0, 1)]
+    assert sorted(loads) == [500.0, 500.0]  # the large one alone; a hash split 550/450 or worse
+    assert [key for key, index in plan.items() if index == plan["big.r"]] == ["big.r"]
+    assert plan == plan_shards(dict(reversed(costs.items())), 2)  # every child plans alike
+
+
+def test_a_planned_target_follows_its_plan_and_an_unknown_one_its_hash() -> None:
+    keys = [target_key(f"org-{account:03d}", "r") for account in range(40)]
+    hashed = {key: next(i for i in range(2) if in_shard(key, Shard(i, 2))) for key in keys}
+    planned = {key: 1 - index for key, index in hashed.items() if key != keys[0]}
+    for key in keys:
+        owners = [i for i in range(2) if in_shard(key, Shard(i, 2, planned))]
+        assert owners == [planned.get(key, hashed[key])]
+
+
+def test_a_plan_read_from_a_child_s_standard_input_is_checked() -> None:
+    assert read_plan('{"a.r": 0, "b.r": 1}') == {"a.r": 0, "b.r": 1}
+    for bad in ("[1]", '{"a.r": "0"}', '{"a.r": true}', "not json"):
+        with pytest.raises(ValueError):
+            read_plan(bad)
+
+
+def _known_target(data_dir: DataDir, source: str, account: str, images: int) -> str:
+    """A target an earlier sync reached, its account's state holding `images` images."""
+    key = target_key(source, "r")
+    save_target_account(data_dir, key, account_key(account, "r"))
+    names = [f"image-{i}" for i in range(images)]
+    states = [ImageState(source, account, "r", name, f"arn:{name}") for name in names]
+    save_state(data_dir, {state.key: state for state in states})
+    return key
+
+
+def test_the_plan_weighs_each_known_target_by_the_images_of_its_account(
+    data_dir: DataDir,
+) -> None:
+    data_dir.prepare()
+    big = _known_target(data_dir, "big", "111111111111", 30)
+    small = [_known_target(data_dir, f"small{i}", f"22222222222{i}", 5) for i in range(6)]
+    _known_target(data_dir, "other", "333333333333", 90)  # not a source of this sync
+    plan = plan_by_cost(data_dir, {"big", *(f"small{i}" for i in range(6))}, 2)
+    assert set(plan) == {big, *small}
+    assert [key for key, index in plan.items() if index == plan[big]] == [big]
+
+
+def test_a_process_per_core_once_the_data_dir_knows_enough_targets(data_dir: DataDir) -> None:
+    data_dir.prepare()
+    sources = {f"s{i}" for i in range(PROCESS_PER_CORE_TARGETS)}
+    for i in range(PROCESS_PER_CORE_TARGETS - 1):
+        save_target_account(data_dir, target_key(f"s{i}", "r"), account_key("1" * 12, "r"))
+    assert default_processes(data_dir, sources) == 1
+    save_target_account(data_dir, target_key("elsewhere", "r"), account_key("1" * 12, "r"))
+    assert default_processes(data_dir, sources) == 1  # a target of another source
+    last = target_key(f"s{PROCESS_PER_CORE_TARGETS - 1}", "r")
+    save_target_account(data_dir, last, account_key("1" * 12, "r"))
+    assert default_processes(data_dir, sources) == len(os.sched_getaffinity(0))
 
 
 def test_the_childrens_summaries_add_up_to_one() -> None:
