@@ -153,6 +153,11 @@ class Sizes:
     org_targets: int = 100
     """ORG: the organization's accounts (the management account among them), one target each."""
     org_images: int = 50
+    org200_targets: int = 200
+    """ORG-200: the organization's accounts, each of `org200_images` images."""
+    org200_images: int = 500
+    org200_large_images: int = 10_000
+    """ORG-200's yardstick: one account of this many images, for the CPU of a call."""
     rate_limit_seconds: float = 10.0
     """RATE's hard limits: images enough for about this many seconds of calls at the limit (at
     least 30)."""
@@ -194,6 +199,9 @@ class Sizes:
             load_seconds=2.0,
             org_targets=10,
             org_images=50,
+            org200_targets=20,
+            org200_images=50,
+            org200_large_images=1000,
             rate_limit_seconds=3.0,
             rate_neighbour_images=60,
             rate_org_images=60,

@@ -40,7 +40,7 @@ EMPTY_REGION = "eu-west-1"
 """A region in which no account has an image."""
 
 
-class _Organization:
+class MeasuredOrganization:
     """The organization's servers and sources file; measures its syncs."""
 
     def __init__(self, ctx: Context, served: ServedOrganization) -> None:
@@ -89,7 +89,7 @@ class _Organization:
         }
 
 
-def _startup(ctx: Context) -> list[dict[str, Any]]:
+def startup_runs(ctx: Context) -> list[dict[str, Any]]:
     """No-op sync processes (an emulator without images): the start-up in the target, and the
     CPU that every sync spends whatever it syncs."""
     runs = []
@@ -107,7 +107,7 @@ def _measure(ctx: Context) -> dict[str, Any]:
         "images": sizes.org_images,
         "latency_s": LATENCY_S,
         "rate_limit_rps": RATE_RPS,
-        "startup": _startup(ctx),
+        "startup": startup_runs(ctx),
     }
     with served_organization(sizes.org_targets) as served:
         raw["organization_seconds"] = served.created_seconds
@@ -118,7 +118,7 @@ def _measure(ctx: Context) -> dict[str, Any]:
         raw["full_calls_per_target"] = [
             pages(len(versions)) + sum(pages(n) for n in versions) for versions in counts
         ]
-        organization = _Organization(ctx, served)
+        organization = MeasuredOrganization(ctx, served)
         emulator.faults(latency_s=LATENCY_S)
         raw["empty_region"] = organization.sync(
             ctx.fresh_dir("org-empty"), "--region", EMPTY_REGION
