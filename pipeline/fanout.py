@@ -4,7 +4,7 @@ One process's interpreter lock caps it near one core: botocore's work per call, 
 network, is the floor of a large organisation's sync. Targets are independent (each has its own
 state and writer lock), so N children of this same command each take a share of the targets
 (`--shard I/N`) and write into the one data dir side by side. The parent adds up their JSON
-summaries.
+summaries, and the progress lines the children write before them.
 
 The shares are planned by cost: the parent weighs each target an earlier sync reached by the
 images in its account's state (a no-change sync makes a call per image) and deals them out
@@ -22,13 +22,17 @@ Dagster, fanning partitions out over runs or pods does the same across machines.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import subprocess
 import threading
+import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 from .child import python_child
 
@@ -38,11 +42,15 @@ __all__ = [
     "in_shard",
     "merge_figures",
     "plan_shards",
+    "progress_lines",
     "read_plan",
     "run_shards",
 ]
 
 _POLL_S = 0.1
+PROGRESS_LINE = '{"progress"'
+"""How a child's progress lines begin on its stdout, before its summary line."""
+PROGRESS_EVERY_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -128,11 +136,15 @@ def merge_figures(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_shards(
-    argv: Sequence[str], processes: int, plan: Mapping[str, int], cancel: threading.Event
+    argv: Sequence[str],
+    processes: int,
+    plan: Mapping[str, int],
+    cancel: threading.Event,
+    on_progress: Callable[[dict[str, int]], None] | None = None,
 ) -> ShardOutcome:
     """Run `image-versions sync ARGV` as `processes` children, one shard each of `plan`, and
-    wait for them all; once `cancel` is set they are sent SIGTERM (each commits what it
-    finished)."""
+    wait for them all, passing the sum of their progress to `on_progress`; once `cancel` is
+    set they are sent SIGTERM (each commits what it finished)."""
     shard_options = ("--json", "--shard-plan", "--shard")
     children = [
         subprocess.Popen(
@@ -143,13 +155,10 @@ def run_shards(
         )
         for i in range(processes)
     ]
-    outputs: list[str] = [""] * processes
-    planned = json.dumps(plan)
-
-    def collect(i: int) -> None:
-        outputs[i] = children[i].communicate(planned)[0]
-
-    readers = [threading.Thread(target=collect, args=(i,), daemon=True) for i in range(processes)]
+    talks = _Talks(children, json.dumps(plan), on_progress)
+    readers = [
+        threading.Thread(target=talks.talk, args=(i,), daemon=True) for i in range(processes)
+    ]
     for reader in readers:
         reader.start()
     signalled = False
@@ -161,19 +170,72 @@ def run_shards(
         for reader in readers:
             reader.join(timeout=_POLL_S / processes)
     summaries, failures, codes = [], [], []
-    for index, (child, output) in enumerate(zip(children, outputs, strict=True)):
-        line = output.strip().splitlines()[-1] if output.strip() else ""
+    for index, (child, line) in enumerate(zip(children, talks.last_lines, strict=True)):
         summary = json.loads(line) if line.startswith("{") else None
         if summary is not None:
             summaries.append(summary)
             failures += summary.get("failures", [])
-        code = child.returncode
+        code = child.wait()
         if code < 0 or (code != 2 and summary is None):
             # Killed (the OOM killer), or stopped before its summary: its targets are unknown.
             failures.append(f"shard {index + 1} of {processes} stopped with status {code}")
             code = 1
         codes.append(code)
     return ShardOutcome(merge_figures(summaries), failures, _combined(codes))
+
+
+class _Talks:
+    """The parent's side of each child's pipes: the plan written to its stdin; its progress
+    lines read from its stdout as they come, and the last other line (its summary) kept."""
+
+    def __init__(
+        self,
+        children: Sequence[subprocess.Popen[str]],
+        plan: str,
+        on_progress: Callable[[dict[str, int]], None] | None,
+    ) -> None:
+        self.children, self.plan, self.on_progress = children, plan, on_progress
+        self.last_lines = [""] * len(children)
+        self._progress: list[dict[str, int]] = [{} for _ in children]
+        self._lock = threading.Lock()
+
+    def talk(self, index: int) -> None:
+        child = self.children[index]
+        assert child.stdin is not None and child.stdout is not None
+        with contextlib.suppress(BrokenPipeError):  # a child that died at once
+            child.stdin.write(self.plan)
+            child.stdin.close()
+        with child.stdout:
+            for line in child.stdout:
+                if line.startswith(PROGRESS_LINE):
+                    self._report(index, json.loads(line)["progress"])
+                elif line.strip():
+                    self.last_lines[index] = line.strip()
+
+    def _report(self, index: int, progress: dict[str, int]) -> None:
+        with self._lock:
+            self._progress[index] = progress
+            if self.on_progress is not None:
+                summed: Counter[str] = Counter()
+                for shard in self._progress:
+                    summed.update(shard)
+                self.on_progress(dict(summed))
+
+
+def progress_lines(out: TextIO) -> Callable[[Any], None]:
+    """A child's progress callback: its progress (a dataclass) as a JSON line on `out` for
+    the parent (`run_shards`), at most every `PROGRESS_EVERY_S`, and the last one always."""
+    written = [float("-inf")]
+
+    def write(progress: Any) -> None:
+        now = time.monotonic()
+        if now - written[0] < PROGRESS_EVERY_S and progress.targets_done < progress.targets:
+            return
+        written[0] = now
+        out.write(json.dumps({"progress": dataclasses.asdict(progress)}) + "\n")
+        out.flush()
+
+    return write
 
 
 def _combined(codes: Sequence[int]) -> int:

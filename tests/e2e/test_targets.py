@@ -3,12 +3,18 @@ single state file, and the sync history (`sync_runs`) each target writes with it
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import pty
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import termios
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.emulator import DEFAULT_ACCOUNT_ID, EmulatorServer, seed_catalogue
-from pipeline.fanout import Shard, in_shard
+from pipeline.fanout import Shard, in_shard, run_shards
 from pipeline.model import account_key, target_key
 from pipeline.run import Failure, SourceTarget, SyncReport
 from pipeline.schema import STATE_SCHEMA
@@ -264,6 +270,39 @@ def test_processes_share_the_targets_out_and_add_up_their_figures(
     assert set(live_rows(data_dir, regions)) == truth(server.emulator, regions)
     # Each target was synced by exactly one of the two processes.
     assert sorted(row[1] for row in _sync_runs(data_dir)) == sorted(regions)
+
+
+def test_the_parent_adds_up_its_shards_progress_as_they_go(
+    server: EmulatorServer, data_dir: DataDir, sources_file: Path, tmp_path: Path
+) -> None:
+    snapshots: list[dict[str, int]] = []
+    argv = ["--data-dir", str(data_dir.root), "--config", str(sources_file)]
+    with contextlib.chdir(foreign_packages(tmp_path)):
+        outcome = run_shards(argv, 2, {}, threading.Event(), snapshots.append)
+    assert outcome.code == 0, outcome.failures
+    done = {"targets_done": 2, "targets": 2, "images_done": 10, "images": 10}
+    assert snapshots[-1] == done, snapshots
+    assert [s["images_done"] for s in snapshots] == sorted(s["images_done"] for s in snapshots)
+
+
+def test_a_terminal_sees_the_progress_of_every_process(
+    server: EmulatorServer, data_dir: DataDir, sources_file: Path
+) -> None:
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
+    with os.fdopen(controller, "rb", buffering=0) as screen:
+        sync = subprocess.Popen(
+            [sys.executable, "-P", "-m", "pipeline", "sync", "--data-dir", str(data_dir.root),
+             "--config", str(sources_file), "--processes", "2"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal,
+        )  # fmt: skip
+        os.close(terminal)
+        drawn = b""
+        with contextlib.suppress(OSError):  # EIO once the last writer has closed the terminal
+            while chunk := screen.read(4096):
+                drawn += chunk
+    assert sync.wait(timeout=120) == 0, drawn
+    assert b"targets 2/2" in drawn and b"10/10" in drawn, drawn
 
 
 def test_a_shard_syncs_the_targets_its_plan_gives_it_whatever_their_hash(

@@ -15,7 +15,8 @@ import pytest
 
 from assets.resources import SageMakerResource
 from assets.sync_assets import SyncConfig
-from pipeline.cli import build_parser, options_from
+from pipeline.arguments import build_parser
+from pipeline.cli import options_from
 from pipeline.config import AccessSettings, load_config
 from pipeline.errors import ConfigError
 from pipeline.run import SyncOptions
