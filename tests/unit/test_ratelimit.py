@@ -21,6 +21,10 @@ from tests import rate_sim as sim
 from tests.support import REGION
 
 CALLS = 300
+SYNC_COSTS_S = 0.7
+"""What a whole sync spends besides its calls (pandas' first import, the state, the views), as
+the RATE benchmark measures it: the issue's 1.15x is of the sync's wall, so the calls get the
+rest of it."""
 
 
 def syncs(account: sim.Account, count: int, calls: int = CALLS) -> list[sim.Target]:
@@ -36,18 +40,21 @@ def syncs(account: sim.Account, count: int, calls: int = CALLS) -> list[sim.Targ
     return done
 
 
-def wall_over_floor(target: sim.Target, limit: float) -> float:
-    return target.finished / (target.calls / limit)
+def wall_over_floor(target: sim.Target, limit: float, costs_s: float = 0.0) -> float:
+    return (target.finished + costs_s) / (target.calls / limit)
 
 
 @pytest.mark.parametrize("capacity", ["second", "one"])
 @pytest.mark.parametrize("limit", [1, 2, 5, 10, 20, 50, 100])
 def test_after_its_first_sync_a_target_is_rarely_throttled(limit: int, capacity: str) -> None:
+    """About 10 s of calls at the limit (as in the RATE benchmark), and the sync's own costs."""
     bucket = None if capacity == "second" else 1.0
-    _, *later = syncs(sim.Account(limit, bucket), 3)
+    _, *later = syncs(sim.Account(limit, bucket), 3, max(CALLS, 10 * limit))
     for target in later:
         assert target.throttled <= 0.02 * target.attempts, target.throttled
-    if capacity == "second" or limit <= 20:
+    if capacity == "second":
+        assert all(wall_over_floor(target, limit, SYNC_COSTS_S) <= 1.15 for target in later)
+    elif limit <= 20:
         assert all(wall_over_floor(target, limit) <= 1.15 for target in later)
     else:
         # A bucket of one request hides nothing of the limit, and proves little of it: the
@@ -131,7 +138,8 @@ def test_a_limit_raised_between_syncs_is_found_and_a_lowered_one_costs_a_few_thr
     start = Learned(20.0, 20.0)
     lowered = sim.Account(10)
     target = sim.run([sim.Target(AdaptiveRateLimiter(learned=start), lowered, CALLS)])[0]
-    assert target.throttled <= 10
+    # 10 to measure the new limit, and one for the burst the start spends (half of 20).
+    assert target.throttled <= 11
     assert target.limiter.learned is not None and target.limiter.learned.rps <= 11
 
 
