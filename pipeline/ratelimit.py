@@ -218,6 +218,9 @@ class AdaptiveRateLimiter:
         self._next_at = 0.0  # when the next request may go (GCRA's theoretical arrival time)
         self._credit = 0.0
         """Requests of the bucket's burst still to spend at the start (see `SPEND_SHARE`)."""
+        self._spent = 0.0
+        self._spending_until = float("-inf")
+        """The requests spent of the burst so far, and when the last of them went."""
         self._grown_at: float | None = None
         self._started: float | None = None
         self._rtt = 0.0
@@ -303,6 +306,8 @@ class AdaptiveRateLimiter:
             self._next_at = max(self._next_at, now) + 1.0 / pace
             if pace > self.rate:
                 self._credit -= 1 - self.rate / pace
+                self._spent += 1 - self.rate / pace
+                self._spending_until = now
             self._sent_at.append(now)
             while now - self._sent_at[0] > SENT_MEMORY_S:
                 self._sent_at.popleft()
@@ -357,9 +362,10 @@ class AdaptiveRateLimiter:
     def observe(self, sent_at: float, throttled: bool, now: float) -> None:
         """Learn from one answer to a request sent at `sent_at`."""
         with self._lock:
+            if throttled and sent_at <= self._spending_until:
+                self._spent_too_much()
+                return
             self._recent.append(throttled)
-            if throttled:
-                self._credit = 0.0  # the bucket was not full (or its burst not as seen)
             if sent_at >= self._cut_at:
                 self._since_cut[0] += 1
                 self._since_cut[1] += throttled
@@ -369,6 +375,15 @@ class AdaptiveRateLimiter:
                 self._judge(sent_at, throttled, now)
             elif throttled and sent_at >= self._cut_at:
                 self._throttled(sent_at, now)
+
+    def _spent_too_much(self) -> None:
+        """A request of the burst spent at the start was throttled: the bucket was not full
+        (another client was busy), or held less than the burst seen (a misread one, or a
+        smaller one since). Nothing is said of the limit; no more of the burst is spent, now
+        or by the next syncs."""
+        if self.burst is not None:
+            self.burst = max(1.0, min(self.burst, self._spent))
+        self._credit = 0.0
 
     def _count_accepted(self, sent_at: float, now: float) -> None:
         """Count an accepted answer; raise the limit when more were accepted than it and the
