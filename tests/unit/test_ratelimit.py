@@ -76,6 +76,35 @@ def test_a_first_sync_finds_the_limit_for_a_few_throttled_requests(limit: int) -
     assert 0.85 * limit <= first.limiter.learned.rps <= 1.1 * limit
 
 
+class _FirstAnswer(AdaptiveRateLimiter):
+    """Counts throttles of the requests sent after the first throttle's answer came."""
+
+    first_answer_at: float | None = None
+    after_it = 0
+
+    def observe(self, sent_at: float, throttled: bool, now: float) -> None:
+        if throttled and self.first_answer_at is None:
+            self.first_answer_at = now
+        elif throttled and self.first_answer_at is not None:
+            self.after_it += sent_at >= self.first_answer_at
+        super().observe(sent_at, throttled, now)
+
+
+@pytest.mark.parametrize("latency_s", [0.02, 0.03, 0.045])
+@pytest.mark.parametrize("limit", [2, 20, 100])
+def test_what_a_first_sync_pays_beyond_the_requests_in_flight_is_one_throttle(
+    limit: int, latency_s: float
+) -> None:
+    """The first sync's floor is the round trip's (docs/operations.md): requests in flight when
+    the bucket runs dry are throttled whatever follows; after the first answer, only the climb
+    that confirms the limit may meet it, once."""
+    limiter = _FirstAnswer()
+    account = sim.Account(limit)
+    sim.run([sim.Target(limiter, account, max(60, 10 * limit))], latency_s=latency_s)
+    assert limiter.first_answer_at is not None
+    assert limiter.after_it <= 1, limiter.after_it
+
+
 @pytest.mark.parametrize("noise", [0.02, 0.05, 0.10])
 @pytest.mark.parametrize("calls", [300, 1000])
 def test_random_throttles_cost_little_time(noise: float, calls: int) -> None:
