@@ -379,8 +379,8 @@ class AdaptiveRateLimiter:
     def _spent_too_much(self) -> None:
         """A request of the burst spent at the start was throttled: the bucket was not full
         (another client was busy), or held less than the burst seen (a misread one, or a
-        smaller one since). Nothing is said of the limit; no more of the burst is spent, now
-        or by the next syncs."""
+        smaller one since). Nothing is said of the limit. The spending ends, and the burst
+        kept is what the bucket gave, so the next syncs spend no more than that."""
         if self.burst is not None:
             self.burst = max(1.0, min(self.burst, self._spent))
         self._credit = 0.0
