@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from pipeline.guard import Cancelled
-from pipeline.ratelimit import STORM_RPS, AdaptiveRateLimiter, Learned, SharedStart
+from pipeline.ratelimit import (
+    CRUISE,
+    SPEND_SHARE,
+    STORM_RPS,
+    AdaptiveRateLimiter,
+    Learned,
+    SharedStart,
+)
 from pipeline.state import load_learned_rate, save_learned_rate
 from pipeline.storage import DataDir
 from tests import rate_sim as sim
@@ -177,6 +184,26 @@ def test_a_full_bucket_is_no_evidence_of_a_higher_limit_even_when_the_burst_was_
     )[0]
     assert target.limiter.learned is not None
     assert target.limiter.learned.rps <= 21, target.limiter.learned
+
+
+@pytest.mark.parametrize("limit", [20, 100])
+def test_a_later_sync_spends_half_the_burst_it_found_and_is_not_throttled_for_it(
+    limit: int,
+) -> None:
+    """An idle account's bucket is full: a sync starting from the limit and burst found spends
+    half the burst at its start, most of its worth in time (the spending goes at twice the
+    rate, so the first requests of it are paced too), without a throttle."""
+    calls = 10 * limit
+    learned = syncs(sim.Account(limit), 1, calls)[0].limiter.learned
+    assert learned is not None and learned.burst is not None
+    unspent = Learned(learned.rps)  # no burst seen: nothing to spend
+    spent, paced = (
+        sim.run([sim.Target(AdaptiveRateLimiter(learned=start), sim.Account(limit), calls)])[0]
+        for start in (learned, unspent)
+    )
+    worth = SPEND_SHARE * (learned.burst - 1) / (CRUISE * learned.rps)
+    assert paced.finished - spent.finished >= 0.7 * worth
+    assert spent.throttled == 0
 
 
 @pytest.mark.parametrize("limit", [20, 50])
