@@ -13,6 +13,8 @@ rate. Each target paces its requests evenly (`reserve`) at a rate learned from t
 - **Under the limit found**, throttles that go on are measured (a dry bucket accepts exactly
   what it refills), throttles that stop were a burst, throttles that keep their share however
   far the rate falls are noise, and a sample with nothing accepted is a storm.
+- **A sync that starts from a learned limit** spends half the burst seen (`SPEND_SHARE`) at
+  its start: an idle account's bucket is full, and calls / limit leaves it unspent.
 - **Only evidence raises the limit**: requests accepted beyond what the limit and the burst
   allow, or a slow probe above it, every `PROBE_CALLS` requests at most.
 
@@ -54,6 +56,10 @@ JUDGING_NAP_S = 0.01
 """While the first throttle is judged (a round trip), waiting workers ask again this often:
 the cut is undone as soon as the answers say noise."""
 MIN_RPS = 0.5
+SPEND_SHARE = 0.5
+"""The share of a learned bucket's burst a sync spends at its start, at `SPEND_PACE` times
+its rate: an idle account's bucket is full, and the other half is left for other clients."""
+SPEND_PACE = 2.0
 
 # Slow start, and the targets of one sync waiting for one probe.
 INITIAL_RPS = 100.0
@@ -210,6 +216,11 @@ class AdaptiveRateLimiter:
         self._rate = INITIAL_RPS
         self._confirming = False
         self._next_at = 0.0  # when the next request may go (GCRA's theoretical arrival time)
+        self._credit = 0.0
+        """Requests of the bucket's burst still to spend at the start (see `SPEND_SHARE`)."""
+        self._spent = 0.0
+        self._spending_until = float("-inf")
+        """The requests spent of the burst so far, and when the last of them went."""
         self._grown_at: float | None = None
         self._started: float | None = None
         self._rtt = 0.0
@@ -254,6 +265,10 @@ class AdaptiveRateLimiter:
     def _start_from(self, learned: Learned) -> None:
         self.limit, self.burst = learned.rps, learned.burst
         self._rate = CRUISE * learned.rps
+        if self._started is None and learned.burst is not None:
+            # Not a request sent yet: the bucket is as full as the account's idle time made
+            # it (a burst seen, not assumed: a bucket of one request has none to spend).
+            self._credit = SPEND_SHARE * (learned.burst - 1)
 
     def finish(self) -> None:
         """The sync is done: a probe it was making for other targets found nothing."""
@@ -280,17 +295,29 @@ class AdaptiveRateLimiter:
                 self._started = self._calm_since = now
             if self._shared is not None:
                 self._take_turn(now)
-            wait = self._next_at - BURST_SHARE / self.rate - now
+            pace = self._pace()
+            wait = self._next_at - BURST_SHARE / pace - now
             # Saturated: a worker waits, or takes a slot that freed less than one interval ago.
-            self._grow(now, saturated=wait > -1.0 / self.rate)
+            self._grow(now, saturated=wait > -1.0 / pace)
+            pace = self._pace()
             if wait > 0:
                 judging = self._judged is not None and self._judged.first
-                return min(wait, 1.0 / self.rate, JUDGING_NAP_S if judging else MAX_NAP_S)
-            self._next_at = max(self._next_at, now) + 1.0 / self.rate
+                return min(wait, 1.0 / pace, JUDGING_NAP_S if judging else MAX_NAP_S)
+            self._next_at = max(self._next_at, now) + 1.0 / pace
+            if pace > self.rate:
+                self._credit -= 1 - self.rate / pace
+                self._spent += 1 - self.rate / pace
+                self._spending_until = now
             self._sent_at.append(now)
             while now - self._sent_at[0] > SENT_MEMORY_S:
                 self._sent_at.popleft()
             return 0.0
+
+    def _pace(self) -> float:
+        """The rate requests go at now: faster than `rate` while the start spends a burst."""
+        if self._credit <= 0:
+            return self.rate
+        return min(SPEND_PACE * self.rate, self.max_rps or math.inf)
 
     def _take_turn(self, now: float) -> None:
         """Before a first throttle: wait for another target's probe, or start from its limit."""
@@ -335,6 +362,9 @@ class AdaptiveRateLimiter:
     def observe(self, sent_at: float, throttled: bool, now: float) -> None:
         """Learn from one answer to a request sent at `sent_at`."""
         with self._lock:
+            if throttled and sent_at <= self._spending_until:
+                self._spent_too_much()
+                return
             self._recent.append(throttled)
             if sent_at >= self._cut_at:
                 self._since_cut[0] += 1
@@ -345,6 +375,15 @@ class AdaptiveRateLimiter:
                 self._judge(sent_at, throttled, now)
             elif throttled and sent_at >= self._cut_at:
                 self._throttled(sent_at, now)
+
+    def _spent_too_much(self) -> None:
+        """A request of the burst spent at the start was throttled: the bucket was not full
+        (another client was busy), or held less than the burst seen (a misread one, or a
+        smaller one since). Nothing is said of the limit. The spending ends, and the burst
+        kept is what the bucket gave, so the next syncs spend no more than that."""
+        if self.burst is not None:
+            self.burst = max(1.0, min(self.burst, self._spent))
+        self._credit = 0.0
 
     def _count_accepted(self, sent_at: float, now: float) -> None:
         """Count an accepted answer; raise the limit when more were accepted than it and the

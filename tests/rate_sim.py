@@ -33,6 +33,9 @@ class Account:
     neighbour_rps: float | None = None
     storm: tuple[float, float] | None = None
     """From, to: every request throttled (another client hogging the account)."""
+    jitter_s: float = 0.0
+    """How late, at most, a request reaches the account after it was sent (uniformly at
+    random): a real client's threads, interpreter and connection do not keep its pacing."""
     seed: int = 7
     neighbour_attempts: int = 0
     neighbour_throttled: int = 0
@@ -40,9 +43,11 @@ class Account:
     _refilled: float = field(default=0.0, init=False)
     _neighbour_next: float = field(default=0.0, init=False)
     _rng: random.Random = field(init=False)
+    _jitter: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
+        self._jitter = random.Random(self.seed + 1)
         if self.limit_rps is not None:
             self._tokens = self.bucket_size
 
@@ -60,6 +65,10 @@ class Account:
             return False
         self._tokens -= 1
         return True
+
+    def late(self) -> float:
+        """How late a request sent now reaches the account."""
+        return self.jitter_s * self._jitter.random()
 
     def accepts(self, at: float) -> bool:
         """Whether our request arriving at `at` is served (arrivals come in time order)."""
@@ -130,8 +139,14 @@ def run(
             arrives = max(now, cpu_free)
             cpu_free = arrives + cpu_s
             target.attempts += 1
+            if target.account.jitter_s:
+                push(arrives + target.account.late(), index, "arrive", now)
+                continue
             accepted = target.account.accepts(arrives)
             push(arrives + latency_s, index, "ok" if accepted else "429", now)
+        elif kind == "arrive":  # in the order requests reach the account, not were sent
+            accepted = target.account.accepts(now)
+            push(now + latency_s, index, "ok" if accepted else "429", sent_at)
         else:
             throttled = kind == "429"
             target.limiter.observe(sent_at, throttled, now)
