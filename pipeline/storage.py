@@ -50,6 +50,7 @@ import pyarrow.parquet as pq
 
 from .backends import S3_SCHEME, LocalStore, S3Store, Store, parse_s3_uri
 from .errors import ConfigError, DataError, ImageVersionsError, WriterBusy, one_line
+from .evolution import read_file
 from .guard import Cancelled
 from .schema import (
     IMAGE_SCHEMA,
@@ -64,8 +65,7 @@ log = logging.getLogger(__name__)
 MARKER = ".image-versions"
 MARKER_TEXT = "This directory is an image-versions dataset. See the project's README.\n"
 PARQUET_COMPRESSION = "zstd"
-# A partition holding more files than this is compacted at the end of a sync.
-AUTO_COMPACT_FILES = 16
+AUTO_COMPACT_FILES = 16  # a partition holding more files is compacted at a sync's end
 ROW_ORDER = [("image_name", "ascending"), ("version", "ascending"), ("observed_at", "ascending")]
 _SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 LOCAL = LocalStore()
@@ -578,14 +578,14 @@ class DataDir:
         self, path: PurePath, schema: pa.Schema, columns: list[str] | None = None
     ) -> pa.Table:
         """`columns` (all when None) of one Parquet file of this dataset, which must hold
-        exactly `schema`; UnreadableFile (why, on one line) when it cannot be read or holds
-        something else.
+        `schema` (or an earlier release's form of it: evolution.py); UnreadableFile (why, on
+        one line) when it cannot be read or holds something else.
 
         One file, not `pq.read_table`: that goes through pyarrow.dataset, whose import pulls
         in pandas (a quarter of a second of every sync's start-up)."""
         with self._opened(path) as parquet:
-            table = parquet.read(columns=columns)
-        if not parquet.schema_arrow.equals(schema, check_metadata=False):
+            table = read_file(parquet, schema, columns)
+        if table is None:
             raise UnreadableFile(f"unexpected schema: {parquet.schema_arrow.names}")
         return table
 
