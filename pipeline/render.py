@@ -336,7 +336,7 @@ def summary_line(figures: Mapping[str, Any]) -> str:
         if figures["enriched"]
         else ""
     )
-    if figures["list_tags_calls"]:
+    if figures.get("list_tags_calls"):
         details += (
             f"; roles and tags: {figures['describe_image_calls']} DescribeImage, "
             f"{figures['list_tags_calls']} ListTags calls"

@@ -78,9 +78,11 @@ class _ImageJob:
     stored: Mapping[int, Row] | None
     enrich: bool = False
     described: Described | None = None
-    tags: bool = False
     """For a full listing: what enrichment stored of the image (its described states, and
-    each version's aliases), to backfill and to compare the aliases with."""
+    each version's aliases and tags), to backfill and to compare the aliases and tags with."""
+    tags: bool = False
+    """Record the tags of the versions it describes, and on a full listing read every live
+    version's (`retagged_versions`)."""
 
 
 @dataclass
