@@ -17,7 +17,7 @@ import pytest
 
 from pipeline.backends import LOCK_TTL_ENV
 from pipeline.config import load_config
-from pipeline.emulator import Emulator, EmulatorServer, seed_catalogue
+from pipeline.emulator import ACCESS_DENIED, ApiError, Emulator, EmulatorServer, seed_catalogue
 from pipeline.storage import DataDir
 from pipeline.verify import find_problems
 from pipeline.warehouse import run_query
@@ -291,3 +291,42 @@ def test_an_s3_data_dir_from_before_the_columns_keeps_working(
     server: EmulatorServer, s3_dir: DataDir
 ) -> None:
     check_old_and_new_files_together(s3_dir, server)
+
+
+def test_a_denied_or_malformed_list_tags_fails_its_image_alone_and_keeps_what_was_stored(
+    server: EmulatorServer, data_dir: DataDir
+) -> None:
+    emulator = server.emulator
+    seed_catalogue(emulator, seed=67, images=5)
+    assert run_sync(data_dir, server, tags=True).ok
+    kept = stored_images(data_dir)
+    denied, garbled = emulator.image_names()[:2]
+    arns = {
+        emulator.call("DescribeImage", {"ImageName": name})["ImageArn"]: name
+        for name in (denied, garbled)
+    }
+    for name in emulator.image_names():
+        arn = emulator.call("DescribeImage", {"ImageName": name})["ImageArn"]
+        emulator.tag_resource(arn, {"team": "garble-me" if name == garbled else "changed"})
+
+    def refuse(operation: str, params: dict[str, Any]) -> None:
+        if operation == "ListTags" and arns.get(params["ResourceArn"]) == denied:
+            raise ApiError(ACCESS_DENIED, "not authorized to perform: sagemaker:ListTags")
+
+    def garble(operation: str, response: dict[str, Any]) -> dict[str, Any]:
+        if operation == "ListTags" and {"Key": "team", "Value": "garble-me"} in response["Tags"]:
+            return {"Tags": [{"Key": "team"}]}
+        return response
+
+    emulator.before_request, emulator.rewrite_response = refuse, garble
+    report = run_sync(data_dir, server, tags=True)
+    failed = {failure.image_name: failure.reason for failure in report.failures}
+    assert set(failed) == {denied, garbled}
+    assert "AccessDenied" in failed[denied] and "MalformedRecord" in failed[garbled]
+    now = stored_images(data_dir)
+    assert {name: now[name] for name in (denied, garbled)} == {
+        name: kept[name] for name in (denied, garbled)
+    }
+    others = set(now) - {denied, garbled}
+    assert others and all((now[name][1] or {}).get("team") == "changed" for name in others)
+    assert_converged(data_dir, emulator)  # the versions of every image are synced
