@@ -21,7 +21,17 @@ from pipeline.emulator import ACCESS_DENIED, ApiError, Emulator, EmulatorServer,
 from pipeline.storage import DataDir
 from pipeline.verify import find_problems
 from pipeline.warehouse import run_query
-from tests.support import REGION, assert_converged, moto_server, run_cli, run_sync, sources_file
+from tests.support import (
+    REGION,
+    SYNC_OP,
+    assert_converged,
+    definitions,
+    moto_server,
+    run_cli,
+    run_job,
+    run_sync,
+)
+from tests.support import sources_file as write_sources_file
 
 VERSIONS_PER_TEAM = """
 SELECT coalesce(d.tags['team'], i.tags['team'], '(untagged)') AS team, count(*) AS versions
@@ -182,7 +192,7 @@ def test_the_sources_file_key_and_the_flag_turn_tags_on(
     server: EmulatorServer, tmp_path: Path
 ) -> None:
     seed_catalogue(server.emulator, seed=65, images=4)
-    config = sources_file(
+    config = write_sources_file(
         tmp_path,
         f'[sources.team]\nregions = ["{REGION}"]\nendpoint_url = "{server.url}"\ntags = true\n',
     )
@@ -330,3 +340,29 @@ def test_a_denied_or_malformed_list_tags_fails_its_image_alone_and_keeps_what_wa
     others = set(now) - {denied, garbled}
     assert others and all((now[name][1] or {}).get("team") == "changed" for name in others)
     assert_converged(data_dir, emulator)  # the versions of every image are synced
+
+
+@pytest.mark.dagster
+def test_the_dagster_op_reads_roles_and_tags_when_its_config_says_so(
+    server: EmulatorServer, sources_file: Path, tmp_path: Path
+) -> None:
+    import dagster as dg
+
+    built = definitions(sources_file, tmp_path / "data")
+    keys = [key for key in load_config(str(sources_file)).partition_keys() if REGION in key]
+    with dg.instance_for_test() as instance:
+        plain = run_job(built, instance, keys)
+        assert plain.success and not calls(server.emulator).keys() & set(DEPTH_CALLS)
+        server.emulator.clear_requests()
+        result = run_job(built, instance, keys, {"tags": True})
+    assert result.success
+    (versions,) = [
+        m
+        for m in result.asset_materializations_for_node(SYNC_OP)
+        if m.asset_key.to_user_string() == "image_versions"
+    ]
+    images = len(server.emulator.image_names())
+    made = calls(server.emulator)
+    assert versions.metadata["list_tags_calls"].value == made["ListTags"] == images
+    assert versions.metadata["describe_image_calls"].value == made["DescribeImage"] == images
+    assert stored_images(DataDir(tmp_path / "data")) == source_images(server.emulator)
