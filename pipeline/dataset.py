@@ -28,6 +28,7 @@ from .schema import (
     IMAGE_VERSION_SCHEMA,
     STATE_SCHEMA,
     SYNC_RUNS_SCHEMA,
+    Tags,
     table_to_rows,
 )
 from .state import readable_state_files
@@ -282,7 +283,7 @@ class Described:
     """(version, last_modified_time ms) of every state with details."""
     aliases: dict[int, frozenset[str]] = field(default_factory=dict)
     """version -> its aliases, as last observed."""
-    tags: dict[int, list[tuple[str, str]] | None] = field(default_factory=dict)
+    tags: dict[int, Tags | None] = field(default_factory=dict)
     """version -> its tags, as last observed (None: described before tags were read)."""
 
 

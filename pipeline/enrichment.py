@@ -20,11 +20,10 @@ from .aws_errors import AwsErrorKind, kind_of
 from .decisions import latest_per_version
 from .guard import Cancelled
 from .model import Row
-from .schema import MalformedRecord, details_row, role_arn_of, tags_of
+from .schema import MalformedRecord, Tags, details_row, role_arn_of, tags_of
 from .source import list_aliases, list_tags, patiently
 
 __all__ = [
-    "Tags",
     "alias_holders",
     "deepen_images",
     "describe_versions",
@@ -32,9 +31,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-Tags = list[tuple[str, str]]
-"""A resource's tags as rows hold them: (key, value) pairs in key order (`schema.tags_of`)."""
 
 
 def _not_found(exc: Exception) -> bool:

@@ -30,6 +30,7 @@ __all__ = [
     "SYNC_RUNS_SCHEMA",
     "SYNC_STATE_VIEW_SCHEMA",
     "MalformedRecord",
+    "Tags",
     "arn_account_region",
     "details_row",
     "from_ms",
@@ -46,6 +47,8 @@ __all__ = [
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 TAGS = pa.map_(pa.string(), pa.string())
 """ListTags's Tags as key -> value (keys are unique per resource)."""
+Tags = list[tuple[str, str]]
+"""A resource's tags as rows hold them (`TAGS`): (key, value) pairs in key order."""
 
 _VERSION_TYPES: dict[str, tuple[pa.DataType, bool]] = {
     "account_id": (pa.string(), False),
@@ -382,7 +385,7 @@ def role_arn_of(described: Mapping[str, Any]) -> str | None:
     return _string(described, "RoleArn", required=False)
 
 
-def tags_of(items: Any) -> list[tuple[str, str]]:
+def tags_of(items: Any) -> Tags:
     """ListTags's `Tags` (every page's, joined) as (key, value) pairs in key order, the rows'
     form of a map column; a key seen twice keeps its last value."""
     if not isinstance(items, list):
@@ -403,7 +406,7 @@ def details_row(
     aliases: Iterable[str],
     *,
     observed_at_ms: int,
-    tags: list[tuple[str, str]] | None = None,
+    tags: Tags | None = None,
 ) -> Row:
     """A row of `IMAGE_VERSION_DETAILS_SCHEMA` from a listed version's row, its
     DescribeImageVersion response, its aliases and its tags (`tags_of`; None: not read).

@@ -32,7 +32,7 @@ from .decisions import (
     versions_to_describe,
     versions_with_moved_aliases,
 )
-from .enrichment import Tags, alias_holders, deepen_images, describe_versions, retagged_versions
+from .enrichment import alias_holders, deepen_images, describe_versions, retagged_versions
 from .errors import DataError, one_line
 from .guard import Cancelled, close_client
 from .model import ImageState, Row, account_key
@@ -41,6 +41,7 @@ from .run import Failure, SourceTarget, SyncOptions, SyncReport
 from .schema import (
     IMAGE_SCHEMA,
     MalformedRecord,
+    Tags,
     from_ms,
     image_name_of,
     image_row,
