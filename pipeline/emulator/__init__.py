@@ -15,10 +15,10 @@ Unmodified boto3 talks to it like to the real service::
 
 (or set ``AWS_ENDPOINT_URL_SAGEMAKER`` to ``server.url``). Supported operations are ListImages,
 ListImageVersions, ListAliases, DescribeImage, DescribeImageVersion, CreateImage,
-CreateImageVersion, UpdateImageVersion, DeleteImage, DeleteImageVersion, and ListTags, AddTags
-and DeleteTags of images and versions, following the
-botocore service model ``sagemaker 2017-07-24``: request validation, error codes, epoch-second
-timestamps with millisecond precision, inclusive time filters, every sort order, and opaque
+CreateImageVersion, UpdateImage, UpdateImageVersion, DeleteImage, DeleteImageVersion, and
+ListTags, AddTags and DeleteTags of images and versions, following the botocore service model
+``sagemaker 2017-07-24``: request validation, error codes, epoch-second timestamps with
+millisecond precision, inclusive time filters, every sort order, and opaque
 NextTokens that are bound to their request and resume after the last returned item (a keyset
 cursor), so that creating or deleting items between pages never makes a listing skip an
 unchanged item. Image versions carry their details and aliases (an alias names one version

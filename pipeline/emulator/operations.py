@@ -1,4 +1,4 @@
-"""The :class:`Emulator`: an in-memory catalogue per region serving the thirteen operations."""
+"""The :class:`Emulator`: an in-memory catalogue per region serving the fourteen operations."""
 
 from __future__ import annotations
 
@@ -417,6 +417,21 @@ class Emulator:
         )
         return {"ImageVersionArn": _version_arn(image, version.number)}
 
+    def _update_image(self, region: str, params: _Params) -> dict[str, Any]:
+        """UpdateImage: the role, display name and description (DeleteProperties clears
+        either of the last two); stamps the image unless ``updates_stamp`` is off."""
+        image = self._image(region, params.required_string("ImageName"))
+        cleared = params.string_list("DeleteProperties")
+        role, display, description = (
+            params.string(member) for member in ("RoleArn", "DisplayName", "Description")
+        )
+        image.role_arn = role or image.role_arn
+        image.display_name = None if "DisplayName" in cleared else display or image.display_name
+        image.description = None if "Description" in cleared else description or image.description
+        if self.modes.updates_stamp:
+            image.modified_ms = self._now_ms()
+        return {"ImageArn": image.arn}
+
     def _update_image_version(self, region: str, params: _Params) -> dict[str, Any]:
         image = self._image(region, params.required_string("ImageName"))
         version = self._addressed_version(image, params)
@@ -625,6 +640,7 @@ _OPERATIONS: dict[str, _Operation] = {
     "ListAliases": Emulator._list_aliases,
     "CreateImage": Emulator._create_image,
     "CreateImageVersion": Emulator._create_image_version,
+    "UpdateImage": Emulator._update_image,
     "UpdateImageVersion": Emulator._update_image_version,
     "DeleteImage": Emulator._delete_image,
     "DeleteImageVersion": Emulator._delete_image_version,

@@ -85,6 +85,7 @@ _STRING_RULES = {
     "RoleArn": _rule(20, 2048, r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+"),
     "DisplayName": _rule(1, 128, r"\S(.*\S)?"),
     "Description": _rule(1, 512),
+    "DeleteProperties": _rule(1, 11, r"(^DisplayName$)|(^Description$)"),
     "BaseImage": _rule(1, 255),
     "ClientToken": _rule(1, 36, r"[a-zA-Z0-9-]+"),
     "MLFramework": _rule(1, 128, _VERSION_LABEL),

@@ -366,3 +366,26 @@ def test_the_dagster_op_reads_roles_and_tags_when_its_config_says_so(
     assert versions.metadata["list_tags_calls"].value == made["ListTags"] == images
     assert versions.metadata["describe_image_calls"].value == made["DescribeImage"] == images
     assert stored_images(DataDir(tmp_path / "data")) == source_images(server.emulator)
+
+
+@pytest.mark.parametrize("stamped", [True, False], ids=["stamped", "unstamped"])
+def test_a_changed_role_is_read_when_the_image_is_stamped_else_by_the_reconcile(
+    server: EmulatorServer, data_dir: DataDir, stamped: bool
+) -> None:
+    emulator = server.emulator
+    seed_catalogue(emulator, seed=68, images=5)
+    assert run_sync(data_dir, server, tags=True).ok
+    emulator.modes.updates_stamp = stamped
+    name = emulator.image_names()[1]
+    new_role = "arn:aws:iam::123456789012:role/moved-images"
+    emulator.call("UpdateImage", {"ImageName": name, "RoleArn": new_role})
+    emulator.clock.advance(60)
+    emulator.clear_requests()
+
+    assert run_sync(data_dir, server, tags=True).ok
+    described = [p["ImageName"] for op, p in emulator.requests() if op == "DescribeImage"]
+    assert described == ([name] if stamped else [])  # only a moved stamp is described
+    assert (stored_images(data_dir)[name][0] == new_role) is stamped
+
+    assert run_sync(data_dir, server, tags=True, reconcile=True).ok
+    assert stored_images(data_dir) == source_images(emulator)
