@@ -328,9 +328,8 @@ def stored_images(data_dir: DataDir, account_id: str, region: str) -> dict[str, 
 
     Empty when there is none or it cannot be read: it only spares calls (catalogue depth
     carries roles over from it), and the sync replaces it."""
-    path = data_dir.account_region_dir(data_dir.images_dir, account_id, region) / "images.parquet"
     try:
-        table = data_dir.read_checked(path, IMAGE_SCHEMA)
+        table = data_dir.read_checked(data_dir.images_file(account_id, region), IMAGE_SCHEMA)
     except (FileNotFoundError, UnreadableFile):
         return {}
     return {row["image_name"]: row for row in table_to_rows(table)}

@@ -69,8 +69,7 @@ AUTO_COMPACT_FILES = 16  # a partition holding more files is compacted at a sync
 ROW_ORDER = [("image_name", "ascending"), ("version", "ascending"), ("observed_at", "ascending")]
 _SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 LOCAL = LocalStore()
-LOCK_POLL_S = 0.2
-"""How often a writer waiting for a target's lock looks whether it was cancelled."""
+LOCK_POLL_S = 0.2  # how often a writer waiting for a target's lock looks for a cancellation
 
 
 def _partition_key(value: str) -> str:
@@ -495,10 +494,12 @@ class DataDir:
     def _month_partition(cls, base: PurePath, account: str, region: str, month: str) -> PurePath:
         return cls.account_region_dir(base, account, region) / f"month={_partition_key(month)}"
 
+    def images_file(self, account: str, region: str) -> PurePath:
+        """The catalogue snapshot of one account and region (`write_images` replaces it)."""
+        return self.account_region_dir(self.images_dir, account, region) / "images.parquet"
+
     def write_images(self, account: str, region: str, table: pa.Table) -> PurePath:
-        """Replace the catalogue snapshot of one account and region."""
-        final = self.account_region_dir(self.images_dir, account, region) / "images.parquet"
-        return self.atomic_write(table.cast(IMAGE_SCHEMA), final)
+        return self.atomic_write(table.cast(IMAGE_SCHEMA), self.images_file(account, region))
 
     @staticmethod
     def files_pattern(base: PurePath) -> str:
@@ -506,8 +507,7 @@ class DataDir:
         and region (by target for sync history), and but for images by month too."""
         return "*/*.parquet" if base.name == "images" else "*/*/*.parquet"
 
-    MONTH_FILES = "*/*.parquet"
-    """The glob of the Parquet files under one account_region= partition of versions."""
+    MONTH_FILES = "*/*.parquet"  # the Parquet files under one account_region= partition
 
     def local_glob(self, directory: PurePath, pattern: str) -> str:
         """`pattern` under `directory` as an absolute local path, for DuckDB's read_parquet
