@@ -41,6 +41,8 @@ REGION = "us-east-1"
 OTHER_REGION = "eu-west-1"
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SYNC_OP = "sync_sagemaker_sources"
+S3_LOCK_TTL_S = 2
+"""The S3 lease of the tests' writers (tests/e2e/conftest.py): a lost lease is seen quickly."""
 
 
 def run_sync(data_dir: DataDir, server: EmulatorServer, **options: Any) -> SyncReport:

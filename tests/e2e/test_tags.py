@@ -5,17 +5,13 @@ before the columns existed keep working (views, compaction, verify), locally and
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.backends import LOCK_TTL_ENV
 from pipeline.config import load_config
 from pipeline.emulator import ACCESS_DENIED, ApiError, Emulator, EmulatorServer, seed_catalogue
 from pipeline.storage import DataDir
@@ -26,7 +22,6 @@ from tests.support import (
     SYNC_OP,
     assert_converged,
     definitions,
-    moto_server,
     run_cli,
     run_job,
     run_sync,
@@ -283,17 +278,6 @@ def test_a_local_data_dir_from_before_the_columns_keeps_working(
 ) -> None:
     check_old_and_new_files_together(data_dir, server)
     assert_converged(data_dir, server.emulator)
-
-
-@pytest.fixture
-def s3_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[DataDir]:
-    with moto_server() as url:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", url)
-        monkeypatch.setenv(LOCK_TTL_ENV, "2")
-        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-        bucket = f"iv-{uuid.uuid4().hex[:12]}"
-        boto3.client("s3", endpoint_url=url).create_bucket(Bucket=bucket)
-        yield DataDir.at(f"s3://{bucket}/image-versions")
 
 
 @pytest.mark.s3
