@@ -40,11 +40,13 @@ class Column:
 
 def type_text(data_type: pa.DataType) -> str:
     """An Arrow type as README writes it: `string`, `int32`, `timestamp(ms, UTC)`,
-    `list<string>`."""
+    `list<string>`, `map<string, string>`."""
     if pa.types.is_timestamp(data_type):
         return f"timestamp({data_type.unit}, {data_type.tz})"
     if pa.types.is_list(data_type):
         return f"list<{type_text(data_type.value_type)}>"
+    if pa.types.is_map(data_type):
+        return f"map<{type_text(data_type.key_type)}, {type_text(data_type.item_type)}>"
     return str(data_type)
 
 
@@ -98,6 +100,8 @@ IMAGE_COLUMNS = _described(
         "creation_time": "CreationTime",
         "last_modified_time": "LastModifiedTime",
         "observed_at": "when the sync listed the catalogue",
+        "role_arn": "RoleArn from `DescribeImage` (with `tags`; else null)",
+        "tags": "from `ListTags`, key -> value (with `tags`; else null)",
     },
 )
 
@@ -117,5 +121,6 @@ IMAGE_VERSION_DETAILS_COLUMNS = _described(
         "vendor_guidance": "VendorGuidance: NOT_PROVIDED, STABLE, TO_BE_ARCHIVED, ARCHIVED",
         "aliases": "from `ListAliases`, sorted; empty when none",
         "observed_at": "when the sync described it",
+        "tags": "the version's, from `ListTags`, key -> value (with `tags`; else null)",
     },
 )

@@ -191,5 +191,5 @@ def build_targets(
             pool_size=access.concurrency,
             call_deadline_s=access.call_deadline_s,
         )
-        targets.append(SourceTarget(source=source.name, client=client, enrich=source.enrich))
+        targets.append(SourceTarget(source.name, client, enrich=source.enrich, tags=source.tags))
     return list(dict.fromkeys(targets))

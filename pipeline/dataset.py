@@ -28,6 +28,7 @@ from .schema import (
     IMAGE_VERSION_SCHEMA,
     STATE_SCHEMA,
     SYNC_RUNS_SCHEMA,
+    Tags,
     table_to_rows,
 )
 from .state import readable_state_files
@@ -47,6 +48,7 @@ __all__ = [
     "described_states",
     "latest_live_rows",
     "latest_states",
+    "stored_images",
     "unreadable",
     "unreadable_file_error",
 ]
@@ -281,6 +283,8 @@ class Described:
     """(version, last_modified_time ms) of every state with details."""
     aliases: dict[int, frozenset[str]] = field(default_factory=dict)
     """version -> its aliases, as last observed."""
+    tags: dict[int, Tags | None] = field(default_factory=dict)
+    """version -> its tags, as last observed (None: described before tags were read)."""
 
 
 def described_states(
@@ -297,16 +301,17 @@ def described_states(
     key = (account_id, region)
     files = _partition_files(data_dir, data_dir.details_dir, key)
     columns = ["account_id", "region", "image_name", "version", "last_modified_time"]
-    columns += ["aliases", "observed_at"]
+    columns += ["aliases", "observed_at", "tags"]
     schema = IMAGE_VERSION_DETAILS_SCHEMA
     seen_at: dict[tuple[str, int], int] = {}
     for table in _partition_tables(data_dir, files, key, schema, names, columns):
-        for name, version, modified_ms, aliases, observed_ms in zip(
+        for name, version, modified_ms, aliases, observed_ms, tags in zip(
             table.column("image_name").to_pylist(),
             table.column("version").to_pylist(),
             table.column("last_modified_time").cast(pa.int64()).to_pylist(),
             table.column("aliases").to_pylist(),
             table.column("observed_at").cast(pa.int64()).to_pylist(),
+            table.column("tags").to_pylist(),
             strict=True,
         ):
             described = result[name]
@@ -314,7 +319,20 @@ def described_states(
             if observed_ms >= seen_at.get((name, version), observed_ms):
                 seen_at[(name, version)] = observed_ms
                 described.aliases[version] = frozenset(aliases)
+                described.tags[version] = None if tags is None else sorted(tags)
     return result
+
+
+def stored_images(data_dir: DataDir, account_id: str, region: str) -> dict[str, Row]:
+    """The catalogue stored of one account and region: image -> row (timestamps in ms).
+
+    Empty when there is none or it cannot be read: it only spares calls (catalogue depth
+    carries roles over from it), and the sync replaces it."""
+    try:
+        table = data_dir.read_checked(data_dir.images_file(account_id, region), IMAGE_SCHEMA)
+    except (FileNotFoundError, UnreadableFile):
+        return {}
+    return {row["image_name"]: row for row in table_to_rows(table)}
 
 
 def _partition_files(data_dir: DataDir, base: PurePath, key: tuple[str, str]) -> list[PurePath]:

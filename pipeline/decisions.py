@@ -19,6 +19,7 @@ __all__ = [
     "classify",
     "deleted_image_state",
     "latest_per_image",
+    "latest_per_version",
     "listing_filter_ms",
     "listing_start_ms",
     "on_or_after",

@@ -31,6 +31,14 @@ DEMO_QUERY = (
     "max(last_modified_time) AS last_change FROM image_versions "
     "GROUP BY image_name ORDER BY versions DESC, image_name LIMIT 8"
 )
+TEAMS_QUERY = (
+    "SELECT coalesce(d.tags['team'], i.tags['team'], '(untagged)') AS team, "
+    "count(*) AS versions FROM image_versions AS v "
+    "JOIN images AS i USING (account_id, region, image_name) "
+    "LEFT JOIN image_version_details AS d USING (account_id, region, image_name, version) "
+    "GROUP BY team ORDER BY versions DESC, team"
+)
+"""Versions per team tag (docs/enrichment.md): the version's own tag, else its image's."""
 CHANGES_SHOWN = 12
 
 
@@ -120,17 +128,20 @@ def run_demo(
         for line in [*changes, *_deletions(emulator)]:
             out.write(f"  - {line}\n")
 
-        _step(out, "3. incremental sync: only what changed since the watermarks")
-        second = run(SyncOptions())
+        _step(out, "3. incremental sync, with tags: what changed, and image roles and tags")
+        second = run(SyncOptions(tags=True))
         _show(out, second)
 
-        _step(out, "4. reconcile: full listings catch deleted versions")
-        third = run(SyncOptions(reconcile=True))
+        _step(out, "4. reconcile, with tags: deleted versions, and every version's tags")
+        third = run(SyncOptions(reconcile=True, tags=True))
         _show(out, third)
 
     _step(out, f"5. query: {DEMO_QUERY}")
     result = run_query(data_dir, DEMO_QUERY)
     print_table(result.columns, result.rows, out)
+    out.write(f"\nversions per team tag: {TEAMS_QUERY}\n")
+    teams = run_query(data_dir, TEAMS_QUERY)
+    print_table(teams.columns, teams.rows, out)
     out.write(
         f"\nTry: image-versions query --data-dir {data_dir.root} "
         '"SELECT status, count(*) FROM image_versions GROUP BY 1"\n'

@@ -97,7 +97,7 @@ def sync(
     cancel = cancel or threading.Event()
     data_dir.check_ours()
     members, errors, report = _expand(targets, options, cancel)
-    report.enriched = options.enrich or any(member.enrich for member in members)
+    report.enriched = any(options.enriching(member) for member in members)
     targets_run = _TargetsRun(data_dir, options, members, cancel, on_progress)
     for done in targets_run.each_done():
         report.merge(done)
@@ -303,7 +303,7 @@ class _TargetSync:
         self.cancel, self.progress, self.owners = cancel, progress, owners
         self.started_ms = now_ms()
         self.target, self.key = member.target, member.target.key
-        enriched = options.enrich or self.target.enrich
+        enriched = options.enriching(self.target)
         self.report = SyncReport(
             targets=1, stats=member.stats, target=self.target, enriched=enriched
         )
@@ -533,6 +533,9 @@ def member_targets(
         if member.settings is None:
             problems.append(f"account {member.account_id}: {member.problem}")
         else:
-            yield SourceTarget(f"{target.source}/{member.account_id}", member.settings)
+            # The source's opt-ins (enrich, tags) hold for each of its member accounts.
+            yield replace(
+                target, source=f"{target.source}/{member.account_id}", client=member.settings
+            )
     if problems:
         raise ConfigError("; ".join(problems))

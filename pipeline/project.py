@@ -50,6 +50,8 @@ class SourceConfig:
     region, the accounts inside it)."""
     enrich: bool = False
     """Describe new and changed versions of this source (DescribeImageVersion + ListAliases)."""
+    tags: bool = False
+    """Record this source's image roles and the tags of its images and versions."""
 
     def partition_keys(self) -> list[str]:
         """Dagster partition keys: `name/region` per region, or `name` when resolved at run time."""

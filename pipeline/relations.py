@@ -17,6 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from .dataset import DATA_TABLES, StoredTable
+from .evolution import added_columns
 from .schema import SYNC_STATE_VIEW_SCHEMA
 from .state import STATE_FILES_PATTERN, readable_state_files, state_files
 from .storage import DataDir
@@ -48,20 +49,33 @@ def _duckdb_type(arrow_type: pa.DataType) -> str:
         return "TIMESTAMPTZ"
     if pa.types.is_list(arrow_type):
         return f"{_duckdb_type(arrow_type.value_type)}[]"
+    if pa.types.is_map(arrow_type):
+        key, item = arrow_type.key_type, arrow_type.item_type
+        return f"MAP({_duckdb_type(key)}, {_duckdb_type(item)})"
     return _DUCKDB_TYPES[arrow_type]
 
 
 def _parquet_relation(files: str | list[str], schema: pa.Schema, has_files: bool) -> str:
     """A relation with exactly `schema`'s columns: the files (a glob, or a list of paths), or
-    an empty typed relation."""
+    an empty typed relation.
+
+    A table that a release added columns to (evolution.py) may hold files without them: its
+    files are read by name, after an empty relation of `schema` that gives every column
+    (nulls where a file lacks one, whether or not any file has it yet)."""
+    typed = ", ".join(f"NULL::{_duckdb_type(f.type)} AS {f.name}" for f in schema)
+    empty = f"(SELECT {typed} WHERE false)"
     if not has_files:
-        typed = ", ".join(f"NULL::{_duckdb_type(f.type)} AS {f.name}" for f in schema)
-        return f"(SELECT {typed} WHERE false)"
+        return empty
     named = (
         sql_literal(files)
         if isinstance(files, str)
         else "[" + ", ".join(sql_literal(path) for path in files) + "]"
     )
+    if added_columns(schema):
+        return (
+            f"(SELECT {column_list(schema)} FROM ({empty} UNION ALL BY NAME "
+            f"SELECT * FROM read_parquet({named}, union_by_name = true)))"
+        )
     return f"(SELECT {column_list(schema)} FROM read_parquet({named}))"
 
 

@@ -336,6 +336,11 @@ def summary_line(figures: Mapping[str, Any]) -> str:
         if figures["enriched"]
         else ""
     )
+    if figures.get("list_tags_calls"):
+        details += (
+            f"; roles and tags: {figures['describe_image_calls']} DescribeImage, "
+            f"{figures['list_tags_calls']} ListTags calls"
+        )
     return (
         f"synced {figures['images']} images of {figures['targets']} "
         f"target{'s' if figures['targets'] != 1 else ''} in {figures['seconds']:.1f} s: "
@@ -372,6 +377,8 @@ def report_metadata(report: SyncReport) -> dict[str, int | float | str | None]:
         "versions_vanished_before_describe": report.details_vanished,
         "describe_image_version_calls": stats.calls["DescribeImageVersion"],
         "list_aliases_calls": stats.calls["ListAliases"],
+        "describe_image_calls": stats.calls["DescribeImage"],
+        "list_tags_calls": stats.calls["ListTags"],
         "throttled_retries": stats.throttled,
         "seconds": round(report.seconds, 3),
         "failed": len(report.failures),

@@ -53,6 +53,8 @@ class SyncOptions:
     """How long a target waits for another writer of it to finish."""
     enrich: bool = False
     """Describe new and changed versions (DescribeImageVersion + ListAliases) for every target."""
+    tags: bool = False
+    """Record image roles and the tags of images and versions for every target (and enrich)."""
     compact: bool = True
     """Compact each target's crowded partitions once its data is committed."""
     shard: Shard | None = None
@@ -73,6 +75,15 @@ class SyncOptions:
     def full_listing(self) -> bool:
         return self.full_refresh or self.reconcile
 
+    def tagging(self, target: SourceTarget) -> bool:
+        """Whether `target`'s images get their roles and tags, and its versions their tags."""
+        return self.tags or target.tags
+
+    def enriching(self, target: SourceTarget) -> bool:
+        """Whether `target`'s versions get their details (tags imply them: version tags are
+        recorded with the details)."""
+        return self.enrich or target.enrich or self.tagging(target)
+
 
 @dataclass(frozen=True)
 class SourceTarget:
@@ -82,6 +93,8 @@ class SourceTarget:
     client: ClientSettings
     enrich: bool = False
     """The source asks for enrichment (`enrich = true` in the sources file)."""
+    tags: bool = False
+    """The source asks for image roles and tags (`tags = true`), which implies enrichment."""
 
     @property
     def region(self) -> str:

@@ -1,6 +1,7 @@
 """The one Arrow schema of the dataset, and API record -> row normalisation.
 
-Every writer and reader derives from the constants here: `IMAGE_VERSION_SCHEMA` for
+Every writer and reader derives from the constants here (`ADDED_COLUMNS`: the columns that
+files written by earlier releases lack): `IMAGE_VERSION_SCHEMA` for
 `DATA/image_versions/`, `IMAGE_SCHEMA` for `DATA/images/`, `IMAGE_VERSION_DETAILS_SCHEMA` for
 `DATA/image_version_details/`, `STATE_SCHEMA` for `DATA/_state/` (and
 `SYNC_STATE_VIEW_SCHEMA`, what the `sync_state` view shows of it), `SYNC_RUNS_SCHEMA` for
@@ -21,6 +22,7 @@ from .errors import ImageVersionsError
 from .model import ACCOUNT_ID, IMAGE_NAME, REGION, VERSION_COLUMNS, Row
 
 __all__ = [
+    "ADDED_COLUMNS",
     "IMAGE_SCHEMA",
     "IMAGE_VERSION_DETAILS_SCHEMA",
     "IMAGE_VERSION_SCHEMA",
@@ -28,18 +30,25 @@ __all__ = [
     "SYNC_RUNS_SCHEMA",
     "SYNC_STATE_VIEW_SCHEMA",
     "MalformedRecord",
+    "Tags",
     "arn_account_region",
     "details_row",
     "from_ms",
     "image_name_of",
     "image_row",
+    "role_arn_of",
     "rows_to_table",
     "table_to_rows",
+    "tags_of",
     "to_ms",
     "version_row",
 ]
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
+TAGS = pa.map_(pa.string(), pa.string())
+"""ListTags's Tags as key -> value (keys are unique per resource)."""
+Tags = list[tuple[str, str]]
+"""A resource's tags as rows hold them (`TAGS`): (key, value) pairs in key order."""
 
 _VERSION_TYPES: dict[str, tuple[pa.DataType, bool]] = {
     "account_id": (pa.string(), False),
@@ -74,6 +83,9 @@ IMAGE_SCHEMA = pa.schema(
         pa.field("creation_time", TIMESTAMP, nullable=False),
         pa.field("last_modified_time", TIMESTAMP, nullable=False),
         pa.field("observed_at", TIMESTAMP, nullable=False),
+        # Catalogue depth (`tags`): DescribeImage's RoleArn and ListTags; null when not read.
+        pa.field("role_arn", pa.string()),
+        pa.field("tags", TAGS),
     ]
 )
 
@@ -97,8 +109,15 @@ IMAGE_VERSION_DETAILS_SCHEMA = pa.schema(
         pa.field("vendor_guidance", pa.string()),
         pa.field("aliases", pa.list_(pa.string()), nullable=False),
         pa.field("observed_at", TIMESTAMP, nullable=False),
+        pa.field("tags", TAGS),  # ListTags of the version (`tags`); null when not read
     ]
 )
+ADDED_COLUMNS: tuple[tuple[pa.Schema, tuple[str, ...]], ...] = (
+    (IMAGE_SCHEMA, ("role_arn", "tags")),
+    (IMAGE_VERSION_DETAILS_SCHEMA, ("tags",)),
+)
+"""Per schema, the trailing columns that a release added: files written before lack them,
+and every reader takes such a file as holding nulls there (evolution.py)."""
 # Per-image sync state (state.py): one row per image, in one file per account and region
 # (`DATA/_state/accounts/<account>.<region>/images.parquet`).
 WINDOW_ENTRY = pa.struct(
@@ -356,7 +375,29 @@ def image_row(item: Mapping[str, Any], *, observed_at_ms: int, region: str) -> R
         "creation_time": _timestamp_ms(item, "CreationTime"),
         "last_modified_time": _timestamp_ms(item, "LastModifiedTime"),
         "observed_at": observed_at_ms,
+        "role_arn": None,
+        "tags": None,
     }
+
+
+def role_arn_of(described: Mapping[str, Any]) -> str | None:
+    """DescribeImage's RoleArn (optional in the model)."""
+    return _string(described, "RoleArn", required=False)
+
+
+def tags_of(items: Any) -> Tags:
+    """ListTags's `Tags` (every page's, joined) as (key, value) pairs in key order, the rows'
+    form of a map column; a key seen twice keeps its last value."""
+    if not isinstance(items, list):
+        raise MalformedRecord(f"Tags is not a list: {shown(items)}")
+    tags: dict[str, str] = {}
+    for item in items:
+        key = item.get("Key") if isinstance(item, Mapping) else None
+        value = item.get("Value") if isinstance(item, Mapping) else None
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise MalformedRecord(f"a tag is not a Key and a Value: {shown(item)}")
+        tags[key] = value
+    return sorted(tags.items())
 
 
 def details_row(
@@ -365,9 +406,10 @@ def details_row(
     aliases: Iterable[str],
     *,
     observed_at_ms: int,
+    tags: Tags | None = None,
 ) -> Row:
     """A row of `IMAGE_VERSION_DETAILS_SCHEMA` from a listed version's row, its
-    DescribeImageVersion response and its aliases.
+    DescribeImageVersion response, its aliases and its tags (`tags_of`; None: not read).
 
     The LastModifiedTime is the one DescribeImageVersion reports: a version changed between
     listing and describing gets the details of its newer state, stamped with that state's time.
@@ -391,6 +433,7 @@ def details_row(
         "horovod": horovod,
         "aliases": sorted(set(aliases)),
         "observed_at": observed_at_ms,
+        "tags": tags,
     }
 
 

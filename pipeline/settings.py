@@ -207,6 +207,17 @@ OPTIONS: tuple[Option, ...] = (
         in_sources_file=True,
     ),
     Option(
+        "tags",
+        "sync",
+        bool,
+        False,
+        "also record each image's RoleArn (DescribeImage, when the image is new or changed) "
+        "and the tags of images (ListTags, every sync) and of versions (ListTags, with the "
+        "details; every live version's on --reconcile); implies --enrich",
+        "--tags",
+        in_sources_file=True,
+    ),
+    Option(
         "target_concurrency",
         "sync",
         int,

@@ -1,7 +1,7 @@
 """The sources file's model: its `[sources.NAME]` tables and `[schedules]`, checked in one place.
 
 Each key is a field of the pydantic models below, with its own check; the keys a table takes
-are its fields, and the options of settings.OPTIONS that also belong to a source (`enrich`)
+are its fields, and the options of settings.OPTIONS that also belong to a source (`enrich`, `tags`)
 become fields of `SourceTable` from their declaration. A bad file raises the ConfigError of
 its first problem, in the words of the contract: `[sources.NAME] KEY must be ...`.
 """

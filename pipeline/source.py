@@ -54,6 +54,7 @@ __all__ = [
     "list_image_versions",
     "list_images",
     "list_organization_accounts",
+    "list_tags",
     "make_client",
     "organization_members",
     "patiently",
@@ -588,6 +589,11 @@ def list_aliases(client: Any, image_name: str, version: int | None = None) -> li
         ImageName=image_name,
         **which,
     )
+
+
+def list_tags(client: Any, arn: str) -> list[Any]:
+    """Every tag (`{Key, Value}`) of the image or image version `arn`, all pages of ListTags."""
+    return _every_page(client.list_tags, "ListTags", "Tags", ResourceArn=arn)
 
 
 def version_listing_params(image_name: str, modified_after: datetime | None) -> dict[str, Any]:

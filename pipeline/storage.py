@@ -50,6 +50,7 @@ import pyarrow.parquet as pq
 
 from .backends import S3_SCHEME, LocalStore, S3Store, Store, parse_s3_uri
 from .errors import ConfigError, DataError, ImageVersionsError, WriterBusy, one_line
+from .evolution import read_file
 from .guard import Cancelled
 from .schema import (
     IMAGE_SCHEMA,
@@ -64,13 +65,11 @@ log = logging.getLogger(__name__)
 MARKER = ".image-versions"
 MARKER_TEXT = "This directory is an image-versions dataset. See the project's README.\n"
 PARQUET_COMPRESSION = "zstd"
-# A partition holding more files than this is compacted at the end of a sync.
-AUTO_COMPACT_FILES = 16
+AUTO_COMPACT_FILES = 16  # a partition holding more files is compacted at a sync's end
 ROW_ORDER = [("image_name", "ascending"), ("version", "ascending"), ("observed_at", "ascending")]
 _SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 LOCAL = LocalStore()
-LOCK_POLL_S = 0.2
-"""How often a writer waiting for a target's lock looks whether it was cancelled."""
+LOCK_POLL_S = 0.2  # how often a writer waiting for a target's lock looks for a cancellation
 
 
 def _partition_key(value: str) -> str:
@@ -495,10 +494,12 @@ class DataDir:
     def _month_partition(cls, base: PurePath, account: str, region: str, month: str) -> PurePath:
         return cls.account_region_dir(base, account, region) / f"month={_partition_key(month)}"
 
+    def images_file(self, account: str, region: str) -> PurePath:
+        """The catalogue snapshot of one account and region (`write_images` replaces it)."""
+        return self.account_region_dir(self.images_dir, account, region) / "images.parquet"
+
     def write_images(self, account: str, region: str, table: pa.Table) -> PurePath:
-        """Replace the catalogue snapshot of one account and region."""
-        final = self.account_region_dir(self.images_dir, account, region) / "images.parquet"
-        return self.atomic_write(table.cast(IMAGE_SCHEMA), final)
+        return self.atomic_write(table.cast(IMAGE_SCHEMA), self.images_file(account, region))
 
     @staticmethod
     def files_pattern(base: PurePath) -> str:
@@ -506,8 +507,7 @@ class DataDir:
         and region (by target for sync history), and but for images by month too."""
         return "*/*.parquet" if base.name == "images" else "*/*/*.parquet"
 
-    MONTH_FILES = "*/*.parquet"
-    """The glob of the Parquet files under one account_region= partition of versions."""
+    MONTH_FILES = "*/*.parquet"  # the Parquet files under one account_region= partition
 
     def local_glob(self, directory: PurePath, pattern: str) -> str:
         """`pattern` under `directory` as an absolute local path, for DuckDB's read_parquet
@@ -578,14 +578,14 @@ class DataDir:
         self, path: PurePath, schema: pa.Schema, columns: list[str] | None = None
     ) -> pa.Table:
         """`columns` (all when None) of one Parquet file of this dataset, which must hold
-        exactly `schema`; UnreadableFile (why, on one line) when it cannot be read or holds
-        something else.
+        `schema` (or an earlier release's form of it: evolution.py); UnreadableFile (why, on
+        one line) when it cannot be read or holds something else.
 
         One file, not `pq.read_table`: that goes through pyarrow.dataset, whose import pulls
         in pandas (a quarter of a second of every sync's start-up)."""
         with self._opened(path) as parquet:
-            table = parquet.read(columns=columns)
-        if not parquet.schema_arrow.equals(schema, check_metadata=False):
+            table = read_file(parquet, schema, columns)
+        if table is None:
             raise UnreadableFile(f"unexpected schema: {parquet.schema_arrow.names}")
         return table
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from .aws_errors import AwsErrorKind, aws_failure, describe, kind_of
 from .committer import Committer
-from .dataset import Described, described_states, latest_live_rows
+from .dataset import Described, described_states, latest_live_rows, stored_images
 from .decisions import (
     Classified,
     advance_state,
@@ -32,6 +32,7 @@ from .decisions import (
     versions_to_describe,
     versions_with_moved_aliases,
 )
+from .enrichment import alias_holders, deepen_images, describe_versions, retagged_versions
 from .errors import DataError, one_line
 from .guard import Cancelled, close_client
 from .model import ImageState, Row, account_key
@@ -40,14 +41,14 @@ from .run import Failure, SourceTarget, SyncOptions, SyncReport
 from .schema import (
     IMAGE_SCHEMA,
     MalformedRecord,
-    details_row,
+    Tags,
     from_ms,
     image_name_of,
     image_row,
     rows_to_table,
     version_row,
 )
-from .source import list_aliases, list_image_versions, patiently
+from .source import list_image_versions, patiently
 from .source import list_images as list_source_images
 from .storage import DataDir
 
@@ -79,7 +80,10 @@ class _ImageJob:
     enrich: bool = False
     described: Described | None = None
     """For a full listing: what enrichment stored of the image (its described states, and
-    each version's aliases), to backfill and to compare the aliases with."""
+    each version's aliases and tags), to backfill and to compare the aliases and tags with."""
+    tags: bool = False
+    """Record the tags of the versions it describes, and on a full listing read every live
+    version's (`retagged_versions`)."""
 
 
 @dataclass
@@ -128,13 +132,21 @@ def _fetch_image(
         vanished = 0
         if job.enrich:
             described, moved = None, set()
+            read_tags: dict[int, Tags] = {}
             if job.described is not None:
                 described = job.described.states
                 moved = versions_with_moved_aliases(
-                    _alias_holders(client, job.name), job.described.aliases
+                    alias_holders(client, job.name), job.described.aliases
                 )
             wanted = versions_to_describe(classified, listed, described, moved)
-            details, vanished = _describe_versions(client, wanted, observed_at_ms)
+            if job.tags and job.described is not None:
+                read_tags, retagged = retagged_versions(
+                    client, listed, job.described.tags, skip=[row["version"] for row in wanted]
+                )
+                wanted = versions_to_describe(classified, listed, described, moved | retagged)
+            details, vanished = describe_versions(
+                client, wanted, observed_at_ms, tags=job.tags, read_tags=read_tags
+            )
     except Cancelled:
         raise
     except Exception as exc:  # bad data or a broken answer fails this image, never the run
@@ -180,58 +192,6 @@ def _unlisted_but_live(
         log.info("%s version %d is not listed but exists (archived?): kept", job.name, version)
         found.append(row)
     return found
-
-
-def _alias_holders(client: Any, image_name: str) -> dict[str, int]:
-    """alias -> the version it names now, for every alias of the image: one ListAliases (all
-    pages), then a DescribeImageVersion by alias each (the listing names no versions). An
-    alias deleted in between is left out."""
-    from botocore.exceptions import ClientError
-
-    holders = {}
-    for alias in list_aliases(client, image_name):
-        try:
-            item = patiently(client.describe_image_version, ImageName=image_name, Alias=alias)
-        except ClientError as exc:
-            if kind_of(exc) is AwsErrorKind.NOT_FOUND:
-                continue
-            raise
-        version = item.get("Version")
-        if not isinstance(version, int) or isinstance(version, bool):
-            raise MalformedRecord(f"DescribeImageVersion of alias {alias} named no version")
-        holders[alias] = version
-    return holders
-
-
-def _describe_versions(client: Any, rows: list[Row], observed_at_ms: int) -> tuple[list[Row], int]:
-    """Details rows of listed versions (DescribeImageVersion, then every page of ListAliases),
-    and how many vanished first.
-
-    A version deleted since it was listed (ResourceNotFound) has no details to record: it is
-    skipped and logged, and the next reconcile tombstones it. Any other error fails the image,
-    so that no state is written without its details.
-    """
-    from botocore.exceptions import ClientError
-
-    details: list[Row] = []
-    vanished = 0
-    for row in rows:
-        name, version = row["image_name"], row["version"]
-        try:
-            described = patiently(client.describe_image_version, ImageName=name, Version=version)
-            aliases = list_aliases(client, name, version)
-        except ClientError as exc:
-            if kind_of(exc) is not AwsErrorKind.NOT_FOUND:
-                raise
-            log.info(
-                "%s version %d was deleted before it could be described; no details recorded",
-                name,
-                version,
-            )
-            vanished += 1
-            continue
-        details.append(details_row(row, described, aliases, observed_at_ms=observed_at_ms))
-    return details, vanished
 
 
 @dataclass
@@ -364,6 +324,8 @@ class TargetRun:
             for (_, _, name), state in committer.states.items()
         }
         yield SyncReport(failures=self._fail_malformed(catalogue, known, committer))
+        if self.options.tagging(self.target):
+            yield SyncReport(failures=self._deepen(catalogue))
         self._write_images(catalogue, known)
         plan = _plan(self.data_dir, self.target, catalogue, known, self.options)
         yield SyncReport(images=len(plan.jobs), failures=plan.failures)
@@ -389,6 +351,24 @@ class TargetRun:
                 if name in known:
                     committer.add([], replace(known[name], last_error=redact(reason)))
         return failures
+
+    def _deepen(self, catalogue: Catalogue) -> list[Failure]:
+        """The roles and tags of the catalogue's images (`deepen_images`); the failures of
+        those that could not be read."""
+        rows = catalogue.rows  # of one account (`Catalogue.keep_account`)
+        stored = (
+            stored_images(self.data_dir, rows[0]["account_id"], self.target.region) if rows else {}
+        )
+        failed = deepen_images(
+            self.client,
+            catalogue.rows,
+            stored,
+            describe_all=self.options.full_listing,
+            wanted=self.options.image_names,
+            workers=self.options.concurrency,
+        )
+        check_cancel(self.cancel)
+        return [self._failure(name, failure_reason(exc)) for name, exc in sorted(failed.items())]
 
     def _write_images(self, catalogue: Catalogue, known: Mapping[str, ImageState]) -> None:
         """The catalogue snapshot of every account it or the state names (an account whose
@@ -508,9 +488,8 @@ def _plan(
         wanted=options.image_names,
         stored=None if stored is None else stored.rows,
     )
-    enrich = options.enrich or target.enrich
     return _Plan(
-        jobs=[_job(target, state, stored, enrich) for state in images.to_list],
+        jobs=[_job(target, state, stored, options) for state in images.to_list],
         gone=images.gone,
         failures=[
             Failure(target.source, target.region, name, "no such image in this region")
@@ -547,7 +526,7 @@ class _Stored:
         accounts |= {state.account_id for state in known.values()}
         for account in sorted(accounts):
             stored.rows.update(latest_live_rows(data_dir, account, target.region))
-            if options.enrich or target.enrich:
+            if options.enriching(target):
                 names = [
                     row["image_name"]
                     for row in catalogue.rows
@@ -559,14 +538,15 @@ class _Stored:
 
 
 def _job(
-    target: SourceTarget, state: ImageState, stored: _Stored | None, enrich: bool
+    target: SourceTarget, state: ImageState, stored: _Stored | None, options: SyncOptions
 ) -> _ImageJob:
     """The listing of one image from `state` (`plan_images`)."""
     name = state.image_name
+    enrich, tags = options.enriching(target), options.tagging(target)
     if stored is None:
-        return _ImageJob(target, name, state, None, enrich, None)
+        return _ImageJob(target, name, state, None, enrich, None, tags)
     rows, described = stored.rows.get(name, {}), stored.described.get(name, Described())
-    return _ImageJob(target, name, state, rows, enrich, described)
+    return _ImageJob(target, name, state, rows, enrich, described, tags)
 
 
 def failure_reason(exc: BaseException) -> str:

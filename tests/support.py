@@ -41,6 +41,8 @@ REGION = "us-east-1"
 OTHER_REGION = "eu-west-1"
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SYNC_OP = "sync_sagemaker_sources"
+S3_LOCK_TTL_S = 2
+"""The S3 lease of the tests' writers (tests/e2e/conftest.py): a lost lease is seen quickly."""
 
 
 def run_sync(data_dir: DataDir, server: EmulatorServer, **options: Any) -> SyncReport:
@@ -348,6 +350,11 @@ def raw_call(
             return error.code, dict(error.headers), json.load(error)
 
 
+_UNICODE_CLASSES = {r"\p{L}": r"\w", r"\p{N}": r"\d", r"\p{Z}": r"\s"}
+"""The model's Unicode classes (TagKey, TagValue), which Python's re lacks, as its nearest
+supersets."""
+
+
 def assert_conforms(shape: Any, value: Any, path: str = "$") -> None:
     """Check a raw JSON value against a botocore shape: members, required, types, patterns."""
     kind = shape.type_name
@@ -365,6 +372,8 @@ def assert_conforms(shape: Any, value: Any, path: str = "$") -> None:
         assert isinstance(value, str), path
         assert not shape.enum or value in shape.enum, path
         pattern = shape.metadata.get("pattern")
+        for java, python in _UNICODE_CLASSES.items():
+            pattern = pattern and pattern.replace(java, python)
         assert pattern is None or re.fullmatch(pattern, value), f"{path}: {value!r} !~ {pattern}"
         assert shape.metadata.get("min", 0) <= len(value) <= shape.metadata.get("max", 1 << 30)
     elif kind == "integer":

@@ -15,9 +15,10 @@ Unmodified boto3 talks to it like to the real service::
 
 (or set ``AWS_ENDPOINT_URL_SAGEMAKER`` to ``server.url``). Supported operations are ListImages,
 ListImageVersions, ListAliases, DescribeImage, DescribeImageVersion, CreateImage,
-CreateImageVersion, UpdateImageVersion, DeleteImage and DeleteImageVersion, following the
-botocore service model ``sagemaker 2017-07-24``: request validation, error codes, epoch-second
-timestamps with millisecond precision, inclusive time filters, every sort order, and opaque
+CreateImageVersion, UpdateImage, UpdateImageVersion, DeleteImage, DeleteImageVersion, and
+ListTags, AddTags and DeleteTags of images and versions, following the botocore service model
+``sagemaker 2017-07-24``: request validation, error codes, epoch-second timestamps with
+millisecond precision, inclusive time filters, every sort order, and opaque
 NextTokens that are bound to their request and resume after the last returned item (a keyset
 cursor), so that creating or deleting items between pages never makes a listing skip an
 unchanged item. Image versions carry their details and aliases (an alias names one version
@@ -35,8 +36,8 @@ resolves through STS GetCallerIdentity (see :class:`EmulatorServer`).
 The package depends on the standard library only (and on no other part of ``pipeline``). Its
 modules: ``clock`` (the Clock), ``validation`` (error codes, ApiError, request members),
 ``faults`` (Faults), ``modes`` (Modes, and the lifecycle of CREATING and DELETING versions),
-``shapes`` (catalogue records and response shapes), ``paging`` (sorting, filtering,
-NextTokens), ``operations`` (the Emulator), ``seeding`` (seed_catalogue), ``mutations``
+``shapes`` (catalogue records and response shapes), ``tagging`` (tags), ``paging`` (sorting,
+filtering, NextTokens), ``operations`` (the Emulator), ``seeding`` (seed_catalogue), ``mutations``
 (random_mutations), ``accounts`` (CallerAccounts) and ``server`` (HTTP, EmulatorServer,
 serve).
 """

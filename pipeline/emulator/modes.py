@@ -18,7 +18,7 @@ extractor must be correct under either answer; these modes give the emulator the
   model) drop out of ListImageVersions; DescribeImageVersion still answers for them.
 - ``updates_stamp``: whether UpdateImageVersion (its details, or an alias added or deleted)
   moves the version's LastModifiedTime; when not, only a comparison of the aliases (an
-  enriched reconcile) sees an alias move.
+  enriched reconcile) sees an alias move. UpdateImage likewise for the image's.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The :class:`Emulator`: an in-memory catalogue per region serving the ten operations."""
+"""The :class:`Emulator`: an in-memory catalogue per region serving the fourteen operations."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from .paging import (
     _TokenCodec,
 )
 from .shapes import _container_image, _Image, _image_shape, _Version, _version_arn, _version_shape
+from .tagging import add_tags, check_tags, delete_tags, list_tags, merge_tags
 from .validation import (
     IN_USE,
     INTERNAL_FAILURE,
@@ -87,17 +88,56 @@ class Emulator:
         region: str | None = None,
         display_name: str | None = None,
         description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        role_arn: str | None = None,
     ) -> dict[str, Any]:
-        """Create an image; returns its ``Image`` shape with datetimes."""
+        """Create an image (with CreateImage's ``Tags`` as key -> value); returns its
+        ``Image`` shape with datetimes."""
         with self._lock:
             image = self._add_image(
                 self._region(region),
                 _check_string("ImageName", name),
-                role_arn=f"arn:aws:iam::{self.account_id}:role/SageMakerImageRole",
+                role_arn=_check_string(
+                    "RoleArn", role_arn or f"arn:aws:iam::{self.account_id}:role/SageMakerImageRole"
+                ),
                 display_name=display_name,
                 description=description,
+                tags=_tag_list(tags or {}),
             )
             return _image_shape(image, _to_datetime)
+
+    def tag_resource(self, arn: str, tags: Mapping[str, str], *, region: str | None = None) -> None:
+        """Add or overwrite tags of the image or image version ``arn`` (AddTags)."""
+        with self._lock:
+            merge_tags(self.resource_tags(arn, region=region), check_tags(_tag_list(tags)))
+
+    def untag_resource(self, arn: str, keys: Iterable[str], *, region: str | None = None) -> None:
+        """Remove tags of the image or image version ``arn`` (DeleteTags)."""
+        with self._lock:
+            tags = self.resource_tags(arn, region=region)
+            for key in keys:
+                tags.pop(key, None)
+
+    def resource_tags(self, arn: str, *, region: str | None = None) -> dict[str, str]:
+        """The tags of the image or image version ``arn`` names, as held (changing them
+        changes the resource's); ResourceNotFound when it names neither."""
+        with self._lock:
+            _check_string("ResourceArn", arn)
+            for image in self._catalogue(self._region(region)).values():
+                if arn == image.arn:
+                    return image.tags
+                prefix = _version_arn(image, 0)[:-1]
+                number = arn[len(prefix) :]
+                if arn.startswith(prefix) and number.isdigit():
+                    version = image.versions.get(int(number))
+                    if version is not None:
+                        return version.tags
+            raise ApiError(NOT_FOUND, f"Resource {arn} does not exist.")
+
+    @property
+    def tokens(self) -> _TokenCodec:
+        """The NextToken codec every listing of this emulator shares."""
+        return self._tokens
 
     def create_image_version(
         self,
@@ -358,6 +398,7 @@ class Emulator:
             role_arn=params.required_string("RoleArn"),
             display_name=params.string("DisplayName"),
             description=params.string("Description"),
+            tags=params.raw("Tags") or [],
         )
         return {"ImageArn": image.arn}
 
@@ -375,6 +416,21 @@ class Emulator:
             else self._add_version(image, base_image, token, details, aliases=aliases)
         )
         return {"ImageVersionArn": _version_arn(image, version.number)}
+
+    def _update_image(self, region: str, params: _Params) -> dict[str, Any]:
+        """UpdateImage: the role, display name and description (DeleteProperties clears
+        either of the last two); stamps the image unless ``updates_stamp`` is off."""
+        image = self._image(region, params.required_string("ImageName"))
+        cleared = params.string_list("DeleteProperties")
+        role, display, description = (
+            params.string(member) for member in ("RoleArn", "DisplayName", "Description")
+        )
+        image.role_arn = role or image.role_arn
+        image.display_name = None if "DisplayName" in cleared else display or image.display_name
+        image.description = None if "Description" in cleared else description or image.description
+        if self.modes.updates_stamp:
+            image.modified_ms = self._now_ms()
+        return {"ImageArn": image.arn}
 
     def _update_image_version(self, region: str, params: _Params) -> dict[str, Any]:
         image = self._image(region, params.required_string("ImageName"))
@@ -507,7 +563,9 @@ class Emulator:
         role_arn: str,
         display_name: str | None,
         description: str | None,
+        tags: list[Any],
     ) -> _Image:
+        checked = check_tags(tags)
         catalogue = self._catalogue(region)
         if any(existing.lower() == name.lower() for existing in catalogue):
             raise ApiError(IN_USE, f"Image {name} already exists.")
@@ -527,6 +585,7 @@ class Emulator:
             created_ms=now,
             modified_ms=now,
         )
+        merge_tags(image.tags, checked)
         catalogue[name] = image
         return image
 
@@ -568,6 +627,11 @@ class Emulator:
         return version
 
 
+def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    """key -> value as the model's TagList."""
+    return [{"Key": key, "Value": value} for key, value in tags.items()]
+
+
 _OPERATIONS: dict[str, _Operation] = {
     "ListImages": Emulator._list_images,
     "ListImageVersions": Emulator._list_image_versions,
@@ -576,7 +640,11 @@ _OPERATIONS: dict[str, _Operation] = {
     "ListAliases": Emulator._list_aliases,
     "CreateImage": Emulator._create_image,
     "CreateImageVersion": Emulator._create_image_version,
+    "UpdateImage": Emulator._update_image,
     "UpdateImageVersion": Emulator._update_image_version,
     "DeleteImage": Emulator._delete_image,
     "DeleteImageVersion": Emulator._delete_image_version,
+    "ListTags": list_tags,
+    "AddTags": add_tags,
+    "DeleteTags": delete_tags,
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import zlib
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,7 @@ _DELETE_FAILURES = (
     "An internal error occurred while deleting the image version. Retry the request.",
 )
 _FAILURE_REASONS = {"CREATE_FAILED": _BUILD_FAILURES, "DELETE_FAILED": _DELETE_FAILURES}
+_TEAMS = ("nlp", "vision", "forecasting", "platform", "analytics")
 _BIG_IMAGE_VERSIONS = (305, 340)
 _SMALL_IMAGE_VERSIONS = (1, 8)
 _FORCED_TIE_SIZE = 5
@@ -106,6 +108,25 @@ def _demo_details(name: str) -> dict[str, Any]:
     )
 
 
+def _team(name: str) -> str | None:
+    """The team tag of a seeded image, from its name alone (the random draws stay as they
+    were): every template image has one, the generic `custom-image-*` ones have none."""
+    if name.startswith("custom-image-"):
+        return None
+    return _TEAMS[zlib.crc32(name.encode()) % len(_TEAMS)]
+
+
+def _image_tags(name: str) -> dict[str, str]:
+    team = _team(name)
+    return {} if team is None else {"team": team, "owner": f"{team}-leads@example.com"}
+
+
+def _role(emulator: Emulator, name: str) -> str | None:
+    """A team's image runs as the team's role; the others as the emulator's default."""
+    team = _team(name)
+    return None if team is None else f"arn:aws:iam::{emulator.account_id}:role/{team}-images"
+
+
 def _create_demo_version(
     emulator: Emulator,
     name: str,
@@ -114,7 +135,8 @@ def _create_demo_version(
     status: str = "CREATED",
     failure_reason: str | None = None,
 ) -> dict[str, Any]:
-    """Create a version with demo details and the alias ``v<number>``, stamped once."""
+    """Create a version with demo details, the alias ``v<number>`` and the image's team tag
+    (every third version builds for the platform team), stamped once."""
     created = emulator.create_image_version(
         name,
         region=region,
@@ -130,6 +152,10 @@ def _create_demo_version(
         aliases_to_add=[f"v{number}"],
         last_modified_time=created["LastModifiedTime"],
     )
+    team = _team(name)
+    if team is not None:
+        tags = {"team": "platform" if number % 3 == 0 else team}
+        emulator.tag_resource(created["ImageVersionArn"], tags, region=region)
     return created
 
 
@@ -208,6 +234,8 @@ def seed_catalogue(
                 region=region,
                 display_name=template.display_name if has_text else None,
                 description=template.description if has_text else None,
+                tags=_image_tags(template.name),
+                role_arn=_role(emulator, template.name),
             )
         else:
             _seed_versions(emulator, rng, template.name, event, region)

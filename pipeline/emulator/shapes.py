@@ -21,6 +21,7 @@ class _Version:
     client_token: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     aliases: set[str] = field(default_factory=set)
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -34,6 +35,7 @@ class _Image:
     modified_ms: int
     versions: dict[int, _Version] = field(default_factory=dict)
     next_version: int = 1
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 _Stamp = Callable[[int], Any]

@@ -81,9 +81,11 @@ _STRING_RULES = {
     "ImageName": _rule(1, 63, r"[a-zA-Z0-9]([-.]?[a-zA-Z0-9]){0,62}"),
     "NameContains": _rule(0, 63, r"[a-zA-Z0-9\-.]+"),
     "NextToken": _rule(0, 8192),
+    "ResourceArn": _rule(0, 256, r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]*:[0-9]{12}:.+"),
     "RoleArn": _rule(20, 2048, r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+"),
     "DisplayName": _rule(1, 128, r"\S(.*\S)?"),
     "Description": _rule(1, 512),
+    "DeleteProperties": _rule(1, 11, r"(^DisplayName$)|(^Description$)"),
     "BaseImage": _rule(1, 255),
     "ClientToken": _rule(1, 36, r"[a-zA-Z0-9-]+"),
     "MLFramework": _rule(1, 128, _VERSION_LABEL),
@@ -124,6 +126,10 @@ class _Params:
         if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             raise _invalid(member, value, f"be of type {kind_name}")
         return value
+
+    def raw(self, member: str) -> Any:
+        """A member as the request sent it, for a shape checked elsewhere (a TagList)."""
+        return self._raw.get(member)
 
     def string(self, member: str) -> str | None:
         value: str | None = self._typed(member, str, "string")

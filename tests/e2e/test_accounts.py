@@ -501,3 +501,28 @@ def test_an_organization_whose_accounts_cannot_be_listed_fails_alone(
         assert "cannot list the organization's accounts" in failure
         assert "not authorized to perform: organizations:ListAccounts" in failure
     assert stored(data) == truth(one_account.emulator)
+
+
+def test_an_organization_sources_tags_reach_every_member_account(
+    tmp_path: Path, accounts: EmulatorServer, aws: Organization
+) -> None:
+    sources = write_sources(
+        tmp_path,
+        f'[sources.org]\nendpoint_url = "{accounts.url}"\nregions = ["{REGION}"]\ntags = true\n'
+        f'organization = {{ member_role = "{MEMBER_ROLE}", exclude = ["{aws.unhosted}"] }}\n',
+    )
+    data = tmp_path / "data"
+    result = run_cli("sync", "--config", str(sources), "--data-dir", str(data))
+    assert result.code == 0, result.stderr
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as connection:
+        images = connection.execute(
+            "SELECT account_id, count(*) FILTER (role_arn IS NULL OR tags IS NULL) FROM images "
+            "GROUP BY ALL"
+        ).fetchall()
+        described = connection.execute(
+            "SELECT account_id, count(*) FILTER (tags IS NULL) FROM image_version_details "
+            "GROUP BY ALL"
+        ).fetchall()
+    # Every member's images have a role and tags, every version its details with tags.
+    assert sorted(images) == sorted((account, 0) for account in accounts.accounts)
+    assert sorted(described) == sorted((account, 0) for account in accounts.accounts)

@@ -271,12 +271,19 @@ def test_demo_runs_the_dagster_job_and_shows_what_changed(tmp_path: Path) -> Non
     assert len(summaries) == 3
     assert " 0 changed, 0 deleted" in summaries[0] and "0 new" not in summaries[0]
     assert "0 deleted versions" not in summaries[1]  # the deleted image, by a plain sync
-    assert summaries[2].endswith("throttled attempts") and "1 deleted versions" in summaries[2]
+    # The second sync reads roles and tags: one DescribeImage per image, new to it.
+    assert "roles and tags" not in summaries[0]
+    images = summaries[1].split()[1]
+    assert f"; roles and tags: {images} DescribeImage, " in summaries[1]
+    assert "1 deleted versions" in summaries[2] and "throttled attempts; details: " in summaries[2]
     entered = [line for line in out.splitlines() if line.endswith("entered a failed status")]
     first, second, third = (int(line.split()[0]) for line in entered)  # by the failed-builds check
     assert first > 0 and (second, third) == (1, 0)  # the seeded failures, then the mutation's
     assert "DEBUG" not in out and "Traceback" not in result.stderr
     assert "(8 rows)" in out
+    table = out.split("versions per team tag: ", 1)[1].splitlines()
+    teams = {line.split()[0] for line in table if line.strip()}
+    assert {"platform", "nlp", "(untagged)"} <= teams
     assert DataDir(tmp_path / "demo").is_ours()
 
 

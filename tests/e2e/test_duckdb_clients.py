@@ -107,10 +107,12 @@ def write_as_an_earlier_release(data_dir: DataDir) -> None:
 
 def build_small_history(server: EmulatorServer, data_dir: DataDir) -> datetime:
     """Two enriched syncs that leave a row in every view: statuses moving, failure reasons,
-    details with aliases, a deleted version and a deleted image. Returns an instant between
-    the syncs."""
+    details with aliases, a deleted version and a deleted image, roles and tags (map columns)
+    from the second. Returns an instant between the syncs."""
     emulator = server.emulator
-    emulator.create_image("alpha", display_name="Alpha", description="the first")
+    emulator.create_image(
+        "alpha", display_name="Alpha", description="the first", tags={"team": "ml"}
+    )
     details = {
         "JobType": "TRAINING",
         "Processor": "GPU",
@@ -128,7 +130,9 @@ def build_small_history(server: EmulatorServer, data_dir: DataDir) -> datetime:
     emulator.update_image_version("alpha", 1, status="CREATED", aliases_to_add=["latest"])
     emulator.delete_image_version("alpha", 2)
     emulator.delete_image("beta")
-    assert run_sync(data_dir, server, reconcile=True, enrich=True).ok
+    version_arn = emulator.live_versions()[0]["ImageVersionArn"]
+    emulator.tag_resource(version_arn, {"team": "vision", "stage": "prod"})
+    assert run_sync(data_dir, server, reconcile=True, tags=True).ok
     return between
 
 
@@ -143,6 +147,11 @@ def test_duckdb_1_1_reads_every_view_as_query_does(
     assert all(expected), "every view and the macro have rows to compare"
     changes = expected[VIEW_NAMES.index("image_version_changes")]
     assert any("DELETED" in row for row in changes), "tombstones too"
+    for view in ("images", "image_version_details"):
+        rows = expected[VIEW_NAMES.index(view)]
+        assert any(
+            {"team": "ml"} in row or {"team": "vision", "stage": "prod"} in row for row in rows
+        )
 
     write_as_an_earlier_release(data_dir)
     refused = in_oldest_client(oldest_client, data_dir.warehouse_path, sqls[:1])

@@ -228,3 +228,23 @@ def test_the_seeded_catalogue_has_details_and_aliases(server: EmulatorServer, cl
         assert described["LastModifiedTime"] == version["LastModifiedTime"].timestamp()
         aliases = emulator.call("ListAliases", key)["SageMakerImageVersionAliases"]
         assert aliases == [f"v{version['Version']}"]
+
+
+def test_update_image_changes_the_role_and_clears_properties(
+    server: EmulatorServer, client: Any
+) -> None:
+    client.create_image(ImageName="img", RoleArn=ROLE, DisplayName="Img", Description="about")
+    before = client.describe_image(ImageName="img")
+    other = "arn:aws:iam::123456789012:role/other"
+    server.emulator.clock.advance(5)
+    answer = client.update_image(ImageName="img", RoleArn=other, DeleteProperties=["DisplayName"])
+    assert answer["ImageArn"] == before["ImageArn"]
+    after = client.describe_image(ImageName="img")
+    assert (after["RoleArn"], after["Description"]) == (other, "about")
+    assert "DisplayName" not in after and after["LastModifiedTime"] > before["LastModifiedTime"]
+    status, _, body = raw_call(
+        server.url,
+        "SageMaker.UpdateImage",
+        {"ImageName": "img", "DeleteProperties": ["RoleArn"]},
+    )
+    assert (status, body["__type"]) == (400, "ValidationException")

@@ -12,8 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,9 +35,9 @@ from pipeline.warehouse import connect
 from tests.support import (
     OTHER_REGION,
     REGION,
+    S3_LOCK_TTL_S,
     held_listings,
     kill_mid_run,
-    moto_server,
     run_cli,
     run_sync,
     truth,
@@ -51,30 +49,7 @@ LIVE_COLUMNS = (
     "region, image_name, version, image_arn, image_version_arn, status, failure_reason, "
     "epoch_ms(creation_time), epoch_ms(last_modified_time)"
 )
-LOCK_TTL_S = 2
 TRIALS = 4
-
-
-@pytest.fixture(scope="module")
-def s3_url() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture
-def s3_client(s3_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    """The S3 endpoint in the environment (for this process and the CLI), a short lock lease."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_url)
-    monkeypatch.setenv(LOCK_TTL_ENV, str(LOCK_TTL_S))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    return boto3.client("s3", endpoint_url=s3_url)
-
-
-@pytest.fixture
-def s3_dir(s3_client: Any) -> DataDir:
-    bucket = f"iv-{uuid.uuid4().hex[:12]}"
-    s3_client.create_bucket(Bucket=bucket)
-    return DataDir.at(f"s3://{bucket}/datasets/image-versions")
 
 
 def view_rows(data_dir: DataDir, sql: str) -> list[tuple[Any, ...]]:
@@ -196,7 +171,7 @@ def test_a_second_writer_of_a_target_is_refused_while_its_lease_is_held(
     assert run_sync(s3_dir, server).ok
     with s3_dir.target_lock(target_key("default", REGION)):
         # Held well past its lease: the heartbeat keeps it fresh.
-        time.sleep(LOCK_TTL_S * 1.5)
+        time.sleep(S3_LOCK_TTL_S * 1.5)
         second = run_cli(*sync_args(s3_dir, server))
         assert second.code == 2
         assert "another image-versions process is writing" in second.stderr
@@ -289,7 +264,7 @@ def test_sigkill_mid_write_then_rerun_converges(
         )
         visible = objects(s3_client, s3_dir, "image_versions/")
         assert all(key.endswith(".parquet") for key in visible), visible
-        rerun = run_cli(*sync_args(s3_dir, server, "--reconcile", "--wait", str(LOCK_TTL_S * 5)))
+        rerun = run_cli(*sync_args(s3_dir, server, "--reconcile", "--wait", str(S3_LOCK_TTL_S * 5)))
         assert rerun.code == 0, rerun.stderr
         assert_s3_converged(s3_dir, server)
     assert killed == TRIALS, f"only {killed} of {TRIALS} kills landed while the sync ran"
