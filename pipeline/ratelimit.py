@@ -40,7 +40,7 @@ from .guard import Cancelled
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STORM_RPS", "AdaptiveRateLimiter", "Learned", "SharedStart"]
+__all__ = ["CRUISE", "SPEND_SHARE", "STORM_RPS", "AdaptiveRateLimiter", "Learned", "SharedStart"]
 
 # Pacing.
 CRUISE = 0.9
