@@ -1,5 +1,5 @@
-"""Fixtures of the end-to-end tests that use S3: moto's S3 server on loopback, and a data dir
-in a bucket of its own."""
+"""Fixtures of the end-to-end tests: a SageMaker client of the emulator, as a user's boto3
+makes it; moto's S3 server on loopback, and a data dir in a bucket of its own."""
 
 from __future__ import annotations
 
@@ -12,8 +12,22 @@ import boto3
 import pytest
 
 from pipeline.backends import LOCK_TTL_ENV
+from pipeline.emulator import EmulatorServer
 from pipeline.storage import DataDir
 from tests.support import S3_LOCK_TTL_S, moto_server
+
+
+@pytest.fixture
+def client(server: EmulatorServer) -> Iterator[Any]:
+    made = boto3.client(
+        "sagemaker",
+        endpoint_url=server.url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+    )
+    yield made
+    made.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -27,19 +26,6 @@ def emulator() -> Emulator:
 def server(emulator: Emulator) -> Iterator[EmulatorServer]:
     with EmulatorServer(emulator) as running:
         yield running
-
-
-@pytest.fixture
-def client(server: EmulatorServer) -> Iterator[Any]:
-    made = boto3.session.Session().client(
-        "sagemaker",
-        endpoint_url=server.url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="y",
-    )
-    yield made
-    made.close()
 
 
 def numbers(client: Any, name: str, **params: Any) -> list[int]:

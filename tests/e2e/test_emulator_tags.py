@@ -3,10 +3,8 @@ and raw requests, against the botocore model."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -14,19 +12,6 @@ from pipeline.emulator import EmulatorServer
 from tests.support import assert_conforms, error_code, raw_call
 
 ROLE = "arn:aws:iam::123456789012:role/r"
-
-
-@pytest.fixture
-def client(server: EmulatorServer) -> Iterator[Any]:
-    made = boto3.client(
-        "sagemaker",
-        endpoint_url=server.url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="y",
-    )
-    yield made
-    made.close()
 
 
 def every_tag(client: Any, arn: str, page_size: int) -> dict[str, str]:
