@@ -1,7 +1,7 @@
 """The fault matrix's row for what AWS leaves open: every emulator `Modes` switch on at once
 (whole-second filters, short or empty pages with a token, CREATING and DELETING that last and
 sometimes fail, names found in any case, archived versions unlisted), against real
-`image-versions` processes. See docs/aws-behaviour.md.
+`image-versions` processes syncing with roles and tags. See docs/aws-behaviour.md.
 
 Each trial mutates the catalogue (new versions start CREATING, deletions go through DELETING),
 archives a few versions, runs a plain sync, lets some creates and deletes settle, and scores
@@ -44,14 +44,14 @@ def open_behaviours(trials: int) -> Row:
     with harness(14) as h:
         h.emulator.modes = Modes.all_on(creating_s=20, deleting_s=20)
         h.seed(images=10)
-        h.sync()
+        h.sync("--tags")  # roles and tags too: DescribeImage and ListTags under every mode
         for _ in range(trials):
             listed = {(v["ImageName"], v["Version"]) for v in h.emulator.live_versions(REGION)}
             h.mutate(6)
             _archive_and_delete(h, listed)
-            plain = h.sync()
+            plain = h.sync("--tags")
             h.emulator.clock.advance(h.rng.uniform(0, 30))
-            reconcile = h.sync("--reconcile")
+            reconcile = h.sync("--reconcile", "--tags")
             note = f"plain sync exit {plain.code}"
             results.append(h.trial(reconcile, note=note))
         row = Row("open AWS behaviours the other way (all emulator modes)", results)
