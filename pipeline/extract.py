@@ -523,8 +523,6 @@ def member_targets(
             listings[target.source] = list_organization_accounts(target.client, stats, guard)
         except ConfigError as exc:
             listings[target.source] = exc
-        finally:
-            guard.close()
     listed = listings[target.source]
     if isinstance(listed, ConfigError):
         raise ConfigError(str(listed))
