@@ -27,12 +27,13 @@ from typing import Any
 
 from .aws_errors import aws_failure, describe
 from .child import python_child
+from .clients import make_client
 from .defaults import TARGET_CONCURRENCY
 from .errors import ConfigError, ImageVersionsError, UserError, WriterBusy, one_line
 from .extract import member_targets
 from .guard import CallGuard, Cancelled, guard_client
 from .run import SourceTarget
-from .source import ApiStats, aws_session, check_reachable, client_config, make_client
+from .source import ApiStats, aws_session, check_reachable, client_config
 from .storage import DataDir
 
 __all__ = [
@@ -137,7 +138,8 @@ def check_target(target: SourceTarget, cancel: threading.Event) -> Check:
             identity = sts.get_caller_identity()
             facts.update(account_id=identity.get("Account"), arn=identity.get("Arn"))
         with _noting(problems, "ListImages"):
-            client = make_client(settings, ApiStats(), guard, session=session)
+            credentials = session.get_credentials()
+            client = make_client(settings, ApiStats(), guard, credentials=credentials)
             check_reachable(client, timeout_s=settings.connect_timeout_s)
             client.list_images(MaxResults=1)
             facts["list_images"] = True

@@ -23,11 +23,13 @@ from typing import Any
 from .errors import ImageVersionsError
 
 __all__ = [
+    "WATCHDOG",
     "CallDeadlineExceeded",
     "CallGuard",
     "Cancelled",
     "close_client",
     "guard_client",
+    "guard_view",
     "pause",
 ]
 
@@ -221,6 +223,11 @@ def guard_client(client: Any, guard: CallGuard) -> Any:
     client.meta.events.register(f"before-call.{service}", lambda **_: guard.start_call(service))
     GUARDS[client] = guard
     return client
+
+
+def guard_view(view: Any, client: Any) -> None:
+    """`view`, whose methods make guarded `client`'s calls, pauses under `client`'s guard."""
+    GUARDS[view] = GUARDS[client]
 
 
 def close_client(client: Any) -> None:
