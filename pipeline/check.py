@@ -27,12 +27,13 @@ from typing import Any
 
 from .aws_errors import aws_failure, describe
 from .child import python_child
+from .clients import make_client
 from .defaults import TARGET_CONCURRENCY
 from .errors import ConfigError, ImageVersionsError, UserError, WriterBusy, one_line
 from .extract import member_targets
 from .guard import CallGuard, Cancelled, guard_client
 from .run import SourceTarget
-from .source import ApiStats, aws_session, check_reachable, client_config, make_client
+from .source import ApiStats, aws_session, check_reachable, client_config
 from .storage import DataDir
 
 __all__ = [
@@ -129,21 +130,19 @@ def check_target(target: SourceTarget, cancel: threading.Event) -> Check:
     facts.update(account_id=None, arn=None, list_images=False)
     problems: list[str] = []
     guard = CallGuard(settings.call_deadline_s, cancel)
-    try:
-        with _noting(problems, "credentials"):
-            session = aws_session(settings, guard)
-            with _noting(problems, "identity"):
-                sts = guard_client(session.client("sts", config=client_config(settings)), guard)
-                check_reachable(sts, settings.connect_timeout_s, "STS", STS_HINT)
-                identity = sts.get_caller_identity()
-                facts.update(account_id=identity.get("Account"), arn=identity.get("Arn"))
-            with _noting(problems, "ListImages"):
-                client = make_client(settings, ApiStats(), guard, session=session)
-                check_reachable(client, timeout_s=settings.connect_timeout_s)
-                client.list_images(MaxResults=1)
-                facts["list_images"] = True
-    finally:
-        guard.close()
+    with _noting(problems, "credentials"):
+        session = aws_session(settings, guard)
+        with _noting(problems, "identity"):
+            sts = guard_client(session.client("sts", config=client_config(settings)), guard)
+            check_reachable(sts, settings.connect_timeout_s, "STS", STS_HINT)
+            identity = sts.get_caller_identity()
+            facts.update(account_id=identity.get("Account"), arn=identity.get("Arn"))
+        with _noting(problems, "ListImages"):
+            credentials = session.get_credentials()
+            client = make_client(settings, ApiStats(), guard, credentials=credentials)
+            check_reachable(client, timeout_s=settings.connect_timeout_s)
+            client.list_images(MaxResults=1)
+            facts["list_images"] = True
     said = [f"account {facts['account_id']} as {facts['arn']}"] if facts["arn"] else []
     said += ["ListImages allowed"] if facts["list_images"] else []
     return Check(target.label, not problems, "; ".join(said + problems), facts)

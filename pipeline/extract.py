@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .clients import Clients, make_client
 from .committer import Committer, roll_back_unfinished_commit
 from .errors import ConfigError, DataError, WriterBusy, one_line
 from .fanout import in_shard
@@ -29,7 +30,6 @@ from .source import (
     ApiStats,
     check_reachable,
     list_organization_accounts,
-    make_client,
     organization_members,
 )
 from .state import (
@@ -133,6 +133,8 @@ class _TargetsRun:
             concurrency=max(1, min(options.concurrency, options.max_in_flight // self.slots)),
             flush_rows=max(1, options.flush_rows // self.slots),
         )
+        # Every call in flight at once: the targets' catalogue listings and their workers.
+        self.clients = Clients(pool_size=self.slots + options.max_in_flight)
         self.progress = ProgressTracker(on_progress, len(members))
         self.ready = _Once(lambda: _prepare(data_dir, options))
         self.owners = _Owners()
@@ -152,11 +154,12 @@ class _TargetsRun:
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            self.clients.close()
 
     def _one(self, member: SourceTarget) -> SyncReport:
         """One target's report: what it synced, or why it could not."""
         try:
-            connected = _connect(self.data_dir, member, self.cancel, self.start)
+            connected = _connect(self.data_dir, member, self.cancel, self.start, self.clients)
         except _Unreachable as exc:
             self.unreachable.append(exc)
             self.progress.add(targets_done=1)
@@ -484,18 +487,22 @@ def _expand(
 
 
 def _connect(
-    data_dir: DataDir, member: SourceTarget, cancel: threading.Event, start: SharedStart
+    data_dir: DataDir,
+    member: SourceTarget,
+    cancel: threading.Event,
+    start: SharedStart,
+    clients: Clients,
 ) -> _Connected:
-    """A client for one target that has credentials and a reachable endpoint, its request
-    rate starting from the limit found of the account it reached last (or, new, from what
-    `start` finds); _Unreachable when it has not."""
+    """A client for one target (of `clients`) that has credentials and a reachable endpoint,
+    its request rate starting from the limit found of the account it reached last (or, new,
+    from what `start` finds); _Unreachable when it has not."""
     stats = ApiStats()
     account = load_target_account(data_dir, member.key)
     learned = load_learned_rate(data_dir, account) if account else None
     limiter = AdaptiveRateLimiter(member.client.max_rps, learned=learned, shared=start)
     try:
         guard = CallGuard(member.client.call_deadline_s, cancel)
-        client = make_client(member.client, stats, guard, limiter)
+        client = make_client(member.client, stats, guard, limiter, clients=clients)
         check_reachable(client)
     except ConfigError as exc:
         raise _Unreachable(str(exc), stats) from exc
@@ -523,8 +530,6 @@ def member_targets(
             listings[target.source] = list_organization_accounts(target.client, stats, guard)
         except ConfigError as exc:
             listings[target.source] = exc
-        finally:
-            guard.close()
     listed = listings[target.source]
     if isinstance(listed, ConfigError):
         raise ConfigError(str(listed))

@@ -13,6 +13,7 @@ assumed-role credentials refresh themselves before they expire.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import os
@@ -28,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .apivalues import Unparsed
-from .aws_errors import THROTTLING_CODES, AwsErrorKind, aws_errors_as, kind_of, response_error_code
+from .aws_errors import AwsErrorKind, aws_errors_as, kind_of
 from .defaults import (
     CALL_DEADLINE_S,
     CONCURRENCY,
@@ -39,25 +40,30 @@ from .defaults import (
 )
 from .errors import ConfigError, ImageVersionsError
 from .guard import CallGuard, guard_client, pause
-from .ratelimit import AdaptiveRateLimiter
 
 __all__ = [
     "ApiStats",
     "AssumeRole",
     "ClientSettings",
     "Organization",
+    "RoleSource",
+    "StsClients",
+    "assumed_role_credentials",
+    "aws_credentials",
     "aws_session",
     "check_profile",
     "check_reachable",
     "client_config",
+    "known_regions",
     "list_aliases",
     "list_image_versions",
     "list_images",
     "list_organization_accounts",
     "list_tags",
-    "make_client",
     "organization_members",
     "patiently",
+    "role_source",
+    "session_for",
 ]
 
 PAGE_SIZE = 100  # the API's maximum; fewer calls per image
@@ -175,11 +181,8 @@ def known_regions() -> frozenset[str]:
     loader, which every session then reuses.
     """
     import boto3
-    import botocore.session
 
-    core = botocore.session.get_session()
-    core.register_component("data_loader", _shared_loader())
-    session = boto3.session.Session(botocore_session=core)
+    session = boto3.session.Session(botocore_session=_core_session())
     return frozenset(
         region
         for partition in session.get_available_partitions()
@@ -214,59 +217,6 @@ class MalformedResponse(ImageVersionsError):
     """A 200 answer that is not the API's: no JSON, no result key, a NextToken seen before."""
 
 
-def make_client(
-    settings: ClientSettings,
-    stats: ApiStats,
-    guard: CallGuard,
-    limiter: AdaptiveRateLimiter | None = None,
-    session: Any = None,
-) -> Any:
-    """A SageMaker client for one region, counting into `stats`, its request rate adapted to
-    throttling and capped at settings.max_rps (ratelimit.py),
-    every call (and every STS call that refreshes its credentials) bounded by `guard`; from
-    `session` (`aws_session(settings, guard)`) when the caller has one already.
-
-    ConfigError when the region is unknown, the profile missing, no credentials are found or a
-    role cannot be assumed.
-    """
-    if settings.region not in known_regions():
-        raise ConfigError(f"unknown region {settings.region!r}: SageMaker has no endpoint there")
-    session = aws_session(settings, guard) if session is None else session
-    client = guard_client(
-        session.client(
-            "sagemaker", endpoint_url=settings.endpoint_url, config=client_config(settings)
-        ),
-        guard,
-    )
-    events = client.meta.events
-    limiter = limiter or AdaptiveRateLimiter(settings.max_rps)
-    sent = threading.local()  # each worker has one attempt in flight at a time
-
-    def before_send(**_: Any) -> None:
-        sent.at = limiter.acquire(guard.cancel)
-
-    def needs_retry(
-        response: Any = None, caught_exception: Any = None, attempts: int = 1, **_: Any
-    ) -> float | None:
-        """Count the attempt and tell the limiter; a throttled one goes straight back to the
-        limiter (0 s: its pace is the back-off) while attempts remain; anything else is left
-        to botocore's retry handler (None)."""
-        throttled = response is not None and response_error_code(response[1]) in THROTTLING_CODES
-        stats.count_attempt(throttled)
-        if caught_exception is None:
-            limiter.observe(getattr(sent, "at", 0.0), throttled, time.monotonic())
-        if caught_exception is not None or (
-            response is not None and response[0].status_code >= 400
-        ):
-            guard.check_call("sagemaker")  # raises instead of a back-off past the deadline
-        return 0.0 if throttled and attempts < settings.max_attempts else None
-
-    stats.count_calls_of(client, "sagemaker")
-    events.register("before-send.sagemaker", before_send)
-    events.register_first("needs-retry.sagemaker", needs_retry)
-    return client
-
-
 def client_config(settings: ClientSettings) -> Any:
     """The botocore config of a client that `settings` make: retries, timeouts, its pool."""
     import botocore.config
@@ -282,44 +232,70 @@ def client_config(settings: ClientSettings) -> Any:
 
 def aws_session(settings: ClientSettings, guard: CallGuard) -> Any:
     """A boto3 session in the settings' region with the profile's (or boto3's chain's)
-    credentials, or, with `roles`, those of the last role assumed (refreshable, every STS call
-    bounded by `guard`).
+    credentials, or, with `roles`, those of the last role assumed (`aws_credentials`).
 
     ConfigError when the profile is missing, there are no credentials or a role is refused.
     """
-    import boto3
-    import botocore.session
+    return session_for(settings, aws_credentials(settings, guard))
 
-    def session_with(credentials: Any = None) -> tuple[Any, Any]:
-        core = botocore.session.get_session()
-        core.register_component("data_loader", _shared_loader())
-        parsers = core.get_component("response_parser_factory")
-        parsers.set_parser_defaults(timestamp_parser=_utc_timestamp)
-        if credentials is not None:
-            core.register_component("credential_provider", _GivenCredentials(credentials))
-        session = boto3.session.Session(
-            botocore_session=core, profile_name=settings.profile, region_name=settings.region
-        )
-        return core, session
 
+def aws_credentials(settings: ClientSettings, guard: CallGuard) -> Any:
+    """The profile's (or boto3's chain's) credentials, or, with `roles`, those of the last
+    role assumed (refreshable, every STS call bounded by `guard`).
+
+    ConfigError when the profile is missing, there are no credentials or a role is refused.
+    """
+    return role_source(settings, guard).credentials
+
+
+@dataclass(frozen=True)
+class RoleSource:
+    """Credentials, and the STS clients that assume a role with them."""
+
+    credentials: Any
+    sts: StsClients
+
+
+def role_source(settings: ClientSettings, guard: CallGuard, pool_size: int = 10) -> RoleSource:
+    """The credentials of `settings` (`aws_credentials`), with the STS clients (of up to
+    `pool_size` connections) that assume one more role with them.
+
+    ConfigError when the profile is missing, there are no credentials or a role is refused.
+    """
     # A profile's source_profile missing, an unreadable config file, an expired SSO session,
     # a failing credential_process: botocore raises them from deep inside.
     with aws_errors_as(
         ConfigError, f"cannot load the AWS credentials of source {settings.source!r}"
     ):
-        core, base = session_with()
+        core = _core_session()
+        if settings.profile is not None:
+            core.set_config_variable("profile", settings.profile)
+        core.set_config_variable("region", settings.region)  # a profile's own role's STS
         check_profile(core, settings.profile, settings.source)
-        credentials = base.get_credentials()
+        credentials = core.get_credentials()
     if credentials is None:
         raise ConfigError(
             "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY, or configure ~/.aws/credentials"
         )
-    if not settings.roles:
-        return base
+    sts = StsClients(core, settings.region, guard, pool_size)
     for role in settings.roles:
-        credentials = _assumed_role_credentials(core, settings.region, credentials, role, guard)
-    return session_with(credentials)[1]
+        credentials = assumed_role_credentials(credentials, role, sts)
+    return RoleSource(credentials, sts)
+
+
+def session_for(settings: ClientSettings, credentials: Any) -> Any:
+    """A boto3 session in the settings' region and profile whose clients sign with
+    `credentials` (None: with none of their own, each request brings its own)."""
+    import boto3
+
+    core = _core_session()
+    parsers = core.get_component("response_parser_factory")
+    parsers.set_parser_defaults(timestamp_parser=_utc_timestamp)
+    core.register_component("credential_provider", _GivenCredentials(credentials))
+    return boto3.session.Session(
+        botocore_session=core, profile_name=settings.profile, region_name=settings.region
+    )
 
 
 def check_profile(core: Any, profile: str | None, source: str) -> None:
@@ -347,6 +323,30 @@ def check_profile(core: Any, profile: str | None, source: str) -> None:
         f"AWS profile {name!r}{origin} of source {source!r} is not configured: it is in neither "
         f"{config} nor {credentials}; correct the name or add the profile"
     )
+
+
+def _core_session() -> Any:
+    """A new botocore session sharing what every session may: the loader, and a copy of the
+    built-in event handlers, registered once (registering them is most of a session's cost,
+    and an organization makes two sessions a member account)."""
+    import botocore.session
+
+    core = botocore.session.Session(
+        event_hooks=copy.copy(_builtin_handlers()), include_builtin_handlers=False
+    )
+    core.register_component("data_loader", _shared_loader())
+    return core
+
+
+@functools.cache
+def _builtin_handlers() -> Any:
+    """botocore's built-in event handlers, registered the way a session registers them."""
+    import botocore.hooks
+    import botocore.session
+
+    handlers = botocore.hooks.HierarchicalEmitter()
+    botocore.session.Session(event_hooks=handlers)
+    return handlers
 
 
 @functools.cache
@@ -377,14 +377,42 @@ def refresh_windows(duration_s: int) -> tuple[int, int]:
     return min(15 * 60, max(1, duration_s // 3)), min(10 * 60, max(1, duration_s // 6))
 
 
-def _assumed_role_credentials(
-    core: Any, region: str, source_credentials: Any, role: AssumeRole, guard: CallGuard
-) -> Any:
-    """`role`'s credentials, obtained with `source_credentials`, refreshed through botocore's
-    AssumeRole fetcher before they expire, every STS call bounded by `guard`. The first
-    AssumeRole happens here, so a refused role is a ConfigError of this source, not a failure
-    of its first request."""
-    import botocore.config
+class StsClients:
+    """The STS clients of one botocore session and region, every call bounded by `guard`: one
+    per set of source credentials, shared by every role assumed with them and every refresh
+    (a client costs as much CPU as a dozen calls), each with up to `pool_size` connections."""
+
+    def __init__(self, core: Any, region: str, guard: CallGuard, pool_size: int) -> None:
+        import botocore.config
+
+        self._core, self._region, self._guard = core, region, guard
+        # STS itself checks DurationSeconds (900 up to the role's maximum session), and says
+        # so; botocore's copy of the lower bound would only stop STS emulators' short sessions.
+        self._config = botocore.config.Config(
+            retries={"mode": "standard"},
+            parameter_validation=False,
+            max_pool_connections=max(10, pool_size),
+        )
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[tuple[str, Any], ...], Any] = {}
+
+    def __call__(self, service: str, **credentials: Any) -> Any:
+        """botocore's `client_creator`: an STS client signing with `credentials`."""
+        key = (("service", service), *sorted(credentials.items()))
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._core.create_client(
+                    service, region_name=self._region, config=self._config, **credentials
+                )
+                client = self._clients[key] = guard_client(client, self._guard)
+        return client
+
+
+def assumed_role_credentials(source_credentials: Any, role: AssumeRole, sts: StsClients) -> Any:
+    """`role`'s credentials, obtained with `source_credentials` through `sts`, refreshed by
+    botocore's AssumeRole fetcher before they expire. The first AssumeRole happens here, so a
+    refused role is a ConfigError of this source, not a failure of its first request."""
     import botocore.credentials
 
     extra: dict[str, Any] = {"RoleSessionName": role.session_name}
@@ -393,16 +421,8 @@ def _assumed_role_credentials(
     if role.duration_seconds is not None:
         extra["DurationSeconds"] = role.duration_seconds
     advisory, mandatory = refresh_windows(role.duration_seconds or DEFAULT_ROLE_SECONDS)
-    # STS itself checks DurationSeconds (900 up to the role's maximum session), and says so;
-    # botocore's copy of the lower bound would only stop STS emulators' short sessions.
-    config = botocore.config.Config(retries={"mode": "standard"}, parameter_validation=False)
-
-    def sts_client(service: str, **kwargs: Any) -> Any:
-        client = core.create_client(service, region_name=region, config=config, **kwargs)
-        return guard_client(client, guard)
-
     fetcher = botocore.credentials.AssumeRoleCredentialFetcher(
-        client_creator=sts_client,
+        client_creator=sts,
         source_credentials=source_credentials,
         role_arn=role.role_arn,
         extra_args=extra,

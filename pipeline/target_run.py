@@ -308,7 +308,7 @@ class TargetRun:
             log.debug("%s failed", self.target.label, exc_info=True)
             yield SyncReport(failures=[self._failure(None, failure_reason(exc))])
         finally:
-            close_client(self.client)  # its sender threads end here, not at the run's end
+            close_client(self.client)  # its connections close here, not at the run's end
 
     def _failure(self, image_name: str | None, reason: str) -> Failure:
         return Failure(self.target.source, self.target.region, image_name, reason)

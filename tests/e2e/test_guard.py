@@ -7,28 +7,66 @@ import threading
 import time
 
 from pipeline.config import AccessSettings, ProjectConfig, SourceConfig, build_targets
+from pipeline.defaults import READ_TIMEOUT_S
 from pipeline.emulator import EmulatorServer, seed_catalogue
 from pipeline.extract import sync
+from pipeline.guard import WATCHDOG
 from pipeline.run import SyncOptions
 from pipeline.storage import DataDir
+from tests.hostile import HostileProxy, Misbehaviour, aimed_at
 from tests.support import OTHER_REGION, REGION, run_sync
 
-SENDERS = "image-versions-http"
+
+def guard_threads() -> set[threading.Thread]:
+    """Threads that are neither the sync's targets nor its workers: the watchdog's."""
+    return {thread for thread in threading.enumerate() if thread.name == WATCHDOG}
 
 
-def live_senders() -> set[threading.Thread]:
-    return {thread for thread in threading.enumerate() if thread.name == SENDERS}
+def test_no_thread_per_call_and_the_watchdog_ends_when_idle(
+    server: EmulatorServer, data_dir: DataDir
+) -> None:
+    """Every attempt runs on its worker: beside the workers, one watchdog, ended once idle."""
+    started: list[str] = []
+    real_start = threading.Thread.start
 
+    def counting_start(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        real_start(thread)
 
-def test_sender_threads_end_with_their_target(server: EmulatorServer, data_dir: DataDir) -> None:
-    before = live_senders()
     for region in (REGION, OTHER_REGION):
         seed_catalogue(server.emulator, seed=3, images=12, region=region)
-        report = run_sync(data_dir, server, region=region, concurrency=8)
-        assert report.ok
-    for thread in live_senders() - before:
-        thread.join(timeout=300)  # they end on their own once their target is done
-    assert live_senders() <= before
+    threading.Thread.start = counting_start  # type: ignore[method-assign]
+    try:
+        for region in (REGION, OTHER_REGION):
+            assert run_sync(data_dir, server, region=region, concurrency=8).ok
+    finally:
+        threading.Thread.start = real_start  # type: ignore[method-assign]
+    calls = 2 * (12 + 1)
+    assert len(started) < calls  # targets, workers and at most a watchdog per sync: no sender
+    assert started.count(WATCHDOG) <= 2
+    for thread in guard_threads():
+        thread.join(timeout=30)  # it ends by itself once no call is in flight
+    assert not guard_threads()
+
+
+def test_a_silent_answer_ends_at_the_call_deadline(
+    server: EmulatorServer, data_dir: DataDir
+) -> None:
+    """An answer that never comes fails its image at the deadline, not botocore's read
+    timeout (30 s, times its attempts): the watchdog shuts the worker's socket down."""
+    seed_catalogue(server.emulator, seed=5, images=3)
+    victim = sorted(server.emulator.image_names(REGION))[0]
+    plan = aimed_at("ListImageVersions", Misbehaviour("silent"), victim)
+    with HostileProxy(server.url, plan) as proxy:
+        source = SourceConfig("default", (REGION,), endpoint_url=proxy.url)
+        access = AccessSettings(call_deadline_s=1.0)
+        targets = build_targets(ProjectConfig(sources=(source,)), access)
+        began = time.monotonic()
+        report = sync(data_dir, targets, SyncOptions())
+        seconds = time.monotonic() - began
+    assert [failure.image_name for failure in report.failures] == [victim]
+    assert "deadline" in str(report.failures[0])
+    assert seconds < READ_TIMEOUT_S
 
 
 def test_waiting_for_the_rate_limit_does_not_spend_the_call_deadline(

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from pipeline.clients import make_client
 from pipeline.guard import CallGuard
 from pipeline.ratelimit import AdaptiveRateLimiter
 from pipeline.source import (
@@ -20,7 +21,6 @@ from pipeline.source import (
     Organization,
     list_image_versions,
     list_images,
-    make_client,
     organization_members,
 )
 from tests.support import REGION
@@ -160,15 +160,16 @@ def retry_hook(settings: ClientSettings) -> tuple[Callable[..., Any], ApiStats]:
 
     def after_attempt(status: int, code: str | None, attempts: int) -> Any:
         parsed = {"Error": {"Code": code}} if code else {}
-        client.meta.events.emit("before-send.sagemaker.ListImages", request=None)
-        return client.meta.events.emit_until_response(
-            "needs-retry.sagemaker.ListImages",
-            response=(HttpAnswer(status), parsed),
-            caught_exception=None,
-            attempts=attempts,
-            operation=client.meta.service_model.operation_model("ListImages"),
-            request_dict={"context": {}},
-        )[1]
+        with client.bound():  # as a call of this client's target fires them
+            client.meta.events.emit("before-send.sagemaker.ListImages", request=None)
+            return client.meta.events.emit_until_response(
+                "needs-retry.sagemaker.ListImages",
+                response=(HttpAnswer(status), parsed),
+                caught_exception=None,
+                attempts=attempts,
+                operation=client.meta.service_model.operation_model("ListImages"),
+                request_dict={"context": {}},
+            )[1]
 
     return after_attempt, stats
 
