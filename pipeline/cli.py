@@ -53,8 +53,10 @@ def _progress_bar() -> Iterator[Callable[[Any], None] | None]:
 
         def update(progress: Any) -> None:
             bar.total = progress.images
-            bar.set_description(f"targets {progress.targets_done}/{progress.targets}")
+            bar.set_description(f"targets {progress.targets_done}/{progress.targets}", False)
             bar.update(progress.images_done - bar.n)
+            if progress.targets_done == progress.targets:
+                bar.refresh()  # the end is shown, however soon after the last drawing it came
 
         yield update
 
