@@ -1,7 +1,10 @@
 """`image-versions check`: whether a sync could run here and now, without syncing.
 
 For every target: who its credentials say it is (STS GetCallerIdentity) and whether they may
-list images (one ListImages call, MaxResults=1). For the data dir: whether it is ours and
+make the calls its sync makes: ListImages (MaxResults=1), then, on the first image listed,
+ListImageVersions, and where the source opts in, enrichment's ListAliases and
+DescribeImageVersion and tags' DescribeImage and ListTags (an account without images leaves
+those untried, and says so). For the data dir: whether it is ours and
 writable and its locks are free; a data dir that does not exist is not created (the first
 sync does that), and nothing is written but what a sync writes too (a probe file in its
 temporary directory, lock files). For the Dagster code location: whether `assets.definitions`
@@ -20,12 +23,12 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from .aws_errors import aws_failure, describe
+from .aws_errors import AwsErrorKind, aws_failure, describe
 from .child import python_child
 from .clients import make_client
 from .defaults import TARGET_CONCURRENCY
@@ -50,9 +53,10 @@ __all__ = [
 
 DAGSTER_LOAD_TIMEOUT_S = 120.0
 """How long the Dagster code location may take to import (it takes seconds)."""
-CALLS_PER_TARGET = 4
+CALLS_PER_TARGET = 9
 """Calls one target's check makes one after another at most: two roles to assume (a member
-account's: the source's role, then the member role), GetCallerIdentity, ListImages."""
+account's: the source's role, then the member role), GetCallerIdentity, ListImages, and the
+five calls on an image (`_image_calls`)."""
 DAGSTER_LOAD = (
     "from assets.definitions import defs\ndefs().get_repository_def().load_all_definitions()"
 )
@@ -124,11 +128,12 @@ def _noting(problems: list[str], what: str) -> Iterator[None]:
 
 
 def check_target(target: SourceTarget, cancel: threading.Event) -> Check:
-    """The identity of one target's credentials, and whether they may list its images."""
+    """The identity of one target's credentials, and whether they may make its sync's calls."""
     settings = target.client
     facts: dict[str, Any] = {"source": target.source, "region": target.region}
     facts.update(account_id=None, arn=None, list_images=False)
     problems: list[str] = []
+    images: list[dict[str, Any]] = []
     guard = CallGuard(settings.call_deadline_s, cancel)
     with _noting(problems, "credentials"):
         session = aws_session(settings, guard)
@@ -141,11 +146,46 @@ def check_target(target: SourceTarget, cancel: threading.Event) -> Check:
             credentials = session.get_credentials()
             client = make_client(settings, ApiStats(), guard, credentials=credentials)
             check_reachable(client, timeout_s=settings.connect_timeout_s)
-            client.list_images(MaxResults=1)
+            images = client.list_images(MaxResults=1).get("Images") or []
             facts["list_images"] = True
+    allowed = ["ListImages"] if facts["list_images"] else []
+    notes = ["no image to try the calls on an image with"] if allowed and not images else []
+    for operation, method, params in _image_calls(images[0], target) if images else ():
+        with _noting(problems, operation):
+            _allowed(getattr(client, method), params)
+            allowed.append(operation)
+    facts["allowed"] = allowed
     said = [f"account {facts['account_id']} as {facts['arn']}"] if facts["arn"] else []
-    said += ["ListImages allowed"] if facts["list_images"] else []
-    return Check(target.label, not problems, "; ".join(said + problems), facts)
+    said += [f"{', '.join(allowed)} allowed"] if allowed else []
+    return Check(target.label, not problems, "; ".join(said + notes + problems), facts)
+
+
+def _image_calls(
+    image: Mapping[str, Any], target: SourceTarget
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """(operation, client method, parameters) of the calls a sync of `target` makes on an
+    image, each to be made once on `image`."""
+    name = {"ImageName": image.get("ImageName")}
+    calls = [("ListImageVersions", "list_image_versions", {**name, "MaxResults": 1})]
+    if target.enrich or target.tags:
+        calls.append(("ListAliases", "list_aliases", name))
+        # Without a version: the image's latest, as DescribeImageVersion allows.
+        calls.append(("DescribeImageVersion", "describe_image_version", name))
+    if target.tags:
+        calls.append(("DescribeImage", "describe_image", name))
+        calls.append(("ListTags", "list_tags", {"ResourceArn": image.get("ImageArn")}))
+    return calls
+
+
+def _allowed(call: Callable[..., Any], params: dict[str, Any]) -> None:
+    """Make `call`; an image or version gone meanwhile (or an image without versions) still
+    says the call is allowed: AWS checks permissions first."""
+    try:
+        call(**params)
+    except Exception as exc:
+        failure = aws_failure(exc)
+        if failure is None or failure.kind is not AwsErrorKind.NOT_FOUND:
+            raise
 
 
 def targets_deadline_s(call_deadline_s: float) -> float:

@@ -1,5 +1,5 @@
-"""`image-versions check`: each target's identity (moto's STS) and ListImages permission (the
-emulator), the data dir's writability and locks, and the Dagster code location's load."""
+"""`image-versions check`: each target's identity (moto's STS) and the permissions of its sync's
+calls (the emulator), the data dir's writability and locks, and the Dagster code location's load."""
 
 from __future__ import annotations
 
@@ -7,10 +7,17 @@ import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pipeline.emulator import DEFAULT_ACCOUNT_ID, EmulatorServer, seed_catalogue
+from pipeline.emulator import (
+    ACCESS_DENIED,
+    DEFAULT_ACCOUNT_ID,
+    ApiError,
+    EmulatorServer,
+    seed_catalogue,
+)
 from pipeline.model import target_key
 from pipeline.storage import DataDir
 from tests.support import (
@@ -84,7 +91,7 @@ def test_check_gives_one_line_per_target_and_fails_on_any(
     assert text.code == 1 and not text.stderr, text.stderr
     identity = f"account {DEFAULT_ACCOUNT_ID} as {MOTO_USER}"
     assert text.stdout.splitlines() == [
-        f"ok    emu/{REGION}: {identity}; ListImages allowed",
+        f"ok    emu/{REGION}: {identity}; ListImages, ListImageVersions allowed",
         f"FAIL  emu/{OTHER_REGION}: {identity}; ListImages: AccessDeniedException: "
         "User is not authorized to perform: sagemaker:ListImages",
         f"FAIL  dead/{REGION}: {identity}; ListImages: cannot reach SageMaker endpoint {dead} "
@@ -139,6 +146,37 @@ def test_check_passes_with_an_assumed_role_and_creates_no_data_dir(
     assert report["ok"] is True and not data.exists()
 
 
+def test_check_tries_every_call_a_source_opts_into_on_its_first_image(
+    sts: str, seeded: EmulatorServer, data_dir: DataDir, tmp_path: Path
+) -> None:
+    sources = sources_file(
+        tmp_path,
+        f'[sources.tagged]\nendpoint_url = "{seeded.url}"\nregions = ["{REGION}"]\ntags = true\n'
+        f'[sources.empty]\nendpoint_url = "{seeded.url}"\nregions = ["{OTHER_REGION}"]\n',
+    )
+    identity = f"account {DEFAULT_ACCOUNT_ID} as {MOTO_USER}"
+    every = "ListImageVersions, ListAliases, DescribeImageVersion, DescribeImage, ListTags"
+
+    allowed = check(sources, data_dir.root).stdout.splitlines()[:2]
+    assert allowed == [
+        f"ok    tagged/{REGION}: {identity}; ListImages, {every} allowed",
+        f"ok    empty/{OTHER_REGION}: {identity}; ListImages allowed; no image to try the calls "
+        "on an image with",
+    ]
+
+    def refuse(operation: str, params: dict[str, Any]) -> None:
+        if operation == "ListTags":
+            raise ApiError(ACCESS_DENIED, "not authorized to perform: sagemaker:ListTags")
+
+    seeded.emulator.before_request = refuse
+    refused = check(sources, data_dir.root)
+    assert refused.code == 1
+    assert refused.stdout.splitlines()[0] == (
+        f"FAIL  tagged/{REGION}: {identity}; ListImages, {every.removesuffix(', ListTags')} "
+        "allowed; ListTags: AccessDeniedException: not authorized to perform: sagemaker:ListTags"
+    )
+
+
 def test_check_fails_on_a_held_lock_an_unreachable_sts_and_a_broken_code_location(
     seeded: EmulatorServer, data_dir: DataDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -156,7 +194,8 @@ def test_check_fails_on_a_held_lock_an_unreachable_sts_and_a_broken_code_locatio
     assert result.code == 1 and not result.stderr
     target, data, dagster = result.stdout.splitlines()
     assert target == (
-        f"FAIL  emu/{REGION}: ListImages allowed; identity: cannot reach STS endpoint {sts} "
+        f"FAIL  emu/{REGION}: ListImages, ListImageVersions allowed; identity: cannot reach STS "
+        f"endpoint {sts} "
         "([Errno 111] Connection refused); check the network, or AWS_ENDPOINT_URL_STS"
     )
     assert data == (
