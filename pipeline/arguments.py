@@ -180,8 +180,9 @@ def _target_options(command: argparse.ArgumentParser, verb: str) -> None:
 def _add_check(commands: Any) -> None:
     check = commands.add_parser(
         "check",
-        help="without syncing: each target's identity and ListImages permission, the data "
-        "dir's writability and locks, the Dagster code location's load (exit 1 if any fails)",
+        help="without syncing: each target's identity and the permissions of its sync's "
+        "calls, the data dir's writability and locks, the Dagster code location's load "
+        "(exit 1 if any fails)",
     )
     _data_dir_option(check)
     _target_options(check, "check")

@@ -9,8 +9,7 @@ from collections.abc import Collection
 
 from .defaults import PROCESS_PER_CORE_TARGETS
 from .fanout import plan_shards
-from .model import target_key_source
-from .state import known_target_images
+from .state import known_target_images, known_target_keys
 from .storage import DataDir
 
 __all__ = ["default_processes", "plan_by_cost"]
@@ -19,8 +18,7 @@ __all__ = ["default_processes", "plan_by_cost"]
 def default_processes(data_dir: DataDir, sources: Collection[str]) -> int:
     """`sync`'s processes when `--processes` is not given: the cores, once the data dir knows
     `PROCESS_PER_CORE_TARGETS` targets of `sources`."""
-    known = [key for key in data_dir.target_keys() if target_key_source(key) in sources]
-    if len(known) < PROCESS_PER_CORE_TARGETS:
+    if len(known_target_keys(data_dir, sources)) < PROCESS_PER_CORE_TARGETS:
         return 1
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 

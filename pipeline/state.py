@@ -40,6 +40,7 @@ __all__ = [
     "drop_older_state",
     "keep_previous_state",
     "known_target_images",
+    "known_target_keys",
     "legacy_state_file",
     "load_account_state",
     "load_learned_rate",
@@ -334,6 +335,11 @@ def load_target_account(data_dir: DataDir, key: str) -> str | None:
     return account if isinstance(account, str) and _is_account_key(account) else None
 
 
+def known_target_keys(data_dir: DataDir, sources: Collection[str]) -> list[str]:
+    """The keys of the targets of `sources` that earlier syncs reached."""
+    return [key for key in data_dir.target_keys() if target_key_source(key) in sources]
+
+
 def known_target_images(data_dir: DataDir, sources: Collection[str]) -> dict[str, int]:
     """The images (live or tombstoned) in the state of the account each target of `sources`
     reached last, by target key: what a sync of it will cost (`fanout.plan_shards`). Targets
@@ -348,7 +354,7 @@ def known_target_images(data_dir: DataDir, sources: Collection[str]) -> dict[str
         except (OSError, UnreadableFile):
             return None  # unknown: a sync of its own will say what is wrong with it
 
-    keys = [key for key in data_dir.target_keys() if target_key_source(key) in sources]
+    keys = known_target_keys(data_dir, sources)
     # Side by side: two small reads a target, each a round trip when the data dir is on S3.
     with ThreadPoolExecutor(max_workers=16) as pool:
         found = dict(zip(keys, pool.map(images_of, keys), strict=True))
