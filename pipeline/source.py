@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from .apivalues import Unparsed
@@ -66,6 +66,7 @@ __all__ = [
     "session_for",
 ]
 
+_T = TypeVar("_T")
 PAGE_SIZE = 100  # the API's maximum; fewer calls per image
 MAX_LISTING_RESTARTS = 3
 MAX_PAGES = 10_000
@@ -173,12 +174,27 @@ class ApiStats:
         return sum(self.calls.values())
 
 
-@functools.cache
+def _once(compute: Callable[[], _T]) -> Callable[[], _T]:
+    """`compute`, called by the first caller while any others wait for its value: a sync's
+    targets start side by side, and functools.cache alone lets each one that misses compute
+    it (32 targets at once each parsed botocore's SageMaker model, 2 s of CPU for one answer)."""
+    lock = threading.Lock()
+    cached = functools.cache(compute)
+
+    @functools.wraps(compute)
+    def value() -> _T:
+        with lock:
+            return cached()
+
+    return value
+
+
+@_once
 def known_regions() -> frozenset[str]:
     """Every region in which botocore knows a SageMaker endpoint, across partitions.
 
-    Cached: it reads botocore's endpoint data, and every target asks; through the shared
-    loader, which every session then reuses.
+    Read once: it parses botocore's endpoint data and SageMaker's model (65 ms), and every
+    target asks; through the shared loader, which every session then reuses.
     """
     import boto3
 
@@ -338,7 +354,7 @@ def _core_session() -> Any:
     return core
 
 
-@functools.cache
+@_once
 def _builtin_handlers() -> Any:
     """botocore's built-in event handlers, registered the way a session registers them."""
     import botocore.hooks
@@ -349,7 +365,7 @@ def _builtin_handlers() -> Any:
     return handlers
 
 
-@functools.cache
+@_once
 def _shared_loader() -> Any:
     """One botocore loader for every session: it caches the service models it parsed, which
     a session of its own per account (an organization's) would otherwise parse again each."""

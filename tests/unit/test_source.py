@@ -19,6 +19,7 @@ from pipeline.source import (
     ApiStats,
     ClientSettings,
     Organization,
+    _once,
     list_image_versions,
     list_images,
     organization_members,
@@ -181,3 +182,32 @@ def test_a_throttled_attempt_goes_straight_back_to_the_pacer_while_attempts_rema
     assert after_attempt(500, "InternalFailure", attempts=1) > 0  # botocore's own back-off
     assert after_attempt(200, None, attempts=1) is None
     assert (stats.attempts, stats.throttled) == (4, 2)
+
+
+def test_a_value_read_once_is_computed_once_by_targets_that_start_together() -> None:
+    computed: list[int] = []
+    go = threading.Event()
+
+    def compute() -> int:
+        computed.append(1)
+        assert go.wait(30)  # every caller is on its way meanwhile
+        return 42
+
+    value = _once(compute)
+    arriving = [threading.Event() for _ in range(8)]
+    answers: list[int] = []
+
+    def target(arrived: threading.Event) -> None:
+        arrived.set()
+        answers.append(value())
+
+    threads = [threading.Thread(target=target, args=(event,)) for event in arriving]
+    for thread in threads:
+        thread.start()
+    for event in arriving:
+        assert event.wait(30)
+    go.set()
+    for thread in threads:
+        thread.join(30)
+    assert answers == [42] * 8
+    assert computed == [1]
