@@ -137,7 +137,8 @@ def _add_sync(commands: Any) -> None:
         type=_whole_number(1),
         metavar="N",
         help="share the targets out over N processes, for more than one core (default: the "
-        f"cores once the data dir knows {PROCESS_PER_CORE_TARGETS} targets of the sources, else 1)",
+        f"cores once the sync has {PROCESS_PER_CORE_TARGETS} targets, an organization's accounts "
+        "each one, else 1)",
     )
     sync.add_argument("--shard", type=Shard.parse, help=argparse.SUPPRESS)
     sync.add_argument("--shard-plan", action="store_true", help=argparse.SUPPRESS)

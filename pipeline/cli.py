@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .config import AccessSettings
     from .failed_builds import FailedBuilds
     from .run import SourceTarget, SyncOptions
+    from .source import ApiStats
     from .storage import DataDir
     from .warehouse import QueryResult
 
@@ -78,6 +79,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from .config import resolve_data_dir
     from .extract import sync
     from .shares import default_processes
+    from .source import ApiStats
 
     data_dir = resolve_data_dir(args.data_dir)
     options, access = options_from(args)
@@ -86,8 +88,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if args.shard is not None and args.processes is not None:
         raise ConfigError("--processes and --shard do not go together")
     if args.shard is None:
-        if (processes := args.processes or default_processes(data_dir, sources)) > 1:
-            return _sync_in_processes(args, data_dir, sources, processes)
+        counting = ApiStats()  # an organization's accounts listed to choose the processes
+        processes = args.processes or default_processes(data_dir, targets, counting, args.cancel)
+        if processes > 1:
+            return _sync_in_processes(args, data_dir, sources, processes, counting)
     else:
         planned = read_plan(sys.stdin.read()) if args.shard_plan else {}
         options = replace(options, shard=replace(args.shard, planned=planned))
@@ -134,10 +138,15 @@ def _print_failures(failures: list[str]) -> None:
 
 
 def _sync_in_processes(
-    args: argparse.Namespace, data_dir: DataDir, sources: set[str], processes: int
+    args: argparse.Namespace,
+    data_dir: DataDir,
+    sources: set[str],
+    processes: int,
+    counting: ApiStats,
 ) -> int:
     """The same sync as `processes` children, each a shard of the targets planned by what
-    each cost last (fanout.py); their own errors reach stderr as they happen."""
+    each cost last (fanout.py); their own errors reach stderr as they happen. The calls that
+    chose the processes (`counting`) are added to theirs."""
     from .fanout import run_shards
     from .shares import plan_by_cost
     from .target_run import Progress
@@ -154,6 +163,7 @@ def _sync_in_processes(
     if args.cancel.is_set():
         raise Cancelled()
     if outcome.figures:
+        outcome.figures["api_calls"] += counting.total_calls
         _print_summary(args, outcome.figures, outcome.failures)
     else:
         _print_failures(outcome.failures)

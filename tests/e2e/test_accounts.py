@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -25,11 +26,14 @@ import boto3
 import duckdb
 import pytest
 
+from pipeline import shares
 from pipeline.config import AccessSettings, build_targets, load_config
 from pipeline.emulator import DEFAULT_ACCOUNT_ID, Clock, Emulator, EmulatorServer, seed_catalogue
 from pipeline.extract import sync
 from pipeline.run import SyncOptions
 from pipeline.schema import to_ms
+from pipeline.shares import default_processes
+from pipeline.source import ApiStats
 from pipeline.storage import DataDir
 from tests.support import OTHER_REGION, REGION, START, SYNC_OP, definitions, run_cli, run_job
 
@@ -526,3 +530,42 @@ def test_an_organization_sources_tags_reach_every_member_account(
     # Every member's images have a role and tags, every version its details with tags.
     assert sorted(images) == sorted((account, 0) for account in accounts.accounts)
     assert sorted(described) == sorted((account, 0) for account in accounts.accounts)
+
+
+def test_a_first_sync_of_a_large_organization_counts_its_accounts_for_its_processes(
+    tmp_path: Path,
+    accounts: EmulatorServer,
+    aws: Organization,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cores = len(os.sched_getaffinity(0))
+    sources = organization_sources(tmp_path, accounts)
+    targets = build_targets(load_config(str(sources)), AccessSettings())
+    data_dir = DataDir(tmp_path / "data")
+    active = 4  # the management account, the two hosted members and the unhosted one
+
+    def processes(threshold: int) -> tuple[int, int]:
+        monkeypatch.setattr(shares, "PROCESS_PER_CORE_TARGETS", threshold)
+        listing = ApiStats()
+        return default_processes(data_dir, targets, listing, threading.Event()), listing.calls[
+            "ListAccounts"
+        ]
+
+    # Never synced: its accounts are listed, and they are the sync's targets.
+    assert processes(active) == (cores, 1)
+    assert processes(active + 1) == (1, 1)
+    report = sync(data_dir, targets, SyncOptions())
+    assert len(report.per_target) == active
+    # Synced: what the data dir knows decides, without a call.
+    assert processes(active - 1) == (cores, 0)
+    assert processes(active + 1) == (1, 0)
+    # An allow-list is counted, not listed.
+    allowed = write_sources(
+        tmp_path,
+        f'[sources.few]\nendpoint_url = "{accounts.url}"\nregions = ["{REGION}", '
+        f'"{OTHER_REGION}"]\norganization = {{ member_role = "{MEMBER_ROLE}", '
+        f'accounts = ["{aws.hosted[0]}", "{aws.hosted[1]}"] }}\n',
+    )
+    targets = build_targets(load_config(str(allowed)), AccessSettings())
+    assert processes(4) == (cores, 0)  # two accounts in two regions
+    assert processes(5) == (1, 0)

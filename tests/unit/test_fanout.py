@@ -4,13 +4,16 @@ and how the children's summaries add up. tests/e2e/test_targets.py runs the chil
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 
 from pipeline.defaults import PROCESS_PER_CORE_TARGETS
 from pipeline.fanout import Shard, in_shard, merge_figures, plan_shards, read_plan
 from pipeline.model import ImageState, account_key, target_key
+from pipeline.run import SourceTarget
 from pipeline.shares import default_processes, plan_by_cost
+from pipeline.source import ApiStats, ClientSettings
 from pipeline.state import save_state, save_target_account
 from pipeline.storage import DataDir
 
@@ -81,17 +84,21 @@ def test_the_plan_weighs_each_known_target_by_the_images_of_its_account(
     assert [key for key, index in plan.items() if index == plan[big]] == [big]
 
 
-def test_a_process_per_core_once_the_data_dir_knows_enough_targets(data_dir: DataDir) -> None:
+def test_a_process_per_core_once_the_sync_has_enough_targets(data_dir: DataDir) -> None:
     data_dir.prepare()
-    sources = {f"s{i}" for i in range(PROCESS_PER_CORE_TARGETS)}
-    for i in range(PROCESS_PER_CORE_TARGETS - 1):
-        save_target_account(data_dir, target_key(f"s{i}", "r"), account_key("1" * 12, "r"))
-    assert default_processes(data_dir, sources) == 1
+    cores = len(os.sched_getaffinity(0))
+    targets = [SourceTarget(f"s{i}", ClientSettings("r")) for i in range(PROCESS_PER_CORE_TARGETS)]
+
+    def processes(of: list[SourceTarget]) -> int:
+        return default_processes(data_dir, of, ApiStats(), threading.Event())
+
+    assert processes(targets[:-1]) == 1
+    assert processes(targets) == cores  # none synced yet: each is a target all the same
+    for target in targets[:-1]:
+        save_target_account(data_dir, target.key, account_key("1" * 12, "r"))
     save_target_account(data_dir, target_key("elsewhere", "r"), account_key("1" * 12, "r"))
-    assert default_processes(data_dir, sources) == 1  # a target of another source
-    last = target_key(f"s{PROCESS_PER_CORE_TARGETS - 1}", "r")
-    save_target_account(data_dir, last, account_key("1" * 12, "r"))
-    assert default_processes(data_dir, sources) == len(os.sched_getaffinity(0))
+    assert processes(targets[:-1]) == 1  # a target of another source is not the sync's
+    assert processes(targets) == cores
 
 
 def test_the_childrens_summaries_add_up_to_one() -> None:
