@@ -7,7 +7,8 @@ for every account). Steps, each a whole `image-versions sync` process measured f
 (measured.py: its CPU with its shards', user and system apart; its largest process and its
 tree's memory), the emulator's and moto's CPU read from their own processes:
 
-- **full**: a first sync into a fresh data dir (one process: the data dir knows no target yet);
+- **full**: a first sync into a fresh data dir, at default settings (a process per core: the
+  organization's 200 accounts are counted before it starts);
 - **no-change**: the next sync, at default settings (a process per core: it knows 200);
 - **no-change, one process**: the same with `--processes 1`, for what the second core earns;
 - **one large target**: one account of `org200_large_images` images, no limit, no-change, as

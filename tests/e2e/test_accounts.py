@@ -30,7 +30,7 @@ from pipeline import shares
 from pipeline.config import AccessSettings, build_targets, load_config
 from pipeline.emulator import DEFAULT_ACCOUNT_ID, Clock, Emulator, EmulatorServer, seed_catalogue
 from pipeline.extract import sync
-from pipeline.run import SyncOptions
+from pipeline.run import SourceTarget, SyncOptions
 from pipeline.schema import to_ms
 from pipeline.shares import default_processes
 from pipeline.source import ApiStats
@@ -177,6 +177,20 @@ def organization_sources(tmp_path: Path, accounts: EmulatorServer) -> Path:
         f'[sources.org]\nendpoint_url = "{accounts.url}"\nregions = ["{REGION}"]\n'
         f'organization = {{ member_role = "{MEMBER_ROLE}" }}\n',
     )
+
+
+def both_regions(
+    tmp_path: Path, accounts: EmulatorServer, source: str, organization: str
+) -> list[SourceTarget]:
+    """The targets of an organization source in both regions, `organization` the rest of its
+    organization table (after its member role)."""
+    sources = write_sources(
+        tmp_path,
+        f'[sources.{source}]\nendpoint_url = "{accounts.url}"\n'
+        f'regions = ["{REGION}", "{OTHER_REGION}"]\n'
+        f'organization = {{ member_role = "{MEMBER_ROLE}", {organization} }}\n',
+    )
+    return build_targets(load_config(str(sources)), AccessSettings())
 
 
 def test_check_names_each_member_accounts_identity_and_fails_on_a_denied_one(
@@ -362,13 +376,7 @@ def test_an_organization_is_listed_once_for_all_its_regions(
 ) -> None:
     for seed, emulator in enumerate(accounts.accounts.values(), start=60):
         seed_catalogue(emulator, seed=seed, images=3, region=OTHER_REGION)
-    sources = write_sources(
-        tmp_path,
-        f'[sources.org]\nendpoint_url = "{accounts.url}"\n'
-        f'regions = ["{REGION}", "{OTHER_REGION}"]\n'
-        f'organization = {{ member_role = "{MEMBER_ROLE}", exclude = ["{aws.unhosted}"] }}\n',
-    )
-    targets = build_targets(load_config(str(sources)), AccessSettings())
+    targets = both_regions(tmp_path, accounts, "org", f'exclude = ["{aws.unhosted}"]')
     report = sync(DataDir(tmp_path / "data"), targets, SyncOptions())
     assert report.ok, report.failures
     assert report.stats.calls["ListAccounts"] == 1
@@ -560,12 +568,7 @@ def test_a_first_sync_of_a_large_organization_counts_its_accounts_for_its_proces
     assert processes(active - 1) == (cores, 0)
     assert processes(active + 1) == (1, 0)
     # An allow-list is counted, not listed.
-    allowed = write_sources(
-        tmp_path,
-        f'[sources.few]\nendpoint_url = "{accounts.url}"\nregions = ["{REGION}", '
-        f'"{OTHER_REGION}"]\norganization = {{ member_role = "{MEMBER_ROLE}", '
-        f'accounts = ["{aws.hosted[0]}", "{aws.hosted[1]}"] }}\n',
-    )
-    targets = build_targets(load_config(str(allowed)), AccessSettings())
+    allowed = f'accounts = ["{aws.hosted[0]}", "{aws.hosted[1]}"]'
+    targets = both_regions(tmp_path, accounts, "few", allowed)
     assert processes(4) == (cores, 0)  # two accounts in two regions
     assert processes(5) == (1, 0)
