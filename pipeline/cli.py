@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 __all__ = ["main", "options_from", "run"]
 
+log = logging.getLogger(__name__)
+
 
 # ------------------------------------------------------------------ commands
 
@@ -87,8 +89,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     sources = {target.source for target in targets}
     if args.shard is not None and args.processes is not None:
         raise ConfigError("--processes and --shard do not go together")
+    counting = ApiStats()  # an organization's accounts listed to choose the processes
     if args.shard is None:
-        counting = ApiStats()  # an organization's accounts listed to choose the processes
         processes = args.processes or default_processes(data_dir, targets, counting, args.cancel)
         if processes > 1:
             return _sync_in_processes(args, data_dir, sources, processes, counting)
@@ -101,6 +103,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     )
     with progress as on_progress:
         report = sync(data_dir, targets, options, on_progress=on_progress, cancel=args.cancel)
+    report.stats.add(counting)
     failures = [str(failure) for failure in report.failures]
     return _print_summary(args, report_metadata(report), failures)
 
@@ -152,6 +155,7 @@ def _sync_in_processes(
     from .target_run import Progress
 
     plan = plan_by_cost(data_dir, sources, processes)
+    log.info("syncing in %d processes (%d targets shared by their cost)", processes, len(plan))
     argv = _without_option(args.argv[args.argv.index("sync") + 1 :], "--processes")
     with _progress_bar() as update:
 

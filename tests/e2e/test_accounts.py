@@ -28,6 +28,7 @@ import pytest
 
 from pipeline import shares
 from pipeline.config import AccessSettings, build_targets, load_config
+from pipeline.defaults import PROCESS_PER_CORE_TARGETS
 from pipeline.emulator import DEFAULT_ACCOUNT_ID, Clock, Emulator, EmulatorServer, seed_catalogue
 from pipeline.extract import sync
 from pipeline.run import SourceTarget, SyncOptions
@@ -35,7 +36,16 @@ from pipeline.schema import to_ms
 from pipeline.shares import default_processes
 from pipeline.source import ApiStats
 from pipeline.storage import DataDir
-from tests.support import OTHER_REGION, REGION, START, SYNC_OP, definitions, run_cli, run_job
+from tests.support import (
+    OTHER_REGION,
+    REGION,
+    START,
+    SYNC_OP,
+    definitions,
+    foreign_packages,
+    run_cli,
+    run_job,
+)
 
 MEMBER_ROLE = "SageMakerReadOnly"
 
@@ -572,3 +582,40 @@ def test_a_first_sync_of_a_large_organization_counts_its_accounts_for_its_proces
     targets = both_regions(tmp_path, accounts, "few", allowed)
     assert processes(4) == (cores, 0)  # two accounts in two regions
     assert processes(5) == (1, 0)
+
+
+def test_the_first_sync_of_a_large_organization_runs_a_process_per_core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cores = len(os.sched_getaffinity(0))
+    with moto_server() as url:
+        client = boto3.client("organizations", endpoint_url=url, region_name=REGION)
+        client.create_organization(FeatureSet="ALL")
+        members = [
+            client.create_account(AccountName=f"m{n}", Email=f"m{n}@example.com")[
+                "CreateAccountStatus"
+            ]["AccountId"]
+            for n in range(PROCESS_PER_CORE_TARGETS - 1)
+        ]
+        pages = len(list(client.get_paginator("list_accounts").paginate()))
+        emulators = [
+            Emulator(account_id=account, clock=Clock(start=START))
+            for account in (DEFAULT_ACCOUNT_ID, *members)
+        ]
+        for seed, emulator in enumerate(emulators):
+            seed_catalogue(emulator, seed=seed, images=3, region=REGION)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", url)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", url)
+        with EmulatorServer(emulators[0], other_accounts=emulators[1:], sts_endpoint_url=url) as at:
+            result = run_cli(
+                "sync", "-v", "--json", "--data-dir", str(tmp_path / "data"),
+                "--config", str(organization_sources(tmp_path, at)),
+                cwd=foreign_packages(tmp_path / "cwd"),
+            )  # fmt: skip
+    assert result.code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["targets"] == PROCESS_PER_CORE_TARGETS
+    # Its accounts were listed to count them, then by each process that synced them.
+    assert (f"syncing in {cores} processes" in result.stderr) == (cores > 1)
+    sagemaker = summary["list_images_calls"] + summary["list_image_versions_calls"]
+    assert summary["api_calls"] - sagemaker == pages * (1 + cores)
