@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .allocator import prefer_system_allocator
 from .clients import Clients, make_client
 from .committer import Committer, roll_back_unfinished_commit
 from .errors import ConfigError, DataError, WriterBusy, one_line
@@ -92,9 +93,12 @@ def sync(
     not ours or no target can be reached at all, and after, when every target is held by
     another writer. Once `cancel` is set (or the main thread is interrupted), calls in flight
     are abandoned, what was finished is committed, and Cancelled (or the interrupt) is raised.
+    From here on pyarrow allocates from the system allocator, unless the user chose one
+    (allocator.py).
     """
     started = time.monotonic()
     cancel = cancel or threading.Event()
+    prefer_system_allocator()
     data_dir.check_ours()
     members, errors, report = _expand(targets, options, cancel)
     report.enriched = any(options.enriching(member) for member in members)

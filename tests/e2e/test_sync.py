@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import polars as pl
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
+from pipeline.allocator import ARROW_POOL_ENV
 from pipeline.emulator import EmulatorServer, random_mutations, seed_catalogue
 from pipeline.schema import IMAGE_VERSION_SCHEMA
 from pipeline.state import state_files
@@ -36,6 +39,29 @@ def test_first_sync_copies_the_whole_catalogue(server: EmulatorServer, data_dir:
     assert report.ok, report.failures
     assert report.new == len(truth(server.emulator)) > 300
     assert_converged(data_dir, server.emulator)
+
+
+@pytest.fixture
+def arrow_pool() -> Iterator[None]:
+    """pyarrow's default pool is the process's: put back the one the test found."""
+    found = pa.default_memory_pool()
+    yield
+    pa.set_memory_pool(found)
+
+
+@pytest.mark.usefixtures("arrow_pool")
+@pytest.mark.parametrize("chosen", [None, "mimalloc"])
+def test_a_sync_allocates_from_the_system_allocator_unless_the_user_chose_one(
+    server: EmulatorServer, data_dir: DataDir, monkeypatch: pytest.MonkeyPatch, chosen: str | None
+) -> None:
+    pa.set_memory_pool(pa.mimalloc_memory_pool())  # pyarrow's own default on most platforms
+    if chosen is None:
+        monkeypatch.delenv(ARROW_POOL_ENV, raising=False)
+    else:
+        monkeypatch.setenv(ARROW_POOL_ENV, chosen)
+    seed_catalogue(server.emulator, seed=1, images=3)
+    assert run_sync(data_dir, server).ok
+    assert pa.default_memory_pool().backend_name == (chosen or "system")
 
 
 def test_sync_mutate_sync_cycles_equal_the_source_field_by_field(
