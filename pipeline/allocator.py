@@ -3,7 +3,7 @@
 A sync allocates Arrow buffers on dozens of threads (every target's and every worker's), and
 mimalloc, pyarrow's default on most platforms, keeps what each thread's heap once held. On a
 first sync of 64 accounts in one process, peak RSS was 625 MB with mimalloc and 305 MB with
-the system allocator, at the same CPU (docs/scaling.md).
+the system allocator, at the same CPU (docs/scaling.md, Memory).
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 
 
 def prefer_system_allocator() -> None:
-    """Make the system allocator pyarrow's default, unless `ARROW_POOL_ENV` names one.
+    """Make the system allocator pyarrow's default in place of mimalloc, unless
+    `ARROW_POOL_ENV` names one; a pool chosen in code (`pa.set_memory_pool`) other than
+    mimalloc stays too.
 
     Buffers already allocated keep the pool they came from, so switching at any time is safe.
     """
-    if not os.environ.get(ARROW_POOL_ENV):
+    if not os.environ.get(ARROW_POOL_ENV) and pa.default_memory_pool().backend_name == "mimalloc":
         pa.set_memory_pool(pa.system_memory_pool())
