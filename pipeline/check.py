@@ -36,7 +36,7 @@ from .errors import ConfigError, ImageVersionsError, UserError, WriterBusy, one_
 from .extract import member_targets
 from .guard import CallGuard, Cancelled, guard_client
 from .run import SourceTarget
-from .source import ApiStats, aws_session, check_reachable, client_config
+from .source import AccountListings, ApiStats, aws_session, check_reachable, client_config
 from .storage import DataDir
 
 __all__ = [
@@ -201,7 +201,7 @@ def _expanded(
     Check for an organization whose accounts cannot be listed or reached."""
     members: list[SourceTarget] = []
     failed: list[Check] = []
-    listings: dict[str, Any] = {}
+    listings: AccountListings = {}
     for target in targets:
         try:
             members.extend(member_targets(target, listings, ApiStats(), cancel))

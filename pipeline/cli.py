@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from .arguments import PROG, QUERY_TABLE_ROWS, build_parser
 from .errors import ConfigError, UserError, one_line
-from .fanout import progress_lines, read_plan
+from .fanout import Handover, progress_lines
 from .guard import Cancelled
 from .logs import QUIET_LOG_FORMAT, TEXT_LOG_FORMAT, JsonLogFormatter
 from .redact import RedactingFilter
@@ -79,7 +79,7 @@ def _targets_from(args: argparse.Namespace, access: AccessSettings) -> list[Sour
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from .config import resolve_data_dir
-    from .extract import sync
+    from .extract import list_organizations, sync
     from .shares import default_processes
     from .source import ApiStats
 
@@ -89,20 +89,31 @@ def cmd_sync(args: argparse.Namespace) -> int:
     sources = {target.source for target in targets}
     if args.shard is not None and args.processes is not None:
         raise ConfigError("--processes and --shard do not go together")
-    counting = ApiStats()  # an organization's accounts listed to choose the processes
+    counting = ApiStats()  # the organizations' accounts, listed once for the whole sync
     if args.shard is None:
-        processes = args.processes or default_processes(data_dir, targets, counting, args.cancel)
+        handover = Handover(accounts=list_organizations(targets, counting, args.cancel))
+        processes = args.processes or default_processes(data_dir, targets, handover.accounts)
         if processes > 1:
-            return _sync_in_processes(args, data_dir, sources, processes, counting)
+            return _sync_in_processes(args, data_dir, sources, processes, counting, handover)
     else:
-        planned = read_plan(sys.stdin.read()) if args.shard_plan else {}
-        options = replace(options, shard=replace(args.shard, planned=planned))
+        try:
+            handover = Handover.from_json(sys.stdin.read()) if args.shard_plan else Handover()
+        except ValueError as exc:
+            raise ConfigError(f"--shard-plan: standard input holds no handover: {exc}") from exc
+        options = replace(options, shard=replace(args.shard, planned=handover.plan))
     # A child of `--processes` (given its plan) tells its parent, which shows the progress.
     progress: contextlib.AbstractContextManager[Callable[[Any], None] | None] = (
         contextlib.nullcontext(progress_lines(sys.stdout)) if args.shard_plan else _progress_bar()
     )
     with progress as on_progress:
-        report = sync(data_dir, targets, options, on_progress=on_progress, cancel=args.cancel)
+        report = sync(
+            data_dir,
+            targets,
+            options,
+            on_progress=on_progress,
+            cancel=args.cancel,
+            accounts=handover.accounts,
+        )
     report.stats.add(counting)
     failures = [str(failure) for failure in report.failures]
     return _print_summary(args, report_metadata(report), failures)
@@ -146,10 +157,12 @@ def _sync_in_processes(
     sources: set[str],
     processes: int,
     counting: ApiStats,
+    handover: Handover,
 ) -> int:
     """The same sync as `processes` children, each a shard of the targets planned by what
-    each cost last (fanout.py); their own errors reach stderr as they happen. The calls that
-    chose the processes (`counting`) are added to theirs."""
+    each cost last (fanout.py), and given the organizations' accounts of `handover`; their
+    own errors reach stderr as they happen. The calls that listed those accounts
+    (`counting`) are added to theirs."""
     from .fanout import run_shards
     from .shares import plan_by_cost
     from .target_run import Progress
@@ -163,7 +176,8 @@ def _sync_in_processes(
             if update is not None:
                 update(Progress(**summed))
 
-        outcome = run_shards(argv, processes, plan, args.cancel, on_progress)
+        shares = replace(handover, plan=plan)
+        outcome = run_shards(argv, processes, shares, args.cancel, on_progress)
     if args.cancel.is_set():
         raise Cancelled()
     if outcome.figures:

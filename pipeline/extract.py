@@ -28,6 +28,7 @@ from .ratelimit import AdaptiveRateLimiter, SharedStart
 from .run import Failure, SourceTarget, SyncOptions, SyncReport
 from .schema import from_ms
 from .source import (
+    AccountListings,
     ApiStats,
     check_reachable,
     list_organization_accounts,
@@ -58,7 +59,7 @@ from .target_run import (
 )
 from .warehouse import refresh_views
 
-__all__ = ["Progress", "ProgressCallback", "member_targets", "sync"]
+__all__ = ["Progress", "ProgressCallback", "list_organizations", "member_targets", "sync"]
 
 log = logging.getLogger(__name__)
 MIGRATION_WAIT_S = 60.0
@@ -84,6 +85,7 @@ def sync(
     *,
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    accounts: AccountListings | None = None,
 ) -> SyncReport:
     """One incremental sync of every target into `data_dir`, targets side by side, each
     connected when its turn comes and holding its own writer lock.
@@ -93,14 +95,15 @@ def sync(
     not ours or no target can be reached at all, and after, when every target is held by
     another writer. Once `cancel` is set (or the main thread is interrupted), calls in flight
     are abandoned, what was finished is committed, and Cancelled (or the interrupt) is raised.
-    From here on pyarrow allocates from the system allocator, unless the user chose one
-    (allocator.py).
+    An organization source's accounts are listed here unless `accounts` has them (or why
+    they could not be: `list_organizations`, by whatever started the sync). From here on
+    pyarrow allocates from the system allocator, unless the user chose one (allocator.py).
     """
     started = time.monotonic()
     cancel = cancel or threading.Event()
     prefer_system_allocator()
     data_dir.check_ours()
-    members, errors, report = _expand(targets, options, cancel)
+    members, errors, report = _expand(targets, options, cancel, dict(accounts or {}))
     report.enriched = any(options.enriching(member) for member in members)
     targets_run = _TargetsRun(data_dir, options, members, cancel, on_progress)
     for done in targets_run.each_done():
@@ -467,15 +470,15 @@ def _expand(
     targets: list[SourceTarget],
     options: SyncOptions,
     cancel: threading.Event,
+    listings: AccountListings,
 ) -> tuple[list[SourceTarget], list[ConfigError], SyncReport]:
     """Every target to sync: each plain one, and one per member account of an organization
-    source (its accounts listed once and reused for each of its regions), in this process's
-    shard; the sources whose accounts cannot be listed (as errors); and the report of the
-    listing (its calls, and those sources' failures)."""
+    source (its accounts listed once unless `listings` has them, and reused for each of its
+    regions), in this process's shard; the sources whose accounts cannot be listed (as
+    errors); and the report of the listing (its calls, and those sources' failures)."""
     members: list[SourceTarget] = []
     errors: list[ConfigError] = []
     listed = SyncReport()
-    listings: dict[str, list[dict[str, Any]] | ConfigError] = {}
     for target in targets:
         check_cancel(cancel)
         try:
@@ -513,9 +516,37 @@ def _connect(
     return _Connected(member, client, stats, limiter)
 
 
+def list_organizations(
+    targets: Iterable[SourceTarget], stats: ApiStats, cancel: threading.Event
+) -> AccountListings:
+    """The accounts of each organization source of `targets` (or why they could not be
+    listed), listed once a source, the calls counted in `stats`: what starts a sync lists
+    them, for its count of the targets and for the sync (`sync`'s `accounts`)."""
+    listings: AccountListings = {}
+    for target in targets:
+        if target.client.organization is not None:
+            check_cancel(cancel)
+            _list_once(target, listings, stats, cancel)
+    return listings
+
+
+def _list_once(
+    target: SourceTarget, listings: AccountListings, stats: ApiStats, cancel: threading.Event
+) -> list[dict[str, Any]] | ConfigError:
+    """The accounts of `target`'s organization source, from `listings` or listed into it."""
+    if target.source not in listings:
+        log.info("listing the accounts of organization source %s", target.source)
+        guard = CallGuard(target.client.call_deadline_s, cancel)
+        try:
+            listings[target.source] = list_organization_accounts(target.client, stats, guard)
+        except ConfigError as exc:
+            listings[target.source] = exc
+    return listings[target.source]
+
+
 def member_targets(
     target: SourceTarget,
-    listings: dict[str, list[dict[str, Any]] | ConfigError],
+    listings: AccountListings,
     stats: ApiStats,
     cancel: threading.Event,
 ) -> Iterator[SourceTarget]:
@@ -528,13 +559,7 @@ def member_targets(
     if target.client.organization is None:
         yield target
         return
-    if target.source not in listings:
-        guard = CallGuard(target.client.call_deadline_s, cancel)
-        try:
-            listings[target.source] = list_organization_accounts(target.client, stats, guard)
-        except ConfigError as exc:
-            listings[target.source] = exc
-    listed = listings[target.source]
+    listed = _list_once(target, listings, stats, cancel)
     if isinstance(listed, ConfigError):
         raise ConfigError(str(listed))
     problems = []

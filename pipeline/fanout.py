@@ -12,6 +12,8 @@ largest first, each to the least loaded child, so one large target does not leav
 idle. It hands the plan to every child on its standard input (nothing is written outside the
 data dir): the children must agree, and each reads the state while the others change it. A
 target the plan does not know (a new source or member account) goes by a stable hash of its key.
+Beside the plan go the accounts of each organization source, which the parent listed to count
+the targets: an organization is listed once a sync, not once more by every child.
 
 shares.py plans the shares, and the processes, from what the data dir knows of the targets.
 
@@ -32,18 +34,22 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .child import python_child
+from .errors import ConfigError
+
+if TYPE_CHECKING:  # the command line imports this module before it parses `--help`
+    from .source import AccountListings
 
 __all__ = [
+    "Handover",
     "Shard",
     "ShardOutcome",
     "in_shard",
     "merge_figures",
     "plan_shards",
     "progress_lines",
-    "read_plan",
     "run_shards",
 ]
 
@@ -93,14 +99,46 @@ def plan_shards(costs: Mapping[str, float], count: int) -> dict[str, int]:
     return plan
 
 
-def read_plan(text: str) -> dict[str, int]:
-    """The plan a child gets on its standard input (`run_shards`)."""
-    plan = json.loads(text)
-    if not isinstance(plan, dict) or not all(
-        isinstance(key, str) and type(index) is int for key, index in plan.items()
+@dataclass(frozen=True)
+class Handover:
+    """What the parent hands every child on its standard input (`run_shards`): the plan of
+    the shares, and each organization source's accounts as the parent listed them (or why
+    they could not be listed)."""
+
+    plan: Mapping[str, int] = field(default_factory=dict)
+    accounts: AccountListings = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        accounts = {
+            source: {"error": str(listed)} if isinstance(listed, ConfigError) else listed
+            for source, listed in self.accounts.items()
+        }
+        return json.dumps({"plan": dict(self.plan), "accounts": accounts})
+
+    @classmethod
+    def from_json(cls, text: str) -> Handover:
+        """The handover a child reads; ValueError when it is not one."""
+        handover = json.loads(text)
+        if not isinstance(handover, dict):
+            raise ValueError("a handover is a JSON object of a plan and accounts")
+        plan, accounts = handover.get("plan"), handover.get("accounts")
+        if not isinstance(plan, dict) or not all(
+            isinstance(key, str) and type(index) is int for key, index in plan.items()
+        ):
+            raise ValueError("a shard plan is a JSON object of target keys to shard indexes")
+        if not isinstance(accounts, dict):
+            raise ValueError("a handover's accounts are a JSON object of sources")
+        return cls(plan, {source: _listing(listed) for source, listed in accounts.items()})
+
+
+def _listing(listed: Any) -> list[dict[str, Any]] | ConfigError:
+    if isinstance(listed, dict) and isinstance(listed.get("error"), str):
+        return ConfigError(listed["error"])
+    if isinstance(listed, list) and all(
+        isinstance(account, dict) and isinstance(account.get("Id"), str) for account in listed
     ):
-        raise ValueError("a shard plan is a JSON object of target keys to shard indexes")
-    return plan
+        return listed
+    raise ValueError("an organization's accounts are a list of objects or an error")
 
 
 @dataclass
@@ -138,13 +176,15 @@ def merge_figures(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def run_shards(
     argv: Sequence[str],
     processes: int,
-    plan: Mapping[str, int],
+    handover: Handover,
     cancel: threading.Event,
     on_progress: Callable[[dict[str, int]], None] | None = None,
 ) -> ShardOutcome:
-    """Run `image-versions sync ARGV` as `processes` children, one shard each of `plan`, and
-    wait for them all, passing the sum of their progress to `on_progress`; once `cancel` is
-    set they are sent SIGTERM (each commits what it finished)."""
+    """Run `image-versions sync ARGV` as `processes` children, one shard each of the
+    handover's plan, and wait for them all, passing the sum of their progress to
+    `on_progress`; once `cancel` is set they are sent SIGTERM (each commits what it
+    finished). A failure that several children report (an organization whose accounts
+    could not be listed) is reported once."""
     shard_options = ("--json", "--shard-plan", "--shard")
     children = [
         subprocess.Popen(
@@ -155,7 +195,7 @@ def run_shards(
         )
         for i in range(processes)
     ]
-    talks = _Talks(children, json.dumps(plan), on_progress)
+    talks = _Talks(children, handover.to_json(), on_progress)
     readers = [
         threading.Thread(target=talks.talk, args=(i,), daemon=True) for i in range(processes)
     ]
@@ -181,20 +221,23 @@ def run_shards(
             failures.append(f"shard {index + 1} of {processes} stopped with status {code}")
             code = 1
         codes.append(code)
-    return ShardOutcome(merge_figures(summaries), failures, _combined(codes))
+    figures, unique = merge_figures(summaries), list(dict.fromkeys(failures))
+    if "failed" in figures:
+        figures["failed"] -= len(failures) - len(unique)
+    return ShardOutcome(figures, unique, _combined(codes))
 
 
 class _Talks:
-    """The parent's side of each child's pipes: the plan written to its stdin; its progress
+    """The parent's side of each child's pipes: the handover written to its stdin; its progress
     lines read from its stdout as they come, and the last other line (its summary) kept."""
 
     def __init__(
         self,
         children: Sequence[subprocess.Popen[str]],
-        plan: str,
+        handover: str,
         on_progress: Callable[[dict[str, int]], None] | None,
     ) -> None:
-        self.children, self.plan, self.on_progress = children, plan, on_progress
+        self.children, self.handover, self.on_progress = children, handover, on_progress
         self.last_lines = [""] * len(children)
         self._progress: list[dict[str, int]] = [{} for _ in children]
         self._lock = threading.Lock()
@@ -203,7 +246,7 @@ class _Talks:
         child = self.children[index]
         assert child.stdin is not None and child.stdout is not None
         with contextlib.suppress(BrokenPipeError):  # a child that died at once
-            child.stdin.write(self.plan)
+            child.stdin.write(self.handover)
             child.stdin.close()
         with child.stdout:
             for line in child.stdout:

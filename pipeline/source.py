@@ -42,6 +42,7 @@ from .errors import ConfigError, ImageVersionsError
 from .guard import CallGuard, guard_client, pause
 
 __all__ = [
+    "AccountListings",
     "ApiStats",
     "AssumeRole",
     "ClientSettings",
@@ -464,12 +465,17 @@ class Member:
     problem: str | None = None
 
 
+AccountListings = dict[str, list[dict[str, Any]] | ConfigError]
+"""Each organization source's accounts (`list_organization_accounts`), or why they could not
+be listed, by source name."""
+
+
 def list_organization_accounts(
     settings: ClientSettings, stats: ApiStats, guard: CallGuard
 ) -> list[dict[str, Any]]:
-    """Every account of an organization source's organization: all pages of Organizations
-    ListAccounts with the source's own credentials, each call counted in `stats` and bounded
-    by `guard`.
+    """Every account of an organization source's organization (its `_MEMBER_FIELDS`): all
+    pages of Organizations ListAccounts with the source's own credentials, each call counted
+    in `stats` and bounded by `guard`.
 
     ConfigError when the accounts cannot be listed.
     """
@@ -477,10 +483,15 @@ def list_organization_accounts(
         client = guard_client(aws_session(settings, guard).client("organizations"), guard)
         stats.count_calls_of(client, "organizations")
         return [
-            account
+            {name: account[name] for name in _MEMBER_FIELDS if name in account}
             for page in client.get_paginator("list_accounts").paginate()
             for account in page.get("Accounts", [])
         ]
+
+
+_MEMBER_FIELDS = ("Id", "State", "Status", "Arn")
+"""What `organization_members` reads of an account: all that is kept of it (no names or
+e-mail addresses), and handed to the processes of a sync as it is (fanout.py)."""
 
 
 def organization_members(settings: ClientSettings, listed: list[dict[str, Any]]) -> list[Member]:

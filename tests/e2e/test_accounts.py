@@ -30,12 +30,13 @@ from pipeline import shares
 from pipeline.config import AccessSettings, build_targets, load_config
 from pipeline.defaults import PROCESS_PER_CORE_TARGETS
 from pipeline.emulator import DEFAULT_ACCOUNT_ID, Clock, Emulator, EmulatorServer, seed_catalogue
-from pipeline.extract import sync
+from pipeline.extract import list_organizations, sync
 from pipeline.run import SourceTarget, SyncOptions
 from pipeline.schema import to_ms
 from pipeline.shares import default_processes
-from pipeline.source import ApiStats
+from pipeline.source import AccountListings, ApiStats
 from pipeline.storage import DataDir
+from tests.hostile import HostileProxy, Misbehaviour, aimed_at
 from tests.support import (
     OTHER_REGION,
     REGION,
@@ -525,6 +526,23 @@ def test_an_organization_whose_accounts_cannot_be_listed_fails_alone(
     assert stored(data) == truth(one_account.emulator)
 
 
+def test_a_hung_organizations_endpoint_is_waited_out_once(
+    tmp_path: Path, accounts: EmulatorServer, aws: Organization, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sources = organization_sources(tmp_path, accounts)
+    with HostileProxy(aws.url, aimed_at("ListAccounts", Misbehaviour("silent"))) as hung:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", hung.url)
+        result = run_cli(
+            "sync", "--call-timeout", "3", "--config", str(sources),
+            "--data-dir", str(tmp_path / "data"),
+        )  # fmt: skip
+        asked = [operation for operation, _ in hung.requests]
+    assert result.code == 2, result.stderr  # no target could be reached
+    assert "cannot list the organization's accounts" in result.stderr
+    # Listed once, by the command, for its count of the targets and for the sync alike.
+    assert asked == ["ListAccounts"]
+
+
 def test_an_organization_sources_tags_reach_every_member_account(
     tmp_path: Path, accounts: EmulatorServer, aws: Organization
 ) -> None:
@@ -562,32 +580,37 @@ def test_a_first_sync_of_a_large_organization_counts_its_accounts_for_its_proces
     data_dir = DataDir(tmp_path / "data")
     active = 4  # the management account, the two hosted members and the unhosted one
 
-    def processes(threshold: int) -> tuple[int, int]:
+    def processes(threshold: int) -> tuple[int, AccountListings]:
         monkeypatch.setattr(shares, "PROCESS_PER_CORE_TARGETS", threshold)
         listing = ApiStats()
-        return default_processes(data_dir, targets, listing, threading.Event()), listing.calls[
-            "ListAccounts"
-        ]
+        listed = list_organizations(targets, listing, threading.Event())
+        assert listing.calls["ListAccounts"] == 1  # once a source, whatever its regions
+        return default_processes(data_dir, targets, listed), listed
 
-    # Never synced: its accounts are listed, and they are the sync's targets.
-    assert processes(active) == (cores, 1)
-    assert processes(active + 1) == (1, 1)
-    report = sync(data_dir, targets, SyncOptions())
+    # Never synced: its listed accounts are the sync's targets.
+    assert processes(active)[0] == cores
+    chosen, listed = processes(active + 1)
+    assert chosen == 1
+    # The sync is handed the listing: it makes no call of its own.
+    report = sync(data_dir, targets, SyncOptions(), accounts=listed)
     assert len(report.per_target) == active
-    # Synced: what the data dir knows decides, without a call.
-    assert processes(active - 1) == (cores, 0)
-    assert processes(active + 1) == (1, 0)
-    # An allow-list is counted, not listed.
-    allowed = f'accounts = ["{aws.hosted[0]}", "{aws.hosted[1]}"]'
+    assert report.stats.calls["ListAccounts"] == 0
+    # Synced: what the data dir knows decides.
+    assert processes(active - 1)[0] == cores
+    assert processes(active + 1)[0] == 1
+    # An allow-list counts the ACTIVE accounts of its organization alone.
+    allowed = f'accounts = ["{aws.hosted[0]}", "{aws.hosted[1]}", "{"9" * 12}"]'
     targets = both_regions(tmp_path, accounts, "few", allowed)
-    assert processes(4) == (cores, 0)  # two accounts in two regions
-    assert processes(5) == (1, 0)
+    assert processes(4)[0] == cores  # two accounts in two regions
+    assert processes(5)[0] == 1
 
 
+@pytest.mark.parametrize("asked", [None, 2])
 def test_the_first_sync_of_a_large_organization_runs_a_process_per_core(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, asked: int | None
 ) -> None:
-    cores = len(os.sched_getaffinity(0))
+    processes = asked or len(os.sched_getaffinity(0))
+    chosen = ("--processes", str(asked)) if asked else ()
     with moto_server() as url:
         client = boto3.client("organizations", endpoint_url=url, region_name=REGION)
         client.create_organization(FeatureSet="ALL")
@@ -608,14 +631,15 @@ def test_the_first_sync_of_a_large_organization_runs_a_process_per_core(
         monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", url)
         with EmulatorServer(emulators[0], other_accounts=emulators[1:], sts_endpoint_url=url) as at:
             result = run_cli(
-                "sync", "-v", "--json", "--data-dir", str(tmp_path / "data"),
+                "sync", "-v", "--json", "--data-dir", str(tmp_path / "data"), *chosen,
                 "--config", str(organization_sources(tmp_path, at)),
                 cwd=foreign_packages(tmp_path / "cwd"),
             )  # fmt: skip
     assert result.code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["targets"] == PROCESS_PER_CORE_TARGETS
-    # Its accounts were listed to count them, then by each process that synced them.
-    assert (f"syncing in {cores} processes" in result.stderr) == (cores > 1)
+    # Its accounts were listed once, to count them, and handed to each process.
+    assert (f"syncing in {processes} processes" in result.stderr) == (processes > 1)
     sagemaker = summary["list_images_calls"] + summary["list_image_versions_calls"]
-    assert summary["api_calls"] - sagemaker == pages * (1 + cores)
+    assert summary["api_calls"] - sagemaker == pages
+    assert result.stderr.count("listing the accounts of organization source org") == 1

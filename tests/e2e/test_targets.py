@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.emulator import DEFAULT_ACCOUNT_ID, EmulatorServer, seed_catalogue
-from pipeline.fanout import Shard, in_shard, run_shards
+from pipeline.fanout import Handover, Shard, in_shard, run_shards
 from pipeline.model import account_key, target_key
 from pipeline.run import Failure, SourceTarget, SyncReport
 from pipeline.schema import STATE_SCHEMA
@@ -278,7 +278,7 @@ def test_the_parent_adds_up_its_shards_progress_as_they_go(
     snapshots: list[dict[str, int]] = []
     argv = ["--data-dir", str(data_dir.root), "--config", str(sources_file)]
     with contextlib.chdir(foreign_packages(tmp_path)):
-        outcome = run_shards(argv, 2, {}, threading.Event(), snapshots.append)
+        outcome = run_shards(argv, 2, Handover(), threading.Event(), snapshots.append)
     assert outcome.code == 0, outcome.failures
     done = {"targets_done": 2, "targets": 2, "images_done": 10, "images": 10}
     assert snapshots[-1] == done, snapshots
@@ -313,11 +313,23 @@ def test_a_shard_syncs_the_targets_its_plan_gives_it_whatever_their_hash(
     plan = {keys[region]: 1 - index for region, index in hashed.items()}  # each the other way
     result = run_cli(
         "sync", "--data-dir", str(data_dir.root), "--config", str(sources_file),
-        "--shard", "0/2", "--shard-plan", "--json", stdin=json.dumps(plan),
+        "--shard", "0/2", "--shard-plan", "--json", stdin=Handover(plan).to_json(),
     )  # fmt: skip
     assert result.code == 0, result.stderr
     synced = {row[1] for row in _sync_runs(data_dir)}
     assert synced == {region for region, index in hashed.items() if index == 1}
+
+
+def test_a_shard_refuses_a_malformed_handover_in_one_line(
+    data_dir: DataDir, sources_file: Path
+) -> None:
+    result = run_cli(
+        "sync", "--data-dir", str(data_dir.root), "--config", str(sources_file),
+        "--shard", "0/2", "--shard-plan", stdin='{"a.r": 0}',
+    )  # fmt: skip
+    assert result.code == 2, result.stderr
+    assert result.stderr.startswith("image-versions: error: --shard-plan: standard input")
+    assert "Traceback" not in result.stderr
 
 
 def _child_with(argument: str, deadline: float) -> int:

@@ -4,16 +4,16 @@ and how the children's summaries add up. tests/e2e/test_targets.py runs the chil
 from __future__ import annotations
 
 import os
-import threading
 
 import pytest
 
 from pipeline.defaults import PROCESS_PER_CORE_TARGETS
-from pipeline.fanout import Shard, in_shard, merge_figures, plan_shards, read_plan
+from pipeline.errors import ConfigError
+from pipeline.fanout import Handover, Shard, in_shard, merge_figures, plan_shards
 from pipeline.model import ImageState, account_key, target_key
 from pipeline.run import SourceTarget
 from pipeline.shares import default_processes, plan_by_cost
-from pipeline.source import ApiStats, ClientSettings
+from pipeline.source import ClientSettings
 from pipeline.state import save_state, save_target_account
 from pipeline.storage import DataDir
 
@@ -55,11 +55,28 @@ def test_a_planned_target_follows_its_plan_and_an_unknown_one_its_hash() -> None
         assert owners == [planned.get(key, hashed[key])]
 
 
-def test_a_plan_read_from_a_child_s_standard_input_is_checked() -> None:
-    assert read_plan('{"a.r": 0, "b.r": 1}') == {"a.r": 0, "b.r": 1}
-    for bad in ("[1]", '{"a.r": "0"}', '{"a.r": true}', "not json"):
+def test_a_handover_read_from_a_child_s_standard_input_is_checked() -> None:
+    account = {"Id": "111111111111", "State": "ACTIVE", "Arn": "arn:aws:organizations::1"}
+    handover = Handover(
+        {"a.r": 0, "b.r": 1}, {"org": [account], "gone": ConfigError("cannot list: denied")}
+    )
+    read = Handover.from_json(handover.to_json())
+    assert read.plan == {"a.r": 0, "b.r": 1}
+    assert read.accounts["org"] == [account]
+    assert isinstance(read.accounts["gone"], ConfigError)
+    assert str(read.accounts["gone"]) == "cannot list: denied"
+    for bad in (
+        "[1]",
+        "not json",
+        '{"plan": {"a.r": "0"}, "accounts": {}}',
+        '{"plan": {"a.r": true}, "accounts": {}}',
+        '{"plan": {}}',
+        '{"plan": {}, "accounts": {"org": [1]}}',
+        '{"plan": {}, "accounts": {"org": [{"State": "ACTIVE"}]}}',
+        '{"plan": {}, "accounts": {"org": {"error": 1}}}',
+    ):
         with pytest.raises(ValueError):
-            read_plan(bad)
+            Handover.from_json(bad)
 
 
 def _known_target(data_dir: DataDir, source: str, account: str, images: int) -> str:
@@ -90,7 +107,7 @@ def test_a_process_per_core_once_the_sync_has_enough_targets(data_dir: DataDir) 
     targets = [SourceTarget(f"s{i}", ClientSettings("r")) for i in range(PROCESS_PER_CORE_TARGETS)]
 
     def processes(of: list[SourceTarget]) -> int:
-        return default_processes(data_dir, of, ApiStats(), threading.Event())
+        return default_processes(data_dir, of, {})
 
     assert processes(targets[:-1]) == 1
     assert processes(targets) == cores  # none synced yet: each is a target all the same
