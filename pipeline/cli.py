@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from .allocator import choose_system_allocator
 from .arguments import PROG, QUERY_TABLE_ROWS, build_parser
 from .errors import ConfigError, UserError, one_line
 from .fanout import Handover, progress_lines
@@ -435,6 +436,7 @@ def run() -> NoReturn:
     """The console script: `main`, then a prompt exit. Everything is committed, closed and
     unlocked by then; the interpreter's own shutdown (finalising pyarrow, DuckDB, botocore)
     would add a third of a second or more to every command."""
+    choose_system_allocator()  # the process is ours: before anything imports pyarrow
     code = main()
     logging.shutdown()
     sys.stdout.flush()

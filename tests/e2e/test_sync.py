@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -62,6 +65,37 @@ def test_a_sync_allocates_from_the_system_allocator_unless_the_user_chose_one(
     seed_catalogue(server.emulator, seed=1, images=3)
     assert run_sync(data_dir, server).ok
     assert pa.default_memory_pool().backend_name == (chosen or "system")
+
+
+# What the processes this project starts choose before pyarrow is imported: its C++ code's
+# default pool too, which a later switch cannot reach.
+_POOL_OF_THE_COMMAND = (
+    "import pipeline.cli as cli\n"
+    "cli.main = lambda: print(__import__('pyarrow').default_memory_pool().backend_name) or 0\n"
+    "cli.run()"
+)
+_POOL_OF_THE_CODE_LOCATION = (
+    "import assets.definitions, pyarrow\nprint(pyarrow.default_memory_pool().backend_name)"
+)
+
+
+@pytest.mark.parametrize("chosen", [None, "mimalloc"])
+@pytest.mark.parametrize(
+    "process",
+    [_POOL_OF_THE_COMMAND, _POOL_OF_THE_CODE_LOCATION],
+    ids=["command", "code-location"],
+)
+def test_the_command_and_the_code_location_choose_the_allocator_before_pyarrow_loads(
+    process: str, chosen: str | None
+) -> None:
+    env = {name: value for name, value in os.environ.items() if name != ARROW_POOL_ENV}
+    if chosen is not None:
+        env[ARROW_POOL_ENV] = chosen
+    printed = subprocess.run(
+        [sys.executable, "-P", "-c", process],
+        capture_output=True, text=True, env=env, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    assert printed.split() == [chosen or "system"]
 
 
 def test_sync_mutate_sync_cycles_equal_the_source_field_by_field(
