@@ -47,6 +47,7 @@ __all__ = [
     "Shard",
     "ShardOutcome",
     "in_shard",
+    "merge_failures",
     "merge_figures",
     "plan_shards",
     "progress_lines",
@@ -150,8 +151,10 @@ class ShardOutcome:
 
 
 def merge_figures(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One sync summary from the children's: counts added up, the wall time the longest,
-    the watermarks' range the widest."""
+    """One sync summary from the children's (without `ok` and `failures`): counts added up,
+    the wall time the longest, the watermarks' range the widest; a failure that several
+    children report (an organization whose accounts could not be listed) counted once in
+    `failed`, as `merge_failures` lists it."""
     merged: dict[str, Any] = {}
     for summary in summaries:
         for name, value in summary.items():
@@ -170,7 +173,18 @@ def merge_figures(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 merged[name] = before or value
             elif isinstance(value, int | float):
                 merged[name] = before + value
+    if "failed" in merged:
+        merged["failed"] -= len(_reported(summaries)) - len(merge_failures(summaries))
     return merged
+
+
+def merge_failures(summaries: Sequence[dict[str, Any]]) -> list[str]:
+    """The children's failures, in order, each once."""
+    return list(dict.fromkeys(_reported(summaries)))
+
+
+def _reported(summaries: Sequence[dict[str, Any]]) -> list[str]:
+    return [failure for summary in summaries for failure in summary.get("failures", [])]
 
 
 def run_shards(
@@ -209,22 +223,19 @@ def run_shards(
             signalled = True
         for reader in readers:
             reader.join(timeout=_POLL_S / processes)
-    summaries, failures, codes = [], [], []
+    summaries, stopped, codes = [], [], []
     for index, (child, line) in enumerate(zip(children, talks.last_lines, strict=True)):
         summary = json.loads(line) if line.startswith("{") else None
         if summary is not None:
             summaries.append(summary)
-            failures += summary.get("failures", [])
         code = child.wait()
         if code < 0 or (code != 2 and summary is None):
             # Killed (the OOM killer), or stopped before its summary: its targets are unknown.
-            failures.append(f"shard {index + 1} of {processes} stopped with status {code}")
+            stopped.append(f"shard {index + 1} of {processes} stopped with status {code}")
             code = 1
         codes.append(code)
-    figures, unique = merge_figures(summaries), list(dict.fromkeys(failures))
-    if "failed" in figures:
-        figures["failed"] -= len(failures) - len(unique)
-    return ShardOutcome(figures, unique, _combined(codes))
+    failures = merge_failures(summaries) + stopped
+    return ShardOutcome(merge_figures(summaries), failures, _combined(codes))
 
 
 class _Talks:

@@ -9,7 +9,14 @@ import pytest
 
 from pipeline.defaults import PROCESS_PER_CORE_TARGETS
 from pipeline.errors import ConfigError
-from pipeline.fanout import Handover, Shard, in_shard, merge_figures, plan_shards
+from pipeline.fanout import (
+    Handover,
+    Shard,
+    in_shard,
+    merge_failures,
+    merge_figures,
+    plan_shards,
+)
 from pipeline.model import ImageState, account_key, target_key
 from pipeline.run import SourceTarget
 from pipeline.shares import default_processes, plan_by_cost
@@ -152,3 +159,15 @@ def test_the_childrens_summaries_add_up_to_one() -> None:
         "watermark_max": "2026-03-01",
         "reconciled": True,
     }
+
+
+def test_a_failure_that_every_child_reports_is_listed_and_counted_once() -> None:
+    unlisted = "org/r: cannot list the organization's accounts: AccessDenied"
+    summaries = [
+        {"failed": 2, "failures": [unlisted, "a/r: image x: broken"]},
+        {"failed": 2, "failures": [unlisted, "b/r: image y: broken"]},
+        {"failed": 0, "failures": []},
+    ]
+    failures = merge_failures(summaries)
+    assert failures == [unlisted, "a/r: image x: broken", "b/r: image y: broken"]
+    assert merge_figures(summaries)["failed"] == len(failures)
