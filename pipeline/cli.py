@@ -92,6 +92,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         raise ConfigError("--processes and --shard do not go together")
     counting = ApiStats()  # the organizations' accounts, listed once for the whole sync
     if args.shard is None:
+        data_dir.check_ours()  # before the listing, which may wait out a hung endpoint
         handover = Handover(accounts=list_organizations(targets, counting, args.cancel))
         processes = args.processes or default_processes(data_dir, targets, handover.accounts)
         if processes > 1:

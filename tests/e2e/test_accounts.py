@@ -543,6 +543,23 @@ def test_a_hung_organizations_endpoint_is_waited_out_once(
     assert asked == ["ListAccounts"]
 
 
+def test_a_data_dir_not_ours_is_refused_before_the_organization_is_listed(
+    tmp_path: Path, accounts: EmulatorServer, aws: Organization, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sources = organization_sources(tmp_path, accounts)
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "holiday.jpg").write_bytes(b"not a dataset")
+    with HostileProxy(aws.url, aimed_at("ListAccounts", Misbehaviour("silent"))) as hung:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", hung.url)
+        result = run_cli("sync", "--config", str(sources), "--data-dir", str(foreign))
+        asked = [operation for operation, _ in hung.requests]
+    assert result.code == 2, result.stderr
+    assert "was not created by image-versions" in result.stderr
+    assert asked == []  # refused at once, not after the listing's deadline
+    assert sorted(path.name for path in foreign.iterdir()) == ["holiday.jpg"]
+
+
 def test_an_organization_sources_tags_reach_every_member_account(
     tmp_path: Path, accounts: EmulatorServer, aws: Organization
 ) -> None:
