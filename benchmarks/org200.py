@@ -12,7 +12,8 @@ tree's memory), the emulator's and moto's CPU read from their own processes:
 - **no-change**: the next sync, at default settings (a process per core: it knows 200);
 - **no-change, one process**: the same with `--processes 1`, for what the second core earns;
 - **one large target**: one account of `org200_large_images` images, no limit, no-change, as
-  the yardstick of CPU per call.
+  the yardstick of CPU per call; and beside it the bare boto3 script (bare_boto3.py) making
+  the same no-change calls on as many threads, what botocore alone costs a call here.
 
 CPU per call is the sync's CPU less a no-op sync's, over the calls the emulator answered.
 Targets: a no-change sync within 90 s of wall; where the emulator's own CPU on the same cores
@@ -32,6 +33,7 @@ from .harness import INFO, Context, Outcome, Row, median, seconds_text, verdict
 from .measured import run_measured
 from .organization import LATENCY_S, VERSIONS, MeasuredOrganization, startup_runs
 from .served_org import served_organization
+from .yardstick import bare_command
 
 NO_CHANGE_WALL_S = 90.0
 NO_CHANGE_CPU_S = 130.0
@@ -51,10 +53,20 @@ def _one_large_target(ctx: Context) -> dict[str, Any]:
         emulator.clear()
         cpu = emulator.cpu_seconds()
         run = run_measured(command, timeout=1800)
+        calls = sum(emulator.counts()["operations"].values())
+        emulator_cpu = emulator.cpu_seconds() - cpu
+        bare = bare_command(emulator.url, ctx.fresh_dir("org200-bare.json"))
+        run_measured(bare, timeout=1800)
+        emulator.clear()
+        bare_run = run_measured(bare, timeout=1800)
         return {
             **run.figures(),
-            "calls": sum(emulator.counts()["operations"].values()),
-            "emulator_cpu_seconds": emulator.cpu_seconds() - cpu,
+            "calls": calls,
+            "emulator_cpu_seconds": emulator_cpu,
+            "bare": {
+                **bare_run.figures(),
+                "calls": sum(emulator.counts()["operations"].values()),
+            },
         }
 
 
@@ -96,6 +108,20 @@ def _outcome(raw: dict[str, Any]) -> Outcome:
             INFO,
             f"{large['calls']} calls; sync CPU {large['cpu_seconds']:.1f} s less the no-op's "
             f"{startup_cpu:.2f} s; emulator CPU {large['emulator_cpu_seconds']:.1f} s",
+        )
+    )
+    bare = large["bare"]
+    bare_per_call = bare["cpu_seconds"] / bare["calls"]
+    outcome.add(
+        Row(
+            "ORG-200",
+            "the bare boto3 script, the same calls (CPU per call)",
+            seconds_text(bare["seconds"]),
+            f"{bare_per_call * 1000:.2f} ms CPU a call",
+            "-",
+            INFO,
+            f"{bare['calls']} calls; its whole process, start-up included; ORG-200's no-change "
+            f"calls would cost it {bare_per_call * raw['no-change']['calls']:.0f} s of CPU",
         )
     )
     for step in ("full", "no-change", "no-change, one process"):
