@@ -39,6 +39,8 @@ class Controller:
         self.span: list[float] = []
         """Monotonic seconds when the first request since the last clear came, and when the
         last reply went."""
+        self.replied = 0
+        """Replies since the last clear, errors included (`progress`)."""
         self._lock = threading.Lock()
         for account, emulator in self.accounts.items():
             self._count_replies(account, emulator)
@@ -53,6 +55,7 @@ class Controller:
             with self._lock:
                 first, last = self.span or [came, went]
                 self.span = [min(first, came), max(last, went)]
+                self.replied += 1
                 if status != 200:
                     self.errors[account, str(payload.get("__type"))] += 1
             return status, payload
@@ -133,6 +136,12 @@ class Controller:
             },
         }
 
+    def progress(self) -> list[float]:
+        """Replies since the last clear, and this process's CPU seconds: cheap enough to
+        poll while a sync runs."""
+        with self._lock:
+            return [self.replied, time.process_time()]
+
     def _span_seconds(self) -> float:
         with self._lock:
             return self.span[1] - self.span[0] if self.span else 0.0
@@ -147,6 +156,7 @@ class Controller:
         with self._lock:
             self.errors.clear()
             self.span = []
+            self.replied = 0
 
     def cpu_seconds(self) -> float:
         return time.process_time()
@@ -200,6 +210,11 @@ class EmulatorHandle(ABC):
 
     def clear(self) -> None:
         self.call("clear")
+
+    def progress(self) -> tuple[int, float]:
+        """(replies since the last clear, CPU seconds of the emulator's process)."""
+        replied, cpu = self.call("progress")
+        return int(replied), float(cpu)
 
     def cpu_seconds(self) -> float:
         return float(self.call("cpu_seconds"))

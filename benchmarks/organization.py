@@ -17,6 +17,7 @@ splits that CPU into a cost per target (role, client, one ListImages) and a cost
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 from .api import BUCKET_REFILL_S, RATE_RPS
 from .catalogue import CatalogueSpec, pages
 from .commands import cli, sync_args
-from .emulator_proc import open_emulator
+from .emulator_proc import EmulatorHandle, open_emulator
 from .harness import INFO, Context, Outcome, Row, median, medians, seconds_text, verdict
 from .measured import load_average, run_measured
 from .served_org import ServedOrganization, served_organization
@@ -35,6 +36,10 @@ VERSIONS = 10
 TARGET_FACTOR = 1.3
 SYNC_TIMEOUT_S = 3600.0
 """Today's targets run one after another and are throttled hard: minutes at full size."""
+BUSY_FROM, BUSY_TO = 0.1, 0.9
+"""The busy phase of a sync: from the call that makes 10% of its calls to the one that makes
+90%, past the start (accounts listed, clients made, state read) and the tail (the last
+targets alone, at their accounts' limits)."""
 STEPS = ("full", "no-change")
 EMPTY_REGION = "eu-west-1"
 """A region in which no account has an image."""
@@ -59,12 +64,13 @@ class MeasuredOrganization:
         self.emulator.clear()
         loads = load_average()
         emulator_cpu, moto_cpu = self.emulator.cpu_seconds(), self.moto.cpu_seconds()
-        run = run_measured(
-            self.served.sync_command(self.config, data_dir, *options),
-            env=self.env,
-            timeout=SYNC_TIMEOUT_S,
-            ok_codes=(0, 1),  # 1: some image failed; counted below
-        )
+        with _Progress(self.emulator) as progress:
+            run = run_measured(
+                self.served.sync_command(self.config, data_dir, *options),
+                env=self.env,
+                timeout=SYNC_TIMEOUT_S,
+                ok_codes=(0, 1),  # 1: some image failed; counted below
+            )
         counts = self.emulator.counts()
         calls_of = {
             account: served["requests"] - served["errors"]
@@ -82,11 +88,56 @@ class MeasuredOrganization:
             "throttled": counts["errors"].get("ThrottlingException", 0),
             "slowest_target_calls": max(calls_of.values()),
             "targets_served": sum(1 for calls in calls_of.values() if calls),
+            "busy": busy_phase(progress.samples),
             "product": {
                 key: summary[key]
                 for key in ("api_calls", "throttled_retries", "failed", "images", "seconds")
             },
         }
+
+
+class _Progress:
+    """Polls the emulator's replies and CPU while a sync runs (the only user of its pipe
+    then: the caller waits on the sync), as (monotonic seconds, replies, emulator CPU)."""
+
+    POLL_S = 0.5
+
+    def __init__(self, emulator: EmulatorHandle) -> None:
+        self.emulator = emulator
+        self.samples: list[tuple[float, int, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while True:
+            self.samples.append((time.monotonic(), *self.emulator.progress()))
+            if self._stop.wait(self.POLL_S):
+                return
+
+    def __enter__(self) -> _Progress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def busy_phase(samples: list[tuple[float, int, float]]) -> dict[str, float]:
+    """Calls answered a second and the emulator's cores in use over the busy phase
+    (BUSY_FROM to BUSY_TO of the calls), when the sync is bound by its CPU if by anything
+    of its own; zeros when too few samples fall in it."""
+    total = samples[-1][1] if samples else 0
+    start = next((s for s in samples if s[1] >= BUSY_FROM * total), None)
+    end = next((s for s in samples if s[1] >= BUSY_TO * total), None)
+    if start is None or end is None or end[0] <= start[0]:
+        return {"seconds": 0.0, "calls_per_second": 0.0, "emulator_cores": 0.0}
+    seconds = end[0] - start[0]
+    return {
+        "seconds": seconds,
+        "calls_per_second": (end[1] - start[1]) / seconds,
+        "emulator_cores": (end[2] - start[2]) / seconds,
+    }
 
 
 def startup_runs(ctx: Context) -> list[dict[str, Any]]:
