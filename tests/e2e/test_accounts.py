@@ -552,7 +552,10 @@ def test_a_data_dir_not_ours_is_refused_before_the_organization_is_listed(
     (foreign / "holiday.jpg").write_bytes(b"not a dataset")
     with HostileProxy(aws.url, aimed_at("ListAccounts", Misbehaviour("silent"))) as hung:
         monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", hung.url)
-        result = run_cli("sync", "--config", str(sources), "--data-dir", str(foreign))
+        result = run_cli(
+            "sync", "--call-timeout", "3", "--config", str(sources),
+            "--data-dir", str(foreign),
+        )  # fmt: skip
         asked = [operation for operation, _ in hung.requests]
     assert result.code == 2, result.stderr
     assert "was not created by image-versions" in result.stderr
