@@ -121,6 +121,7 @@ class _Progress:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
+        self.samples.append((time.monotonic(), *self.emulator.progress()))  # the last calls
 
 
 def busy_phase(samples: list[tuple[float, int, float]]) -> dict[str, float]:

@@ -54,6 +54,6 @@ schedule's run over every target beside a backfill of one, say). The CLI fails a
 unless given --wait."""
 PROCESS_PER_CORE_TARGETS = 32
 """Targets from which `sync` runs a process per core by default (shares.py). One
-process makes 600-750 no-change calls a second (1.3-1.6 ms of CPU each, docs/scaling.md);
+process makes 500-750 no-change calls a second (1.3-2.0 ms of CPU each, docs/scaling.md);
 32 targets at a typical limit of 20 requests/s offer about that. Fewer leave a second core
 little to do, and its process would only add its start-up (0.5 s) and its own clients."""
