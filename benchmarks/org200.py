@@ -14,8 +14,8 @@ tree's memory), the emulator's and moto's CPU read from their own processes:
 - **one large target**: one account of `org200_large_images` images, no limit, no-change, as
   the yardstick of CPU per call; and beside it the bare boto3 script (bare_boto3.py) making
   the same no-change calls on as many threads, what botocore alone costs a call here. Both
-  run before the organization's syncs and again after them: the machine's speed drifts by
-  tens of percent over minutes, so the yardstick is their mean and both are shown.
+  run before the organization's syncs and again after them: the machine's speed drifts
+  between runs, so the yardstick is their mean and both are shown.
 
 CPU per call is the sync's CPU less a no-op sync's, over the calls the emulator answered.
 Targets: a no-change sync within 90 s of wall; where the emulator's own CPU on the same cores
@@ -31,10 +31,9 @@ is reported beside the speed-up; the speed-up itself is as measured.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from pipeline.defaults import PROCESS_PER_CORE_TARGETS
+from pipeline.shares import processes_for
 
 from .api import RATE_RPS
 from .catalogue import CatalogueSpec
@@ -104,13 +103,8 @@ def _measure(ctx: Context) -> dict[str, Any]:
         raw["full"] = organization.sync(data_dir)
         raw["no-change"] = organization.sync(data_dir)
         raw["no-change, one process"] = organization.sync(data_dir, "--processes", "1")
-    raw["large, after"] = _one_large_target(ctx)  # the machine's speed drifts over minutes
+    raw["large, after"] = _one_large_target(ctx)  # the machine's speed drifts between runs
     return raw
-
-
-def default_processes(targets: int) -> int:
-    """The processes a sync of `targets` runs without `--processes` (pipeline/shares.py)."""
-    return len(os.sched_getaffinity(0)) if targets >= PROCESS_PER_CORE_TARGETS else 1
 
 
 def org200(ctx: Context) -> Outcome:
@@ -154,7 +148,7 @@ def _outcome(raw: dict[str, Any]) -> Outcome:
     busy_one, busy_two = one["busy"], two["busy"]
     measured = busy_one["seconds"] > 0 and busy_two["seconds"] > 0
     busy_speed_up = busy_two["calls_per_second"] / busy_one["calls_per_second"] if measured else 0
-    processes = default_processes(raw["targets"])
+    processes = processes_for(raw["targets"])  # what `sync` chose without --processes
     if not measured:
         result = verdict(False)
     else:

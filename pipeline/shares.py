@@ -35,7 +35,12 @@ def default_processes(
             expected += target.key not in known
         elif target.source not in synced_sources:
             expected += _members(target, accounts)
-    if expected < PROCESS_PER_CORE_TARGETS:
+    return processes_for(expected)
+
+
+def processes_for(targets: int) -> int:
+    """The cores, once a sync has `PROCESS_PER_CORE_TARGETS` targets; else one process."""
+    if targets < PROCESS_PER_CORE_TARGETS:
         return 1
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
