@@ -16,7 +16,7 @@ from .source import AccountListings, organization_members
 from .state import known_target_images, known_target_keys
 from .storage import DataDir
 
-__all__ = ["default_processes", "plan_by_cost"]
+__all__ = ["default_processes", "plan_by_cost", "processes_for"]
 
 
 def default_processes(
